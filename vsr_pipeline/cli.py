@@ -1,0 +1,230 @@
+"""The ``vsr`` command: upscale, degrade, eval, models.
+
+Progress and logs go to stderr; with ``--json`` the last line of stdout is one JSON object.
+Errors are one line on stderr and a documented non-zero exit code (``--debug`` shows tracebacks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, NoReturn
+
+from vsr_pipeline import errors
+from vsr_pipeline.errors import UsageError, VsrError
+
+log = logging.getLogger("vsr")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line and exits with the usage code."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(errors.EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> Fraction:
+    try:
+        value = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a frame rate like 25 or 30000/1001, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"frame rate must be > 0, got {text}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+
+def _run_options(p: argparse.ArgumentParser, model_default: str | None) -> None:
+    p.add_argument("--model", default=model_default, required=model_default is None, help="registered model name")
+    p.add_argument("--weights", help="weights name (see `vsr models`) or a checkpoint path")
+    p.add_argument("--scale", type=_positive_int, default=4)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--chunk", type=_positive_int, help="core frames per chunk (default: sized to the frame)")
+    p.add_argument("--padding", type=int, help="context frames each side of a chunk (default: per model)")
+    p.add_argument("--address", help="join a Ray cluster (e.g. auto or ray://host:10001); default in-process")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vsr", description="Video super-resolution: PyAV in and out, Ray actors.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    up = sub.add_parser("upscale", help="upscale a video file or a folder of frames")
+    up.add_argument("input", help="video file or folder of frames")
+    up.add_argument("-o", "--output", required=True, help="video file, or a folder of PNG frames")
+    _run_options(up, "basicvsr")
+    up.add_argument("--codec", default="libx264")
+    up.add_argument("--crf", type=int, default=18)
+    up.add_argument("--preset", default="medium")
+    up.add_argument("--fps", type=_fraction, help="frame rate of a folder-of-frames input (default 25)")
+    up.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    up.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _common(up)
+
+    dg = sub.add_parser("degrade", help="make low-resolution material (bi: MATLAB bicubic, bd: blur+decimate)")
+    dg.add_argument("input", help="video file, folder of frames, or an image")
+    dg.add_argument("-o", "--output", required=True, help="video file or folder of PNG frames")
+    dg.add_argument("--scale", type=_positive_int, default=4)
+    dg.add_argument("--degradation", choices=["bi", "bd"], default="bi")
+    dg.add_argument("--fps", type=_fraction)
+    dg.add_argument("--overwrite", action="store_true")
+    _common(dg)
+
+    ev = sub.add_parser("eval", help="Y-PSNR/SSIM of a model against ground truth, beside bicubic")
+    _run_options(ev, None)
+    ev.add_argument("--dataset", required=True, help="folder of sequences (Vid4 layout), folder of images, or video")
+    ev.add_argument("--degradation", choices=["bi", "bd"], default="bi")
+    ev.add_argument("--crop-border", type=int, help="pixels cropped at each border (default: see docs/evaluation.md)")
+    ev.add_argument("--no-progress", action="store_true")
+    _common(ev)
+
+    md = sub.add_parser("models", help="list registered models, parameter counts and available weights")
+    _common(md)
+    return parser
+
+
+def cmd_models(args: argparse.Namespace) -> dict[str, Any]:
+    from models.registry import available_weights, build_model, count_params, list_specs
+
+    rows = []
+    for spec in list_specs():
+        scale = 4 if 4 in spec.scales else spec.scales[0]
+        rows.append(
+            {
+                "name": spec.name,
+                "kind": spec.kind,
+                "temporal": spec.temporal,
+                "params": count_params(build_model(spec.name, scale)),
+                "params_scale": scale,
+                "scales": list(spec.scales),
+                "weights": available_weights(spec.name),
+                "default_weights": spec.default_weights,
+                "summary": spec.summary,
+            }
+        )
+    if not args.json:
+        print(f"{'model':<12} {'kind':<6} {'params':>10}  {'scales':<8} weights")
+        for r in rows:
+            weights = ", ".join(r["weights"]) or "(none yet)"
+            scales = ",".join(str(s) for s in r["scales"])
+            print(f"{r['name']:<12} {r['kind']:<6} {r['params']:>10,}  {scales:<8} {weights}")
+    return {"models": rows}
+
+
+def cmd_upscale(args: argparse.Namespace) -> dict[str, Any]:
+    from vsr_pipeline.pipeline import UpscaleOptions, upscale
+
+    opts = UpscaleOptions(
+        model=args.model,
+        weights=args.weights,
+        scale=args.scale,
+        device=args.device,
+        chunk=args.chunk,
+        padding=args.padding,
+        codec=args.codec,
+        crf=args.crf,
+        preset=args.preset,
+        address=args.address,
+        overwrite=args.overwrite,
+        fps=args.fps,
+        progress=not args.no_progress,
+    )
+    result = upscale(args.input, args.output, opts).to_json()
+    if not args.json:
+        print(
+            f"wrote {result['output']}: {result['frames_out']} frames {result['width_out']}x{result['height_out']} "
+            f"in {result['seconds']:.1f} s ({result['fps']:.2f} frames/s, {result['device']})"
+        )
+    return result
+
+
+def cmd_degrade(args: argparse.Namespace) -> dict[str, Any]:
+    from vsr_pipeline.evaluate import degrade_file
+
+    result = degrade_file(args.input, args.output, args.scale, args.degradation, args.fps, args.overwrite)
+    if not args.json:
+        print(f"wrote {result['output']}: {result['frames']} frames {result['width']}x{result['height']}")
+    return result
+
+
+def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
+    from vsr_pipeline.evaluate import evaluate, format_table
+    from vsr_pipeline.pipeline import UpscaleOptions
+
+    opts = UpscaleOptions(
+        model=args.model,
+        weights=args.weights,
+        scale=args.scale,
+        device=args.device,
+        chunk=args.chunk,
+        padding=args.padding,
+        address=args.address,
+        progress=not args.no_progress,
+    )
+    result = evaluate(args.dataset, opts, args.degradation, args.crop_border)
+    if not args.json:
+        print(format_table(result))
+    return result
+
+
+COMMANDS = {"models": cmd_models, "upscale": cmd_upscale, "degrade": cmd_degrade, "eval": cmd_eval}
+
+
+def _exit_code(exc: BaseException) -> tuple[int, str]:
+    """Map an exception to (exit code, one-line message)."""
+    cause = getattr(exc, "cause", None)  # ray.exceptions.RayTaskError / RayActorError carry the original
+    if cause is not None and isinstance(cause, BaseException) and cause is not exc:
+        return _exit_code(cause)
+    if isinstance(exc, VsrError):
+        return exc.exit_code, str(exc)
+    module = type(exc).__module__
+    if module.startswith("vsr_pipeline.media"):
+        return errors.EXIT_INPUT, str(exc)
+    if module.startswith("models") and isinstance(exc, ValueError):
+        return errors.EXIT_MODEL, str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return errors.EXIT_INTERRUPTED, "interrupted"
+    return errors.EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        result = COMMANDS[args.command](args)
+    except (Exception, KeyboardInterrupt) as exc:
+        if args.debug:
+            raise
+        code, message = _exit_code(exc)
+        first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+        print(f"vsr: error: {first}", file=sys.stderr)
+        return code
+    if args.json:
+        sys.stdout.flush()
+        print(json.dumps(result, default=str))
+    return errors.EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
