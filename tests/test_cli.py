@@ -42,8 +42,12 @@ def test_text_file_renamed_mp4(tmp_path: Path) -> None:
 
 
 def test_bad_flag_and_bad_value(tmp_path: Path) -> None:
-    assert_one_line_error(vsr("upscale", "x.mp4", "-o", "y.mp4", "--frobnicate"), errors.EXIT_USAGE, "--frobnicate")
-    assert_one_line_error(vsr("upscale", "x.mp4", "-o", "y.mp4", "--chunk", "zero"), errors.EXIT_USAGE, "chunk")
+    assert_one_line_error(
+        vsr("upscale", "x.mp4", "-o", "y.mp4", "--frobnicate"), errors.EXIT_USAGE, "--frobnicate"
+    )
+    assert_one_line_error(
+        vsr("upscale", "x.mp4", "-o", "y.mp4", "--chunk", "zero"), errors.EXIT_USAGE, "chunk"
+    )
 
 
 def test_existing_output_is_never_replaced_unasked(tmp_path: Path) -> None:
@@ -77,7 +81,12 @@ def test_upscale_json_and_degrade(tmp_path: Path) -> None:
     run = vsr("upscale", str(src), "-o", str(tmp_path / "out.mkv"), "--json", "--no-progress", "--chunk", "2")
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert (result["frames_in"], result["frames_out"], result["width_out"], result["height_out"]) == (5, 5, 96, 64)
+    assert (result["frames_in"], result["frames_out"], result["width_out"], result["height_out"]) == (
+        5,
+        5,
+        96,
+        64,
+    )
     assert result["output"] == str(tmp_path / "out.mkv") and result["seconds"] > 0 and result["fps"] > 0
     run = vsr("degrade", str(tmp_path / "out.mkv"), "-o", str(tmp_path / "lr"), "--json")
     assert run.returncode == 0, run.stderr

@@ -58,7 +58,11 @@ def test_per_frame_model_chunked_equals_whole(tmp_path: Path) -> None:
     outs = []
     for chunk in (2, 3, 100):
         out = tmp_path / f"sr_{chunk}"
-        upscale(src, out, UpscaleOptions(model="espcn", weights=str(weights), scale=2, chunk=chunk, progress=False))
+        upscale(
+            src,
+            out,
+            UpscaleOptions(model="espcn", weights=str(weights), scale=2, chunk=chunk, progress=False),
+        )
         outs.append(read_images(list_images(out)))
     assert outs[0].shape == (7, 30, 42, 3)
     assert np.array_equal(outs[0], outs[2]) and np.array_equal(outs[1], outs[2])

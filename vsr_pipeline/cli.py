@@ -11,11 +11,10 @@ import json
 import logging
 import sys
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, NoReturn
 
 from vsr_pipeline import errors
-from vsr_pipeline.errors import UsageError, VsrError
+from vsr_pipeline.errors import VsrError
 
 log = logging.getLogger("vsr")
 
@@ -41,7 +40,9 @@ def _fraction(text: str) -> Fraction:
     try:
         value = Fraction(text)
     except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"expected a frame rate like 25 or 30000/1001, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a frame rate like 25 or 30000/1001, got {text!r}"
+        ) from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"frame rate must be > 0, got {text}")
     return value
@@ -53,7 +54,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _run_options(p: argparse.ArgumentParser, model_default: str | None) -> None:
-    p.add_argument("--model", default=model_default, required=model_default is None, help="registered model name")
+    p.add_argument(
+        "--model", default=model_default, required=model_default is None, help="registered model name"
+    )
     p.add_argument("--weights", help="weights name (see `vsr models`) or a checkpoint path")
     p.add_argument("--scale", type=_positive_int, default=4)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -78,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(up)
 
-    dg = sub.add_parser("degrade", help="make low-resolution material (bi: MATLAB bicubic, bd: blur+decimate)")
+    dg = sub.add_parser(
+        "degrade", help="make low-resolution material (bi: MATLAB bicubic, bd: blur+decimate)"
+    )
     dg.add_argument("input", help="video file, folder of frames, or an image")
     dg.add_argument("-o", "--output", required=True, help="video file or folder of PNG frames")
     dg.add_argument("--scale", type=_positive_int, default=4)
@@ -89,9 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="Y-PSNR/SSIM of a model against ground truth, beside bicubic")
     _run_options(ev, None)
-    ev.add_argument("--dataset", required=True, help="folder of sequences (Vid4 layout), folder of images, or video")
+    ev.add_argument(
+        "--dataset", required=True, help="folder of sequences (Vid4 layout), folder of images, or video"
+    )
     ev.add_argument("--degradation", choices=["bi", "bd"], default="bi")
-    ev.add_argument("--crop-border", type=int, help="pixels cropped at each border (default: see docs/evaluation.md)")
+    ev.add_argument(
+        "--crop-border", type=int, help="pixels cropped at each border (default: see docs/evaluation.md)"
+    )
     ev.add_argument("--no-progress", action="store_true")
     _common(ev)
 
@@ -149,7 +158,8 @@ def cmd_upscale(args: argparse.Namespace) -> dict[str, Any]:
     result = upscale(args.input, args.output, opts).to_json()
     if not args.json:
         print(
-            f"wrote {result['output']}: {result['frames_out']} frames {result['width_out']}x{result['height_out']} "
+            f"wrote {result['output']}: {result['frames_out']} frames "
+            f"{result['width_out']}x{result['height_out']} "
             f"in {result['seconds']:.1f} s ({result['fps']:.2f} frames/s, {result['device']})"
         )
     return result

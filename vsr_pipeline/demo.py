@@ -50,10 +50,15 @@ def main(argv: list[str] | None = None) -> int:
 
     result = upscale(args.input, video, UpscaleOptions(model=args.model, overwrite=True))
     lr, sr = middle_frame(args.input), middle_frame(video)
-    image = side_by_side(bicubic_upscale(lr[None], 4)[0], sr, ("bicubic", f"{result.model} ({result.weights})"))
+    image = side_by_side(
+        bicubic_upscale(lr[None], 4)[0], sr, ("bicubic", f"{result.model} ({result.weights})")
+    )
     cv2.imwrite(str(compare), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     print(f"input      {args.input} ({result.frames_in} frames {result.width_in}x{result.height_in})")
-    print(f"video      {video} ({result.frames_out} frames {result.width_out}x{result.height_out}, audio copied)")
+    print(
+        f"video      {video} ({result.frames_out} frames "
+        f"{result.width_out}x{result.height_out}, audio copied)"
+    )
     print(f"comparison {compare} (bicubic | {result.model}, middle frame)")
     print(f"time       {result.seconds:.1f} s, {result.fps:.2f} frames/s on {result.device}")
     return 0

@@ -20,6 +20,7 @@ import numpy as np
 from vsr_pipeline.degrade import crop_to_multiple, degrade_bd, degrade_bi, imresize
 from vsr_pipeline.errors import UsageError
 from vsr_pipeline.media import FrameReader, ImageFolderWriter, VideoWriter, list_images, probe, read_images
+from vsr_pipeline.media.images import IMAGE_EXTENSIONS
 from vsr_pipeline.metrics import psnr_y, ssim_y
 from vsr_pipeline.pipeline import UpscaleOptions, check_paths, ray_session, upscale
 
@@ -35,18 +36,22 @@ def find_sequences(dataset: str | Path) -> tuple[str, list[tuple[str, Path]]]:
     if path.is_file():
         return "video", [(path.stem, path)]
     folders = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
-    sequences = [(d.name, d) for d in folders if list_images(d, missing_ok=True)]
+    sequences = [(d.name, d) for d in folders if _has_images(d)]
     if sequences:
         return "sequences", sequences
-    images = list_images(path, missing_ok=True)
+    images = list_images(path) if _has_images(path) else []
     if images:
         return "images", [(p.stem, p) for p in images]
     raise UsageError(f"dataset {path} holds no image sequences, images or video")
 
 
+def _has_images(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir() if p.is_file())
+
+
 def read_all(source: Path) -> np.ndarray:
     """All frames of a video, image folder, or single image as uint8 (T, H, W, 3)."""
-    if source.is_file() and source.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}:
+    if source.is_file() and source.suffix.lower() in IMAGE_EXTENSIONS:
         return read_images([source])
     if source.is_dir():
         return read_images(list_images(source))
@@ -67,7 +72,9 @@ def _score(sr: np.ndarray, gt: np.ndarray, crop: int) -> tuple[float, float]:
     )
 
 
-def evaluate(dataset: str | Path, opts: UpscaleOptions, degradation: str, crop_border: int | None) -> dict[str, Any]:
+def evaluate(
+    dataset: str | Path, opts: UpscaleOptions, degradation: str, crop_border: int | None
+) -> dict[str, Any]:
     """Score ``opts.model`` on every sequence of ``dataset``; returns the `vsr eval` JSON."""
     kind, sequences = find_sequences(dataset)
     scale = opts.scale
@@ -138,14 +145,19 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def degrade_file(
-    input_path: str | Path, output: str | Path, scale: int, degradation: str, fps: Fraction | None, overwrite: bool
+    input_path: str | Path,
+    output: str | Path,
+    scale: int,
+    degradation: str,
+    fps: Fraction | None,
+    overwrite: bool,
 ) -> dict[str, Any]:
     """`vsr degrade`: LR version of a video, image folder or image; video out keeps PTS and audio."""
     from workers.encoder import is_video_path
 
     input_path, output = Path(input_path), Path(output)
     check_paths(input_path, output, overwrite)
-    if input_path.is_file() and input_path.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}:
+    if input_path.is_file() and input_path.suffix.lower() in IMAGE_EXTENSIONS:
         frames, pts, info = read_images([input_path]), [0], None
     else:
         info = probe(input_path, fps=fps)
@@ -155,20 +167,18 @@ def degrade_file(
     if is_video_path(output):
         if info is None:
             raise UsageError("a single image degrades to a folder of PNG frames, not a video")
-        writer: Any = VideoWriter(
-            output,
-            width=lr.shape[2],
-            height=lr.shape[1],
-            time_base=info.time_base,
-            fps=info.fps,
-            crf=0,
-            source=info,
-            copy_streams_from=None if info.is_image_folder else str(info.path),
-            overwrite=overwrite,
+        writer: Any = VideoWriter.like(
+            output, info, width=lr.shape[2], height=lr.shape[1], crf=0, overwrite=overwrite
         )
     else:
         writer = ImageFolderWriter(output, overwrite=overwrite)
     with writer:
         writer.write(lr, pts)
-    return {"output": str(output), "frames": len(lr), "width": lr.shape[2], "height": lr.shape[1],
-            "scale": scale, "degradation": degradation}
+    return {
+        "output": str(output),
+        "frames": len(lr),
+        "width": lr.shape[2],
+        "height": lr.shape[1],
+        "scale": scale,
+        "degradation": degradation,
+    }

@@ -197,9 +197,10 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) ->
     )
 
 
-def _stream(chunks: list, batch: int, decoder: Any, upscaler: Any, encoder: Any, total: int,
-            opts: UpscaleOptions) -> int:
-    """Submit every chunk with at most ``opts.max_inflight`` encoder writes outstanding; returns frames written."""
+def _stream(
+    chunks: list, batch: int, decoder: Any, upscaler: Any, encoder: Any, total: int, opts: UpscaleOptions
+) -> int:
+    """Submit every chunk, at most ``opts.max_inflight`` encoder writes outstanding; returns frames written."""
     import ray
     from tqdm import tqdm
 
@@ -208,8 +209,14 @@ def _stream(chunks: list, batch: int, decoder: Any, upscaler: Any, encoder: Any,
     next_batch = 0
     pending: deque[tuple[int, Any]] = deque()
     written = 0
-    with tqdm(total=total, unit="frame", file=sys.stderr, disable=not opts.progress, dynamic_ncols=True,
-              desc=f"{opts.model} x{opts.scale}") as bar:
+    with tqdm(
+        total=total,
+        unit="frame",
+        file=sys.stderr,
+        disable=not opts.progress,
+        dynamic_ncols=True,
+        desc=f"{opts.model} x{opts.scale}",
+    ) as bar:
 
         def drain_one() -> None:
             nonlocal written
@@ -220,7 +227,9 @@ def _stream(chunks: list, batch: int, decoder: Any, upscaler: Any, encoder: Any,
         for c in chunks:
             need = batches_for(c, batch)
             while next_batch <= need[-1]:
-                frames_refs[next_batch], pts_refs[next_batch] = decoder.read.options(num_returns=2).remote(batch)
+                frames_refs[next_batch], pts_refs[next_batch] = decoder.read.options(num_returns=2).remote(
+                    batch
+                )
                 next_batch += 1
             for old in [b for b in frames_refs if b < need[0]]:
                 del frames_refs[old], pts_refs[old]

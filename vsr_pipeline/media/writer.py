@@ -1,0 +1,293 @@
+"""``VideoWriter``: encode uint8 RGB frames with their own pts, copy audio/subtitles, appear atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+
+import av
+import numpy as np
+
+from .colour import rgb_to_frame
+from .errors import MediaError, short_reason
+from .images import check_frames
+from .probe import ColourTags, VideoInfo, open_input
+
+log = logging.getLogger(__name__)
+
+_X26X = {"libx264", "libx265"}
+_VPX = {"libvpx", "libvpx-vp9"}
+
+
+def partial_path(path: Path) -> Path:
+    """Temporary sibling ``.NAME.partial.EXT`` (same folder, same extension, so the same muxer)."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+class VideoWriter:
+    """Encode frames to ``path``; the file appears under its name only when :meth:`close` succeeds.
+
+    - Timing: the stream time base is ``time_base`` and every frame keeps the pts it is given (variable
+      frame rate survives); ``fps`` is only a rate-control hint. Pts must increase strictly.
+    - Colour: RGB -> YUV with the matrix/range of ``colour`` (the source's tags, kept on the output);
+      untagged -> BT.601 limited, the same convention :class:`FrameReader` decodes with.
+    - Pixel format: ``yuv420p``; odd width or height -> ``yuv444p`` (4:2:0 cannot hold them; 4:4:4 keeps
+      every pixel without padding or cropping). MediaError if the codec cannot take the format needed.
+    - ``copy_streams_from``: its audio and subtitle streams are copied packet for packet (no re-encoding,
+      same pts) when the container accepts the codec, else skipped with a warning. They are read
+      progressively, up to the time of the video written so far, and the rest is flushed at close
+      (only up to the end of the video when ``trim_copied_streams``). Copied pts share the source
+      timeline with the video pts, so offsets are kept as long as the video pts are the source's.
+    - Atomic: writes ``.NAME.partial.EXT`` beside the output and renames it on close; :meth:`abort` (and
+      an exception in ``with``) deletes it. An existing output is refused unless ``overwrite``.
+    - ``crf``/``preset`` go to x264/x265 (crf also to libvpx); ``options`` are extra codec options.
+      The extension picks the container (.mp4, .mkv, .mov, .webm).
+    - ``source``: a probed input whose colour tags and rotation are used where ``colour``/``rotation``
+      are not given (time base and rate are always explicit); see also :meth:`like`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        width: int,
+        height: int,
+        time_base: Fraction,
+        fps: Fraction,
+        codec: str = "libx264",
+        crf: int = 18,
+        preset: str = "medium",
+        colour: ColourTags | None = None,
+        rotation: int | None = None,
+        source: VideoInfo | None = None,
+        copy_streams_from: str | os.PathLike[str] | None = None,
+        trim_copied_streams: bool = False,
+        overwrite: bool = False,
+        options: dict[str, str] | None = None,
+    ):
+        self.path = Path(path)
+        self.width, self.height = int(width), int(height)
+        self.time_base = Fraction(time_base)
+        self.fps = Fraction(fps)
+        if colour is None:
+            colour = source.colour if source is not None else ColourTags()
+        if rotation is None:
+            rotation = source.rotation if source is not None else 0
+        self.colour = colour
+        self.overwrite = overwrite
+        self.trim_copied_streams = trim_copied_streams
+        if self.width < 1 or self.height < 1:
+            raise ValueError(f"bad size {width}x{height}")
+        if self.path.exists() and not overwrite:
+            raise MediaError(f"{self.path}: output exists (pass overwrite to replace it)")
+        if not self.path.parent.is_dir():
+            raise MediaError(f"{self.path.parent}: output folder does not exist")
+        self.tmp_path = partial_path(self.path)
+        self.pix_fmt = "yuv420p" if self.width % 2 == 0 and self.height % 2 == 0 else "yuv444p"
+        self.frames_written = 0
+        self._last_pts: int | None = None
+        self._src: av.container.InputContainer | None = None
+        self._copy_iter: Iterator[av.Packet] | None = None
+        self._pending: av.Packet | None = None
+        self._stream_map: dict[int, av.stream.Stream] = {}
+        self._open = True
+        try:
+            codec_obj = av.Codec(codec, "w")
+        except (av.FFmpegError, ValueError) as exc:
+            raise MediaError(f"{self.path}: unknown encoder {codec!r} ({short_reason(exc)})") from None
+        if codec_obj.type != "video":
+            raise MediaError(f"{self.path}: {codec!r} is not a video encoder")
+        formats = {f.name for f in (codec_obj.video_formats or ())}
+        if formats and self.pix_fmt not in formats:
+            raise MediaError(f"{self.path}: encoder {codec} cannot take {self.pix_fmt}"
+                             + (" (needed for odd sizes)" if self.pix_fmt == "yuv444p" else ""))
+        try:
+            self._container = av.open(str(self.tmp_path), mode="w")
+        except (av.FFmpegError, ValueError, OSError) as exc:
+            raise MediaError(f"{self.path}: cannot create output ({short_reason(exc)})") from None
+        try:
+            self._setup_video(codec, crf, preset, rotation, options or {})
+            if copy_streams_from is not None:
+                self._setup_copies(Path(copy_streams_from))
+        except BaseException:
+            self.abort()
+            raise
+
+    def _setup_video(self, codec: str, crf: int, preset: str, rotation: int, extra: dict[str, str]) -> None:
+        if codec not in self._container.supported_codecs:
+            raise MediaError(f"{self.path}: the {self.path.suffix or '?'} container cannot hold {codec}")
+        opts: dict[str, str] = {}
+        if codec in _X26X:
+            opts = {"crf": str(crf), "preset": preset}
+            if codec == "libx265":
+                opts["x265-params"] = "log-level=error"
+        elif codec in _VPX:
+            opts = {"crf": str(crf), "b": "0"}
+        opts.update(extra)
+        stream = self._container.add_stream(codec, rate=self.fps, options=opts)
+        stream.width, stream.height = self.width, self.height
+        stream.pix_fmt = self.pix_fmt
+        stream.time_base = self.time_base
+        cc = stream.codec_context
+        cc.time_base = self.time_base
+        cc.framerate = self.fps
+        c = self.colour
+        cc.color_range = c.color_range
+        cc.color_primaries = c.color_primaries
+        cc.color_trc = c.color_trc
+        cc.colorspace = c.colorspace
+        if rotation:
+            stream.set_display_rotation(rotation)
+        self._video = stream
+
+    def _setup_copies(self, src_path: Path) -> None:
+        self._src = open_input(src_path)
+        chosen = []
+        for s in self._src.streams:
+            if s.type not in ("audio", "subtitle") or s.codec_context is None:
+                continue
+            name = s.codec_context.name
+            if name not in self._container.supported_codecs:
+                log.warning("%s: not copying %s stream #%d (%s): the %s container cannot hold it",
+                            self.path, s.type, s.index, name, self.path.suffix)
+                continue
+            try:
+                self._stream_map[s.index] = self._container.add_stream_from_template(s)
+            except (av.FFmpegError, ValueError) as exc:
+                log.warning("%s: not copying %s stream #%d (%s): %s", self.path, s.type, s.index, name,
+                            short_reason(exc))
+                continue
+            chosen.append(s)
+        if chosen:
+            self._copy_iter = self._src.demux(*chosen)
+        else:
+            self._src.close()
+            self._src = None
+
+    def _pump(self, until: Fraction | None) -> None:
+        """Mux copied packets whose time is <= ``until`` seconds (all when None)."""
+        if self._copy_iter is None:
+            return
+        while True:
+            pkt = self._pending
+            if pkt is None:
+                try:
+                    pkt = next(self._copy_iter, None)
+                except av.FFmpegError as exc:
+                    log.warning("%s: stopped copying streams at a bad packet (%s)", self.path,
+                                short_reason(exc))
+                    pkt = None
+                if pkt is None:
+                    self._copy_iter = None
+                    return
+                if not pkt.size:
+                    continue
+            ts = pkt.pts if pkt.pts is not None else pkt.dts
+            if until is not None and ts is not None and ts * Fraction(pkt.time_base) > until:
+                self._pending = pkt
+                return
+            self._pending = None
+            pkt.stream = self._stream_map[pkt.stream_index]
+            self._container.mux(pkt)
+
+    def _mux_video(self, frame: av.VideoFrame | None) -> None:
+        for packet in self._video.encode(frame):
+            self._container.mux(packet)
+
+    def write(self, frames: np.ndarray, pts: Sequence[int]) -> None:
+        """Encode frames (T, H, W, 3) uint8 RGB with their pts (ints in ``time_base``, increasing)."""
+        if not self._open:
+            raise ValueError("writer is closed")
+        check_frames(frames, pts)
+        if frames.shape[1:3] != (self.height, self.width):
+            raise ValueError(f"frames are {frames.shape[2]}x{frames.shape[1]}, "
+                             f"writer is {self.width}x{self.height}")
+        c = self.colour
+        try:
+            for rgb, p in zip(frames, pts, strict=True):
+                p = int(p)
+                if self._last_pts is not None and p <= self._last_pts:
+                    raise ValueError(f"pts must increase: {p} after {self._last_pts}")
+                vf = rgb_to_frame(rgb, self.pix_fmt, c.colorspace, c.color_range)
+                vf.color_primaries = c.color_primaries
+                vf.color_trc = c.color_trc
+                vf.pts = p
+                vf.time_base = self.time_base
+                self._mux_video(vf)
+                self._last_pts = p
+                self.frames_written += 1
+            if self._last_pts is not None:
+                self._pump(self._last_pts * self.time_base)
+        except av.FFmpegError as exc:
+            raise MediaError(f"{self.path}: encoding failed ({short_reason(exc)})") from None
+
+    def close(self) -> None:
+        """Flush, finish the file and move it into place (MediaError if no frame was written)."""
+        if not self._open:
+            return
+        if self.frames_written == 0:
+            self.abort()
+            raise MediaError(f"{self.path}: no frames written; output not created")
+        try:
+            self._mux_video(None)
+            if self.trim_copied_streams:
+                assert self._last_pts is not None
+                end = (self._last_pts + 1 / (self.fps * self.time_base)) * self.time_base
+                self._pump(Fraction(end) - Fraction(1, 10**9))
+                self._copy_iter = None
+                self._pending = None
+            else:
+                self._pump(None)
+            self._container.close()
+        except av.FFmpegError as exc:
+            self.abort()
+            raise MediaError(f"{self.path}: finishing the file failed ({short_reason(exc)})") from None
+        except BaseException:
+            self.abort()
+            raise
+        self._open = False
+        self._close_src()
+        if self.path.exists() and not self.overwrite:
+            self.tmp_path.unlink(missing_ok=True)
+            raise MediaError(f"{self.path}: output appeared while writing; not replaced")
+        os.replace(self.tmp_path, self.path)
+
+    def _close_src(self) -> None:
+        self._copy_iter = None
+        self._pending = None
+        if self._src is not None:
+            self._src.close()
+            self._src = None
+
+    def abort(self) -> None:
+        """Stop and delete the partial file; the output name is left as it was."""
+        self._open = False
+        with contextlib.suppress(Exception):  # best effort; the file is deleted anyway
+            self._container.close()
+        self._close_src()
+        self.tmp_path.unlink(missing_ok=True)
+
+    @classmethod
+    def like(cls, path: str | os.PathLike[str], info: VideoInfo, width: int | None = None,
+             height: int | None = None, copy_streams: bool = True, **kwargs: object) -> VideoWriter:
+        """A writer with ``info``'s time base, rate, colour tags and rotation (and its audio/subtitles)."""
+        kw: dict[str, object] = {
+            "time_base": info.time_base, "fps": info.fps, "source": info,
+            "copy_streams_from": info.path if copy_streams and not info.is_image_folder else None,
+        }
+        kw.update(kwargs)
+        return cls(path, width or info.width, height or info.height, **kw)  # type: ignore[arg-type]
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
