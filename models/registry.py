@@ -51,6 +51,7 @@ class ModelSpec:
     default_weights: str | None
     radius: int = 0  # window models: frames each side
     summary: str = ""
+    parametric: bool = True  # False: nothing to load (e.g. the bicubic baseline)
 
 
 _SPECS: dict[str, ModelSpec] = {}
@@ -108,6 +109,10 @@ def resolve_weights(name: str, weights: str | None) -> Path | None:
     """The weights file for model ``name``: ``None`` means the model's default weights; a registered weights
     name gives its file; anything else must be an existing file. Raises ``WeightsNotFoundError``."""
     spec = get_spec(name)
+    if not spec.parametric:
+        if weights is not None:
+            raise WeightsNotFoundError(f"model {name} has no parameters; it takes no --weights")
+        return None
     if weights is None:
         if spec.default_weights is None:
             raise WeightsNotFoundError(f"model {name} has no trained weights yet; pass --weights PATH")
@@ -174,4 +179,16 @@ register(ModelSpec(
     weights={},
     default_weights=None,
     summary="ESPCN (Shi et al., CVPR 2016): three convolutions and a sub-pixel shuffle, RGB",
+))
+register(ModelSpec(
+    name="bicubic",
+    kind="sisr",
+    temporal="none",
+    scales=(2, 3, 4, 8),
+    factory="models.sisr.bicubic:Bicubic",
+    kwargs={},
+    weights={},
+    default_weights=None,
+    summary="Bicubic interpolation (a = -0.75, PyTorch's): the no-parameter baseline",
+    parametric=False,
 ))

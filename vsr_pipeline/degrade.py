@@ -213,7 +213,8 @@ def degrade_bd(
 ) -> np.ndarray:
     """BD: Gaussian blur then keep every ``scale``-th pixel; uint8 in, uint8 out.
 
-    ``method="matlab"`` (default; the Vid4/Vimeo-90K ``BDx4`` sets that BasicVSR and mmagic test on):
+    ``method="matlab"`` (default; the Vid4/Vimeo-90K ``BDx4`` sets that BasicVSR and mmagic test on --
+    the official BasicVSR BD weights need this sampling phase, see docs/evaluation.md):
     kernel ``fspecial('gaussian', ceil(3*sigma)*2+2, sigma)`` (12x12 at sigma 1.6, even, so it is centred
     half a pixel right/down of its anchor), ``imfilter`` correlation with anchor ``floor((n+1)/2)``
     (1-based) and replicate borders, in float; keep 0-based rows/columns ``scale//2 - 1 + scale*j`` -- with

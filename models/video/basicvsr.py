@@ -38,9 +38,9 @@ class BasicVSR(nn.Module):
     of frame ``i+1`` onto frame ``i``) and the forward flow ``spynet(x_{i+1}, x_i)`` (warps the state of frame
     ``i`` onto frame ``i+1``), as in BasicSR. The backward branch runs ``T-1 .. 0``, the forward branch
     ``0 .. T-1``; each warps its hidden state, concatenates the LR frame before it and applies its trunk
-    (the first step of each starts from zeros). Reconstruction per
-    frame: fusion (1x1) of [backward, forward] features, two Conv + PixelShuffle(2) stages, conv_hr,
-    conv_last (LeakyReLU(0.1) between), plus the bilinearly x4-upsampled LR frame.
+    (the first step of each starts from zeros). Reconstruction per frame: fusion (1x1) of [backward,
+    forward] features, two Conv + PixelShuffle(2) stages, conv_hr, conv_last (LeakyReLU(0.1) between), plus
+    the bilinearly x4-upsampled LR frame.
 
     Memory: the backward features of all T frames (``T*64*H*W`` floats) and the forward flows
     (``(T-1)*2*H*W``) are kept; SPyNet runs one neighbour pair at a time (batch 2N).
