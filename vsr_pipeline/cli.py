@@ -125,13 +125,14 @@ def cmd_models(args: argparse.Namespace) -> dict[str, Any]:
                 "scales": list(spec.scales),
                 "weights": available_weights(spec.name),
                 "default_weights": spec.default_weights,
+                "needs_weights": spec.parametric,
                 "summary": spec.summary,
             }
         )
     if not args.json:
         print(f"{'model':<12} {'kind':<6} {'params':>10}  {'scales':<8} weights")
         for r in rows:
-            weights = ", ".join(r["weights"]) or "(none yet)"
+            weights = ", ".join(r["weights"]) or ("(none yet)" if r["needs_weights"] else "(none needed)")
             scales = ",".join(str(s) for s in r["scales"])
             print(f"{r['name']:<12} {r['kind']:<6} {r['params']:>10,}  {scales:<8} {weights}")
     return {"models": rows}

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from vsr_pipeline.degrade import crop_to_multiple, degrade_bd, degrade_bi, imresize
+from vsr_pipeline.degrade import crop_to_multiple, degrade_bd, degrade_bi, imresize, to_uint8
 from vsr_pipeline.errors import UsageError
 from vsr_pipeline.media import FrameReader, ImageFolderWriter, VideoWriter, list_images, probe, read_images
 from vsr_pipeline.media.images import IMAGE_EXTENSIONS
@@ -62,7 +62,7 @@ def read_all(source: Path) -> np.ndarray:
 
 def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
     """The table's bicubic baseline: MATLAB-style bicubic upscaling of the uint8 LR, rounded."""
-    return np.clip(np.round(imresize(lr.astype(np.float64), scale)), 0, 255).astype(np.uint8)
+    return to_uint8(imresize(lr.astype(np.float64), scale))
 
 
 def _score(sr: np.ndarray, gt: np.ndarray, crop: int) -> tuple[float, float]:

@@ -23,7 +23,9 @@ def resolve_device(device: str) -> torch.device:
 
 def to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 (T, H, W, 3) -> float32 (T, 3, H, W) in [0, 1] on ``device``."""
-    t = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+    if not frames.flags.writeable or not frames.flags.c_contiguous:  # Ray hands out read-only views
+        frames = np.array(frames, order="C")
+    t = torch.from_numpy(frames).to(device)
     return t.permute(0, 3, 1, 2).float().div_(255.0)
 
 
