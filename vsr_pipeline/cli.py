@@ -138,23 +138,28 @@ def cmd_models(args: argparse.Namespace) -> dict[str, Any]:
     return {"models": rows}
 
 
-def cmd_upscale(args: argparse.Namespace) -> dict[str, Any]:
-    from vsr_pipeline.pipeline import UpscaleOptions, upscale
+def _upscale_options(args: argparse.Namespace, **extra: Any) -> Any:
+    """UpscaleOptions from the flags `upscale` and `eval` share, plus command-specific ones."""
+    from vsr_pipeline.pipeline import UpscaleOptions
 
-    opts = UpscaleOptions(
+    return UpscaleOptions(
         model=args.model,
         weights=args.weights,
         scale=args.scale,
         device=args.device,
         chunk=args.chunk,
         padding=args.padding,
-        codec=args.codec,
-        crf=args.crf,
-        preset=args.preset,
         address=args.address,
-        overwrite=args.overwrite,
-        fps=args.fps,
         progress=not args.no_progress,
+        **extra,
+    )
+
+
+def cmd_upscale(args: argparse.Namespace) -> dict[str, Any]:
+    from vsr_pipeline.pipeline import upscale
+
+    opts = _upscale_options(
+        args, codec=args.codec, crf=args.crf, preset=args.preset, overwrite=args.overwrite, fps=args.fps
     )
     result = upscale(args.input, args.output, opts).to_json()
     if not args.json:
@@ -177,18 +182,8 @@ def cmd_degrade(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     from vsr_pipeline.evaluate import evaluate, format_table
-    from vsr_pipeline.pipeline import UpscaleOptions
 
-    opts = UpscaleOptions(
-        model=args.model,
-        weights=args.weights,
-        scale=args.scale,
-        device=args.device,
-        chunk=args.chunk,
-        padding=args.padding,
-        address=args.address,
-        progress=not args.no_progress,
-    )
+    opts = _upscale_options(args)
     result = evaluate(args.dataset, opts, args.degradation, args.crop_border)
     if not args.json:
         print(format_table(result))

@@ -200,7 +200,7 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) ->
 def _stream(
     chunks: list, batch: int, decoder: Any, upscaler: Any, encoder: Any, total: int, opts: UpscaleOptions
 ) -> int:
-    """Submit every chunk, at most ``opts.max_inflight`` encoder writes outstanding; returns frames written."""
+    """Submit every chunk, at most ``opts.max_inflight`` writes outstanding; returns frames written."""
     import ray
     from tqdm import tqdm
 

@@ -8,11 +8,11 @@ import shutil
 import struct
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 import cv2
 import numpy as np
 
+from .atomic import AtomicOutput
 from .errors import MediaError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
@@ -131,7 +131,7 @@ def check_frames(frames: np.ndarray, pts: Sequence[int]) -> None:
         raise ValueError(f"{frames.shape[0]} frames but {len(pts)} pts")
 
 
-class ImageFolderWriter:
+class ImageFolderWriter(AtomicOutput):
     """Write frames as ``%06d.png`` (0-based running index) into a folder that appears only when complete.
 
     Frames go to a hidden sibling ``.NAME.partial`` renamed to ``NAME`` on :meth:`close`; :meth:`abort`
@@ -191,13 +191,3 @@ class ImageFolderWriter:
         """Delete everything written; the output name is left as it was."""
         self._open = False
         shutil.rmtree(self.tmp_path, ignore_errors=True)
-
-    def __enter__(self) -> ImageFolderWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

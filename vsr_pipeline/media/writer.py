@@ -8,11 +8,11 @@ import os
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
 
 import av
 import numpy as np
 
+from .atomic import AtomicOutput
 from .colour import rgb_to_frame
 from .errors import MediaError, short_reason
 from .images import check_frames
@@ -29,7 +29,7 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
-class VideoWriter:
+class VideoWriter(AtomicOutput):
     """Encode frames to ``path``; the file appears under its name only when :meth:`close` succeeds.
 
     - Timing: the stream time base is ``time_base`` and every frame keeps the pts it is given (variable
@@ -281,13 +281,3 @@ class VideoWriter:
         }
         kw.update(kwargs)
         return cls(path, width or info.width, height or info.height, **kw)  # type: ignore[arg-type]
-
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
