@@ -47,9 +47,9 @@ def main() -> int:
     p.add_argument("--paddings", type=int, nargs="+", default=[0, 2, 5, 10, 20])
     p.add_argument("--sequences", nargs="+", default=["calendar", "city"])
     p.add_argument("--dataset", type=Path, default=ROOT.parent / "shared" / "data" / "benchmarks" / "vid4")
+    p.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), help="centre crop of the GT (CPU time)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     spec = get_spec(args.model)
     model = load_model(args.model, args.weights, 4)
     rows: dict[int, dict[str, list[float]]] = {
@@ -58,6 +58,10 @@ def main() -> int:
     started = time.perf_counter()
     for name in args.sequences:
         gt = crop_to_multiple(read_images(list_images(args.dataset / name)), 4)
+        if args.crop:
+            h, w = args.crop
+            top, left = (gt.shape[1] - h) // 2 // 4 * 4, (gt.shape[2] - w) // 2 // 4 * 4
+            gt = gt[:, top : top + h, left : left + w]
         lr = degrade_bi(gt, 4)
         whole = run_model(model, spec.temporal, lr, torch.device("cpu"))
         whole_psnr = np.array([psnr_y(a, b) for a, b in zip(whole, gt, strict=True)])
