@@ -13,7 +13,7 @@ from vsr_pipeline import errors
 
 def vsr(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "vsr_pipeline.cli", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "vsr_pipeline.cli", *args], capture_output=True, text=True, timeout=600
     )
 
 

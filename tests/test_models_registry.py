@@ -37,14 +37,14 @@ def scratch_specs() -> Iterator[None]:
 
 
 def test_registered_models() -> None:
-    assert [s.name for s in list_specs()] == ["basicvsr", "espcn"]
+    assert [s.name for s in list_specs()] == ["basicvsr", "bicubic", "espcn"]
     espcn = get_spec("espcn")
     assert (espcn.kind, espcn.temporal, espcn.scales, espcn.weights, espcn.default_weights) == (
         "sisr", "none", (2, 3, 4), {}, None)
 
 
 def test_unknown_model_lists_known_names() -> None:
-    with pytest.raises(UnknownModelError, match="unknown model 'edsr'; registered models: basicvsr, espcn"):
+    with pytest.raises(UnknownModelError, match="unknown model 'edsr'; registered models: basicvsr, bicubic, espcn"):
         get_spec("edsr")
     assert issubclass(UnknownModelError, ValueError)
 
