@@ -52,6 +52,11 @@ class ModelSpec:
     radius: int = 0  # window models: frames each side
     summary: str = ""
     parametric: bool = True  # False: nothing to load (e.g. the bicubic baseline)
+    #: where the image grows: "pre" (bicubic-upscaled input inside the module), "post" (sub-pixel or
+    #: deconvolution at the end), "progressive" (x2 stages), "none" (no parameters, e.g. bicubic)
+    upsampling: Literal["pre", "post", "progressive", "none"] = "post"
+    #: video models whose per-frame body can be any registered single-image model (``--backbone NAME``)
+    accepts_backbone: bool = False
 
 
 _SPECS: dict[str, ModelSpec] = {}
@@ -80,8 +85,16 @@ def list_specs() -> list[ModelSpec]:
     return [_SPECS[k] for k in sorted(_SPECS)]
 
 
-def build_model(name: str, scale: int) -> nn.Module:
-    """A freshly initialised (untrained) model ``name`` for ``scale``."""
+def build_model(name: str, scale: int, **overrides: object) -> nn.Module:
+    """A freshly initialised (untrained) model ``name`` for ``scale``.
+
+    ``overrides`` replace or extend the spec's constructor kwargs, e.g. ``num_in_ch=9`` to use a single-image
+    model as the fusion body of a 3-frame video model, or ``backbone="espcn"`` for a video model.
+
+    Contract of every single-image model: ``Class(scale=s, num_in_ch=3, num_out_ch=3, **arch)`` maps
+    ``(N, num_in_ch, H, W) -> (N, num_out_ch, s*H, s*W)`` in ``[0, 1]``; a global skip over the (bicubic)
+    upscaled input exists only when ``num_in_ch == num_out_ch`` (a host video model adds its own).
+    """
     spec = get_spec(name)
     if scale not in spec.scales:
         raise UnsupportedScaleError(
@@ -91,7 +104,7 @@ def build_model(name: str, scale: int) -> nn.Module:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ModelError(f"model {name} cannot be built: {spec.factory} is not importable ({exc})") from exc
-    kwargs = dict(spec.kwargs)
+    kwargs = {**spec.kwargs, **overrides}
     if "scale" in inspect.signature(factory).parameters:
         kwargs["scale"] = scale
     return factory(**kwargs)
@@ -154,6 +167,14 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _sisr(name: str, factory: str, scales: tuple[int, ...], upsampling: str, summary: str,
+          **kwargs: object) -> None:
+    """Register a single-image model with no shipped weights (yet)."""
+    register(ModelSpec(name=name, kind="sisr", temporal="none", scales=scales, factory=factory,
+                       kwargs=dict(kwargs), weights={}, default_weights=None, summary=summary,
+                       upsampling=upsampling))  # type: ignore[arg-type]
+
+
 register(ModelSpec(
     name="basicvsr",
     kind="video",
@@ -170,15 +191,46 @@ register(ModelSpec(
     summary="BasicVSR (Chan et al., CVPR 2021): bidirectional recurrent propagation with SPyNet flow, 6.3M",
 ))
 register(ModelSpec(
-    name="espcn",
-    kind="sisr",
-    temporal="none",
+    name="vespcn",
+    kind="video",
+    temporal="window",
     scales=(2, 3, 4),
-    factory="models.sisr.espcn:ESPCN",
-    kwargs={},
+    factory="models.video.vespcn:VESPCN",
+    kwargs={"num_frame": 3},
     weights={},
     default_weights=None,
-    summary="ESPCN (Shi et al., CVPR 2016): three convolutions and a sub-pixel shuffle, RGB",
+    radius=1,
+    summary="VESPCN (Caballero et al., CVPR 2017): spatial-transformer motion compensation, early fusion, "
+            "sub-pixel output",
+    accepts_backbone=True,
+))
+register(ModelSpec(
+    name="edvr-m",
+    kind="video",
+    temporal="window",
+    scales=(2, 3, 4),
+    factory="models.video.edvr:EDVR",
+    kwargs={"num_feat": 64, "num_frame": 5, "deformable_groups": 8, "num_extract_block": 5,
+            "num_reconstruct_block": 10},
+    weights={},
+    default_weights=None,
+    radius=2,
+    summary="EDVR-M (Wang et al., CVPRW 2019): PCD alignment (deformable conv), TSA fusion, 64 channels",
+    accepts_backbone=True,
+))
+register(ModelSpec(
+    name="edvr-l",
+    kind="video",
+    temporal="window",
+    scales=(2, 3, 4),
+    factory="models.video.edvr:EDVR",
+    kwargs={"num_feat": 128, "num_frame": 5, "deformable_groups": 8, "num_extract_block": 5,
+            "num_reconstruct_block": 40},
+    weights={},
+    default_weights=None,
+    radius=2,
+    summary="EDVR-L (Wang et al., CVPRW 2019): 128 channels, 40 reconstruction blocks, 20.6M",
+    accepts_backbone=True,
 ))
 register(ModelSpec(
     name="bicubic",
@@ -191,4 +243,37 @@ register(ModelSpec(
     default_weights=None,
     summary="Bicubic interpolation (a = -0.75, PyTorch's): the no-parameter baseline",
     parametric=False,
+    upsampling="none",
 ))
+_sisr("srcnn", "models.sisr.srcnn:SRCNN", (2, 3, 4), "pre",
+      "SRCNN (Dong et al., ECCV 2014 / TPAMI 2016): 9-5-5 convolutions on the bicubic-upscaled image")
+_sisr("fsrcnn", "models.sisr.fsrcnn:FSRCNN", (2, 3, 4), "post",
+      "FSRCNN (Dong et al., ECCV 2016): shrink, 4 mapping layers, expand, deconvolution")
+_sisr("espcn", "models.sisr.espcn:ESPCN", (2, 3, 4), "post",
+      "ESPCN (Shi et al., CVPR 2016): three convolutions and a sub-pixel shuffle, RGB")
+_sisr("vdsr", "models.sisr.vdsr:VDSR", (2, 3, 4), "pre",
+      "VDSR (Kim et al., CVPR 2016): 20 convolutions, global residual on the bicubic-upscaled image")
+_sisr("drcn", "models.sisr.drcn:DRCN", (2, 3, 4), "pre",
+      "DRCN (Kim et al., CVPR 2016): one convolution applied recursively 16 times, recursive supervision")
+_sisr("red", "models.sisr.red:RED", (2, 3, 4), "pre",
+      "RED-Net (Mao et al., NeurIPS 2016): symmetric convolution/deconvolution with skip connections")
+_sisr("drrn", "models.sisr.drrn:DRRN", (2, 3, 4), "pre",
+      "DRRN (Tai et al., CVPR 2017): recursive residual units with shared weights (B1U25)")
+_sisr("lapsrn", "models.sisr.lapsrn:LapSRN", (2, 4, 8), "progressive",
+      "LapSRN (Lai et al., CVPR 2017): Laplacian pyramid of x2 stages, residuals at every level")
+_sisr("srdensenet", "models.sisr.srdensenet:SRDenseNet", (2, 3, 4), "post",
+      "SRDenseNet (Tong et al., ICCV 2017): dense blocks with dense skip connections, deconvolution")
+_sisr("srresnet", "models.sisr.srresnet:SRResNet", (2, 3, 4), "post",
+      "SRResNet (Ledig et al., CVPR 2017): 16 residual blocks with batch norm, sub-pixel x2 stages")
+_sisr("edsr", "models.sisr.edsr:EDSR", (2, 3, 4), "post",
+      "EDSR (Lim et al., CVPRW 2017): 32 residual blocks of 256 channels, residual scaling 0.1",
+      num_feat=256, num_block=32, res_scale=0.1)
+_sisr("edsr-baseline", "models.sisr.edsr:EDSR", (2, 3, 4), "post",
+      "EDSR baseline (Lim et al., CVPRW 2017): 16 residual blocks of 64 channels",
+      num_feat=64, num_block=16, res_scale=1.0)
+_sisr("mdsr", "models.sisr.edsr:MDSR", (2, 3, 4), "post",
+      "MDSR (Lim et al., CVPRW 2017): one shared trunk, per-scale pre-processing and upsamplers")
+_sisr("rdn", "models.sisr.rdn:RDN", (2, 3, 4), "post",
+      "RDN (Zhang et al., CVPR 2018): 16 residual dense blocks of 8 layers, global feature fusion")
+_sisr("rrdbnet", "models.sisr.rrdbnet:RRDBNet", (2, 4), "post",
+      "RRDBNet, the ESRGAN generator (Wang et al., ECCVW 2018): 23 residual-in-residual dense blocks")
