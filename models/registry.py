@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -165,6 +166,110 @@ def load_model(name: str, weights: str | None, scale: int) -> nn.Module:
 def count_params(model: nn.Module) -> int:
     """Number of parameters (buffers not included)."""
     return sum(p.numel() for p in model.parameters())
+
+
+class ConfigError(ModelError):
+    """A model config with a bad field; the message names the config and the field."""
+
+
+#: fields of a model config (``configs/models/*.yaml``) and their types
+CONFIG_FIELDS: dict[str, type] = {
+    "model": str, "scale": int, "weights": str, "backbone": str, "arch": Mapping}
+_TYPE_WORDS = {str: "a string", int: "an integer", Mapping: "a mapping of constructor arguments"}
+
+
+def _config_factory(spec: ModelSpec, where: str) -> object:
+    module_name, _, attr = spec.factory.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"{where}: model {spec.name} cannot be built: {spec.factory} is not importable "
+                          f"({exc})") from exc
+
+
+def validate_config(cfg: object, where: str = "config") -> dict[str, object]:
+    """Check a model config and return it as a plain dict; raises ``ConfigError`` naming ``where`` and the
+    field: unknown fields, wrong types, an unknown model or backbone, an unsupported scale, a backbone for a
+    model that takes none, weights for a model without parameters, ``arch`` arguments the model's
+    constructor does not take (checked against its signature; this imports the model's module)."""
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of fields ({', '.join(CONFIG_FIELDS)}), "
+                          f"got {type(cfg).__name__}")
+    unknown = [k for k in cfg if k not in CONFIG_FIELDS]
+    if unknown:
+        raise ConfigError(f"{where}: unknown field {unknown[0]!r} (fields: {', '.join(CONFIG_FIELDS)})")
+    for field in ("model", "scale"):
+        if field not in cfg:
+            raise ConfigError(f"{where}: field {field!r} is missing")
+    for field, kind in CONFIG_FIELDS.items():
+        value = cfg.get(field)
+        if field in cfg and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise ConfigError(f"{where}: field {field!r}: expected {_TYPE_WORDS[kind]}, got {value!r}")
+    name, scale = str(cfg["model"]), int(cfg["scale"])  # type: ignore[call-overload]
+    try:
+        spec = get_spec(name)
+    except UnknownModelError as exc:
+        raise ConfigError(f"{where}: field 'model': {exc}") from None
+    if scale not in spec.scales:
+        raise ConfigError(f"{where}: field 'scale': model {name} supports scale "
+                          f"{', '.join(map(str, spec.scales))}, not {scale}")
+    if "weights" in cfg and not spec.parametric:
+        raise ConfigError(f"{where}: field 'weights': model {name} has no parameters to load")
+    if "backbone" in cfg:
+        hosts = ", ".join(s.name for s in list_specs() if s.accepts_backbone)
+        if not spec.accepts_backbone:
+            raise ConfigError(f"{where}: field 'backbone': model {name} takes no backbone (models that do: "
+                              f"{hosts})")
+        backbone = str(cfg["backbone"])
+        if backbone not in _SPECS or _SPECS[backbone].kind != "sisr":
+            sisr = ", ".join(s.name for s in list_specs() if s.kind == "sisr")
+            raise ConfigError(f"{where}: field 'backbone': {backbone!r} is not a single-image model "
+                              f"(one of: {sisr})")
+    arch = cfg.get("arch") or {}
+    if arch:
+        bad = [k for k in arch if not isinstance(k, str)]
+        if bad:
+            raise ConfigError(f"{where}: field 'arch': argument names must be strings, got {bad[0]!r}")
+        for reserved in ("scale", "backbone"):
+            if reserved in arch:
+                raise ConfigError(f"{where}: field 'arch': give {reserved!r} as the top-level field "
+                                  f"{reserved!r}, not as a constructor argument")
+        params = inspect.signature(_config_factory(spec, where)).parameters  # type: ignore[arg-type]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            accepted = [p for p in params if p not in ("self", "scale", "backbone")]
+            for key in arch:
+                if key not in params:
+                    raise ConfigError(f"{where}: field 'arch': {spec.factory} has no argument {key!r} "
+                                      f"(it takes: {', '.join(accepted) or 'none'})")
+    return dict(cfg)
+
+
+def build_from_config(cfg: object, *, where: str = "config", load: bool = True) -> nn.Module:
+    """The model a config describes, in eval mode on the current default device.
+
+    ``cfg`` holds ``model`` (registered name), ``scale``, and optionally ``weights`` (a registered weights
+    name or a checkpoint path; loaded strictly when ``load``; without it the model is freshly initialised),
+    ``backbone`` (the single-image model inside a video model that accepts one) and ``arch`` (constructor
+    arguments replacing the spec's). Raises ``ConfigError`` (a ``ModelError``) naming ``where`` and the field.
+    """
+    checked = validate_config(cfg, where)
+    name, scale = str(checked["model"]), int(checked["scale"])  # type: ignore[call-overload]
+    overrides: dict[str, object] = dict(checked.get("arch") or {})  # type: ignore[call-overload]
+    if "backbone" in checked:
+        overrides["backbone"] = checked["backbone"]
+    try:
+        model = build_model(name, scale, **overrides)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ModelError) or not overrides:
+            raise
+        field = "arch" if checked.get("arch") else "backbone"
+        raise ConfigError(f"{where}: field {field!r}: model {name} rejects {overrides}: "
+                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") from exc
+    if load and "weights" in checked:
+        path = resolve_weights(name, str(checked["weights"]))
+        if path is not None:
+            load_weights(model, path, strict=True)
+    return model.eval()
 
 
 def _sisr(name: str, factory: str, scales: tuple[int, ...], upsampling: str, summary: str,
