@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.motion.base import FlowEstimator
 from models.motion.warp import flow_warp
 
 LEVELS = 6  # pyramid levels; the coarsest is 1/32 of the processing size
@@ -39,7 +40,7 @@ class SpyNetLevel(nn.Module):
         return self.basic_module(x)
 
 
-class SpyNet(nn.Module):
+class SpyNet(FlowEstimator):
     """Coarse-to-fine flow estimator, 1,440,300 parameters (6 levels x 240,050) plus two 3-value buffers.
 
     ``forward(ref, supp)`` takes two ``(N, 3, H, W)`` RGB batches in ``[0, 1]`` (any H, W) and returns the
@@ -55,6 +56,10 @@ class SpyNet(nn.Module):
       by one replicated row/column if the level is one pixel larger (odd sizes), the supporting image is
       warped with it (bilinear, ``padding_mode="border"``, ``align_corners=True``), and the level's network
       predicts a residual added to the upsampled flow.
+
+    A :class:`FlowEstimator`: ``flow(ref, supp)`` is ``forward`` with input checks. Pretrained weights:
+    ``build_flow_estimator("spynet", pretrained=True)`` loads the ``spynet.*`` entries of the official
+    BasicVSR checkpoint (see :mod:`models.motion.factory`).
     """
 
     def __init__(self) -> None:
