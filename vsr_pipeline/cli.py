@@ -1,4 +1,4 @@
-"""The ``vsr`` command: upscale, degrade, eval, models.
+"""The ``vsr`` command: upscale, degrade, eval, models, convert.
 
 Progress and logs go to stderr; with ``--json`` the last line of stdout is one JSON object.
 Errors are one line on stderr and a documented non-zero exit code (``--debug`` shows tracebacks).
@@ -106,36 +106,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     md = sub.add_parser("models", help="list registered models, parameter counts and available weights")
     _common(md)
+
+    cv = sub.add_parser("convert", help="rewrite a checkpoint (BasicSR, mmagic, plain .pth) as .safetensors")
+    cv.add_argument("input", help="checkpoint: .pth/.pt (read tensors-only) or .safetensors")
+    cv.add_argument("output", help="the .safetensors file to write")
+    cv.add_argument("--model", help="model the weights must fit (strict); keys renamed by its key map")
+    cv.add_argument("--scale", type=_positive_int, help="with --model: the scale to check (default: any)")
+    cv.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _common(cv)
     return parser
 
 
 def cmd_models(args: argparse.Namespace) -> dict[str, Any]:
-    from models.registry import available_weights, build_model, count_params, list_specs
+    from vsr_pipeline.model_commands import format_models, list_models
 
-    rows = []
-    for spec in list_specs():
-        scale = 4 if 4 in spec.scales else spec.scales[0]
-        rows.append(
-            {
-                "name": spec.name,
-                "kind": spec.kind,
-                "temporal": spec.temporal,
-                "params": count_params(build_model(spec.name, scale)),
-                "params_scale": scale,
-                "scales": list(spec.scales),
-                "weights": available_weights(spec.name),
-                "default_weights": spec.default_weights,
-                "needs_weights": spec.parametric,
-                "summary": spec.summary,
-            }
-        )
+    result = list_models()
     if not args.json:
-        print(f"{'model':<12} {'kind':<6} {'params':>10}  {'scales':<8} weights")
-        for r in rows:
-            weights = ", ".join(r["weights"]) or ("(none yet)" if r["needs_weights"] else "(none needed)")
-            scales = ",".join(str(s) for s in r["scales"])
-            print(f"{r['name']:<12} {r['kind']:<6} {r['params']:>10,}  {scales:<8} {weights}")
-    return {"models": rows}
+        print(format_models(result["models"]))
+    return result
+
+
+def cmd_convert(args: argparse.Namespace) -> dict[str, Any]:
+    from vsr_pipeline.model_commands import convert_file
+
+    result = convert_file(args.input, args.output, args.model, args.scale, args.overwrite)
+    if not args.json:
+        fits = f", fits {result['model']} x{result['scale']}" if "model" in result else ""
+        print(f"wrote {result['output']}: {result['tensors']} tensors from {result['source_format']}{fits}")
+    return result
 
 
 def _upscale_options(args: argparse.Namespace, **extra: Any) -> Any:
@@ -190,7 +188,13 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-COMMANDS = {"models": cmd_models, "upscale": cmd_upscale, "degrade": cmd_degrade, "eval": cmd_eval}
+COMMANDS = {
+    "models": cmd_models,
+    "convert": cmd_convert,
+    "upscale": cmd_upscale,
+    "degrade": cmd_degrade,
+    "eval": cmd_eval,
+}
 
 
 def _exit_code(exc: BaseException) -> tuple[int, str]:
