@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -56,3 +57,19 @@ class PixelShuffleUpsampler(nn.Sequential):
             if act is not None:
                 layers.append(act())
         super().__init__(*layers)
+
+
+def bicubic_upscale(x: Tensor, scale: int) -> Tensor:
+    """Bicubic upscaling by an integer factor, ``(N, C, H, W) -> (N, C, s*H, s*W)``, unclamped.
+
+    PyTorch's bicubic (Keys kernel, a = -0.75, half-pixel centres, ``align_corners=False``): the first step
+    of the pre-upsampling models (SRCNN, VDSR, DRCN, RED, DRRN), which take the LR image like every other
+    model and interpolate inside the module.
+    """
+    return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+
+
+def check_image_batch(x: Tensor, num_ch: int, model: str) -> None:
+    """Raise a one-line ``ValueError`` unless ``x`` is ``(N, num_ch, H, W)``."""
+    if x.dim() != 4 or x.shape[1] != num_ch:
+        raise ValueError(f"{model} expects (N, {num_ch}, H, W); got {tuple(x.shape)}")
