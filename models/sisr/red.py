@@ -38,28 +38,29 @@ class RED(nn.Module):
         half = num_layers // 2
         self.scale = scale
         self.num_in_ch = num_in_ch
-        self.half = half
-        self.skip_step = skip_step
         self.skip = num_in_ch == num_out_ch
         self.convs = nn.ModuleList(nn.Conv2d(num_in_ch if i == 0 else num_feat, num_feat, 3, 1, 1)
                                    for i in range(half))
         self.deconvs = nn.ModuleList(nn.ConvTranspose2d(num_feat, num_feat, 3, 1, 1) for _ in range(half - 1))
         self.deconv_last = nn.ConvTranspose2d(num_feat, num_out_ch, 3, 1, 1)
+        #: deconvolution j (1-based) -> the convolution i whose output is added to it: mirrored depths
+        #: (i and L - i), every ``skip_step`` layers
+        self.skip_pairs: dict[int, int] = {j: half - j for j in range(1, half) if (half - j) % skip_step == 0}
 
     def forward(self, x: Tensor) -> Tensor:
         check_image_batch(x, self.num_in_ch, "RED")
         up = bicubic_upscale(x, self.scale)
-        feats: dict[int, Tensor] = {}  # encoder outputs by depth, only those a skip needs
+        wanted = set(self.skip_pairs.values())
+        feats: dict[int, Tensor] = {}  # encoder outputs a skip needs, by convolution index
         h = up
         for i, conv in enumerate(self.convs, start=1):
             h = F.relu(conv(h))
-            if i < self.half and i % self.skip_step == 0:
+            if i in wanted:
                 feats[i] = h
         for j, deconv in enumerate(self.deconvs, start=1):
             h = deconv(h)
-            mirror = self.half - j
-            if mirror in feats:
-                h = h + feats.pop(mirror)
+            if j in self.skip_pairs:
+                h = h + feats.pop(self.skip_pairs[j])
             h = F.relu(h)
         out = self.deconv_last(h)
         return out + up if self.skip else out
