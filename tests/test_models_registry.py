@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,17 +37,32 @@ def scratch_specs() -> Iterator[None]:
     registry._SPECS.update(before)
 
 
+SISR = ["bicubic", "drcn", "drrn", "edsr", "edsr-baseline", "espcn", "fsrcnn", "lapsrn", "mdsr", "rdn", "red",
+        "rrdbnet", "srcnn", "srdensenet", "srresnet", "vdsr"]
+VIDEO = ["basicvsr", "edvr-l", "edvr-m", "vespcn"]
+
+
 def test_registered_models() -> None:
-    assert [s.name for s in list_specs()] == ["basicvsr", "bicubic", "espcn"]
+    specs = list_specs()
+    assert [s.name for s in specs] == sorted(SISR + VIDEO)
+    assert [s.name for s in specs if s.kind == "sisr"] == SISR
     espcn = get_spec("espcn")
     assert (espcn.kind, espcn.temporal, espcn.scales, espcn.weights, espcn.default_weights) == (
         "sisr", "none", (2, 3, 4), {}, None)
+    for spec in specs:
+        assert spec.factory.startswith(f"models.{spec.kind}."), spec.factory  # one place per kind
+        assert (spec.temporal == "none") == (spec.kind == "sisr"), spec.name
+        assert (spec.radius > 0) == (spec.temporal == "window"), spec.name
+        assert spec.summary and (spec.upsampling == "none") == (not spec.parametric)
+    assert [s.name for s in specs if s.accepts_backbone] == ["edvr-l", "edvr-m", "vespcn"]
+    assert {s.name: s.upsampling for s in specs if s.upsampling in ("pre", "progressive")} == {
+        "srcnn": "pre", "vdsr": "pre", "drcn": "pre", "red": "pre", "drrn": "pre", "lapsrn": "progressive"}
 
 
 def test_unknown_model_lists_known_names() -> None:
-    known = "registered models: basicvsr, bicubic, espcn"
-    with pytest.raises(UnknownModelError, match=f"unknown model 'edsr'; {known}"):
-        get_spec("edsr")
+    known = "registered models: " + ", ".join(sorted(SISR + VIDEO))
+    with pytest.raises(UnknownModelError, match=re.escape(f"unknown model 'edsr-xl'; {known}")):
+        get_spec("edsr-xl")
     assert issubclass(UnknownModelError, ValueError)
 
 
