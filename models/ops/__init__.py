@@ -1,0 +1,1 @@
+"""Operators that PyTorch itself lacks (pure-PyTorch implementations, optional faster backends)."""
