@@ -78,6 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--preset", default="medium")
     up.add_argument("--fps", type=_fraction, help="frame rate of a folder-of-frames input (default 25)")
     up.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    up.add_argument(
+        "--backbone", help="single-image model as the body of a video model that accepts one (VESPCN, EDVR)"
+    )
+    up.add_argument(
+        "--align",
+        metavar="ESTIMATOR",
+        help="pre-align each window with optical flow before a window model: spynet, farneback, dis, vespcn",
+    )
+    up.add_argument(
+        "--aligned-dtype",
+        choices=["uint8", "float16"],
+        default="uint8",
+        help="dtype of aligned windows between the aligner and the model (default uint8)",
+    )
+    up.add_argument(
+        "--batch", type=_positive_int, default=4, help="frames or windows per forward pass (default 4)"
+    )
     up.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(up)
 
@@ -157,7 +174,16 @@ def cmd_upscale(args: argparse.Namespace) -> dict[str, Any]:
     from vsr_pipeline.pipeline import upscale
 
     opts = _upscale_options(
-        args, codec=args.codec, crf=args.crf, preset=args.preset, overwrite=args.overwrite, fps=args.fps
+        args,
+        codec=args.codec,
+        crf=args.crf,
+        preset=args.preset,
+        overwrite=args.overwrite,
+        fps=args.fps,
+        backbone=args.backbone,
+        align=args.align,
+        aligned_dtype=args.aligned_dtype,
+        batch=args.batch,
     )
     result = upscale(args.input, args.output, opts).to_json()
     if not args.json:
