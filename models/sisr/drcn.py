@@ -16,7 +16,7 @@ objective. ``forward`` returns ``y`` only (same call as every model: LR in, HR o
 
 Parameters: the paper's Y-channel model (1 in, 1 out, F = 256, D = 16) has 1,774,080 convolution weights
 (9*256 + 3 * 9*256*256 + 9*256; the "1.77M" of the comparison tables); with 1,025 biases and 16 ensemble
-weights, 1,775,121.
+weights, 1,775,121. RGB: 1,784,339.
 """
 
 from __future__ import annotations

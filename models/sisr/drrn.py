@@ -14,7 +14,7 @@ model also puts an (unshared) batch norm before every ReLU; it is left out here,
 re-implementations (it changes no convolution and the paper's count leaves it out).
 
 Parameters: the paper reports 297K for B1U25 on the Y channel (1 in, 1 out): 297,216 convolution weights
-(9*128 + 2 * 9*128*128 + 9*128), 297,601 with biases.
+(9*128 + 2 * 9*128*128 + 9*128), 297,601 with biases. RGB: 302,211.
 """
 
 from __future__ import annotations
