@@ -278,3 +278,18 @@ def test_fsrcnn_deconvolution_output_size_any_scale() -> None:
         model = FSRCNN(scale=scale, num_in_ch=1, num_out_ch=1, d=8, s=4, m=1)
         with torch.no_grad():
             assert model(torch.rand(1, 1, 3, 5)).shape == (1, 1, 3 * scale, 5 * scale)
+
+
+def test_fsrcnn_deconvolution_centres_each_lr_pixel_in_its_block() -> None:
+    """x3: the deconvolution's centre tap puts LR pixel (i, j) on HR pixel (3i + 1, 3j + 1), the middle of
+    the 3x3 block that LR pixel covers (half-pixel centres, as the bicubic and the degradation use)."""
+    model = FSRCNN(scale=3, num_in_ch=1, num_out_ch=1, d=4, s=2, m=1)
+    with torch.no_grad():
+        model.deconv.weight.zero_()
+        model.deconv.weight[0, 0, 4, 4] = 1.0
+        model.deconv.bias.zero_()
+        feat = torch.zeros(1, 4, 3, 5)
+        feat[0, 0, 1, 2] = 1.0
+        out = model.deconv(feat)
+    assert out.shape == (1, 1, 9, 15)
+    assert out[0, 0, 4, 7] == 1.0 and out.sum() == 1.0

@@ -50,6 +50,7 @@ class DRCN(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
+        nn.init.normal_(self.conv_last.weight, std=1e-3)  # every y_d starts near the bicubic image
 
     @property
     def ensemble_weights(self) -> Tensor:

@@ -19,6 +19,7 @@ Parameters: the paper reports 297K for B1U25 on the Y channel (1 in, 1 out): 297
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -61,6 +62,10 @@ class DRRN(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
+        with torch.no_grad():  # without the official batch norm: keep the 25 shared units near identity
+            for block in self.blocks:
+                block.conv2.weight.mul_(0.1)
+        nn.init.normal_(self.conv_last.weight, std=1e-3)  # the residual starts near zero
 
     def forward(self, x: Tensor) -> Tensor:
         check_image_batch(x, self.num_in_ch, "DRRN")

@@ -44,6 +44,11 @@ class RED(nn.Module):
                                    for i in range(half))
         self.deconvs = nn.ModuleList(nn.ConvTranspose2d(num_feat, num_feat, 3, 1, 1) for _ in range(half - 1))
         self.deconv_last = nn.ConvTranspose2d(num_feat, num_out_ch, 3, 1, 1)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.deconv_last.weight, std=1e-3)  # the residual starts near zero
         #: deconvolution j (1-based) -> the convolution i whose output is added to it: mirrored depths
         #: (i and L - i), every ``skip_step`` layers
         self.skip_pairs: dict[int, int] = {j: half - j for j in range(1, half) if (half - j) % skip_step == 0}

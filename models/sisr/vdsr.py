@@ -35,10 +35,13 @@ class VDSR(nn.Module):
             layers += [nn.Conv2d(num_feat, num_feat, 3, 1, 1), nn.ReLU(inplace=True)]
         self.body = nn.Sequential(*layers)
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
-        for m in self.modules():  # He initialisation, as in the paper
+        for m in self.modules():  # He initialisation, as in the paper, but for the output layer
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
+        # the residual starts near zero, so the untrained model is close to the bicubic image (the paper
+        # trains from He initialisation with gradient clipping instead)
+        nn.init.normal_(self.conv_last.weight, std=1e-3)
 
     def forward(self, x: Tensor) -> Tensor:
         check_image_batch(x, self.num_in_ch, "VDSR")
