@@ -5,7 +5,8 @@ order (ReLU before each convolution). Inside a block the U units share one pair 
 unit adds the block's entry features (multi-path local residual learning):
 
     u  = bicubic x s (x)
-    per block b:  H0 = Conv_b(ReLU(input));  H_k = Conv_b2(ReLU(Conv_b1(ReLU(H_{k-1})))) + H0,  k = 1..U
+    per block b:  H0  = Conv_b(ReLU(input))       (block 1: Conv_1(u), no ReLU on the image)
+                  H_k = Conv_b2(ReLU(Conv_b1(ReLU(H_{k-1})))) + H0,  k = 1..U
     y  = Conv(ReLU(H_U) -> out) (+ u when in == out)
 
 Depth ``(1 + 2U) * B + 1``: the paper's B1U25 has 52 layers. ``(N, num_in_ch, H, W) ->
@@ -29,15 +30,16 @@ from models.blocks import bicubic_upscale, check_image_batch
 class RecursiveBlock(nn.Module):
     """One DRRN recursive block: an entry convolution and ``num_units`` units sharing two convolutions."""
 
-    def __init__(self, in_ch: int, num_feat: int, num_units: int) -> None:
+    def __init__(self, in_ch: int, num_feat: int, num_units: int, pre_act: bool = True) -> None:
         super().__init__()
         self.num_units = num_units
+        self.pre_act = pre_act
         self.conv_in = nn.Conv2d(in_ch, num_feat, 3, 1, 1)
         self.conv1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.conv2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        entry = self.conv_in(F.relu(x))
+        entry = self.conv_in(F.relu(x) if self.pre_act else x)
         h = entry
         for _ in range(self.num_units):
             h = self.conv2(F.relu(self.conv1(F.relu(h)))) + entry
@@ -55,8 +57,9 @@ class DRRN(nn.Module):
         self.scale = scale
         self.num_in_ch = num_in_ch
         self.skip = num_in_ch == num_out_ch
-        self.blocks = nn.Sequential(*(RecursiveBlock(num_in_ch if b == 0 else num_feat, num_feat, num_units)
-                                      for b in range(num_blocks)))
+        # the first block sees the image itself: no ReLU before its entry convolution
+        self.blocks = nn.Sequential(*(RecursiveBlock(num_in_ch if b == 0 else num_feat, num_feat, num_units,
+                                                     pre_act=b > 0) for b in range(num_blocks)))
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
