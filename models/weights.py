@@ -274,6 +274,12 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def convert(in_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
             model: nn.Module | None = None, metadata: Mapping[str, str] | None = None) -> dict[str, str]:
     """Rewrite the checkpoint ``in_path`` (any readable format) as safetensors at ``out_path``.
@@ -295,6 +301,7 @@ def convert(in_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     try:
         save_safetensors(state, tmp, meta)
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates 0600 files; give the usual permissions
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -266,6 +266,9 @@ def test_convert_writes_metadata_and_checks_the_model(tmp_path: Path, reference:
     dst = tmp_path / "espcn_x2.safetensors"
     meta = convert(src, dst, model=_model(3), metadata={"note": "test"})
     assert meta == read_metadata(dst)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert dst.stat().st_mode & 0o777 == 0o666 & ~umask  # not safetensors' own 0600
     assert meta["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert (meta["source_format"], meta["tensors"], meta["note"]) == ("basicsr", "6", "test")
     fresh = _model(2)
