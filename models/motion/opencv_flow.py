@@ -48,6 +48,9 @@ class OpenCVFlow(FlowEstimator):
 class FarnebackFlow(OpenCVFlow):
     """Farnebäck's polynomial-expansion flow (SCIA 2003), ``cv2.calcOpticalFlowFarneback(ref, nb)``.
 
+    Direction: OpenCV's result satisfies ``ref(y, x) ≈ nb(y + f[y, x, 1], x + f[y, x, 0])``, which is our
+    ``flow_warp(nb, flow) ≈ ref`` once moved to ``(N, 2, H, W)`` (no sign flip, no channel swap).
+
     Defaults: pyramid scale 0.5, 4 levels (a 1/8-size top level, enough for ~20 px motion at 180x320),
     window 15, 3 iterations, polynomial neighbourhood 5 with sigma 1.2, box window.
     """
@@ -68,6 +71,9 @@ class FarnebackFlow(OpenCVFlow):
 
 class DISFlow(OpenCVFlow):
     """Dense Inverse Search (Kroeger et al., ECCV 2016), ``cv2.DISOpticalFlow.calc(ref, nb)``.
+
+    Direction: as Farnebäck, ``ref(y, x) ≈ nb(y + f[y, x, 1], x + f[y, x, 0])``: our layout without a sign
+    flip or channel swap.
 
     ``preset`` is OpenCV's ``"ultrafast"``, ``"fast"`` or ``"medium"`` (default: the most accurate; it
     includes variational refinement). One OpenCV object per estimator (they are not thread-safe: use one
