@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -10,11 +12,19 @@ import numpy as np
 import pytest
 import torch
 
-from models.registry import build_model
+from models import registry
+from models.registry import ModelSpec, build_model, register
+from models.sisr.espcn import ESPCN
 from models.weights import save_safetensors
 from tests.conftest import make_clip, textured_frames
+from tests.test_windows import TINY, direct, random_weights
+from vsr_pipeline.cli import main
+from vsr_pipeline.errors import EXIT_MODEL, EXIT_USAGE, UsageError
 from vsr_pipeline.media import ImageFolderWriter, list_images, probe, read_images
 from vsr_pipeline.pipeline import UpscaleOptions, upscale
+from workers.aligner import Aligner
+from workers.motion import Motion
+from workers.upscaler import load_upscaler_model, run_model, run_windows
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -76,3 +86,129 @@ def test_recurrent_model_chunked_with_full_padding_equals_whole(tmp_path: Path) 
     a, b = read_images(list_images(whole)), read_images(list_images(chunked))
     assert a.shape == (6, 64, 96, 3)
     assert np.array_equal(a, b)
+
+
+# --- window models, --align, --backbone -----------------------------------------------------------------
+
+
+@pytest.fixture()
+def tiny_window() -> Iterator[ModelSpec]:
+    """The test-only 5-frame window model of tests/test_windows.py, registered for one test. The pipeline
+    hands the spec to its actors, which register it in their own processes."""
+    before = dict(registry._SPECS)
+    register(TINY)
+    yield TINY
+    registry._SPECS.clear()
+    registry._SPECS.update(before)
+
+
+def _run(src: Path, out: Path, **kw: object) -> np.ndarray:
+    upscale(src, out, UpscaleOptions(progress=False, **kw))  # type: ignore[arg-type]
+    return read_images(list_images(out))
+
+
+@pytest.mark.slow
+def test_window_model_chunked_equals_whole_through_ray(tmp_path: Path, tiny_window: ModelSpec) -> None:
+    frames = textured_frames(12, 32, 24)
+    src = _png_folder(tmp_path / "lr", frames)
+    weights = random_weights(tmp_path / "tiny.safetensors", "tiny-window", 2)
+    model = load_upscaler_model("tiny-window", weights, 2)
+    whole = run_model(model, "window", frames, torch.device("cpu"), batch=3, radius=2)
+    for chunk in (1, 5, 12):  # 12 = the whole clip in one chunk; 5 does not divide 12
+        out = _run(
+            src, tmp_path / f"sr{chunk}", model="tiny-window", weights=weights, scale=2, chunk=chunk, batch=3
+        )
+        assert out.shape == (12, 48, 64, 3)
+        assert np.array_equal(out, whole), chunk  # every frame, first and last included
+
+
+def test_window_model_through_pipeline_equals_module_called_directly(
+    tmp_path: Path, tiny_window: ModelSpec
+) -> None:
+    frames = textured_frames(12, 32, 24)
+    src = _png_folder(tmp_path / "lr", frames)
+    weights = random_weights(tmp_path / "tiny.safetensors", "tiny-window", 2, backbone="espcn")
+    out = _run(
+        src,
+        tmp_path / "sr",
+        model="tiny-window",
+        weights=weights,
+        scale=2,
+        chunk=5,
+        batch=1,
+        backbone="espcn",
+    )
+    model = load_upscaler_model("tiny-window", weights, 2, backbone="espcn")
+    assert isinstance(model.body, ESPCN)
+    assert np.array_equal(out, direct(model, frames, 2))
+
+
+def test_single_image_model_through_pipeline_equals_module_called_directly(tmp_path: Path) -> None:
+    frames = textured_frames(5, 20, 16)
+    src = _png_folder(tmp_path / "lr", frames)
+    torch.manual_seed(3)
+    model = build_model("espcn", 3).eval()
+    weights = tmp_path / "espcn.safetensors"
+    save_safetensors(model.state_dict(), weights)
+    out = _run(src, tmp_path / "sr", model="espcn", weights=str(weights), scale=3, chunk=2, batch=1)
+    with torch.no_grad():
+        for lr, hr in zip(frames, out, strict=True):
+            y = model(torch.from_numpy(lr).permute(2, 0, 1).float()[None] / 255)[0]
+            assert np.array_equal(hr, y.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy())
+
+
+@pytest.mark.slow
+def test_align_farneback_chunked_equals_whole_through_ray(tmp_path: Path, tiny_window: ModelSpec) -> None:
+    frames = textured_frames(12, 32, 24)
+    src = _png_folder(tmp_path / "lr", frames)
+    weights = random_weights(tmp_path / "tiny.safetensors", "tiny-window", 2)
+    motion, aligner = Motion("farneback", 2, "cpu"), Aligner(2, "uint8", "cpu")
+    model = load_upscaler_model("tiny-window", weights, 2)
+    whole = run_windows(model, aligner.align(frames, motion.flows(frames)), torch.device("cpu"), batch=4)
+    unaligned = run_model(model, "window", frames, torch.device("cpu"), batch=4, radius=2)
+    assert not np.array_equal(whole, unaligned)
+    for chunk in (1, 7):
+        out = _run(
+            src,
+            tmp_path / f"al{chunk}",
+            model="tiny-window",
+            weights=weights,
+            scale=2,
+            chunk=chunk,
+            align="farneback",
+        )
+        assert np.array_equal(out, whole), chunk
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"model": "espcn", "backbone": "srcnn"}, "takes no --backbone"),
+        ({"model": "tiny-window", "backbone": "nonesuch"}, "unknown model 'nonesuch'"),
+        ({"model": "tiny-window", "backbone": "bicubic"}, "not a trainable single-image model"),
+        ({"model": "tiny-window", "backbone": "basicvsr"}, "not a trainable single-image model"),
+        ({"model": "espcn", "align": "farneback"}, "is not one"),
+        ({"model": "tiny-window", "align": "vespcn"}, "no trained weights of its own"),
+        ({"model": "tiny-window", "align": "lucas-kanade"}, "unknown flow estimator"),
+        ({"model": "tiny-window", "padding": 1}, "--padding 1 is too small"),
+    ],
+)
+def test_window_usage_errors_before_anything_starts(
+    tmp_path: Path, tiny_window: ModelSpec, kw: dict, message: str
+) -> None:
+    src = _png_folder(tmp_path / "lr", textured_frames(3, 16, 12))
+    weights = random_weights(tmp_path / "w.safetensors", "espcn", 2)
+    with pytest.raises(UsageError, match=re.escape(message)):
+        upscale(src, tmp_path / "out", UpscaleOptions(weights=weights, scale=2, progress=False, **kw))
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_window_model_without_weights_exits_4(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _png_folder(tmp_path / "lr", textured_frames(3, 16, 12))
+    code = main(["upscale", str(src), "-o", str(tmp_path / "out"), "--model", "vespcn", "--scale", "2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == EXIT_MODEL == 4
+    assert err == ["vsr: error: model vespcn has no trained weights yet; pass --weights PATH"]
+    code = main(["upscale", str(src), "-o", str(tmp_path / "out"), "--model", "espcn", "--backbone", "srcnn"])
+    assert code == EXIT_USAGE
+    assert "takes no --backbone" in capsys.readouterr().err

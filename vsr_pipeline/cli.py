@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--align",
         metavar="ESTIMATOR",
-        help="pre-align each window with optical flow before a window model: spynet, farneback, dis, vespcn",
+        help="pre-align each window with optical flow before a window model: spynet (pretrained), farneback, dis",
     )
     up.add_argument(
         "--aligned-dtype",

@@ -45,7 +45,7 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
 def forward_full(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: int) -> torch.Tensor:
     """``model(x)`` with ``x`` padded to exactly ``batch`` items (the last one repeated, its outputs dropped).
 
-    Every forward pass then has the same shape, whatever the chunking: convolution kernels pick their
+    Every forward pass then has the same shape and memory layout, whatever the chunking: convolution kernels pick their
     algorithm by shape (on the CPU a batch of 1 takes another path than a batch of 2+, a few 1e-7 apart,
     enough to flip a rounded output value), so this is what makes chunked output equal whole-video output
     bit for bit. Cost: at most ``batch - 1`` extra items per chunk.
@@ -54,10 +54,11 @@ def forward_full(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
 
 
 def pad_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
-    """``x`` with its last item repeated until it holds ``batch`` items."""
+    """``x`` with its last item repeated until it holds ``batch`` items, always contiguous (a padded batch
+    and a full one must also share their memory layout, or kernels differ again)."""
     if len(x) >= batch:
-        return x
-    return torch.cat([x, x[-1:].expand(batch - len(x), *x.shape[1:])])
+        return x.contiguous()
+    return torch.cat([x, x[-1:].expand(batch - len(x), *x.shape[1:])]).contiguous()
 
 
 @torch.inference_mode()
