@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--align",
         metavar="ESTIMATOR",
-        help="pre-align each window with optical flow before a window model: spynet (pretrained), farneback, dis",
+        help="pre-align the windows of a window model with optical flow: spynet (pretrained), farneback, dis",
     )
     up.add_argument(
         "--aligned-dtype",

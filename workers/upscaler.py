@@ -45,10 +45,11 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
 def forward_full(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: int) -> torch.Tensor:
     """``model(x)`` with ``x`` padded to exactly ``batch`` items (the last one repeated, its outputs dropped).
 
-    Every forward pass then has the same shape and memory layout, whatever the chunking: convolution kernels pick their
-    algorithm by shape (on the CPU a batch of 1 takes another path than a batch of 2+, a few 1e-7 apart,
-    enough to flip a rounded output value), so this is what makes chunked output equal whole-video output
-    bit for bit. Cost: at most ``batch - 1`` extra items per chunk.
+    Every forward pass then has the same shape and memory layout, whatever the chunking: convolution
+    kernels pick their algorithm by shape and layout (on the CPU a batch of 1 takes another path than a
+    batch of 2+, and channels-last another than contiguous, a few 1e-7 apart, enough to flip a rounded
+    output value), so this is what makes chunked output equal whole-video output bit for bit. Cost: at
+    most ``batch - 1`` extra items per chunk.
     """
     return model(pad_batch(x, batch))[: len(x)]
 
