@@ -56,7 +56,7 @@ def test_models_json_lists_every_model_with_its_fields(capsys: pytest.CaptureFix
     assert models["espcn"]["params"] == 37_200  # RGB ESPCN at x4 (docstring of models/sisr/espcn.py)
     vsr = models["basicvsr"]
     assert (vsr["temporal"], vsr["radius"], vsr["default_weights"]) == ("recurrent", 0, "reds4")
-    assert vsr["registered_weights"] == ["reds4", "vimeo-bd", "vimeo-bi"]
+    assert vsr["registered_weights"] == ["reds4", "vimeo-bi", "vimeo-bd"]  # registration order
     edvr = models["edvr-l"]
     assert (edvr["temporal"], edvr["radius"], edvr["accepts_backbone"]) == ("window", 2, True)
 

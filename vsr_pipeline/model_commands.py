@@ -58,7 +58,7 @@ def model_row(spec: ModelSpec) -> dict[str, Any]:
         "accepts_backbone": spec.accepts_backbone,
         "needs_weights": spec.parametric,
         "weights": available_weights(spec.name),
-        "registered_weights": sorted(spec.weights),
+        "registered_weights": list(spec.weights),
         "default_weights": spec.default_weights,
         "summary": spec.summary,
     }
