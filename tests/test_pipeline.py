@@ -212,3 +212,26 @@ def test_cli_window_model_without_weights_exits_4(tmp_path: Path, capsys: pytest
     code = main(["upscale", str(src), "-o", str(tmp_path / "out"), "--model", "espcn", "--backbone", "srcnn"])
     assert code == EXIT_USAGE
     assert "takes no --backbone" in capsys.readouterr().err
+
+
+def test_vespcn_through_ray_equals_the_module_and_whole_video_output(tmp_path: Path) -> None:
+    frames = textured_frames(12, 32, 24)
+    src = _png_folder(tmp_path / "lr", frames)
+    weights = random_weights(tmp_path / "vespcn.safetensors", "vespcn", 2)
+    model = load_upscaler_model("vespcn", weights, 2)
+    one = _run(src, tmp_path / "b1", model="vespcn", weights=weights, scale=2, chunk=5, batch=1)
+    assert np.array_equal(one, direct(model, frames, 1))  # the module on each window, edges replicated
+    three = _run(src, tmp_path / "b3", model="vespcn", weights=weights, scale=2, chunk=1, batch=3)
+    assert np.array_equal(three, run_model(model, "window", frames, torch.device("cpu"), batch=3, radius=1))
+
+
+@pytest.mark.slow
+def test_edvr_m_chunked_through_ray_equals_whole_video_output(tmp_path: Path) -> None:
+    frames = textured_frames(8, 20, 16)
+    src = _png_folder(tmp_path / "lr", frames)
+    weights = random_weights(tmp_path / "edvr.safetensors", "edvr-m", 2)
+    model = load_upscaler_model("edvr-m", weights, 2)
+    whole = run_model(model, "window", frames, torch.device("cpu"), batch=2, radius=2)
+    out = _run(src, tmp_path / "sr", model="edvr-m", weights=weights, scale=2, chunk=3, batch=2)
+    assert out.shape == (8, 32, 40, 3)
+    assert np.array_equal(out, whole)

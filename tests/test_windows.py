@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from models import registry
@@ -64,6 +65,16 @@ TINY = ModelSpec(
     radius=2,
     accepts_backbone=True,
 )
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: tiny tensors gain nothing from more, and on a busy machine spinning threads cost
+    seconds per test."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture()
@@ -316,3 +327,40 @@ def test_farneback_motion_recovers_the_shift_when_available() -> None:
     inner = flows[:, :, :, 8:-8, 8:-8]
     expected = shift_flows(5, 1, 40, 48)[:, :, :, 8:-8, 8:-8]
     assert np.abs(np.median(inner - expected, axis=(-1, -2))).max() < 0.25
+
+
+# --- the real window models: VESPCN and EDVR-M with random weights ---------------------------------------
+
+
+def test_vespcn_chunked_equals_whole_through_the_upscaler(tmp_path: Path) -> None:
+    frames = textured_frames(12, 32, 24)
+    up = Upscaler("vespcn", random_weights(tmp_path / "v.safetensors", "vespcn", 2), 2, "cpu", batch=3)
+    assert up.spec.radius == 1
+    whole = run_model(up.model, "window", frames, CPU, batch=3, radius=1)
+    assert np.abs(whole.astype(int) - direct(up.model, frames, 1)).max() <= 1
+    for chunk in (1, 2, 5, 7, 12):
+        assert np.array_equal(_chunked(up, frames, chunk, 1), whole), chunk
+    assert np.array_equal(_chunked(up, frames, 5, 3), whole)
+
+
+def test_vespcn_with_a_backbone_loads_its_weights_strictly(tmp_path: Path) -> None:
+    frames = textured_frames(6, 20, 16)
+    weights = random_weights(tmp_path / "v.safetensors", "vespcn", 2, seed=4, backbone="espcn")
+    up = Upscaler("vespcn", weights, 2, "cpu", batch=1, backbone="espcn")
+    reference = build_model("vespcn", 2, backbone="espcn").eval()
+    reference.load_state_dict(load_file(weights))
+    assert np.array_equal(up.process(slice(0, 6), slice(0, 6), frames), direct(reference, frames, 1))
+    with pytest.raises(ValueError, match="do not fit"):  # the default body's checkpoint
+        Upscaler(
+            "vespcn", random_weights(tmp_path / "plain.safetensors", "vespcn", 2), 2, "cpu", backbone="espcn"
+        )
+
+
+@pytest.mark.slow
+def test_edvr_m_chunked_equals_whole_through_the_upscaler(tmp_path: Path) -> None:
+    frames = textured_frames(9, 20, 16)
+    up = Upscaler("edvr-m", random_weights(tmp_path / "e.safetensors", "edvr-m", 2), 2, "cpu", batch=2)
+    assert up.spec.radius == 2
+    whole = run_model(up.model, "window", frames, CPU, batch=2, radius=2)
+    for chunk in (1, 4):
+        assert np.array_equal(_chunked(up, frames, chunk, 2), whole), chunk
