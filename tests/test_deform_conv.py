@@ -199,6 +199,18 @@ def test_pure_gradients_match_finite_differences() -> None:
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-5, fast_mode=True)
 
 
+def test_bfloat16_inputs_sample_at_float32_positions() -> None:
+    """bf16 offsets and features (e.g. under autocast) must not become bf16 pixel coordinates, which are off
+    by up to 1/256 of their value; the result matches float32 on the same bf16-rounded inputs."""
+    x, offset, mask, weight, bias = _random_case(10, 16, 8, 40, 40, (3, 3), (1, 1), (1, 1), (1, 1), 2)
+    offset = offset + 20.3  # samples far from the origin, where bf16 steps are 0.125 px
+    args16 = [t.bfloat16() for t in (x, offset, mask, weight, bias)]
+    got = modulated_deform_conv2d(*args16, 1, 1, 1, backend="pure")
+    want = modulated_deform_conv2d(*(t.float() for t in args16), 1, 1, 1, backend="pure")
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want, atol=2e-2, rtol=1e-2)
+
+
 def test_shape_errors_are_clear() -> None:
     x, offset, mask, weight, bias = _random_case(7, 4, 3, 6, 6, (3, 3), (1, 1), (1, 1), (1, 1), 2)
     with pytest.raises(ValueError, match="deformable_groups=4"):

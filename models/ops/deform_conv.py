@@ -22,6 +22,8 @@ pure-PyTorch implementation: one ``grid_sample`` gathers all k*k taps of every d
 multiplies them, and one batched matmul with the weight finishes. Its sampled-column buffer holds
 ``N*C_in*K*H_out*W_out`` values; larger outputs are processed in bands of output rows so the buffer stays
 under ``max_cols_bytes`` (256 MiB by default). The pure path is differentiable (autograd) in all inputs.
+It samples in at least float32 (bf16/fp16 inputs are promoted for the sampling, the result is cast back);
+grid_sample's normalised coordinates cost a float32 rounding of about 1e-7 x the image size in pixels.
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def _pure_band(x: Tensor, offset: Tensor, mask: Tensor | None, weight: Tensor, r
         + (torch.arange(kw, device=dev, dtype=f64) * dilation[1])[:, None]  # (kw, W_out)
     uy = ((2 * py + 1) / h - 1)[:, None, :, None].expand(kh, kw, rows, 1).reshape(taps, rows, 1).to(x.dtype)
     ux = ((2 * px + 1) / w - 1)[None, :, None, :].expand(kh, kw, 1, wout).reshape(taps, 1, wout).to(x.dtype)
-    off = offset.reshape(n, groups, taps, 2, rows, wout).to(x.dtype)
+    off = offset.reshape(n, groups, taps, 2, rows, wout).to(x.dtype)  # x: float32 or float64 here
     if torch.is_grad_enabled() and offset.requires_grad:
         grid = torch.stack((ux + off[:, :, :, 1] * (2.0 / w), uy + off[:, :, :, 0] * (2.0 / h)), dim=-1)
     else:  # one pass per coordinate, written straight into the interleaved grid
@@ -132,7 +134,7 @@ def _pure_band(x: Tensor, offset: Tensor, mask: Tensor | None, weight: Tensor, r
         cols = cols * m if grad else cols.mul_(m)
     conv_groups = c // cin_g
     cols = cols.view(n, conv_groups, cin_g * taps, rows * wout)
-    out = torch.matmul(weight.reshape(conv_groups, cout // conv_groups, cin_g * taps), cols)
+    out = torch.matmul(weight.reshape(conv_groups, cout // conv_groups, cin_g * taps).to(cols.dtype), cols)
     return out.view(n, cout, rows, wout)
 
 
@@ -166,6 +168,9 @@ def modulated_deform_conv2d(
         if backend == "torchvision":
             raise RuntimeError("backend='torchvision' requested but torchvision cannot be imported here")
 
+    # Sample in at least float32: bf16/fp16 pixel coordinates would be off by up to 1/256 of their value.
+    out_dtype = x.dtype
+    x = x.to(torch.promote_types(x.dtype, torch.float32))
     n, c = x.shape[:2]
     taps = weight.shape[2] * weight.shape[3]
     hout, wout = offset.shape[2:]
@@ -179,7 +184,7 @@ def modulated_deform_conv2d(
     out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1)
-    return out
+    return out if torch.is_autocast_enabled(out.device.type) else out.to(out_dtype)
 
 
 class ModulatedDeformConv2d(nn.Module):
