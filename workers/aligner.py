@@ -19,6 +19,7 @@ from models.motion.warp import flow_warp
 from vsr_pipeline.windows import window_table
 from workers.upscaler import resolve_device, to_tensor
 
+#: what the Aligner hands the Upscaler; ``align_windows`` also gives float32 (the unrounded reference)
 ALIGNED_DTYPES = ("uint8", "float16")
 
 
@@ -35,8 +36,8 @@ def align_windows(
 ) -> np.ndarray:
     """Aligned windows ``(T, 2r+1, H, W, 3)`` of output frames ``keep`` of ``frames`` uint8 ``(L, H, W, 3)``,
     ``flows`` ``(T, 2r+1, 2, H, W)`` from ``compute_flows`` on the same frames and ``keep``."""
-    if dtype not in ALIGNED_DTYPES:
-        raise ValueError(f"aligned dtype must be one of {', '.join(ALIGNED_DTYPES)}, got {dtype!r}")
+    if dtype not in (*ALIGNED_DTYPES, "float32"):
+        raise ValueError(f"aligned dtype must be one of {', '.join(ALIGNED_DTYPES)}, float32; got {dtype!r}")
     device = device or torch.device("cpu")
     table = window_table(len(frames), radius, keep)
     if flows.shape[:2] != table.shape or flows.shape[2:] != (2, *frames.shape[1:3]):
@@ -53,7 +54,10 @@ def align_windows(
         warped = flow_warp(x.flatten(0, 1), f.flatten(0, 1), padding_mode=padding_mode).view_as(x)
         centre = (idx == idx[:, radius : radius + 1])[..., None, None, None]
         warped = torch.where(centre, x, warped).clamp_(0.0, 1.0)
-        warped = warped.mul_(255.0).round_().to(torch.uint8) if dtype == "uint8" else warped.half()
+        if dtype == "uint8":
+            warped = warped.mul_(255.0).round_().to(torch.uint8)
+        elif dtype == "float16":
+            warped = warped.half()
         out[i : i + len(idx)] = warped.movedim(-3, -1).cpu().numpy()
     return out
 
