@@ -5,8 +5,10 @@ A chunk owns the core frames ``[start, stop)`` and reads the wider window
 
 Edge policy: at the first and last frames the window is *truncated* (no frames are
 invented), so the first chunk starts at frame 0 exactly as whole-video processing
-does. Models that need a full window (window models) replicate edge frames
-themselves, the same way in chunked and whole runs.
+does. Window models (radius ``r``) need ``padding >= r`` and replicate the video's
+first/last frame where a window runs past it (``vsr_pipeline.windows``): because a
+chunk is truncated only at the video's ends, that gives the same windows, and the
+same output, as processing the whole video.
 """
 
 from __future__ import annotations
