@@ -23,3 +23,12 @@ def test_empty_and_bad_arguments() -> None:
         plan_chunks(10, 0, 1)
     with pytest.raises(ValueError):
         plan_chunks(10, 2, -1)
+
+
+def test_default_padding_is_the_radius_for_window_models() -> None:
+    from vsr_pipeline.pipeline import RECURRENT_PADDING, default_padding
+
+    assert default_padding("vespcn") == 1
+    assert default_padding("edvr-m") == default_padding("edvr-l") == 2
+    assert default_padding("espcn") == 0
+    assert default_padding("basicvsr") == RECURRENT_PADDING

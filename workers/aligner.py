@@ -50,7 +50,7 @@ def align_windows(
     for i in range(0, len(table), batch):
         idx = torch.from_numpy(table[i : i + batch]).to(device)
         x = lr[idx]  # (b, 2r+1, 3, H, W)
-        f = torch.from_numpy(np.ascontiguousarray(flows[i : i + batch])).to(device)
+        f = torch.from_numpy(np.array(flows[i : i + batch])).to(device)  # Ray hands out read-only arrays
         warped = flow_warp(x.flatten(0, 1), f.flatten(0, 1), padding_mode=padding_mode).view_as(x)
         centre = (idx == idx[:, radius : radius + 1])[..., None, None, None]
         warped = torch.where(centre, x, warped).clamp_(0.0, 1.0)
