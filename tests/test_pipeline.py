@@ -15,7 +15,7 @@ import torch
 from models import registry
 from models.registry import ModelSpec, build_model, register
 from models.sisr.espcn import ESPCN
-from models.weights import save_safetensors
+from models.weights import WeightsError, save_safetensors
 from tests.conftest import make_clip, textured_frames
 from tests.test_windows import TINY, direct, random_weights
 from vsr_pipeline.cli import main
@@ -235,3 +235,18 @@ def test_edvr_m_chunked_through_ray_equals_whole_video_output(tmp_path: Path) ->
     out = _run(src, tmp_path / "sr", model="edvr-m", weights=weights, scale=2, chunk=3, batch=2)
     assert out.shape == (8, 32, 40, 3)
     assert np.array_equal(out, whole)
+
+
+def test_checkpoint_saved_without_the_backbone_is_a_model_error(
+    tmp_path: Path, tiny_window: ModelSpec
+) -> None:
+    """Raised in the actor's constructor, it still reaches the caller as itself (CLI: exit 4, one line)."""
+    src = _png_folder(tmp_path / "lr", textured_frames(3, 16, 12))
+    weights = random_weights(tmp_path / "plain.safetensors", "tiny-window", 2)
+    with pytest.raises(WeightsError, match="do not fit TinyWindowNet"):
+        upscale(
+            src,
+            tmp_path / "out",
+            UpscaleOptions(model="tiny-window", weights=weights, scale=2, backbone="espcn", progress=False),
+        )
+    assert not (tmp_path / "out").exists()

@@ -240,16 +240,16 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) ->
         # With alignment on a GPU the three torch stages share it; Ray needs fractions that sum to 1.
         gpu_share = (0.5 if opts.align else 1.0) if gpu else 0
         decoder = ray.remote(num_cpus=0)(Decoder).remote(str(input_path), opts.fps)
-        upscaler = ray.remote(num_cpus=0 if gpu else 1, num_gpus=gpu_share)(Upscaler).remote(
-            spec, opts.weights, opts.scale, str(device), 0 if gpu else cpus, opts.batch, backbone
-        )
+        upscaler = ray.remote(num_cpus=0 if gpu else 1, num_gpus=gpu_share)(
+            reporting_errors(Upscaler)
+        ).remote(spec, opts.weights, opts.scale, str(device), 0 if gpu else cpus, opts.batch, backbone)
         actors = [decoder, upscaler]
         motion = aligner = None
         if opts.align:
-            motion = ray.remote(num_cpus=0, num_gpus=gpu_share / 2)(Motion).remote(
+            motion = ray.remote(num_cpus=0, num_gpus=gpu_share / 2)(reporting_errors(Motion)).remote(
                 opts.align, spec.radius, str(device), 0 if gpu else cpus
             )
-            aligner = ray.remote(num_cpus=0, num_gpus=gpu_share / 2)(Aligner).remote(
+            aligner = ray.remote(num_cpus=0, num_gpus=gpu_share / 2)(reporting_errors(Aligner)).remote(
                 spec.radius, opts.aligned_dtype, str(device), 0 if gpu else max(1, cpus // 2)
             )
             actors += [motion, aligner]
@@ -258,6 +258,7 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) ->
         )
         actors.append(encoder)
         try:
+            ray.get([a.ready.remote() for a in (upscaler, motion, aligner) if a is not None])
             device_name = ray.get(upscaler.device_name.remote())
             stages = _Stages(decoder, upscaler, encoder, motion, aligner)
             written = _stream(chunks, chunk, stages, info.frames, opts)
@@ -295,6 +296,31 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) ->
         seconds=round(seconds, 3),
         fps=round(info.frames / seconds, 3) if seconds > 0 else 0.0,
     )
+
+
+def reporting_errors(cls: type) -> type:
+    """``cls`` for ``ray.remote``, with the constructor's exception kept and raised by ``ready()``.
+
+    An exception in an actor's constructor kills the actor, and the driver then sees only
+    ``ActorDiedError`` (exit 1, "internal error", Ray's traceback on stderr); raised from a method it
+    arrives as the original exception (e.g. a checkpoint that does not fit: exit 4, one line).
+    """
+
+    class Actor(cls):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._error: Exception | None = None
+            try:
+                super().__init__(*args, **kwargs)
+            except Exception as exc:
+                self._error = exc
+
+        def ready(self) -> bool:
+            if self._error is not None:
+                raise self._error
+            return True
+
+    Actor.__name__ = Actor.__qualname__ = cls.__name__
+    return Actor
 
 
 @dataclass
