@@ -178,6 +178,11 @@ class Upscaler:
         """Upscale one chunk of pre-aligned windows (T, 2r+1, H, W, 3) from the ``Aligner``."""
         if self.spec.temporal != "window":
             raise ValueError(f"model {self.spec.name} is not a window model; it takes no aligned windows")
+        if windows.ndim != 5 or windows.shape[1] != 2 * self.spec.radius + 1:
+            raise ValueError(
+                f"model {self.spec.name} takes windows of {2 * self.spec.radius + 1} frames, "
+                f"got shape {windows.shape}"
+            )
         return run_windows(self.model, windows, self.device, self.batch)
 
     def device_name(self) -> str:
