@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -16,6 +18,30 @@ from .errors import MediaError, short_reason
 from .images import list_images, read_images
 from .probe import VideoInfo, open_input, probe
 
+#: What to do with a frame the decoder cannot produce (an undecodable packet in the middle of the stream):
+#: ``fail`` stops with a MediaError naming the frame; ``repeat`` puts the previous good frame (the next
+#: one at the very start) in its place with the lost frame's pts, so frame count and timing stay right;
+#: ``skip`` gives the frame with pts ``None`` (the pipeline's encoder leaves such frames out).
+ON_CORRUPT = ("fail", "repeat", "skip")
+
+
+@dataclass(frozen=True)
+class CorruptFrame:
+    """A frame the decoder could not produce: its index in the stream, pts and time in seconds."""
+
+    index: int
+    pts: int | None
+    time_s: float | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Lost:
+    """Marker for a frame whose packet failed to decode (pts None: position unknown)."""
+
+    pts: int | None
+    reason: str
+
 
 class FrameReader:
     """Decode a video file (or read an image folder) in batches.
@@ -24,14 +50,25 @@ class FrameReader:
     in ``info.time_base`` (for image folders pts = index). t < n only at the end, t == 0 at EOF.
     Colours are converted with the matrix/range of the stream's tags (see :mod:`.colour`); frames
     without pts get their dts, else the previous pts plus one frame duration.
+
+    Decode errors in the middle of the stream follow ``on_corrupt`` (see :data:`ON_CORRUPT`); a frame is
+    counted as lost when its packet fails to decode, or, at the end, when the decoder gave fewer frames
+    than :func:`probe` counted. ``corrupt`` lists them. (Errors the decoder conceals itself cannot be
+    seen here.)
     """
 
-    def __init__(self, path: str | os.PathLike[str], fps: Fraction | float | int | None = None):
+    def __init__(self, path: str | os.PathLike[str], fps: Fraction | float | int | None = None,
+                 on_corrupt: str = "fail"):
+        if on_corrupt not in ON_CORRUPT:
+            raise ValueError(f"on_corrupt must be one of {', '.join(ON_CORRUPT)}, got {on_corrupt!r}")
         self.path = Path(path)
+        self.on_corrupt = on_corrupt
         self.info: VideoInfo = probe(self.path, fps=fps)
+        self.corrupt: list[CorruptFrame] = []
         self._index = 0
         self._container = None
-        self._frames: Iterator[av.VideoFrame] | None = None
+        self._frames: Iterator[av.VideoFrame | _Lost] | None = None
+        self._good: np.ndarray | None = None
         self._images: list[Path] = []
         if self.info.is_image_folder:
             self._images = list_images(self.path)
@@ -39,12 +76,69 @@ class FrameReader:
         self._container = open_input(self.path)
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
-        self._frames = self._container.decode(stream)
+        self._frames = self._decode(stream)
         step = (1 / (self.info.fps * self.info.time_base)) if self.info.fps else Fraction(1)
         self._step = max(1, round(step))
         self._last_pts: int | None = None
 
-    def _next_frame(self) -> av.VideoFrame | None:
+    def _packet_pts(self) -> list[int] | None:
+        """Sorted pts of every video packet (demuxing only), or None when some packet has none."""
+        with open_input(self.path) as c:
+            out = []
+            try:
+                for packet in c.demux(c.streams.video[0]):
+                    if packet.size:
+                        if packet.pts is None:
+                            return None
+                        out.append(int(packet.pts))
+            except av.FFmpegError:
+                pass  # a damaged tail: frames past it are reported missing at the end
+        return sorted(out)
+
+    def _decode(self, stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame | _Lost]:
+        """Decoded frames in presentation order, with a ``_Lost`` marker for each frame the decoder did
+        not produce: a packet pts no frame carries (placed by pts, so frame threading's late error
+        reports do not matter), or, without packet pts, frames short of probe's count at the end."""
+        assert self._container is not None
+        expected = self._packet_pts()
+        next_expected = 0
+        produced = 0
+        reason = "frame missing from the decoder's output"
+        packets = self._container.demux(stream)
+        while True:
+            try:
+                packet = next(packets, None)
+            except av.FFmpegError as exc:  # the demuxer gave up: the rest of the file is lost
+                reason = short_reason(exc)
+                packet = None
+            try:
+                frames = stream.decode(packet)
+            except av.FFmpegError as exc:
+                reason = short_reason(exc)
+                if packet is None:
+                    break
+                continue
+            for frame in frames:
+                pts = frame.pts
+                if expected is not None and pts is not None:
+                    while next_expected < len(expected) and expected[next_expected] < pts:
+                        yield _Lost(expected[next_expected], reason)
+                        next_expected += 1
+                        produced += 1
+                    if next_expected < len(expected) and expected[next_expected] == pts:
+                        next_expected += 1
+                produced += 1
+                yield frame
+            if packet is None:
+                break
+        if expected is not None:
+            for pts in expected[next_expected:]:
+                yield _Lost(pts, reason)
+                produced += 1
+        for _ in range(max(0, self.info.frames - produced)):
+            yield _Lost(None, reason)
+
+    def _next_frame(self) -> av.VideoFrame | _Lost | None:
         assert self._frames is not None
         try:
             return next(self._frames, None)
@@ -71,27 +165,68 @@ class FrameReader:
             raise ValueError("reader is closed")
         out: np.ndarray | None = None
         pts_out: list[int] = []
+        keep: list[bool] = []
         while len(pts_out) < n:
             frame = self._next_frame()
             if frame is None:
                 break
-            rgb = frame_to_rgb(frame, info.colorspace, info.color_range)
+            if isinstance(frame, _Lost):
+                pts = self._lost_frame(frame)
+                rgb = self._stand_in()
+            else:
+                rgb = frame_to_rgb(frame, info.colorspace, info.color_range)
+                pts = frame.pts if frame.pts is not None else frame.dts
+                if pts is None:
+                    last = self._last_pts
+                    pts = last + self._step if last is not None else self._index * self._step
+                self._good = rgb
             if out is None:
                 out = np.empty((n, *rgb.shape), np.uint8)
             elif rgb.shape != out.shape[1:]:
                 raise MediaError(f"{self.path}: frame {self._index} is {rgb.shape[1]}x{rgb.shape[0]}, "
                                  f"expected {out.shape[2]}x{out.shape[1]} (resolution changes mid-stream)")
             out[len(pts_out)] = rgb
-            pts = frame.pts if frame.pts is not None else frame.dts
-            if pts is None:
-                last = self._last_pts
-                pts = last + self._step if last is not None else self._index * self._step
+            keep.append(not isinstance(frame, _Lost))
             self._last_pts = int(pts)
             pts_out.append(int(pts))
             self._index += 1
         if out is None:
             return np.empty((0, info.height, info.width, 3), np.uint8), []
-        return (out if len(pts_out) == n else np.ascontiguousarray(out[: len(pts_out)])), pts_out
+        frames = out if len(pts_out) == n else np.ascontiguousarray(out[: len(pts_out)])
+        if self.on_corrupt == "skip" and not all(keep):
+            return frames, [p if k else None for p, k in zip(pts_out, keep, strict=True)]  # type: ignore[misc]
+        return frames, pts_out
+
+    def _stand_in(self) -> np.ndarray:
+        """The frame shown in place of a lost one: the last good frame, else the next good one."""
+        if self._good is None:
+            assert self._frames is not None
+            ahead: list[av.VideoFrame | _Lost] = []
+            while True:
+                nxt = self._next_frame()
+                if nxt is None:
+                    raise MediaError(f"{self.path}: no frame of the video can be decoded")
+                ahead.append(nxt)
+                if not isinstance(nxt, _Lost):
+                    break
+            self._good = frame_to_rgb(nxt, self.info.colorspace, self.info.color_range)
+            self._frames = itertools.chain(ahead, self._frames)
+        return self._good
+
+    def _lost_frame(self, lost: _Lost) -> int:
+        """Record a lost frame (or raise with ``fail``); returns the pts its stand-in gets."""
+        if lost.pts is not None:
+            pts = int(lost.pts)
+        else:
+            last = self._last_pts
+            pts = last + self._step if last is not None else self._index * self._step
+        time_s = float(pts * self.info.time_base) if self.info.time_base else None
+        if self.on_corrupt == "fail":
+            where = f" at {time_s:.3f} s" if time_s is not None else ""
+            raise MediaError(f"{self.path}: frame {self._index}{where} cannot be decoded ({lost.reason}); "
+                             f"--on-corrupt repeat or skip carries on")
+        self.corrupt.append(CorruptFrame(self._index, pts, time_s, lost.reason))
+        return pts
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, int]]:
         """Frames one by one as ((H, W, 3) array, pts)."""

@@ -90,10 +90,7 @@ class VideoWriter(AtomicOutput):
         self.pix_fmt = "yuv420p" if self.width % 2 == 0 and self.height % 2 == 0 else "yuv444p"
         self.frames_written = 0
         self._last_pts: int | None = None
-        self._src: av.container.InputContainer | None = None
-        self._copy_iter: Iterator[av.Packet] | None = None
-        self._pending: av.Packet | None = None
-        self._stream_map: dict[int, av.stream.Stream] = {}
+        self._copier: StreamCopier | None = None
         self._open = True
         try:
             codec_obj = av.Codec(codec, "w")
@@ -145,54 +142,13 @@ class VideoWriter(AtomicOutput):
         self._video = stream
 
     def _setup_copies(self, src_path: Path) -> None:
-        self._src = open_input(src_path)
-        chosen = []
-        for s in self._src.streams:
-            if s.type not in ("audio", "subtitle") or s.codec_context is None:
-                continue
-            name = s.codec_context.name
-            if name not in self._container.supported_codecs:
-                log.warning("%s: not copying %s stream #%d (%s): the %s container cannot hold it",
-                            self.path, s.type, s.index, name, self.path.suffix)
-                continue
-            try:
-                self._stream_map[s.index] = self._container.add_stream_from_template(s)
-            except (av.FFmpegError, ValueError) as exc:
-                log.warning("%s: not copying %s stream #%d (%s): %s", self.path, s.type, s.index, name,
-                            short_reason(exc))
-                continue
-            chosen.append(s)
-        if chosen:
-            self._copy_iter = self._src.demux(*chosen)
-        else:
-            self._src.close()
-            self._src = None
+        copier = StreamCopier(self._container, src_path, self.path)
+        self._copier = copier if copier.active else None
 
     def _pump(self, until: Fraction | None) -> None:
         """Mux copied packets whose time is <= ``until`` seconds (all when None)."""
-        if self._copy_iter is None:
-            return
-        while True:
-            pkt = self._pending
-            if pkt is None:
-                try:
-                    pkt = next(self._copy_iter, None)
-                except av.FFmpegError as exc:
-                    log.warning("%s: stopped copying streams at a bad packet (%s)", self.path,
-                                short_reason(exc))
-                    pkt = None
-                if pkt is None:
-                    self._copy_iter = None
-                    return
-                if not pkt.size:
-                    continue
-            ts = pkt.pts if pkt.pts is not None else pkt.dts
-            if until is not None and ts is not None and ts * Fraction(pkt.time_base) > until:
-                self._pending = pkt
-                return
-            self._pending = None
-            pkt.stream = self._stream_map[pkt.stream_index]
-            self._container.mux(pkt)
+        if self._copier is not None:
+            self._copier.pump(until)
 
     def _mux_video(self, frame: av.VideoFrame | None) -> None:
         for packet in self._video.encode(frame):
@@ -238,8 +194,6 @@ class VideoWriter(AtomicOutput):
                 assert self._last_pts is not None
                 end = (self._last_pts + 1 / (self.fps * self.time_base)) * self.time_base
                 self._pump(Fraction(end) - Fraction(1, 10**9))
-                self._copy_iter = None
-                self._pending = None
             else:
                 self._pump(None)
             self._container.close()
@@ -257,11 +211,9 @@ class VideoWriter(AtomicOutput):
         os.replace(self.tmp_path, self.path)
 
     def _close_src(self) -> None:
-        self._copy_iter = None
-        self._pending = None
-        if self._src is not None:
-            self._src.close()
-            self._src = None
+        if self._copier is not None:
+            self._copier.close()
+            self._copier = None
 
     def abort(self) -> None:
         """Stop and delete the partial file; the output name is left as it was."""
@@ -281,3 +233,74 @@ class VideoWriter(AtomicOutput):
         }
         kw.update(kwargs)
         return cls(path, width or info.width, height or info.height, **kw)  # type: ignore[arg-type]
+
+
+class StreamCopier:
+    """Copies the audio and subtitle streams of ``src_path`` into ``container`` packet for packet.
+
+    Streams the output container cannot hold are skipped with a warning. :meth:`pump` muxes the packets
+    up to a time (seconds), so copied packets interleave with the video written so far.
+    """
+
+    def __init__(self, container: av.container.OutputContainer, src_path: Path, out_path: Path):
+        self._container = container
+        self._out = out_path
+        self._src: av.container.InputContainer | None = open_input(src_path)
+        self._iter: Iterator[av.Packet] | None = None
+        self._pending: av.Packet | None = None
+        self._stream_map: dict[int, av.stream.Stream] = {}
+        chosen = []
+        for s in self._src.streams:
+            if s.type not in ("audio", "subtitle") or s.codec_context is None:
+                continue
+            name = s.codec_context.name
+            if name not in container.supported_codecs:
+                log.warning("%s: not copying %s stream #%d (%s): the %s container cannot hold it",
+                            out_path, s.type, s.index, name, out_path.suffix)
+                continue
+            try:
+                self._stream_map[s.index] = container.add_stream_from_template(s)
+            except (av.FFmpegError, ValueError) as exc:
+                log.warning("%s: not copying %s stream #%d (%s): %s", out_path, s.type, s.index, name,
+                            short_reason(exc))
+                continue
+            chosen.append(s)
+        if chosen:
+            self._iter = self._src.demux(*chosen)
+        else:
+            self.close()
+
+    @property
+    def active(self) -> bool:
+        return self._iter is not None
+
+    def pump(self, until: Fraction | None) -> None:
+        """Mux copied packets whose time is <= ``until`` seconds (all when None)."""
+        while self._iter is not None:
+            pkt = self._pending
+            if pkt is None:
+                try:
+                    pkt = next(self._iter, None)
+                except av.FFmpegError as exc:
+                    log.warning("%s: stopped copying streams at a bad packet (%s)", self._out,
+                                short_reason(exc))
+                    pkt = None
+                if pkt is None:
+                    self._iter = None
+                    return
+                if not pkt.size:
+                    continue
+            ts = pkt.pts if pkt.pts is not None else pkt.dts
+            if until is not None and ts is not None and ts * Fraction(pkt.time_base) > until:
+                self._pending = pkt
+                return
+            self._pending = None
+            pkt.stream = self._stream_map[pkt.stream_index]
+            self._container.mux(pkt)
+
+    def close(self) -> None:
+        self._iter = None
+        self._pending = None
+        if self._src is not None:
+            self._src.close()
+            self._src = None

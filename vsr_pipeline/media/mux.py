@@ -1,0 +1,115 @@
+"""``concat_segments``: join encoded video segments into one file without re-encoding, copying audio.
+
+Each segment is a complete file with one video stream encoded with the same encoder and settings (the
+pipeline writes one per chunk). Their packets are copied in order into one output whose video stream is
+the first segment's (same codec parameters and extradata), with every pts kept: the segments carry the
+source's pts, so the joined file has exactly the timestamps a single encode would have. Audio and
+subtitle streams of ``copy_streams_from`` are copied packet for packet, interleaved by time. The output
+appears under its name only when complete (``.NAME.partial.EXT`` renamed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from .errors import MediaError, short_reason
+from .probe import open_input
+from .writer import StreamCopier, partial_path
+
+
+def _codec_key(stream: av.video.stream.VideoStream) -> tuple[object, ...]:
+    cc = stream.codec_context
+    return (cc.name, cc.width, cc.height, cc.format.name if cc.format else None, bytes(cc.extradata or b""))
+
+
+def concat_segments(
+    segments: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    copy_streams_from: str | os.PathLike[str] | None = None,
+    rotation: int = 0,
+    overwrite: bool = False,
+) -> int:
+    """Write the video packets of ``segments`` (in order) and the audio/subtitles of ``copy_streams_from``
+    to ``output``; returns the number of video packets (frames). Segments must share codec parameters
+    (MediaError naming the first that differs)."""
+    out = Path(output)
+    if not segments:
+        raise MediaError(f"{out}: no segments to join")
+    if out.exists() and not overwrite:
+        raise MediaError(f"{out}: output exists (pass overwrite to replace it)")
+    tmp = partial_path(out)
+    first = open_input(segments[0])
+    key = _codec_key(first.streams.video[0])
+    try:
+        container = av.open(str(tmp), mode="w")
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        first.close()
+        raise MediaError(f"{out}: cannot create output ({short_reason(exc)})") from None
+    copier: StreamCopier | None = None
+    frames = 0
+    try:
+        template = first.streams.video[0]
+        video = container.add_stream_from_template(template)
+        video.time_base = template.time_base
+        if rotation:
+            video.set_display_rotation(rotation)
+        if copy_streams_from is not None:
+            copier = StreamCopier(container, Path(copy_streams_from), out)
+        last_dts: int | None = None
+        for i, seg in enumerate(segments):
+            src = first if i == 0 else open_input(seg)
+            try:
+                vs = src.streams.video[0]
+                if _codec_key(vs) != key:
+                    raise MediaError(f"{seg}: segment's codec parameters differ from the first segment's")
+                for pkt in src.demux(vs):
+                    if not pkt.size:
+                        continue
+                    if pkt.time_base != video.time_base:
+                        pkt.pts = _rescale(pkt.pts, pkt.time_base, video.time_base)
+                        pkt.dts = _rescale(pkt.dts, pkt.time_base, video.time_base)
+                        pkt.time_base = video.time_base
+                    # B-frame delay: a segment's first dts lies before its first pts; keep dts increasing
+                    # across the joint (decoding order is the packet order either way).
+                    if pkt.dts is not None and last_dts is not None and pkt.dts <= last_dts:
+                        pkt.dts = last_dts + 1
+                        if pkt.pts is not None and pkt.pts < pkt.dts:
+                            raise MediaError(f"{seg}: cannot join: timestamps overlap the previous segment")
+                    last_dts = pkt.dts
+                    if copier is not None and pkt.dts is not None:
+                        copier.pump(Fraction(pkt.dts) * Fraction(video.time_base))
+                    pkt.stream = video
+                    container.mux(pkt)
+                    frames += 1
+            finally:
+                src.close()
+        if copier is not None:
+            copier.pump(None)
+        container.close()
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            container.close()
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, av.FFmpegError):
+            raise MediaError(f"{out}: joining segments failed ({short_reason(exc)})") from None
+        raise
+    finally:
+        if copier is not None:
+            copier.close()
+        with contextlib.suppress(Exception):
+            first.close()
+    if out.exists() and not overwrite:
+        tmp.unlink(missing_ok=True)
+        raise MediaError(f"{out}: output appeared while writing; not replaced")
+    os.replace(tmp, out)
+    return frames
+
+
+def _rescale(ts: int | None, src: Fraction, dst: Fraction) -> int | None:
+    return None if ts is None else round(Fraction(ts) * Fraction(src) / Fraction(dst))
