@@ -324,6 +324,21 @@ register(ModelSpec(
     accepts_backbone=True,
 ))
 register(ModelSpec(
+    name="edvr-s",
+    kind="video",
+    temporal="window",
+    scales=(4,),
+    factory="models.video.edvr:EDVR",
+    kwargs={"num_feat": 32, "num_frame": 3, "deformable_groups": 4, "num_extract_block": 2,
+            "num_reconstruct_block": 5},
+    weights={},
+    default_weights=None,
+    radius=1,
+    summary="EDVR-S (our small preset of Wang et al., CVPRW 2019): 32 channels, 3 frames, 2+5 residual "
+            "blocks, PCD + TSA; trained by us (configs/train/edvr_s_x4.yaml)",
+    accepts_backbone=True,
+))
+register(ModelSpec(
     name="edvr-l",
     kind="video",
     temporal="window",

@@ -1,4 +1,4 @@
-"""The ``vsr`` command: upscale, degrade, eval, models, convert.
+"""The ``vsr`` command: upscale, degrade, eval, models, convert, train.
 
 Progress and logs go to stderr; with ``--json`` the last line of stdout is one JSON object.
 Errors are one line on stderr and a documented non-zero exit code (``--debug`` shows tracebacks).
@@ -131,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--scale", type=_positive_int, help="with --model: the scale to check (default: any)")
     cv.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _common(cv)
+
+    tr = sub.add_parser("train", help="train a model from a YAML config (configs/train/*.yaml)")
+    tr.add_argument("config", help="training config (YAML); see docs/training.md")
+    tr.add_argument("--workers", type=_positive_int, default=1,
+                    help="data-parallel workers through Ray Train (DDP: gloo on CPU, NCCL on GPUs)")
+    tr.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    tr.add_argument("--steps", type=_positive_int, help="stop after this many more steps (default: the end)")
+    tr.add_argument("--out-dir", help="run folder (default: the config's out_dir)")
+    tr.add_argument("--no-progress", action="store_true")
+    _common(tr)
     return parser
 
 
@@ -214,12 +224,25 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    from vsr_pipeline.train.run import run_training
+
+    result = run_training(args.config, args.workers, resume=args.resume, progress=not args.no_progress,
+                          max_steps=args.steps, out_dir=args.out_dir)
+    if not args.json:
+        print(f"{result['name']}: {result['step']} steps, best validation Y-PSNR "
+              f"{result['best_psnr']:.3f} dB "
+              f"at step {result['best_step']}, {result['elapsed_s']:.0f} s; weights in {result['run_dir']}")
+    return result
+
+
 COMMANDS = {
     "models": cmd_models,
     "convert": cmd_convert,
     "upscale": cmd_upscale,
     "degrade": cmd_degrade,
     "eval": cmd_eval,
+    "train": cmd_train,
 }
 
 
