@@ -18,18 +18,18 @@ import logging
 import os
 import sys
 import time
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from models.registry import ModelSpec, get_spec, resolve_weights
-from vsr_pipeline.errors import UsageError
-from vsr_pipeline.media import VideoInfo, probe
-from vsr_pipeline.plan import batches_for, plan_chunks
+from vsr_pipeline.errors import ChunkFailedError, InterruptedJob, ResourceError, UsageError, VsrError
+from vsr_pipeline.media import MediaError, VideoInfo, probe
+from vsr_pipeline.media.reader import ON_CORRUPT
+from vsr_pipeline.plan import Chunk, batches_for, plan_chunks
 from vsr_pipeline.windows import check_padding
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,20 @@ class UpscaleOptions:
     align: str | None = None
     #: dtype of pre-aligned windows between the Aligner and the Upscaler: "uint8" or "float16"
     aligned_dtype: str = "uint8"
+    #: forward-pass precision: auto|fp32|bf16|fp16 (vsr_pipeline.precision); `vsr upscale` defaults to auto
+    precision: str = "fp32"
+    #: LR tile size for frames that do not fit (None: whole frames; out-of-memory still backs off to tiles)
+    tile: int | None = None
+    #: LR pixels shared by neighbouring tiles, blended linearly
+    overlap: int = 16
+    #: torch.compile the model (fixed shapes)
+    compile: bool = False
+    #: a frame the decoder cannot produce: "repeat" the previous one (default), "skip" it, or "fail"
+    on_corrupt: str = "repeat"
+    #: "auto": reuse a matching ledger's finished chunks; "require": refuse to start over; "never"
+    resume: str = "auto"
+    #: further attempts for a chunk whose upscaling or encoding failed
+    retries: int = 2
 
 
 @dataclass
@@ -90,7 +104,13 @@ class UpscaleResult:
     padding: int
     chunks: int
     seconds: float
-    fps: float
+    fps: float  # frames computed in this run per second
+    chunks_resumed: int = 0  # chunks a previous run had finished (taken from the ledger)
+    chunks_computed: int = 0  # chunks computed in this run
+    retries: int = 0  # failed chunk attempts that were retried
+    on_corrupt: str = "repeat"
+    corrupt_frames: int = 0  # frames the decoder could not produce
+    corrupt: list[dict[str, Any]] = field(default_factory=list)  # the first 100: index, pts, time_s, reason
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -198,13 +218,85 @@ def check_paths(input_path: Path, output: Path, overwrite: bool) -> None:
         raise UsageError(f"output directory {parent} is not writable")
 
 
+def job_settings(
+    spec: ModelSpec, opts: UpscaleOptions, info: VideoInfo, chunk: int, padding: int, device: str
+) -> dict[str, Any]:
+    """What made a job's segments: the ledger reuses them only when every one of these is equal."""
+    from vsr_pipeline.ledger import file_sha256, input_fingerprint
+
+    weights = resolve_weights(spec.name, opts.weights)
+    return {
+        "model": spec.name,
+        "weights": opts.weights or spec.default_weights,
+        "weights_sha256": file_sha256(weights) if weights is not None else None,
+        "scale": opts.scale,
+        "backbone": opts.backbone,
+        "align": opts.align,
+        "aligned_dtype": opts.aligned_dtype if opts.align else None,
+        "batch": opts.batch,
+        "device": device,
+        "codec": opts.codec,
+        "crf": opts.crf,
+        "preset": opts.preset,
+        "chunk": chunk,
+        "padding": padding,
+        "fps": str(opts.fps) if opts.fps is not None else None,
+        "on_corrupt": opts.on_corrupt,
+        "frames": info.frames,
+        "input": input_fingerprint(info.path),
+    }
+
+
+def memory_estimate(info: VideoInfo, scale: int, batch: int) -> int:
+    """Bytes one frame needs at least: its HR output (uint8 RGB, as frames and as float32 in the model)
+    and ~64 float32 feature maps at the input size per batch item."""
+    hr = info.width * scale * info.height * scale * 3
+    return hr * (1 + 4) + 64 * 4 * info.width * info.height * max(1, batch)
+
+
+def total_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(info: VideoInfo, scale: int, batch: int) -> None:
+    """Refuse, with the estimate, a frame whose processing cannot fit this machine's memory."""
+    need, have = memory_estimate(info, scale, batch), total_memory()
+    if have is not None and need > have:
+        raise ResourceError(
+            f"a {info.width}x{info.height} frame at x{scale} needs about {need / 2**30:.1f} GiB "
+            f"(output frame {info.width * scale}x{info.height * scale}); this machine has "
+            f"{have / 2**30:.1f} GiB: downscale or crop the input first"
+        )
+
+
+def check_perf_options(spec: ModelSpec, opts: UpscaleOptions, device: Any) -> None:
+    """``--precision`` valid on ``device``; ``--tile`` at least twice ``--overlap``."""
+    from vsr_pipeline.precision import resolve_precision
+
+    try:
+        resolve_precision(opts.precision, device, spec.name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if opts.overlap < 0 or (opts.tile is not None and (opts.tile < 8 or 2 * opts.overlap > opts.tile)):
+        raise UsageError("--tile must be >= 8 and at least twice --overlap (>= 0)")
+
+
 def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) -> UpscaleResult:
-    """Upscale a video file or image folder to ``output`` (video file or PNG folder)."""
+    """Upscale a video file or image folder to ``output`` (video file or PNG folder).
+
+    Resumable: finished chunks are recorded in a ledger beside the output (``vsr_pipeline.ledger``) and
+    a rerun with the same settings and input redoes only the others. A chunk whose upscaling or encoding
+    fails (exception, or a worker process that dies) is retried ``opts.retries`` times.
+    """
     import ray
 
+    from vsr_pipeline.ledger import Ledger
     from workers.aligner import Aligner
     from workers.decoder import Decoder
-    from workers.encoder import Encoder
+    from workers.encoder import FAULT_ENV, Encoder, join_segments
     from workers.motion import Motion
     from workers.upscaler import Upscaler, resolve_device
 
@@ -218,10 +310,16 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) ->
     check_align(spec, opts.align, opts.aligned_dtype)
     if opts.batch < 1:
         raise UsageError("--batch must be >= 1")
+    if opts.on_corrupt not in ON_CORRUPT:
+        raise UsageError(f"--on-corrupt must be one of {', '.join(ON_CORRUPT)}, not {opts.on_corrupt!r}")
+    if opts.resume not in ("auto", "require", "never"):
+        raise UsageError(f"resume must be auto, require or never, not {opts.resume!r}")
     check_paths(input_path, output, opts.overwrite)
     resolve_weights(spec.name, opts.weights)  # fail before starting anything
     device = resolve_device(opts.device)
+    check_perf_options(spec, opts, device)
     info = probe(input_path, fps=opts.fps)
+    check_memory(info, opts.scale, opts.batch)
     padding = default_padding(spec.name) if opts.padding is None else opts.padding
     chunk = default_chunk(info, padding) if opts.chunk is None else opts.chunk
     if chunk < 1 or padding < 0:
@@ -234,47 +332,75 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) ->
     chunks = plan_chunks(info.frames, chunk, padding)
 
     started = time.perf_counter()
-    with ray_session(opts.address):
-        gpu = device.type == "cuda"
-        cpus = os.cpu_count() or 1
-        # With alignment on a GPU the three torch stages share it; Ray needs fractions that sum to 1.
-        gpu_share = (0.5 if opts.align else 1.0) if gpu else 0
-        decoder = ray.remote(num_cpus=0)(Decoder).remote(str(input_path), opts.fps)
-        upscaler = ray.remote(num_cpus=0 if gpu else 1, num_gpus=gpu_share)(
-            reporting_errors(Upscaler)
-        ).remote(spec, opts.weights, opts.scale, str(device), 0 if gpu else cpus, opts.batch, backbone)
-        actors = [decoder, upscaler]
-        motion = aligner = None
-        if opts.align:
-            motion = ray.remote(num_cpus=0, num_gpus=gpu_share / 2)(reporting_errors(Motion)).remote(
-                opts.align, spec.radius, str(device), 0 if gpu else cpus
+    ledger = Ledger.open(output, job_settings(spec, opts, info, chunk, padding, device.type), opts.resume)
+    resumed = len(ledger.done)
+    todo = {c.index for c in chunks} - set(ledger.done)
+    stats: dict[str, int] = {"computed": 0, "retries": 0}
+    try:
+        with ray_session(opts.address):
+            gpu = device.type == "cuda"
+            cpus = os.cpu_count() or 1
+            restarts = {"max_restarts": opts.retries + 1, "max_task_retries": 0}
+            # With alignment on a GPU the three torch stages share it; Ray needs fractions that sum to 1.
+            gpu_share = (0.5 if opts.align else 1.0) if gpu else 0
+            decoder = ray.remote(num_cpus=0)(Decoder).remote(str(input_path), opts.fps, opts.on_corrupt)
+            upscaler = ray.remote(num_cpus=0 if gpu else 1, num_gpus=gpu_share, **restarts)(
+                reporting_errors(Upscaler)
+            ).remote(spec, opts.weights, opts.scale, str(device), 0 if gpu else cpus, opts.batch, backbone,
+                     opts.precision, opts.tile, opts.overlap, opts.compile)
+            actors = [decoder, upscaler]
+            motion = aligner = None
+            if opts.align:
+                motion = ray.remote(num_cpus=0, num_gpus=gpu_share / 2, **restarts)(
+                    reporting_errors(Motion)
+                ).remote(opts.align, spec.radius, str(device), 0 if gpu else cpus)
+                aligner = ray.remote(num_cpus=0, num_gpus=gpu_share / 2, **restarts)(
+                    reporting_errors(Aligner)
+                ).remote(spec.radius, opts.aligned_dtype, str(device), 0 if gpu else max(1, cpus // 2))
+                actors += [motion, aligner]
+            encoder = ray.remote(num_cpus=0, **restarts)(reporting_errors(Encoder)).remote(
+                str(output), info, opts.scale, opts.codec, opts.crf, opts.preset, str(ledger.segments),
+                os.environ.get(FAULT_ENV),
             )
-            aligner = ray.remote(num_cpus=0, num_gpus=gpu_share / 2)(reporting_errors(Aligner)).remote(
-                spec.radius, opts.aligned_dtype, str(device), 0 if gpu else max(1, cpus // 2)
-            )
-            actors += [motion, aligner]
-        encoder = ray.remote(num_cpus=0)(Encoder).remote(
-            str(output), info, opts.scale, opts.codec, opts.crf, opts.preset, opts.overwrite
-        )
-        actors.append(encoder)
-        try:
-            ray.get([a.ready.remote() for a in (upscaler, motion, aligner) if a is not None])
-            device_name = ray.get(upscaler.device_name.remote())
-            stages = _Stages(decoder, upscaler, encoder, motion, aligner)
-            written = _stream(chunks, chunk, stages, info.frames, opts)
-            frames_out = ray.get(encoder.close.remote())
-        except BaseException:
+            actors.append(encoder)
             try:
-                ray.get(encoder.abort.remote(), timeout=60)
-            except Exception as exc:  # the encoder itself may be what failed
-                log.debug("encoder abort failed: %s", exc)
-            raise
-        finally:
-            for actor in actors:
-                ray.kill(actor)
+                ray.get([a.ready.remote() for a in (upscaler, motion, aligner, encoder) if a is not None])
+                device_name = ray.get(upscaler.device_name.remote())
+                stages = _Stages(decoder, upscaler, encoder, motion, aligner)
+                _stream(chunks, todo, chunk, stages, ledger, info.frames, opts, stats)
+                corrupt = ray.get(decoder.corrupt.remote())
+            finally:
+                for actor in actors:
+                    ray.kill(actor)
+        ledger.extra["corrupt"] = _merge_corrupt(ledger.extra.get("corrupt", []), corrupt)
+        ledger.save()
+        done = [ledger.done[c.index] for c in chunks]
+        segments = [ledger.segments / d["file"] for d in done if d["file"] is not None]
+        frames_out = sum(d["frames"] for d in done)
+        if not segments:
+            raise MediaError(f"{input_path}: every frame was skipped as undecodable; no output written")
+        join_segments(output, segments, info, opts.overwrite)
+    except KeyboardInterrupt:
+        ledger.release()
+        raise InterruptedJob(
+            f"interrupted: {len(ledger.done)} of {len(chunks)} chunks are done; run the same command again "
+            f"to resume"
+        ) from None
+    except BaseException:
+        ledger.release()
+        raise
+    corrupt = ledger.extra["corrupt"]
+    ledger.remove()
+    if corrupt:
+        log.warning(
+            "%s: %d frame(s) could not be decoded (%s): %s", input_path, len(corrupt),
+            "left out" if opts.on_corrupt == "skip" else "previous frame repeated",
+            _where(corrupt),
+        )
+    expected = info.frames - (len(corrupt) if opts.on_corrupt == "skip" else 0)
+    if frames_out != expected:
+        raise RuntimeError(f"wrote {frames_out} frames but expected {expected}")
     seconds = time.perf_counter() - started
-    if written != info.frames:
-        raise RuntimeError(f"wrote {written} frames but the input has {info.frames}")
     return UpscaleResult(
         input=str(input_path),
         output=str(output),
@@ -294,8 +420,40 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) ->
         padding=padding,
         chunks=len(chunks),
         seconds=round(seconds, 3),
-        fps=round(info.frames / seconds, 3) if seconds > 0 else 0.0,
+        fps=round(stats["computed_frames"] / seconds, 3) if seconds > 0 else 0.0,
+        chunks_resumed=resumed,
+        chunks_computed=stats["computed"],
+        retries=stats["retries"],
+        on_corrupt=opts.on_corrupt,
+        corrupt_frames=len(corrupt),
+        corrupt=corrupt[:100],
     )
+
+
+def _merge_corrupt(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_index = {c["index"]: c for c in old}
+    by_index.update({c["index"]: c for c in new})
+    return [by_index[k] for k in sorted(by_index)]
+
+
+def _where(corrupt: list[dict[str, Any]]) -> str:
+    """``frame 7 (0.280 s), ...`` for the first few."""
+    parts = [
+        f"frame {c['index']}" + (f" ({c['time_s']:.3f} s)" if c.get("time_s") is not None else "")
+        for c in corrupt[:5]
+    ]
+    return ", ".join(parts) + (f" and {len(corrupt) - 5} more" if len(corrupt) > 5 else "")
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The original exception inside Ray's wrappers (RayTaskError.cause, chained)."""
+    seen = 0
+    while seen < 10:
+        cause = getattr(exc, "cause", None)
+        if not isinstance(cause, BaseException) or cause is exc:
+            break
+        exc, seen = cause, seen + 1
+    return exc
 
 
 def reporting_errors(cls: type) -> type:
@@ -342,18 +500,48 @@ class _Stages:
         return self.upscaler.process_windows.remote(aligned)
 
 
-def _stream(chunks: list, batch: int, stages: _Stages, total: int, opts: UpscaleOptions) -> int:
-    """Submit every chunk, at most ``opts.max_inflight`` writes outstanding; returns frames written."""
+@dataclass
+class _Job:
+    """One chunk in flight: what to resubmit if it fails."""
+
+    chunk: Chunk
+    window: slice
+    batches: list[Any]
+    pts: list[int | None]
+    attempt: int = 1
+
+
+def _stream(
+    chunks: list[Chunk],
+    todo: set[int],
+    batch: int,
+    stages: _Stages,
+    ledger: Any,
+    total: int,
+    opts: UpscaleOptions,
+    stats: dict[str, int],
+) -> None:
+    """Submit the chunks in ``todo`` (at most ``opts.max_inflight`` in flight), record each finished one in
+    the ledger, retry failed ones; every frame is decoded (done chunks' frames are decoded and dropped)."""
     import ray
+    from ray.exceptions import RayError
     from tqdm import tqdm
 
     frames_refs: dict[int, Any] = {}
     pts_refs: dict[int, Any] = {}
+    skips: list[Any] = []
     next_batch = 0
-    pending: deque[tuple[int, Any]] = deque()
-    written = 0
+    pending: dict[Any, _Job] = {}
+    stats.setdefault("computed_frames", 0)
+    already = sum(c.core for c in chunks if c.index not in todo)
+
+    def submit(job: _Job) -> None:
+        hr = stages.upscale(job.window, job.chunk.keep, job.batches)
+        pending[stages.encoder.write_segment.remote(job.chunk.index, hr, job.pts)] = job
+
     with tqdm(
         total=total,
+        initial=already,
         unit="frame",
         file=sys.stderr,
         disable=not opts.progress,
@@ -361,30 +549,61 @@ def _stream(chunks: list, batch: int, stages: _Stages, total: int, opts: Upscale
         desc=f"{opts.model} x{opts.scale}",
     ) as bar:
 
-        def drain_one() -> None:
-            nonlocal written
-            n, ref = pending.popleft()
-            written = ray.get(ref)
-            bar.update(n)
+        def wait_one() -> None:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ready[0])
+            c = job.chunk
+            try:
+                name, frames = ray.get(ready[0])
+            except RayError as exc:
+                cause = root_cause(exc)
+                if isinstance(cause, VsrError):
+                    raise cause from None
+                text = str(cause).strip()
+                reason = f"{type(cause).__name__}: {text.splitlines()[0] if text else ''}"
+                if job.attempt > opts.retries:
+                    raise ChunkFailedError(
+                        f"chunk {c.index} (frames {c.start}-{c.stop - 1}) failed {job.attempt} times, last: "
+                        f"{reason}; finished chunks are kept, rerun to resume"
+                    ) from None
+                log.warning("chunk %d (frames %d-%d) failed (%s); retrying", c.index, c.start, c.stop - 1,
+                            reason)
+                time.sleep(min(2.0, 0.25 * job.attempt))
+                job.attempt += 1
+                stats["retries"] += 1
+                submit(job)
+                return
+            ledger.record(c.index, c.start, c.stop, name, frames)
+            stats["computed"] += 1
+            stats["computed_frames"] += c.core
+            bar.update(c.core)
 
         for c in chunks:
+            if c.index not in todo:
+                continue
             need = batches_for(c, batch)
             while next_batch <= need[-1]:
-                frames_refs[next_batch], pts_refs[next_batch] = stages.decoder.read.options(
-                    num_returns=2
-                ).remote(batch)
+                if next_batch < need[0]:
+                    skips.append(stages.decoder.skip.remote(batch))
+                else:
+                    frames_refs[next_batch], pts_refs[next_batch] = stages.decoder.read.options(
+                        num_returns=2
+                    ).remote(batch)
                 next_batch += 1
             for old in [b for b in frames_refs if b < need[0]]:
                 del frames_refs[old], pts_refs[old]
             offset = need[0] * batch
             window = slice(c.read_start - offset, c.read_stop - offset)
-            hr = stages.upscale(window, c.keep, [frames_refs[b] for b in need])
             pts = [p for b in need for p in ray.get(pts_refs[b])][window][c.keep]
             if len(pts) != c.core:
                 raise RuntimeError(f"decoder returned too few frames for frames {c.start}-{c.stop - 1}")
-            pending.append((c.core, stages.encoder.write.remote(hr, pts)))
+            submit(_Job(c, window, [frames_refs[b] for b in need], pts))
             while len(pending) >= max(1, opts.max_inflight):
-                drain_one()
+                wait_one()
         while pending:
-            drain_one()
-    return written
+            wait_one()
+    # Decode what no chunk needed (a resumed job's tail) so every undecodable frame is reported.
+    while next_batch * batch < total:
+        skips.append(stages.decoder.skip.remote(batch))
+        next_batch += 1
+    ray.get(skips)

@@ -1,15 +1,28 @@
-"""Encoder worker: writes HR frames, in order, to a video file (audio copied) or a PNG folder."""
+"""Encoder worker: writes each chunk's HR frames as one segment (a video file, or a folder of PNGs).
+
+A segment appears under its name only when complete (temporary name, then rename), so the ledger
+(``vsr_pipeline.ledger``) can trust any segment it names. The driver joins the segments at the end
+(``join_segments``): packets copied, no re-encoding.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vsr_pipeline.media import ImageFolderWriter, VideoInfo, VideoWriter
+from vsr_pipeline.media.mux import concat_segments
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm", ".ts"})
+#: Test hook (tests and benchmarks/kill_resume.py only): ``MODE:K[:MARKER]`` makes the encoder fail on
+#: chunk ``K``: ``raise`` raises once, ``exit`` kills its own process once (a worker crash), ``always``
+#: raises every time. "Once" is remembered in the file ``MARKER`` so a restarted actor does not repeat it.
+FAULT_ENV = "VSR_INJECT_FAULT"
 
 
 def is_video_path(path: str | Path) -> bool:
@@ -17,8 +30,13 @@ def is_video_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
+def segment_suffix(output: str | Path) -> str:
+    """Suffix of a segment of ``output``: its extension for a video (same muxer), none for a PNG folder."""
+    return Path(output).suffix.lower() if is_video_path(output) else ""
+
+
 class Encoder:
-    """Plain class wrapped by ``ray.remote``; calls from one caller execute in order."""
+    """Plain class wrapped by ``ray.remote``; one segment per call, independent of the others."""
 
     def __init__(
         self,
@@ -28,36 +46,80 @@ class Encoder:
         codec: str = "libx264",
         crf: int = 18,
         preset: str = "medium",
-        overwrite: bool = False,
+        segments: str | None = None,
+        fault: str | None = None,
     ):
-        self.frames = 0
+        self.output = Path(output)
+        self.info = info
+        self.width, self.height = info.width * scale, info.height * scale
+        self.codec, self.crf, self.preset = codec, crf, preset
+        self.segments = Path(segments) if segments is not None else self.output.parent
         self.video = is_video_path(output)
-        self.writer: Any
+        self.fault = fault
+        if self.video:  # fail now, not at the first chunk, on a codec/container that cannot work
+            probe = VideoWriter(self.segments / f".check{self.output.suffix}", self.width, self.height,
+                                info.time_base, info.fps, codec=codec, crf=crf, preset=preset,
+                                source=info, overwrite=True)
+            probe.abort()
+
+    def write_segment(
+        self, index: int, frames: np.ndarray, pts: Sequence[int | None]
+    ) -> tuple[str | None, int]:
+        """Encode chunk ``index``'s HR frames uint8 (T, H, W, 3) with their source pts (``None``: leave the
+        frame out) as one segment; returns (segment file name or None when no frame is left, frames)."""
+        self._maybe_fail(index)
+        keep = [i for i, p in enumerate(pts) if p is not None]
+        if len(keep) != len(pts):
+            frames = np.ascontiguousarray(frames[keep])
+            pts = [pts[i] for i in keep]
+        if not keep:
+            return None, 0
+        name = f"{index:06d}{segment_suffix(self.output)}"
+        path = self.segments / name
+        writer: Any
         if self.video:
-            self.writer = VideoWriter.like(
-                output,
-                info,
-                width=info.width * scale,
-                height=info.height * scale,
-                codec=codec,
-                crf=crf,
-                preset=preset,
-                overwrite=overwrite,
-            )
+            writer = VideoWriter(path, self.width, self.height, self.info.time_base, self.info.fps,
+                                 codec=self.codec, crf=self.crf, preset=self.preset, source=self.info,
+                                 overwrite=True)
         else:
-            self.writer = ImageFolderWriter(output, overwrite=overwrite)
+            writer = ImageFolderWriter(path, overwrite=True)
+        with writer:
+            writer.write(frames, pts)  # type: ignore[arg-type]
+        return name, len(keep)
 
-    def write(self, frames: np.ndarray, pts: list[int]) -> int:
-        """Write HR frames uint8 (T, H, W, 3) with their source PTS; returns frames written so far."""
-        self.writer.write(frames, pts)
-        self.frames += len(frames)
-        return self.frames
+    def _maybe_fail(self, index: int) -> None:
+        if not self.fault:
+            return
+        mode, _, rest = self.fault.partition(":")
+        k, _, marker = rest.partition(":")
+        if int(k) != index:
+            return
+        if mode != "always":
+            if marker and os.path.exists(marker):
+                return
+            if marker:
+                Path(marker).touch()
+        if mode == "exit":
+            os._exit(17)
+        raise RuntimeError(f"injected fault at chunk {index} ({FAULT_ENV}={self.fault})")
 
-    def close(self) -> int:
-        """Finish the file and move it under its final name."""
-        self.writer.close()
-        return self.frames
 
-    def abort(self) -> None:
-        """Drop everything written; nothing appears under the output's name."""
-        self.writer.abort()
+def join_segments(output: str | Path, segments: Sequence[Path], info: VideoInfo, overwrite: bool) -> None:
+    """Make ``output`` from the segments in order: packets joined and the input's audio/subtitles copied
+    (video), or the PNGs renumbered into one folder; appears atomically."""
+    output = Path(output)
+    if is_video_path(output):
+        concat_segments(segments, output, None if info.is_image_folder else info.path,
+                        rotation=info.rotation, overwrite=overwrite)
+        return
+    writer = ImageFolderWriter(output, overwrite=overwrite)
+    try:
+        for seg in segments:
+            for png in sorted(seg.iterdir()):
+                os.replace(png, writer.tmp_path / f"{writer.count:06d}.png")
+                writer.count += 1
+            shutil.rmtree(seg, ignore_errors=True)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
