@@ -95,6 +95,23 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--batch", type=_positive_int, default=4, help="frames or windows per forward pass (default 4)"
     )
+    up.add_argument(
+        "--on-corrupt",
+        choices=["repeat", "skip", "fail"],
+        default="repeat",
+        help="a frame that cannot be decoded: repeat the previous frame (default; keeps frame count and "
+        "timing), skip it, or fail",
+    )
+    resume = up.add_mutually_exclusive_group()
+    resume.add_argument(
+        "--resume",
+        action="store_true",
+        help="require resuming the unfinished job writing OUTPUT (default: resume when its settings match)",
+    )
+    resume.add_argument("--no-resume", action="store_true", help="start over, dropping finished chunks")
+    up.add_argument(
+        "--retries", type=int, default=2, help="further attempts for a chunk that fails (default 2)"
+    )
     up.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(up)
 
@@ -194,6 +211,9 @@ def cmd_upscale(args: argparse.Namespace) -> dict[str, Any]:
         align=args.align,
         aligned_dtype=args.aligned_dtype,
         batch=args.batch,
+        on_corrupt=args.on_corrupt,
+        resume="require" if args.resume else "never" if args.no_resume else "auto",
+        retries=max(0, args.retries),
     )
     result = upscale(args.input, args.output, opts).to_json()
     if not args.json:
@@ -263,7 +283,25 @@ def _exit_code(exc: BaseException) -> tuple[int, str]:
     return errors.EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)"
 
 
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (a scheduler stopping the job) ends it like Ctrl-C: cleanly, resumable."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
