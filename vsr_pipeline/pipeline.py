@@ -214,8 +214,12 @@ def check_paths(input_path: Path, output: Path, overwrite: bool) -> None:
     parent = output.resolve().parent
     if not parent.is_dir():
         raise UsageError(f"output directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"output directory {parent} is not writable")
+    probe_file = parent / f".{output.name}.vsr-write-test"
+    try:  # a real write: access() says yes to root even where nothing can be created
+        probe_file.touch()
+        probe_file.unlink()
+    except OSError as exc:
+        raise UsageError(f"output directory {parent} is not writable ({exc.strerror or exc})") from None
 
 
 def job_settings(

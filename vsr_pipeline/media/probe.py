@@ -144,6 +144,10 @@ def probe(path: str | os.PathLike[str], fps: Fraction | float | int | None = Non
     with open_input(p) as container:
         if not container.streams.video:
             raise MediaError(f"{p}: no video stream")
+        fmt = container.format.name
+        if fmt.endswith("_pipe") or fmt == "image2":
+            kind = fmt.removesuffix("_pipe").upper()
+            raise MediaError(f"{p}: is a {kind} image, not a video (to upscale images, give a folder)")
         vs = container.streams.video[0]
         vs.thread_type = "AUTO"
         cc = vs.codec_context
