@@ -71,6 +71,17 @@ def make_clip(
     return path
 
 
+@pytest.fixture()
+def scratch_specs() -> Iterator[None]:
+    """Model specs registered inside a test are removed afterwards."""
+    from models import registry
+
+    before = dict(registry._SPECS)
+    yield
+    registry._SPECS.clear()
+    registry._SPECS.update(before)
+
+
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[None]:
     """One in-process Ray for the whole test session (starting Ray costs seconds)."""

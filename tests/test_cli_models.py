@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from models import registry
 from models.registry import ModelError, ModelSpec, build_model, count_params, get_spec, register
 from models.weights import read_metadata, save_basicsr, save_mmagic
 from vsr_pipeline import errors
@@ -31,13 +29,6 @@ def _models(capsys: pytest.CaptureFixture[str]) -> dict[str, dict]:
     assert code == errors.EXIT_OK, err
     return {m["name"]: m for m in json.loads(out.strip().splitlines()[-1])["models"]}
 
-
-@pytest.fixture()
-def scratch_specs() -> Iterator[None]:
-    before = dict(registry._SPECS)
-    yield
-    registry._SPECS.clear()
-    registry._SPECS.update(before)
 
 
 def test_models_json_lists_every_model_with_its_fields(capsys: pytest.CaptureFixture[str]) -> None:
