@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm", "
 #: Test hook (tests and benchmarks/kill_resume.py only): ``MODE:K[:MARKER]`` makes the encoder fail on
 #: chunk ``K``: ``raise`` raises once, ``exit`` kills its own process once (a worker crash), ``always``
 #: raises every time. "Once" is remembered in the file ``MARKER`` so a restarted actor does not repeat it.
+#: ``delay:SECONDS`` makes every segment take that much longer (to interrupt a job mid-way).
 FAULT_ENV = "VSR_INJECT_FAULT"
 
 
@@ -91,6 +93,9 @@ class Encoder:
         if not self.fault:
             return
         mode, _, rest = self.fault.partition(":")
+        if mode == "delay":
+            time.sleep(float(rest))
+            return
         k, _, marker = rest.partition(":")
         if int(k) != index:
             return

@@ -1,0 +1,176 @@
+"""Resume: segments + ledger. A job stopped part-way redoes only unfinished chunks and gives the same output;
+changed settings or a changed input start over, saying why; joined segments keep every pts and frame."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tests.conftest import make_clip, textured_frames
+from vsr_pipeline.errors import ChunkFailedError, UsageError
+from vsr_pipeline.ledger import Ledger, job_dir
+from vsr_pipeline.media import VideoWriter
+from vsr_pipeline.media.mux import concat_segments
+from vsr_pipeline.pipeline import UpscaleOptions, upscale
+from workers.encoder import FAULT_ENV
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+PTS = [0, 1, 2, 4, 5, 7, 8, 9, 12, 13, 14, 16]  # variable frame rate
+
+
+def decode(path: Path) -> tuple[list[Fraction], np.ndarray]:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        frames = list(c.decode(s))
+        return [f.pts * s.time_base for f in frames], np.stack([f.to_ndarray(format="rgb24") for f in frames])
+
+
+def audio_packets(path: Path) -> list[tuple[Fraction, bytes]]:
+    with av.open(str(path)) as c:
+        s = c.streams.audio[0]
+        return [(Fraction(p.pts) * s.time_base, bytes(p)) for p in c.demux(s) if p.size]
+
+
+def opts(**kw: object) -> UpscaleOptions:
+    base: dict[str, object] = {"model": "bicubic", "scale": 2, "chunk": 3, "progress": False}
+    base.update(kw)
+    return UpscaleOptions(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("clip")
+    return make_clip(d / "in.mp4", textured_frames(len(PTS), 32, 24), pts=PTS, audio=True)
+
+
+@pytest.fixture(scope="module")
+def reference(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "ref.mp4"
+    res = upscale(clip, out, opts())
+    assert (res.chunks, res.chunks_computed, res.chunks_resumed) == (4, 4, 0)
+    assert not job_dir(out).exists()  # the job folder goes once the output is complete
+    return out
+
+
+def test_segments_join_with_exact_pts_frames_and_audio(clip: Path, reference: Path) -> None:
+    pts, frames = decode(reference)
+    src_pts, _ = decode(clip)
+    assert pts == src_pts and frames.shape == (12, 48, 64, 3)
+    assert audio_packets(reference) == audio_packets(clip)
+
+
+def test_concat_equals_the_segments_decoded_one_by_one(tmp_path: Path) -> None:
+    frames = textured_frames(12, 32, 24)
+    segs = []
+    for i, (a, b) in enumerate([(0, 5), (5, 7), (7, 12)]):
+        seg = tmp_path / f"{i}.mp4"
+        with VideoWriter(seg, 32, 24, Fraction(1, 25), Fraction(25)) as w:
+            w.write(frames[a:b], PTS[a:b])
+        segs.append(seg)
+    assert concat_segments(segs, tmp_path / "all.mp4") == 12
+    parts = [decode(s) for s in segs]
+    pts, joined = decode(tmp_path / "all.mp4")
+    assert pts == [p for part in parts for p in part[0]]
+    assert np.array_equal(joined, np.concatenate([part[1] for part in parts]))
+    with av.open(str(tmp_path / "all.mp4")) as c:
+        dts = [p.dts for p in c.demux(c.streams.video[0]) if p.size]
+    assert dts == sorted(set(dts))  # strictly increasing across the joints
+
+
+def test_crash_then_rerun_redoes_only_unfinished_chunks(
+    clip: Path, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out.mp4"
+    monkeypatch.setenv(FAULT_ENV, "always:2")
+    with pytest.raises(ChunkFailedError, match=r"chunk 2 \(frames 6-8\) failed 2 times"):
+        upscale(clip, out, opts(retries=1))
+    assert not out.exists() and not list(tmp_path.glob("*partial*"))
+    ledger = json.loads((job_dir(out) / "ledger.json").read_text())
+    # chunks 0 and 1 finished; chunk 3 only if it was in flight when chunk 2 gave up
+    assert {"0", "1"} <= set(ledger["done"]) <= {"0", "1", "3"}
+    done_before = len(ledger["done"])
+    monkeypatch.delenv(FAULT_ENV)
+    res = upscale(clip, out, opts())
+    assert (res.chunks_resumed, res.chunks_computed) == (done_before, 4 - done_before)
+    assert decode(out)[0] == decode(reference)[0]
+    assert np.array_equal(decode(out)[1], decode(reference)[1])
+    assert out.read_bytes() == reference.read_bytes()
+    assert not job_dir(out).exists()
+
+
+def _half_done(clip: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(FAULT_ENV, "always:3")
+    with pytest.raises(ChunkFailedError):
+        upscale(clip, out, opts(retries=0))
+    monkeypatch.delenv(FAULT_ENV)
+
+
+def test_changed_settings_start_over_and_say_why(
+    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "out.mp4"
+    _half_done(clip, out, monkeypatch)
+    with caplog.at_level(logging.WARNING):
+        res = upscale(clip, out, opts(crf=20))
+    assert (res.chunks_resumed, res.chunks_computed) == (0, 4)
+    assert "starting over: crf changed (18 -> 20)" in caplog.text
+
+
+def test_changed_input_starts_over(
+    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = tmp_path / "in.mp4"
+    src.write_bytes(clip.read_bytes())
+    out = tmp_path / "out.mp4"
+    _half_done(src, out, monkeypatch)
+    make_clip(src, textured_frames(len(PTS), 32, 24, seed=1), pts=PTS, audio=True)
+    with caplog.at_level(logging.WARNING):
+        res = upscale(src, out, opts())
+    assert res.chunks_resumed == 0 and "starting over: the input file changed" in caplog.text
+
+
+def test_resume_required_but_impossible_is_a_usage_error(clip: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="cannot resume"):
+        upscale(clip, tmp_path / "out.mp4", opts(resume="require"))
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_png_folder_output_resumes(clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = tmp_path / "whole"
+    upscale(clip, whole, opts())
+    out = tmp_path / "frames"
+    _half_done(clip, out, monkeypatch)
+    res = upscale(clip, out, opts())
+    assert res.chunks_resumed >= 1 and res.chunks_resumed + res.chunks_computed == 4
+    names = sorted(os.listdir(out))
+    assert names == sorted(os.listdir(whole)) and len(names) == 12
+    assert all((out / n).read_bytes() == (whole / n).read_bytes() for n in names)
+
+
+def test_ledger_ignores_segments_it_does_not_name(tmp_path: Path) -> None:
+    out = tmp_path / "o.mp4"
+    led = Ledger.open(out, {"a": 1})
+    (led.segments / "000000.mp4").write_bytes(b"x" * 10)
+    led.record(0, 0, 3, "000000.mp4", 3)
+    (led.segments / ".000001.partial.mp4").write_bytes(b"half")
+    led.release()
+    again = Ledger.open(out, {"a": 1})
+    assert set(again.done) == {0} and not (again.segments / ".000001.partial.mp4").exists()
+    (again.segments / "000000.mp4").write_bytes(b"x" * 5)  # a segment that is not what was recorded
+    again.release()
+    assert Ledger.open(out, {"a": 1}).done == {}
+
+
+def test_two_jobs_cannot_write_one_output(tmp_path: Path) -> None:
+    first = Ledger.open(tmp_path / "o.mp4", {"a": 1})
+    with pytest.raises(UsageError, match="another vsr job"):
+        Ledger.open(tmp_path / "o.mp4", {"a": 1})
+    first.release()
