@@ -1,0 +1,234 @@
+"""Faults: a chunk that raises or a worker that dies is retried and the output is identical; a chunk that
+keeps failing fails the job naming its frames; Ctrl-C leaves no output and a resumable ledger; corrupt
+frames follow --on-corrupt; weights are data; no shell; Ray on loopback without a dashboard."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import ROOT, make_clip, textured_frames
+from tests.test_resume import PTS, clip, decode, opts, reference  # noqa: F401  (fixtures)
+from vsr_pipeline import errors
+from vsr_pipeline.cli import main
+from vsr_pipeline.ledger import job_dir
+from vsr_pipeline.media import FrameReader
+from vsr_pipeline.pipeline import UpscaleOptions, ray_session, upscale
+from workers.encoder import FAULT_ENV
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    lines = [ln for ln in err if ln.startswith("vsr: error:")]
+    assert len(lines) == 1 and "Traceback" not in "\n".join(err), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("mode", ["raise", "exit"])
+def test_failed_chunk_is_retried_and_output_is_identical(
+    mode: str,
+    clip: Path,  # noqa: F811
+    reference: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``raise``: an exception in chunk 1's encoding; ``exit``: the encoder's process dies at chunk 1
+    (Ray restarts the actor, the driver resubmits every chunk it lost)."""
+    monkeypatch.setenv(FAULT_ENV, f"{mode}:1:{tmp_path / 'fired'}")
+    out = tmp_path / "out.mp4"
+    res = upscale(clip, out, opts())
+    assert (tmp_path / "fired").exists() and res.retries >= 1
+    assert res.chunks_computed == 4 and res.frames_out == 12
+    assert out.read_bytes() == reference.read_bytes()
+
+
+def test_chunk_failing_every_time_fails_the_job_with_its_frames(
+    clip: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv(FAULT_ENV, "always:1")
+    out = tmp_path / "out.mp4"
+    code = main(["upscale", str(clip), "-o", str(out), "--model", "bicubic", "--scale", "2", "--chunk", "3",
+                 "--retries", "1", "--no-progress"])
+    assert code == errors.EXIT_CHUNK
+    line = one_error_line(capsys)
+    assert "chunk 1 (frames 3-5) failed 2 times" in line and "injected fault" in line
+    assert not out.exists() and (job_dir(out) / "ledger.json").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_without_output_and_resumes_to_the_same_file(
+    clip: Path,  # noqa: F811
+    reference: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out.mp4"
+    cmd = [sys.executable, "-m", "vsr_pipeline.cli", "upscale", str(clip), "-o", str(out), "--model",
+           "bicubic", "--scale", "2", "--chunk", "3", "--no-progress"]
+    env = {**os.environ, FAULT_ENV: "delay:1.5"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    ledger = job_dir(out) / "ledger.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ledger.exists() and json.loads(ledger.read_text() or "{}").get("done"):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == errors.EXIT_INTERRUPTED, err
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("vsr: error:")]
+    assert len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in err, err
+    assert not out.exists() and not list(tmp_path.glob("*partial*"))
+    done = json.loads(ledger.read_text())["done"]
+    assert 1 <= len(done) < 4
+    res = upscale(clip, out, opts())
+    assert res.chunks_resumed == len(done) and res.chunks_computed == 4 - len(done)
+    assert out.read_bytes() == reference.read_bytes()
+
+
+def _corrupt_clip(path: Path) -> tuple[Path, int]:
+    """A 20-frame clip with bytes flipped inside frame packets 8 and 9; returns it and how many frames the
+    decoder loses (measured by decoding it packet by packet)."""
+    src = make_clip(path.with_name("clean.mp4"), textured_frames(20, 32, 24))
+    data = bytearray(src.read_bytes())
+    with av.open(str(src)) as c:
+        packets = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
+    rng = np.random.default_rng(0)
+    for pos, size in packets[8:10]:
+        for off in rng.integers(0, size, 5):
+            data[pos + int(off)] ^= 0xFF
+    path.write_bytes(bytes(data))
+    decoded = 0
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        for p in c.demux(s):
+            with contextlib.suppress(av.FFmpegError):
+                decoded += len(s.decode(p))
+    return path, 20 - decoded
+
+
+def test_corrupt_frames_repeat_skip_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src, lost = _corrupt_clip(tmp_path / "bad.mp4")
+    assert lost >= 1
+    with av.open(str(tmp_path / "clean.mp4")) as c:
+        s = c.streams.video[0]
+        all_pts = [f.pts * s.time_base for f in c.decode(s)]
+    rep = upscale(src, tmp_path / "rep.mp4", opts(chunk=6))
+    assert rep.corrupt_frames == lost and rep.frames_out == 20
+    bad = [c["index"] for c in rep.corrupt]
+    pts, _ = decode(tmp_path / "rep.mp4")
+    assert pts == all_pts  # frame count and timing intact
+    with FrameReader(src, on_corrupt="repeat") as reader:  # a lost frame is the last good one before it
+        lr, _ = reader.read(20)
+    for i in bad:
+        prev = max(j for j in range(i) if j not in bad)
+        assert np.array_equal(lr[i], lr[prev])
+    skip = upscale(src, tmp_path / "skip.mp4", opts(chunk=6, on_corrupt="skip"))
+    assert skip.frames_out == 20 - lost and skip.corrupt == rep.corrupt
+    assert decode(tmp_path / "skip.mp4")[0] == [p for i, p in enumerate(all_pts) if i not in bad]
+    code = main(["upscale", str(src), "-o", str(tmp_path / "f.mp4"), "--model", "bicubic", "--scale", "2",
+                 "--on-corrupt", "fail", "--no-progress"])
+    assert code == errors.EXIT_INPUT
+    line = one_error_line(capsys)
+    assert f"frame {bad[0]} at {float(all_pts[bad[0]]):.3f} s cannot be decoded" in line
+    assert not (tmp_path / "f.mp4").exists()
+
+
+class _Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_that_runs_a_command_is_refused_and_never_runs(
+    clip: Path,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    torch.save({"params": _Payload(marker)}, evil)
+    code = main(["upscale", str(clip), "-o", str(tmp_path / "o.mp4"), "--model", "espcn", "--scale", "2",
+                 "--weights", str(evil), "--no-progress"])
+    assert code == errors.EXIT_MODEL
+    assert "evil.pth" in one_error_line(capsys)
+    assert not marker.exists() and not (tmp_path / "o.mp4").exists()
+
+
+def _python_files() -> list[Path]:
+    return [p for d in ("vsr_pipeline", "workers", "models", "benchmarks") for p in (ROOT / d).rglob("*.py")]
+
+
+def test_no_shell_and_no_string_commands() -> None:
+    """No ``shell=True``, no ``os.system``/``os.popen``, and every subprocess command is a list."""
+    bad = []
+    for path in _python_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = ast.unparse(node.func)
+            if name in ("os.system", "os.popen", "subprocess.getoutput", "subprocess.getstatusoutput"):
+                bad.append(f"{path}:{node.lineno} {name}")
+            for kw in node.keywords:
+                if kw.arg == "shell" and not (isinstance(kw.value, ast.Constant) and kw.value.value is False):
+                    bad.append(f"{path}:{node.lineno} shell=")
+            first = node.args[0] if node.args else None
+            if name.startswith("subprocess.") and isinstance(first, ast.Constant | ast.JoinedStr):
+                bad.append(f"{path}:{node.lineno} string command")
+    assert not bad, bad
+
+
+def test_every_torch_load_is_weights_only() -> None:
+    bad = []
+    for path in _python_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) in ("torch.load", "load") and any(
+                "torch" in ast.unparse(node.func) for _ in [0]
+            ):
+                kw = {k.arg: k.value for k in node.keywords}
+                value = kw.get("weights_only")
+                if not (isinstance(value, ast.Constant) and value.value is True):
+                    bad.append(f"{path}:{node.lineno}")
+    assert not bad, bad
+
+
+def test_ray_started_by_the_cli_binds_loopback_without_dashboard(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw))
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    with ray_session(None):
+        pass
+    assert seen["_node_ip_address"] == "127.0.0.1" and seen["include_dashboard"] is False
+    seen.clear()
+    with ray_session("auto"):
+        pass
+    assert seen["include_dashboard"] is False
+
+
+def test_options_defaults_are_the_documented_ones() -> None:
+    o = UpscaleOptions()
+    assert (o.on_corrupt, o.resume, o.retries) == ("repeat", "auto", 2)
+    assert Fraction(1, 25) and PTS  # fixtures module imported
