@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -13,7 +15,11 @@ import torch
 
 from models.registry import ModelSpec, build_model, get_spec, register, resolve_weights
 from models.weights import load_weights
+from vsr_pipeline.precision import FP32_CPU, Precision, make_precision
+from vsr_pipeline.tiling import DEFAULT_OVERLAP, back_off, free_cached, is_out_of_memory, tiled_forward
 from vsr_pipeline.windows import window_table
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -30,15 +36,21 @@ def to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:
     already in [0, 1] (pre-aligned windows)."""
     if not frames.flags.writeable or not frames.flags.c_contiguous:  # Ray hands out read-only views
         frames = np.array(frames, order="C")
-    t = torch.from_numpy(frames).to(device).movedim(-1, -3)
+    t = torch.from_numpy(frames)
+    if device.type == "cuda":  # uint8 crosses the bus (1/4 of float32's bytes), from pinned memory, async
+        t = t.pin_memory().to(device, non_blocking=True)
+    t = t.movedim(-1, -3)
     if frames.dtype == np.uint8:
         return t.float().div_(255.0)
     return t.float()
 
 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """float (T, 3, H, W) in [0, 1] -> uint8 (T, H, W, 3), rounded as BasicSR's tensor2img does."""
-    out = frames.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+    """float (T, 3, H, W) in [0, 1] -> uint8 (T, H, W, 3), rounded as BasicSR's tensor2img does.
+
+    Quantised on the tensor's device (on a GPU only uint8 comes back), from float32 (a bf16/fp16 output
+    is widened first: bf16 cannot hold every 8-bit level)."""
+    out = frames.float().clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
     return np.ascontiguousarray(out.permute(0, 2, 3, 1).cpu().numpy())
 
 
@@ -54,6 +66,26 @@ def forward_full(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     return model(pad_batch(x, batch))[: len(x)]
 
 
+def make_forward(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    precision: Precision = FP32_CPU,
+    tile: int | None = None,
+    overlap: int = DEFAULT_OVERLAP,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model`` run in ``precision`` (autocast and memory layout), on blended ``tile``-pixel crops when
+    ``tile`` is set (``vsr_pipeline.tiling``). fp32 without tiles is ``model`` itself."""
+    if precision.name == "fp32" and not tile:
+        return model
+
+    def one(x: torch.Tensor) -> torch.Tensor:
+        with precision.autocast():
+            return model(precision.layout(x))
+
+    if not tile:
+        return one
+    return lambda x: tiled_forward(one, x, tile, overlap)
+
+
 def pad_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
     """``x`` with its last item repeated until it holds ``batch`` items, always contiguous (a padded batch
     and a full one must also share their memory layout, or kernels differ again)."""
@@ -64,7 +96,7 @@ def pad_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def run_model(
-    model: torch.nn.Module,
+    model: Callable[[torch.Tensor], torch.Tensor],
     temporal: str,
     frames: np.ndarray,
     device: torch.device,
@@ -79,7 +111,8 @@ def run_model(
     ``batch`` windows of ``2 * radius + 1`` frames per forward, edge frames replicated at the
     ends of ``frames`` (``vsr_pipeline.windows``). Mini-batches are always ``batch`` items
     (``forward_full``). With ``keep``, only those output frames are computed and returned
-    (the others of the chunk are context).
+    (the others of the chunk are context). ``model`` is any callable on tensors, e.g.
+    ``make_forward(module, precision, tile)``.
     """
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected frames of shape (T, H, W, 3), got {frames.shape}")
@@ -109,7 +142,7 @@ def run_model(
 
 @torch.inference_mode()
 def run_windows(
-    model: torch.nn.Module, windows: np.ndarray, device: torch.device, batch: int = 4
+    model: Callable[[torch.Tensor], torch.Tensor], windows: np.ndarray, device: torch.device, batch: int = 4
 ) -> np.ndarray:
     """Run a window model over ready-made windows (T, 2r+1, H, W, 3), uint8 or float16 in [0, 1] (the
     aligner's output); returns HR uint8 (T, sH, sW, 3)."""
@@ -145,8 +178,34 @@ def load_upscaler_model(
     return net.eval()
 
 
+def set_threads(threads: int) -> int:
+    """Use ``threads`` intra-op threads (0: leave torch's choice); returns the count in force.
+
+    Ray starts a ``num_cpus=1`` actor with ``OMP_NUM_THREADS=1``; torch reads that at start-up, so the
+    count the pipeline gives the actor (all cores on the CPU: the decoder and encoder are mostly idle
+    while the model runs) must be set explicitly, and for OpenCV too.
+    """
+    if threads > 0:
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        try:
+            import cv2
+
+            cv2.setNumThreads(threads)
+        except ImportError:  # pragma: no cover - OpenCV is a dependency, but the model needs none of it
+            pass
+    return torch.get_num_threads()
+
+
 class Upscaler:
-    """Holds one model; ``process`` upscales a chunk's window and returns its core frames."""
+    """Holds one model; ``process`` upscales a chunk's window and returns its core frames.
+
+    ``precision`` (``auto|fp32|bf16|fp16``, ``vsr_pipeline.precision``), ``tile`` (LR pixels; None: whole
+    frames) and ``compile`` (``torch.compile``, fixed shapes) choose how the forward pass runs. An
+    out-of-memory error is retried with tiles, then smaller tiles, then a smaller batch
+    (``vsr_pipeline.tiling.back_off``); the smaller setting is kept for later chunks, so their shapes stay
+    fixed again (chunks before the back-off ran whole, and may differ from tiled ones by float rounding).
+    """
 
     def __init__(
         self,
@@ -157,21 +216,54 @@ class Upscaler:
         threads: int = 0,
         batch: int = 4,
         backbone: str | ModelSpec | None = None,
+        precision: str = "fp32",
+        tile: int | None = None,
+        overlap: int = DEFAULT_OVERLAP,
+        compile: bool = False,
     ):
-        if threads > 0:
-            torch.set_num_threads(threads)
+        self.threads = set_threads(threads)
         self.device = resolve_device(device)
         self.spec = use_spec(model)
         self.batch = batch
+        self.precision = make_precision(precision, self.device, self.spec.name)
+        self.tile, self.overlap = tile, overlap
+        self.backoffs: list[dict[str, int | None]] = []
         body = None if backbone is None else use_spec(backbone).name
-        self.model = load_upscaler_model(self.spec.name, weights, scale, body).to(self.device)
+        self.model = self.precision.prepare(load_upscaler_model(self.spec.name, weights, scale, body))
+        self.compiled: Callable[[torch.Tensor], torch.Tensor] = (
+            torch.compile(self.model, dynamic=False) if compile else self.model  # type: ignore[assignment]
+        )
+        self.forward = make_forward(self.compiled, self.precision, self.tile, self.overlap)
+
+    def _with_backoff(self, run: Callable[[], np.ndarray], frame_size: tuple[int, int]) -> np.ndarray:
+        while True:
+            try:
+                return run()
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                smaller = back_off(self.tile, self.batch, frame_size)
+                if smaller is None:
+                    raise
+                free_cached(self.device)
+                log.warning(
+                    "out of memory with tile %s, batch %d: retrying with tile %s, batch %d",
+                    self.tile, self.batch, *smaller,
+                )
+                self.backoffs.append({"tile": smaller[0], "batch": smaller[1]})
+                self.tile, self.batch = smaller
+                self.forward = make_forward(self.compiled, self.precision, self.tile, self.overlap)
 
     def process(self, window: slice, keep: slice, *batches: np.ndarray) -> np.ndarray:
         """Upscale one chunk: ``batches`` are consecutive decode batches, ``window`` the chunk's
         frames within their concatenation, ``keep`` its core frames within the window."""
         frames = batches[0] if len(batches) == 1 else np.concatenate(batches)
-        return run_model(
-            self.model, self.spec.temporal, frames[window], self.device, self.batch, self.spec.radius, keep
+        frames = frames[window]
+        return self._with_backoff(
+            lambda: run_model(
+                self.forward, self.spec.temporal, frames, self.device, self.batch, self.spec.radius, keep
+            ),
+            frames.shape[1:3],
         )
 
     def process_windows(self, windows: np.ndarray) -> np.ndarray:
@@ -183,9 +275,22 @@ class Upscaler:
                 f"model {self.spec.name} takes windows of {2 * self.spec.radius + 1} frames, "
                 f"got shape {windows.shape}"
             )
-        return run_windows(self.model, windows, self.device, self.batch)
+        return self._with_backoff(
+            lambda: run_windows(self.forward, windows, self.device, self.batch), windows.shape[2:4]
+        )
+
+    def settings(self) -> dict[str, object]:
+        """What the forward pass runs with now (after any back-off)."""
+        return {
+            "precision": self.precision.name,
+            "channels_last": self.precision.channels_last,
+            "threads": self.threads,
+            "batch": self.batch,
+            "tile": self.tile,
+            "backoffs": list(self.backoffs),
+        }
 
     def device_name(self) -> str:
         if self.device.type == "cuda":
-            return torch.cuda.get_device_name(self.device)
-        return f"cpu ({torch.get_num_threads()} threads)"
+            return f"{torch.cuda.get_device_name(self.device)} ({self.precision.name})"
+        return f"cpu ({torch.get_num_threads()} threads, {self.precision.name})"

@@ -1,0 +1,149 @@
+"""Fast paths give the right answer: bf16 vs fp32 agreement, bf16 chunked == whole, batched vs unbatched,
+threads inside a Ray actor, precision choice, and the pipeline's --precision/--tile flags end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.registry import build_model
+from models.video.basicvsr import BasicVSR
+from tests.conftest import textured_frames
+from tests.test_windows import random_weights
+from vsr_pipeline.metrics import psnr_y
+from vsr_pipeline.precision import CPU_BF16_SAFE, FP32_CPU, Precision, resolve_precision
+from workers.upscaler import Upscaler, make_forward, run_model, to_uint8
+
+CPU = torch.device("cpu")
+BF16 = Precision("bf16", CPU)
+
+
+def _espcn(scale: int = 2, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model("espcn", scale).eval()
+
+
+def test_auto_precision_is_bf16_on_the_cpu_only_where_measured_safe() -> None:
+    assert resolve_precision("auto", CPU, "espcn") == ("bf16" if "espcn" in CPU_BF16_SAFE else "fp32")
+    for name in CPU_BF16_SAFE:
+        assert resolve_precision("auto", CPU, name) == "bf16"
+    assert resolve_precision("auto", torch.device("cuda"), "espcn") == "fp16"
+    assert resolve_precision("fp32", CPU, "basicvsr") == "fp32"
+    with pytest.raises(ValueError, match="CUDA"):
+        resolve_precision("fp16", CPU, "espcn")
+    with pytest.raises(ValueError, match="unknown precision"):
+        resolve_precision("fp8", CPU, "espcn")
+
+
+def test_bf16_output_is_quantised_from_float32() -> None:
+    """A bf16 tensor is widened before rounding to 8 bits: same levels as its float32 value."""
+    x = torch.rand(2, 3, 5, 7).to(torch.bfloat16)
+    assert np.array_equal(to_uint8(x.clone()), to_uint8(x.float()))
+
+
+def test_bf16_agrees_with_fp32_single_image() -> None:
+    model = _espcn()
+    frames = textured_frames(4, 40, 32)
+    fp32 = run_model(model, "none", frames, CPU, batch=2)
+    bf16 = run_model(make_forward(BF16.prepare(_espcn()), BF16), "none", frames, CPU, batch=2)
+    assert bf16.shape == fp32.shape
+    assert psnr_y(bf16, fp32, 0) > 40
+    assert np.abs(bf16.astype(int) - fp32).mean() < 1.0
+
+
+def test_bf16_agrees_with_fp32_recurrent() -> None:
+    torch.manual_seed(2)
+    model = BasicVSR(num_feat=8, num_block=1).eval()
+    frames = textured_frames(3, 32, 24, seed=1)
+    fp32 = run_model(model, "recurrent", frames, CPU)
+    bf16 = run_model(make_forward(BF16.prepare(model), BF16), "recurrent", frames, CPU)
+    assert psnr_y(bf16, fp32, 0) > 38
+
+
+def test_bf16_chunked_equals_whole_with_fixed_batches() -> None:
+    """The fixed-shape batches keep chunked == whole exact in bf16 channels-last too."""
+    fwd = make_forward(BF16.prepare(_espcn()), BF16)
+    frames = textured_frames(7, 24, 16)
+    whole = run_model(fwd, "none", frames, CPU, batch=3)
+    for cut in (1, 3, 4):
+        parts = np.concatenate([run_model(fwd, "none", frames[:cut], CPU, batch=3),
+                                run_model(fwd, "none", frames[cut:], CPU, batch=3)])
+        assert np.array_equal(parts, whole)
+
+
+def test_batched_equals_unbatched_within_rounding() -> None:
+    """Batch 1 and batch 4 take different kernels (a few 1e-7 apart): at most one level, rarely."""
+    model = _espcn(seed=3)
+    frames = textured_frames(5, 24, 16, seed=4)
+    one = run_model(model, "none", frames, CPU, batch=1)
+    four = run_model(model, "none", frames, CPU, batch=4)
+    diff = np.abs(one.astype(int) - four)
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def test_tiled_forward_through_run_model_matches_whole() -> None:
+    model = _espcn(seed=5)
+    frames = textured_frames(2, 72, 40, seed=6)
+    whole = run_model(model, "none", frames, CPU, batch=2)
+    tiled = run_model(make_forward(model, FP32_CPU, tile=32, overlap=16), "none", frames, CPU, batch=2)
+    assert np.abs(tiled.astype(int) - whole).max() <= 1
+
+
+def test_upscaler_precision_settings(tmp_path: Path) -> None:
+    weights = random_weights(tmp_path / "e.safetensors", "espcn", 2)
+    up = Upscaler("espcn", weights, 2, "cpu", threads=1, batch=2, precision="bf16")
+    assert up.settings()["precision"] == "bf16" and up.settings()["channels_last"]
+    conv_weight = next(p for p in up.model.parameters() if p.dim() == 4)
+    assert conv_weight.is_contiguous(memory_format=torch.channels_last)
+    frames = textured_frames(3, 24, 16)
+    ref = run_model(_load(weights), "none", frames, CPU, batch=2)
+    assert psnr_y(up.process(slice(0, 3), slice(0, 3), frames), ref, 0) > 40
+    assert "bf16" in up.device_name()
+
+
+def _load(weights: str) -> torch.nn.Module:
+    from workers.upscaler import load_upscaler_model
+
+    return load_upscaler_model("espcn", weights, 2)
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_actor_uses_the_threads_it_is_given(tmp_path: Path) -> None:
+    """Ray starts a num_cpus=1 actor with OMP_NUM_THREADS=1; the Upscaler must still run the threads it
+    is given (the pipeline gives it every core)."""
+    import ray
+
+    weights = random_weights(tmp_path / "e.safetensors", "espcn", 2)
+    actor = ray.remote(num_cpus=1)(Upscaler).remote("espcn", weights, 2, "cpu", 2)
+    assert ray.get(actor.settings.remote())["threads"] == 2
+    assert "2 threads" in ray.get(actor.device_name.remote())
+    ray.kill(actor)
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_pipeline_precision_and_tile_flags(tmp_path: Path) -> None:
+    """--precision bf16 --tile through the Ray job equals the Upscaler with the same settings, frame for
+    frame (PNG output, lossless); fp16 on the CPU is a usage error."""
+    from vsr_pipeline.errors import UsageError
+    from vsr_pipeline.media import ImageFolderWriter, list_images, read_images
+    from vsr_pipeline.pipeline import UpscaleOptions, upscale
+
+    weights = random_weights(tmp_path / "e.safetensors", "espcn", 2)
+    frames = textured_frames(5, 40, 24)
+    src = tmp_path / "lr"
+    with ImageFolderWriter(src) as w:
+        w.write(frames, list(range(len(frames))))
+    out = tmp_path / "hr"
+    opts = UpscaleOptions(model="espcn", weights=weights, scale=2, chunk=2, precision="bf16", tile=16,
+                          overlap=4, batch=2, progress=False)
+    upscale(src, out, opts)
+    up = Upscaler("espcn", weights, 2, "cpu", batch=2, precision="bf16", tile=16, overlap=4)
+    expected = np.concatenate([up.process(slice(0, len(c)), slice(0, len(c)), c)
+                               for c in (frames[0:2], frames[2:4], frames[4:5])])
+    assert np.array_equal(read_images(list_images(out)), expected)
+    with pytest.raises(UsageError, match="CUDA"):
+        upscale(src, tmp_path / "x", UpscaleOptions(model="espcn", weights=weights, scale=2, device="cpu",
+                                                   precision="fp16", progress=False))

@@ -1,0 +1,93 @@
+"""Numeric precision and memory layout of a model's forward pass.
+
+``--precision auto|fp32|bf16|fp16``:
+
+- ``fp32``: plain float32, the default memory layout (bit-identical to calling the module directly).
+- ``bf16``: ``torch.autocast`` to bfloat16 (convolutions and matmuls in bf16, what autocast keeps in fp32
+  stays fp32) plus ``channels_last`` weights and inputs: on the 2-core development CPU a 64->64 3x3
+  convolution runs at 400 GFLOP/s in bf16 channels-last against 106 in fp32 NCHW (docs/performance.md).
+- ``fp16``: autocast to float16, channels-last; CUDA only (CPU fp16 kernels are not faster than fp32).
+- ``auto``: on CUDA ``fp16``; on the CPU ``bf16`` only for the models in :data:`CPU_BF16_SAFE`, whose bf16
+  output was measured within 0.02 dB Y-PSNR of fp32 on real frames, else ``fp32``.
+
+Outputs are always handed back as float32 before quantisation to uint8 (bf16 holds ~1/256 relative
+precision, about one 8-bit level near white, so quantising a bf16 tensor directly would lose levels).
+No torch import at module level beyond what the functions use, so the CLI can import this cheaply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+#: Models for which ``auto`` picks CPU bf16: Y-PSNR(bf16) - Y-PSNR(fp32) against the ground truth, in dB,
+#: measured by ``benchmarks/perf_precision.py`` on real frames (not the benchmark sets); docs/performance.md.
+#: The threshold for a model to be listed is an absolute change below :data:`BF16_TOLERANCE_DB`.
+CPU_BF16_SAFE: dict[str, float] = {}
+BF16_TOLERANCE_DB = 0.02
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_precision(precision: str, device: torch.device, model: str) -> str:
+    """The concrete precision (``fp32``, ``bf16`` or ``fp16``) for ``precision`` on ``device``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        if device.type == "cuda":
+            return "fp16"
+        return "bf16" if model in CPU_BF16_SAFE else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("--precision fp16 needs a CUDA device; on the CPU use bf16 (or fp32)")
+    return precision
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How to run a forward pass: ``name`` (fp32/bf16/fp16) on ``device``."""
+
+    name: str
+    device: torch.device
+
+    @property
+    def channels_last(self) -> bool:
+        """Half precisions use channels-last (oneDNN's and cuDNN's fast bf16/fp16 kernels want NHWC)."""
+        return self.name != "fp32"
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Move ``model`` to the device in the layout this precision wants (weights stay float32: autocast
+        casts per operation, so norms, softmax and grid sampling keep float32)."""
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def layout(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` contiguous in this precision's layout (4-D tensors only; others plain contiguous)."""
+        if self.channels_last and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous()
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        if self.name == "fp32":
+            yield
+            return
+        with torch.autocast(self.device.type, dtype=_DTYPES[self.name]):
+            yield
+
+
+FP32_CPU = Precision("fp32", torch.device("cpu"))
+
+
+def make_precision(precision: str, device: torch.device, model: str) -> Precision:
+    return Precision(resolve_precision(precision, device, model), device)
