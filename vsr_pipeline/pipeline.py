@@ -238,6 +238,8 @@ def job_settings(
         "align": opts.align,
         "aligned_dtype": opts.aligned_dtype if opts.align else None,
         "batch": opts.batch,
+        "precision": opts.precision,  # segments made in another precision or tiling differ slightly
+        "tile": [opts.tile, opts.overlap] if opts.tile else None,
         "device": device,
         "codec": opts.codec,
         "crf": opts.crf,
