@@ -81,7 +81,7 @@ def open_input(path: str | os.PathLike[str]) -> InputContainer:
     if p.stat().st_size == 0:
         raise MediaError(f"{p}: empty file (0 bytes)")
     try:
-        return av.open(str(p), mode="r")
+        return av.open(str(p), mode="r", metadata_errors="replace")  # bad tags must not stop the job
     except av.FFmpegError as exc:
         raise MediaError(f"{p}: not a readable media file ({short_reason(exc)})") from None
     except OSError as exc:
