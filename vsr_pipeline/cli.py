@@ -65,6 +65,20 @@ def _run_options(p: argparse.ArgumentParser, model_default: str | None) -> None:
     p.add_argument("--address", help="join a Ray cluster (e.g. auto or ray://host:10001); default in-process")
 
 
+def _perf_options(p: argparse.ArgumentParser, compile_flag: bool = True) -> None:
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default="auto",
+        help="forward-pass precision: auto = fp16 on CUDA, bf16 on the CPU only for models measured within "
+        "0.02 dB of fp32, else fp32 (see docs/performance.md)",
+    )
+    p.add_argument("--tile", type=_positive_int, help="run the model on overlapping LR tiles of this size")
+    p.add_argument("--overlap", type=int, default=16, help="LR pixels shared by neighbouring tiles (16)")
+    if compile_flag:
+        p.add_argument("--compile", action="store_true", help="torch.compile the model (fixed shapes)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vsr", description="Video super-resolution: PyAV in and out, Ray actors.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -112,8 +126,27 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--retries", type=int, default=2, help="further attempts for a chunk that fails (default 2)"
     )
+    _perf_options(up)
     up.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(up)
+
+    bn = sub.add_parser(
+        "bench", help="frames/s of the model alone, the pipeline and a naive loop, peak memory (one run)"
+    )
+    bn.add_argument("--model", required=True, help="registered model name")
+    bn.add_argument("--weights", help="weights name or checkpoint (default: the model's; random if none)")
+    bn.add_argument("--input", required=True, help="video whose first --frames frames are used")
+    bn.add_argument("--frames", type=_positive_int, default=20, help="frames to measure on (default 20)")
+    bn.add_argument("--scale", type=_positive_int, default=4)
+    bn.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    bn.add_argument("--repeats", type=_positive_int, default=3, help="median of this many runs (default 3)")
+    bn.add_argument("--batch", type=_positive_int, default=4)
+    bn.add_argument("--chunk", type=_positive_int, help="core frames per chunk (default: sized to the frame)")
+    bn.add_argument("--padding", type=int, help="context frames each side of a chunk (default: per model)")
+    bn.add_argument("--preset", default="medium", help="x264 preset of the pipeline and the naive loop")
+    bn.add_argument("--no-naive", action="store_true", help="skip the naive sequential loop")
+    _perf_options(bn, compile_flag=False)
+    _common(bn)
 
     dg = sub.add_parser(
         "degrade", help="make low-resolution material (bi: MATLAB bicubic, bd: blur+decimate)"
@@ -214,6 +247,10 @@ def cmd_upscale(args: argparse.Namespace) -> dict[str, Any]:
         on_corrupt=args.on_corrupt,
         resume="require" if args.resume else "never" if args.no_resume else "auto",
         retries=max(0, args.retries),
+        precision=args.precision,
+        tile=args.tile,
+        overlap=args.overlap,
+        compile=args.compile,
     )
     result = upscale(args.input, args.output, opts).to_json()
     if not args.json:
@@ -222,6 +259,21 @@ def cmd_upscale(args: argparse.Namespace) -> dict[str, Any]:
             f"{result['width_out']}x{result['height_out']} "
             f"in {result['seconds']:.1f} s ({result['fps']:.2f} frames/s, {result['device']})"
         )
+    return result
+
+
+def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
+    from vsr_pipeline.bench import BenchOptions, format_bench, run_bench
+
+    opts = BenchOptions(
+        model=args.model, input=args.input, weights=args.weights, frames=args.frames, scale=args.scale,
+        device=args.device, precision=args.precision, repeats=args.repeats, batch=args.batch,
+        chunk=args.chunk, padding=args.padding, tile=args.tile, overlap=args.overlap, preset=args.preset,
+        skip_naive=args.no_naive,
+    )
+    result = run_bench(opts, log=lambda line: print(line, file=sys.stderr))
+    if not args.json:
+        print(format_bench(result))
     return result
 
 
@@ -263,6 +315,7 @@ COMMANDS = {
     "degrade": cmd_degrade,
     "eval": cmd_eval,
     "train": cmd_train,
+    "bench": cmd_bench,
 }
 
 
@@ -302,7 +355,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name, value in vars(args).items():  # argparse drops a lone "--" value (``--batch=--``) and gives []
+        if isinstance(value, list):
+            parser.error(f"argument --{name.replace('_', '-')}: expected one value")
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
