@@ -542,6 +542,7 @@ def _stream(
     already = sum(c.core for c in chunks if c.index not in todo)
 
     def submit(job: _Job) -> None:
+        log.debug("chunk %d submitted (attempt %d)", job.chunk.index, job.attempt)
         hr = stages.upscale(job.window, job.chunk.keep, job.batches)
         pending[stages.encoder.write_segment.remote(job.chunk.index, hr, job.pts)] = job
 
