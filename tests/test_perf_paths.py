@@ -147,3 +147,24 @@ def test_pipeline_precision_and_tile_flags(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="CUDA"):
         upscale(src, tmp_path / "x", UpscaleOptions(model="espcn", weights=weights, scale=2, device="cpu",
                                                    precision="fp16", progress=False))
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_local")
+def test_bench_command_reports_every_variant(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from tests.conftest import make_clip
+    from vsr_pipeline.cli import main
+
+    clip = make_clip(tmp_path / "in.mp4", textured_frames(4, 32, 24))
+    code = main(["bench", "--model", "espcn", "--input", str(clip), "--frames", "3", "--scale", "2",
+                 "--repeats", "1", "--device", "cpu", "--preset", "ultrafast", "--json"])
+    assert code == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["frames"] == 3 and r["weights"] == "random init (timing only)" and r["precision"] == "fp32"
+    for key in ("model_fps", "pipeline_fps", "naive_fps", "peak_rss_mb", "peak_pss_mb"):
+        assert r[key] > 0, key
+    assert r["pipeline_over_model"] == pytest.approx(r["pipeline_fps"] / r["model_fps"], abs=1e-3)
+    assert {"Decoder", "Upscaler", "Encoder", "driver"} <= set(r["stage_busy"])
+    assert sum(r["naive_share"].values()) <= 1.0 + 1e-6

@@ -1,0 +1,376 @@
+"""``vsr bench``: frames/s of the model alone, of the whole pipeline and of a naive loop, in one run.
+
+Measured on the first ``--frames`` frames of ``--input`` (re-encoded once into a temporary clip so every
+variant reads the same file), ``--repeats`` times, the three variants interleaved (a, b, c, a, b, c, ...) so
+a machine whose load changes affects them alike; each figure is the median over the repeats.
+
+- (a) **model only**: the ``Upscaler`` (same precision, batch, tiling, threads as the pipeline's) on frames
+  already in memory, called on exactly the chunk windows the pipeline computes (``model_fps``), and on the
+  whole clip in one call (``model_fps_whole``: no chunk overlap, what an unbounded-memory run would cost).
+- (b) **pipeline**: ``upscale()`` to an encoded file with the given settings, Ray already started
+  (``pipeline_fps``); during it the summed RSS and PSS of the process tree are sampled (``peak_rss_mb``,
+  ``peak_pss_mb``) and each actor's CPU time is read from /proc (``stage_busy``: CPU seconds per wall second,
+  so 1.0 is one core busy all the time).
+- (c) **naive loop**: what peers' scripts do, in one process: PyAV decode with swscale's rgb24 conversion,
+  the model in fp32 (single-image models one frame per forward, window models one window, recurrent models
+  the whole clip as one sequence), encode through PyAV (swscale back to yuv420p), one after the other
+  (``naive_fps``, and each stage's share of the time in ``naive_share``).
+
+Ratios: ``pipeline_over_model`` (b/a), ``pipeline_over_model_whole``, ``pipeline_over_naive`` (b/c).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.registry import build_model, get_spec
+from vsr_pipeline.errors import UsageError
+
+
+@dataclass
+class BenchOptions:
+    model: str
+    input: str
+    weights: str | None = None
+    frames: int = 20
+    scale: int = 4
+    device: str = "auto"
+    precision: str = "auto"
+    repeats: int = 3
+    batch: int = 4
+    chunk: int | None = None
+    padding: int | None = None
+    tile: int | None = None
+    overlap: int = 16
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "medium"
+    skip_naive: bool = False
+
+
+# --- process-tree sampling (Linux /proc) -----------------------------------------------------------------
+
+
+def _children() -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    return out
+
+
+def process_tree(pid: int) -> list[int]:
+    children, out, todo = _children(), [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def memory_kb(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of ``pid`` in KiB (0 when it is gone)."""
+    rss = pss = 0
+    for line in _read(f"/proc/{pid}/smaps_rollup").splitlines():
+        if line.startswith("Rss:"):
+            rss = int(line.split()[1])
+        elif line.startswith("Pss:"):
+            pss = int(line.split()[1])
+    return rss, pss
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far."""
+    text = _read(f"/proc/{pid}/stat")
+    if not text:
+        return 0.0
+    fields = text.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_RAY_NAME = re.compile(r"ray::([A-Za-z_]\w*)")
+
+
+class TreeSampler:
+    """Samples, every ``interval`` seconds in a thread, the summed RSS/PSS of this process and its
+    descendants (Ray's raylet, GCS and workers when Ray runs in-process) and each Ray actor's CPU time
+    (by the ``ray::ClassName`` process title)."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
+        self.peak_rss_kb = self.peak_pss_kb = 0
+        self.actor_cpu: dict[int, tuple[str, float, float]] = {}  # pid -> (name, first cpu, last cpu)
+        self.driver_cpu = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeSampler:
+        self._cpu0 = cpu_seconds(os.getpid())
+        self._actor_cpu0 = {p: cpu_seconds(p) for p in process_tree(os.getpid())}
+        self._t0 = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        self.wall = time.perf_counter() - self._t0
+        self.driver_cpu = cpu_seconds(os.getpid()) - self._cpu0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> None:
+        rss = pss = 0
+        for pid in process_tree(os.getpid()):
+            r, p = memory_kb(pid)
+            rss, pss = rss + r, pss + p
+            m = _RAY_NAME.search(_read(f"/proc/{pid}/cmdline").replace("\0", " "))
+            if m and m.group(1) not in ("IDLE", "core_worker"):
+                cpu = cpu_seconds(pid)
+                name, first, _ = self.actor_cpu.get(pid, (m.group(1), self._actor_cpu0.get(pid, 0.0), cpu))
+                self.actor_cpu[pid] = (name, first, cpu)
+        self.peak_rss_kb, self.peak_pss_kb = max(self.peak_rss_kb, rss), max(self.peak_pss_kb, pss)
+
+    def busy(self) -> dict[str, float]:
+        """CPU seconds per wall second of each actor class (summed over its processes) and the driver."""
+        out: dict[str, float] = {}
+        for name, first, last in self.actor_cpu.values():
+            out[name] = out.get(name, 0.0) + (last - first) / self.wall
+        out["driver"] = self.driver_cpu / self.wall
+        return {k: round(v, 3) for k, v in sorted(out.items())}
+
+
+# --- the three variants ------------------------------------------------------------------------------------
+
+
+def make_clip(src: str, frames: int, out: Path, crf: int = 12) -> Path:
+    """The first ``frames`` frames of ``src`` encoded to ``out`` (H.264, no audio)."""
+    from vsr_pipeline.media import FrameReader, VideoWriter
+
+    with FrameReader(src) as reader:
+        rgb, pts = reader.read(frames)
+        info = reader.info
+    if len(rgb) == 0:
+        raise UsageError(f"{src} has no frames")
+    with VideoWriter.like(out, info, crf=crf, preset="fast", copy_streams=False) as w:
+        w.write(rgb, pts)
+    return out
+
+
+def naive_loop(model: Any, temporal: str, radius: int, clip: Path, out: Path, opts: BenchOptions) -> dict:
+    """Decode -> model (fp32) -> encode in one process, swscale for both colour conversions."""
+    import av
+    import torch
+
+    from workers.upscaler import to_tensor, to_uint8
+
+    t = {"decode": 0.0, "model": 0.0, "encode": 0.0}
+    cpu = torch.device("cpu")
+    t0 = time.perf_counter()
+    with av.open(str(clip)) as src, av.open(str(out), "w") as dst, torch.inference_mode():
+        vin = src.streams.video[0]
+        vout = dst.add_stream(opts.codec, rate=vin.average_rate or 25)
+        vout.width, vout.height = vin.width * opts.scale, vin.height * opts.scale
+        vout.pix_fmt = "yuv420p"
+        vout.codec_context.options = {"crf": str(opts.crf), "preset": opts.preset}
+
+        def encode(hr: np.ndarray) -> None:
+            s = time.perf_counter()
+            for img in hr:
+                for packet in vout.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    dst.mux(packet)
+            t["encode"] += time.perf_counter() - s
+
+        decoded: list[np.ndarray] = []
+        s = time.perf_counter()
+        for frame in src.decode(vin):
+            decoded.append(frame.to_ndarray(format="rgb24"))  # swscale
+            if temporal == "none":
+                t["decode"] += time.perf_counter() - s
+                m = time.perf_counter()
+                hr = to_uint8(model(to_tensor(decoded.pop()[None], cpu)))
+                t["model"] += time.perf_counter() - m
+                encode(hr)
+            s = time.perf_counter()
+        t["decode"] += time.perf_counter() - s
+        if temporal != "none":
+            lr = np.stack(decoded)
+            m = time.perf_counter()
+            if temporal == "recurrent":
+                hr = to_uint8(model(to_tensor(lr, cpu).unsqueeze(0))[0])
+            else:
+                idx = np.clip(np.arange(len(lr))[:, None] + np.arange(-radius, radius + 1), 0, len(lr) - 1)
+                hr = np.concatenate([to_uint8(model(to_tensor(lr[i][None], cpu))) for i in idx])
+            t["model"] += time.perf_counter() - m
+            encode(hr)
+        s = time.perf_counter()
+        for packet in vout.encode():
+            dst.mux(packet)
+        t["encode"] += time.perf_counter() - s
+    total = time.perf_counter() - t0
+    return {"seconds": total, **{k: v / total for k, v in t.items()}}
+
+
+STAGES = ("decode", "model", "encode")
+
+
+def _median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    import torch
+
+    from models.weights import save_safetensors
+    from vsr_pipeline.media import FrameReader, probe
+    from vsr_pipeline.pipeline import (
+        UpscaleOptions,
+        check_perf_options,
+        default_chunk,
+        default_padding,
+        ray_session,
+        upscale,
+    )
+    from vsr_pipeline.plan import plan_chunks
+    from vsr_pipeline.precision import resolve_precision
+    from workers.upscaler import Upscaler, load_upscaler_model, resolve_device
+
+    spec = get_spec(opts.model)
+    if opts.scale not in spec.scales:
+        scales = ", ".join(map(str, spec.scales))
+        raise UsageError(f"model {spec.name} supports scale {scales}, not {opts.scale}")
+    if opts.frames < 1 or opts.repeats < 1:
+        raise UsageError("--frames and --repeats must be >= 1")
+    device = resolve_device(opts.device)
+    load0 = os.getloadavg()
+    cpus = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory(prefix="vsr-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        weights, weights_note = opts.weights, opts.weights or spec.default_weights
+        if spec.parametric and weights is None and spec.default_weights is None:
+            torch.manual_seed(0)  # speed does not depend on the values
+            save_safetensors(build_model(spec.name, opts.scale).state_dict(), tmp / "random.safetensors")
+            weights, weights_note = str(tmp / "random.safetensors"), "random init (timing only)"
+        clip = make_clip(opts.input, opts.frames, tmp / "clip.mp4")
+        info = probe(clip)
+        with FrameReader(clip) as reader:
+            frames, _ = reader.read(info.frames)
+        n = len(frames)
+        padding = default_padding(spec.name) if opts.padding is None else opts.padding
+        chunk = default_chunk(info, padding) if opts.chunk is None else opts.chunk
+        chunks = plan_chunks(n, chunk, padding)
+        up_opts = UpscaleOptions(
+            model=spec.name, weights=weights, scale=opts.scale, device=opts.device, chunk=chunk,
+            padding=padding, codec=opts.codec, crf=opts.crf, preset=opts.preset, progress=False,
+            batch=opts.batch, precision=opts.precision, tile=opts.tile, overlap=opts.overlap,
+            resume="never",
+        )
+        check_perf_options(spec, up_opts, device)
+        precision = resolve_precision(opts.precision, device, spec.name)
+        threads = 0 if device.type == "cuda" else cpus
+        up = Upscaler(spec, weights, opts.scale, str(device), threads, opts.batch,
+                      precision=precision, tile=opts.tile, overlap=opts.overlap)
+        naive_model = load_upscaler_model(spec.name, weights, opts.scale) if not opts.skip_naive else None
+
+        def model_chunks() -> float:
+            s = time.perf_counter()
+            for c in chunks:
+                up.process(slice(c.read_start, c.read_stop), c.keep, frames)
+            return time.perf_counter() - s
+
+        def model_whole() -> float:
+            s = time.perf_counter()
+            up.process(slice(0, n), slice(0, n), frames)
+            return time.perf_counter() - s
+
+        log(f"bench {spec.name} x{opts.scale} {precision}: {n} frames {info.width}x{info.height}, "
+            f"chunk {chunk} padding {padding} ({len(chunks)} chunks), {opts.repeats} repeats")
+        model_whole()  # warm-up (first-call allocations, oneDNN primitive creation)
+        times: dict[str, list[float]] = {"model": [], "model_whole": [], "pipeline": [], "naive": []}
+        samplers: list[TreeSampler] = []
+        naive_shares: list[dict[str, float]] = []
+        with ray_session(None):
+            for r in range(opts.repeats):
+                times["model"].append(model_chunks())
+                times["model_whole"].append(model_whole() if len(chunks) > 1 else times["model"][-1])
+                with TreeSampler() as sampler:
+                    s = time.perf_counter()
+                    upscale(clip, tmp / f"pipeline{r}.mp4", up_opts)
+                    times["pipeline"].append(time.perf_counter() - s)
+                samplers.append(sampler)
+                if naive_model is not None:
+                    torch.set_num_threads(cpus)
+                    res = naive_loop(naive_model, spec.temporal, spec.radius, clip, tmp / f"naive{r}.mp4",
+                                     opts)
+                    times["naive"].append(res["seconds"])
+                    naive_shares.append(res)
+                log(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v))
+    fps = {k: n / _median(v) for k, v in times.items() if v}
+    order = sorted(range(len(samplers)), key=times["pipeline"].__getitem__)
+    median_run = samplers[order[len(order) // 2]]  # stage shares of the median pipeline run
+    computed = sum(c.read_stop - c.read_start for c in chunks) if spec.temporal == "recurrent" else n
+    result: dict[str, Any] = {
+        "model": spec.name, "weights": weights_note, "input": str(opts.input), "frames": n,
+        "width": info.width, "height": info.height, "scale": opts.scale, "device": str(device),
+        "precision": precision, "threads": up.threads, "batch": opts.batch, "tile": opts.tile,
+        "chunk": chunk, "padding": padding, "chunks": len(chunks), "frames_computed_per_frame": computed / n,
+        "repeats": opts.repeats,
+        "model_fps": round(fps["model"], 4),
+        "model_fps_whole": round(fps["model_whole"], 4),
+        "pipeline_fps": round(fps["pipeline"], 4),
+        "naive_fps": round(fps["naive"], 4) if "naive" in fps else None,
+        "pipeline_over_model": round(fps["pipeline"] / fps["model"], 3),
+        "pipeline_over_model_whole": round(fps["pipeline"] / fps["model_whole"], 3),
+        "pipeline_over_naive": round(fps["pipeline"] / fps["naive"], 3) if "naive" in fps else None,
+        "peak_rss_mb": round(max(s.peak_rss_kb for s in samplers) / 1024, 1),
+        "peak_pss_mb": round(max(s.peak_pss_kb for s in samplers) / 1024, 1),
+        "stage_busy": median_run.busy(),
+        "naive_share": {k: round(_median([s[k] for s in naive_shares]), 3) for k in STAGES}
+        if naive_shares else None,
+        "seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
+        "loadavg_start": [round(x, 2) for x in load0],
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        "cpus": cpus,
+    }
+    return result
+
+
+def format_bench(r: dict[str, Any]) -> str:
+    """The result as a few readable lines."""
+    naive = f"{r['naive_fps']:.3f}" if r["naive_fps"] is not None else "-"
+    lines = [
+        f"{r['model']} x{r['scale']} on {r['frames']} frames {r['width']}x{r['height']}, {r['precision']}, "
+        f"{r['device']} ({r['threads']} threads), median of {r['repeats']}, load {r['loadavg_start'][0]}",
+        f"  model only   {r['model_fps']:.3f} frames/s (whole clip in one call: {r['model_fps_whole']:.3f})",
+        f"  pipeline     {r['pipeline_fps']:.3f} frames/s   x{r['pipeline_over_model']:.2f} of model only, "
+        f"x{r['pipeline_over_naive'] or 0:.2f} of naive",
+        f"  naive loop   {naive} frames/s (fp32, swscale)",
+        f"  peak memory  RSS {r['peak_rss_mb']:.0f} MB, PSS {r['peak_pss_mb']:.0f} MB (process tree)",
+        "  busy (cores) " + ", ".join(f"{k} {v:.2f}" for k, v in r["stage_busy"].items() if v >= 0.005),
+    ]
+    return "\n".join(lines)
