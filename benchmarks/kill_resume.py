@@ -1,0 +1,146 @@
+"""Kill -9 a multi-chunk `vsr upscale` at random moments, resume each time, compare with an uninterrupted run.
+
+1. An uninterrupted run gives the reference output and its duration T.
+2. Then the same command runs again and again (same output path): each run is killed with SIGKILL at a
+   random moment (uniform in [0.2, 1.0] x the expected time left: T scaled by the share of chunks not yet
+   done, plus the start-up time) until ``--kills`` kills have landed; the run after that is left to finish.
+3. The final output's decoded frames and pts must equal the reference's (and the bytes are compared too).
+
+Chunks recomputed: every run logs each chunk it submits (``--debug``); submissions beyond the chunk count
+are work lost to kills (chunks in flight at the moment of a kill). A chunk the ledger had recorded must
+never be submitted again; the script checks that too.
+
+    python benchmarks/kill_resume.py            # 10 kills, 120 frames 160x120 -> x4, 20 chunks
+    python benchmarks/kill_resume.py --quick    # 3 kills, 36 frames, 6 chunks
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import make_clip, textured_frames  # noqa: E402
+from vsr_pipeline.ledger import job_dir  # noqa: E402
+
+SUBMIT = re.compile(r"chunk (\d+) submitted")
+
+
+def decode(path: Path) -> tuple[list[int], np.ndarray]:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        frames = list(c.decode(s))
+        return [f.pts for f in frames], np.stack([f.to_ndarray(format="rgb24") for f in frames])
+
+
+def done_chunks(out: Path) -> set[int]:
+    ledger = job_dir(out) / "ledger.json"
+    try:
+        return {int(k) for k in json.loads(ledger.read_text())["done"]}
+    except (OSError, ValueError, KeyError):
+        return set()
+
+
+def command(src: Path, out: Path, args: argparse.Namespace) -> list[str]:
+    return [sys.executable, "-m", "vsr_pipeline.cli", "upscale", str(src), "-o", str(out), "--model",
+            args.model, "--scale", str(args.scale), "--chunk", str(args.chunk), "--no-progress", "--debug"]
+
+
+def run(cmd: list[str], kill_after: float | None, log: Path) -> tuple[int, float, list[int]]:
+    """Run ``cmd``, SIGKILL after ``kill_after`` s; returns (exit code, seconds, chunk submissions)."""
+    started = time.monotonic()
+    with open(log, "w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
+        try:
+            code = proc.wait(timeout=kill_after)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            code = proc.wait()
+    seconds = time.monotonic() - started
+    return code, seconds, [int(m.group(1)) for m in SUBMIT.finditer(log.read_text(errors="replace"))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="3 kills, 36 frames")
+    ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--frames", type=int, default=120)
+    ap.add_argument("--size", default="160x120", help="input WxH (the encoder's work grows with it)")
+    ap.add_argument("--chunk", type=int, default=6)
+    ap.add_argument("--model", default="bicubic")
+    ap.add_argument("--scale", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "kill_resume.json"))
+    args = ap.parse_args()
+    if args.quick:
+        args.kills, args.frames = 3, 36
+    rng = random.Random(args.seed)
+    n_chunks = -(-args.frames // args.chunk)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        w, h = (int(v) for v in args.size.split("x"))
+        src = make_clip(tmp / "in.mp4", textured_frames(args.frames, w, h), audio=True)
+        ref = tmp / "ref.mp4"
+        code, t_ref, _ = run(command(src, ref, args), None, tmp / "ref.log")
+        assert code == 0, (tmp / "ref.log").read_text()[-2000:]
+        out = tmp / "out.mp4"
+        runs = []
+        kills = 0
+        submissions = 0
+        resubmitted_done = 0
+        startup = min(t_ref, 8.0)
+        while True:
+            before = done_chunks(out)
+            left = 1 - len(before) / n_chunks
+            kill_after = None
+            if kills < args.kills:
+                kill_after = rng.uniform(0.2, 1.0) * ((t_ref - startup) * left + startup)
+            code, seconds, submitted = run(command(src, out, args), kill_after, tmp / f"run{len(runs)}.log")
+            after = done_chunks(out)
+            killed = code == -signal.SIGKILL
+            kills += killed
+            submissions += len(submitted)
+            resubmitted_done += len(set(submitted) & before)
+            runs.append({
+                "kill_after_s": None if kill_after is None else round(kill_after, 2), "killed": killed,
+                "exit": code, "seconds": round(seconds, 2), "done_before": len(before),
+                "done_after": len(after) if killed else n_chunks, "submitted": len(submitted),
+            })
+            print(json.dumps(runs[-1]), flush=True)
+            if not killed:
+                assert code == 0, (tmp / f"run{len(runs) - 1}.log").read_text()[-2000:]
+                break
+        pts_ref, frames_ref = decode(ref)
+        pts_out, frames_out = decode(out)
+        result = {
+            "frames": args.frames, "size": args.size, "chunk": args.chunk, "chunks": n_chunks,
+            "model": args.model,
+            "scale": args.scale, "kills": kills, "runs": len(runs), "uninterrupted_s": round(t_ref, 2),
+            "chunk_submissions": submissions, "recomputed_chunks": submissions - n_chunks,
+            "done_chunks_resubmitted": resubmitted_done,
+            "identical_frames": bool(pts_ref == pts_out and np.array_equal(frames_ref, frames_out)),
+            "identical_bytes": ref.read_bytes() == out.read_bytes(),
+            "job_folder_removed": not job_dir(out).exists(), "per_run": runs,
+        }
+    print(json.dumps({k: v for k, v in result.items() if k != "per_run"}, indent=1))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    if not result["identical_frames"] or resubmitted_done:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
