@@ -119,9 +119,12 @@ def _locate(location: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def resolve_weights(name: str, weights: str | None) -> Path | None:
+def resolve_weights(name: str, weights: str | None, scale: int | None = None) -> Path | None:
     """The weights file for model ``name``: ``None`` means the model's default weights; a registered weights
-    name gives its file; anything else must be an existing file. Raises ``WeightsNotFoundError``."""
+    name gives its file; anything else must be an existing file. Raises ``WeightsNotFoundError``.
+
+    A registered location may hold ``{scale}`` (one file per scale, e.g. ESPCN x2/x3/x4): it is filled
+    with ``scale``, which must then be given."""
     spec = get_spec(name)
     if not spec.parametric:
         if weights is not None:
@@ -133,6 +136,15 @@ def resolve_weights(name: str, weights: str | None) -> Path | None:
         weights = spec.default_weights
     if weights in spec.weights:
         location = spec.weights[weights]
+        if "{scale}" in location:
+            if scale is None:
+                raise WeightsNotFoundError(f"weights {weights!r} of model {name} are per scale: give one")
+            template, location = location, location.replace("{scale}", str(scale))
+            if _locate(location) is None and not location.startswith("pkg:"):
+                have = [str(s) for s in spec.scales if _locate(template.replace("{scale}", str(s)))]
+                raise WeightsNotFoundError(
+                    f"model {name} has no trained x{scale} weights {weights!r} (trained for x"
+                    f"{', x'.join(have) or ' none'}); pass --weights PATH")
         found = _locate(location)
         if found is not None:
             return found
@@ -150,14 +162,16 @@ def resolve_weights(name: str, weights: str | None) -> Path | None:
 
 
 def available_weights(name: str) -> list[str]:
-    """Registered weights names of ``name`` whose files exist now."""
-    return [w for w, location in get_spec(name).weights.items() if _locate(location) is not None]
+    """Registered weights names of ``name`` whose files exist now (for one scale at least)."""
+    spec = get_spec(name)
+    return [w for w, location in spec.weights.items()
+            if any(_locate(location.replace("{scale}", str(s))) is not None for s in spec.scales)]
 
 
 def load_model(name: str, weights: str | None, scale: int) -> nn.Module:
     """``build_model`` + strict ``load_weights(resolve_weights(...))``, in eval mode on the CPU."""
     model = build_model(name, scale)
-    path = resolve_weights(name, weights)
+    path = resolve_weights(name, weights, scale)
     if path is not None:
         load_weights(model, path, strict=True)
     return model.eval()
@@ -301,7 +315,9 @@ register(ModelSpec(
     temporal="window",
     scales=(2, 3, 4),
     factory="models.video.vespcn:VESPCN",
-    kwargs={"num_frame": 3},
+    # centre_skip: our shipped weights learn a residual over the bicubic-upscaled centre frame (the paper's
+    # body has none; with one, training converges in the few thousand steps a CPU allows)
+    kwargs={"num_frame": 3, "centre_skip": True},
     weights={},
     default_weights=None,
     radius=1,

@@ -226,3 +226,44 @@ def test_cli_train_writes_weights_log_and_plot(
     train, val = read_metrics(run / "metrics.jsonl")
     assert sorted(train) == [1, 2, 3, 4, 5, 6] and sorted(val) == [3, 6]
     assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_least_squares_fit_recovers_a_known_linear_upscaler() -> None:
+    import torch.nn.functional as F
+
+    from vsr_pipeline.train.warm_start import fit_linear_interpolator
+
+    g = torch.Generator().manual_seed(0)
+    w0, b0 = torch.randn(12, 3, 5, 5, generator=g), torch.randn(12, generator=g)
+
+    def batches(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lr = torch.rand(4, 3, 12, 12, generator=g)
+        return lr, F.pixel_shuffle(F.conv2d(lr, w0, b0, padding=2), 2)
+
+    w, b = fit_linear_interpolator(batches, 2, 4)
+    assert torch.allclose(w, w0, atol=1e-3) and torch.allclose(b, b0, atol=1e-3)
+
+
+def test_warm_starts_compute_the_fitted_interpolators() -> None:
+    import torch.nn.functional as F
+
+    from models.registry import build_model
+    from vsr_pipeline.train.warm_start import espcn_linear_init, fsrcnn_linear_init
+
+    g = torch.Generator().manual_seed(1)
+    lr = torch.rand(2, 3, 10, 12, generator=g)
+    w, b = torch.randn(48, 3, 5, 5, generator=g) * 0.05, torch.rand(48, generator=g) * 0.1
+    espcn = build_model("espcn", 4)
+    espcn_linear_init(espcn, w, b, rest_gain=0.0)
+    ref = F.pixel_shuffle(F.conv2d(lr, w, b, padding=2), 4)
+    with torch.no_grad():
+        out = espcn(lr)
+    assert (out - ref).abs().max().item() < 2e-3  # tanh's curvature at gain 0.05
+    fsrcnn = build_model("fsrcnn", 4)
+    wd, bd = torch.randn(3, 3, 9, 9, generator=g) * 0.05, torch.rand(3, generator=g)
+    fsrcnn_linear_init(fsrcnn, wd, bd)
+    torch.nn.init.zeros_(fsrcnn.deconv.weight[3:])  # silence the other channels to compare the linear path
+    d = fsrcnn.deconv
+    ref = F.conv_transpose2d(lr, wd, bd, stride=4, padding=d.padding, output_padding=d.output_padding)
+    with torch.no_grad():
+        assert torch.allclose(fsrcnn(lr), ref, atol=1e-5)

@@ -228,7 +228,7 @@ def job_settings(
     """What made a job's segments: the ledger reuses them only when every one of these is equal."""
     from vsr_pipeline.ledger import file_sha256, input_fingerprint
 
-    weights = resolve_weights(spec.name, opts.weights)
+    weights = resolve_weights(spec.name, opts.weights, opts.scale)
     return {
         "model": spec.name,
         "weights": opts.weights or spec.default_weights,
@@ -321,7 +321,7 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) ->
     if opts.resume not in ("auto", "require", "never"):
         raise UsageError(f"resume must be auto, require or never, not {opts.resume!r}")
     check_paths(input_path, output, opts.overwrite)
-    resolve_weights(spec.name, opts.weights)  # fail before starting anything
+    resolve_weights(spec.name, opts.weights, opts.scale)  # fail before starting anything
     device = resolve_device(opts.device)
     check_perf_options(spec, opts, device)
     info = probe(input_path, fps=opts.fps)

@@ -172,7 +172,7 @@ def load_upscaler_model(
     (after building, so the backbone's parameters are part of the checkpoint), eval mode, CPU."""
     overrides = {} if backbone is None else {"backbone": backbone}
     net = build_model(model, scale, **overrides)
-    path = resolve_weights(model, weights)
+    path = resolve_weights(model, weights, scale)
     if path is not None:
         load_weights(net, path, strict=True)
     return net.eval()

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from models.registry import build_model
 from models.weights import read_state_dict
 from vsr_pipeline.metrics import psnr_y
-from vsr_pipeline.train.config import TrainConfig, dump, resolve_path
+from vsr_pipeline.train.config import TrainConfig, TrainConfigError, dump, resolve_path
 from vsr_pipeline.train.datasets import PatchSampler, batch_rng, load_pools, to_tensors, validation_pairs
 from vsr_pipeline.train.losses import GeneratorLoss, PatchDiscriminator, gan_loss
 
@@ -182,6 +182,32 @@ class Trainer:
             scores += [psnr_y(sr_np[j], part[j][1], crop_border=self.cfg.scale) for j in range(len(part))]
         return float(np.mean(scores))
 
+    def linear_warm_start(self, n_batches: int = 24) -> None:
+        """Start ESPCN/FSRCNN as the least-squares linear interpolator of the training data
+        (``warm_start.py``), fitted on rank 0's batches of steps far beyond the run (the same on every rank,
+        so replicas stay equal)."""
+        from vsr_pipeline.train import warm_start as ws
+
+        self._ensure_data()
+        assert self.sampler is not None
+        sampler, cfg = self.sampler, self.cfg
+
+        def batches(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return sampler.sample(batch_rng(cfg.seed, 0, 10**9 + i), cfg.optim.batch)
+
+        kind = type(self.net).__name__
+        if kind == "ESPCN":
+            weight, bias = ws.fit_linear_interpolator(batches, cfg.scale, n_batches)
+            ws.espcn_linear_init(self.net, weight.to(self.device), bias.to(self.device))
+        elif kind == "FSRCNN":
+            deconv = self.net.deconv  # type: ignore[union-attr]
+            weight, bias = ws.fit_deconv_interpolator(batches, cfg.scale, n_batches, deconv.kernel_size[0],
+                                                      deconv.padding[0])
+            ws.fsrcnn_linear_init(self.net, weight.to(self.device), bias.to(self.device))
+        else:
+            raise TrainConfigError(f"warm_start 'linear' supports ESPCN and FSRCNN, not {kind}")
+        log.info("warm start: %s set to the least-squares linear interpolator", kind)
+
     # ----- checkpoints ----------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
         return {
@@ -266,6 +292,8 @@ class Trainer:
                 log.info("resumed from %s (step %d)", ckpt, self.step)
             else:
                 log.info("--resume: no checkpoint in %s, starting afresh", self.run_dir)
+        if self.step == 0 and cfg.warm_start == "linear":
+            self.linear_warm_start()
         end = cfg.optim.steps if max_steps is None else min(cfg.optim.steps, self.step + max_steps)
         self._ensure_data()
         bar = tqdm(
