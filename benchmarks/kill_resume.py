@@ -2,8 +2,9 @@
 
 1. An uninterrupted run gives the reference output and its duration T.
 2. Then the same command runs again and again (same output path): each run is killed with SIGKILL at a
-   random moment (uniform in [0.2, 1.0] x the expected time left: T scaled by the share of chunks not yet
-   done, plus the start-up time) until ``--kills`` kills have landed; the run after that is left to finish.
+   random moment of its processing phase (after its first chunk submission, uniform in [0, P x the share
+   of chunks not yet done], P = the reference's time from its first submission to its end) until
+   ``--kills`` kills have landed; the run after that is left to finish.
 3. The final output's decoded frames and pts must equal the reference's (and the bytes are compared too).
 
 Chunks recomputed: every run logs each chunk it submits (``--debug``); submissions beyond the chunk count
@@ -59,18 +60,25 @@ def command(src: Path, out: Path, args: argparse.Namespace) -> list[str]:
             args.model, "--scale", str(args.scale), "--chunk", str(args.chunk), "--no-progress", "--debug"]
 
 
-def run(cmd: list[str], kill_after: float | None, log: Path) -> tuple[int, float, list[int]]:
-    """Run ``cmd``, SIGKILL after ``kill_after`` s; returns (exit code, seconds, chunk submissions)."""
+def run(cmd: list[str], kill_after: float | None, log: Path) -> tuple[int, float, float | None, list[int]]:
+    """Run ``cmd``; SIGKILL it ``kill_after`` seconds after its first chunk submission (the job's
+    processing phase; start-up is not what a resume has to survive). Returns (exit code, seconds,
+    seconds to the first submission, chunk submissions)."""
     started = time.monotonic()
+    first: float | None = None
     with open(log, "w") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
-        try:
-            code = proc.wait(timeout=kill_after)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            code = proc.wait()
+        while proc.poll() is None:
+            now = time.monotonic()
+            if first is None and SUBMIT.search(log.read_text(errors="replace")):
+                first = now - started
+            if kill_after is not None and first is not None and now - started >= first + kill_after:
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.05)
+        code = proc.wait()
     seconds = time.monotonic() - started
-    return code, seconds, [int(m.group(1)) for m in SUBMIT.finditer(log.read_text(errors="replace"))]
+    return code, seconds, first, [int(m.group(1)) for m in SUBMIT.finditer(log.read_text(errors="replace"))]
 
 
 def main() -> None:
@@ -94,21 +102,22 @@ def main() -> None:
         w, h = (int(v) for v in args.size.split("x"))
         src = make_clip(tmp / "in.mp4", textured_frames(args.frames, w, h), audio=True)
         ref = tmp / "ref.mp4"
-        code, t_ref, _ = run(command(src, ref, args), None, tmp / "ref.log")
-        assert code == 0, (tmp / "ref.log").read_text()[-2000:]
+        code, t_ref, first_ref, _ = run(command(src, ref, args), None, tmp / "ref.log")
+        assert code == 0 and first_ref is not None, (tmp / "ref.log").read_text()[-2000:]
+        processing = t_ref - first_ref  # chunks + join
         out = tmp / "out.mp4"
         runs = []
         kills = 0
         submissions = 0
         resubmitted_done = 0
-        startup = min(t_ref, 8.0)
         while True:
             before = done_chunks(out)
             left = 1 - len(before) / n_chunks
             kill_after = None
             if kills < args.kills:
-                kill_after = rng.uniform(0.2, 1.0) * ((t_ref - startup) * left + startup)
-            code, seconds, submitted = run(command(src, out, args), kill_after, tmp / f"run{len(runs)}.log")
+                kill_after = rng.uniform(0.0, 1.0) * processing * left
+            log = tmp / f"run{len(runs)}.log"
+            code, seconds, _, submitted = run(command(src, out, args), kill_after, log)
             after = done_chunks(out)
             killed = code == -signal.SIGKILL
             kills += killed
@@ -129,6 +138,7 @@ def main() -> None:
             "frames": args.frames, "size": args.size, "chunk": args.chunk, "chunks": n_chunks,
             "model": args.model,
             "scale": args.scale, "kills": kills, "runs": len(runs), "uninterrupted_s": round(t_ref, 2),
+            "processing_s": round(processing, 2),
             "chunk_submissions": submissions, "recomputed_chunks": submissions - n_chunks,
             "done_chunks_resubmitted": resubmitted_done,
             "identical_frames": bool(pts_ref == pts_out and np.array_equal(frames_ref, frames_out)),
