@@ -150,7 +150,7 @@ class TreeSampler:
             r, p = memory_kb(pid)
             rss, pss = rss + r, pss + p
             m = _RAY_NAME.search(_read(f"/proc/{pid}/cmdline").replace("\0", " "))
-            if m and m.group(1) not in ("IDLE", "core_worker"):
+            if m and m.group(1) != "IDLE" and not m.group(1).endswith("Agent"):  # not Ray's own agents
                 cpu = cpu_seconds(pid)
                 name, first, _ = self.actor_cpu.get(pid, (m.group(1), self._actor_cpu0.get(pid, 0.0), cpu))
                 self.actor_cpu[pid] = (name, first, cpu)
