@@ -44,9 +44,10 @@ def main() -> None:
                 weights=args.espcn_weights if model == "espcn" else None,
             )
             result = run_bench(opts, log=print)
+            weights = f" --weights {opts.weights}" if opts.weights else ""
             result["command"] = (
-                f"vsr bench --model {model} --input {args.input} --frames {opts.frames} --repeats {opts.repeats} "
-                f"--precision {precision} --device cpu" + (f" --weights {opts.weights}" if opts.weights else "")
+                f"vsr bench --model {model} --input {args.input} --frames {opts.frames} "
+                f"--repeats {opts.repeats} --precision {precision} --device cpu{weights}"
             )
             print(format_bench(result))
             suffix = ("" if precision == "auto" else f"_{precision}") + ("_quick" if args.quick else "")
