@@ -302,7 +302,7 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) ->
     from vsr_pipeline.ledger import Ledger
     from workers.aligner import Aligner
     from workers.decoder import Decoder
-    from workers.encoder import FAULT_ENV, Encoder, join_segments
+    from workers.encoder import FAULT_ENV, Encoder, check_encoder, is_video_path, join_segments
     from workers.motion import Motion
     from workers.upscaler import Upscaler, resolve_device
 
@@ -338,6 +338,8 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) ->
     chunks = plan_chunks(info.frames, chunk, padding)
 
     started = time.perf_counter()
+    if is_video_path(output):  # a codec/container/setting that cannot work fails now, naming the output
+        check_encoder(output, info, opts.scale, opts.codec, opts.crf, opts.preset)
     ledger = Ledger.open(output, job_settings(spec, opts, info, chunk, padding, device.type), opts.resume)
     resumed = len(ledger.done)
     todo = {c.index for c in chunks} - set(ledger.done)
@@ -387,13 +389,13 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) ->
             raise MediaError(f"{input_path}: every frame was skipped as undecodable; no output written")
         join_segments(output, segments, info, opts.overwrite)
     except KeyboardInterrupt:
-        ledger.release()
+        _keep_if_useful(ledger)
         raise InterruptedJob(
             f"interrupted: {len(ledger.done)} of {len(chunks)} chunks are done; run the same command again "
             f"to resume"
         ) from None
     except BaseException:
-        ledger.release()
+        _keep_if_useful(ledger)
         raise
     corrupt = ledger.extra["corrupt"]
     ledger.remove()
@@ -434,6 +436,14 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) ->
         corrupt_frames=len(corrupt),
         corrupt=corrupt[:100],
     )
+
+
+def _keep_if_useful(ledger: Any) -> None:
+    """After a failure: keep the job folder when it holds finished chunks (to resume), else remove it."""
+    if ledger.done:
+        ledger.release()
+    else:
+        ledger.remove()
 
 
 def _merge_corrupt(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:

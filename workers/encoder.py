@@ -59,10 +59,7 @@ class Encoder:
         self.video = is_video_path(output)
         self.fault = fault
         if self.video:  # fail now, not at the first chunk, on a codec/container that cannot work
-            probe = VideoWriter(self.segments / f".check{self.output.suffix}", self.width, self.height,
-                                info.time_base, info.fps, codec=codec, crf=crf, preset=preset,
-                                source=info, overwrite=True)
-            probe.abort()
+            check_encoder(self.segments / f".check{self.output.suffix}", info, scale, codec, crf, preset)
 
     def write_segment(
         self, index: int, frames: np.ndarray, pts: Sequence[int | None]
@@ -107,6 +104,18 @@ class Encoder:
         if mode == "exit":
             os._exit(17)
         raise RuntimeError(f"injected fault at chunk {index} ({FAULT_ENV}={self.fault})")
+
+
+def check_encoder(output: str | Path, info: VideoInfo, scale: int, codec: str, crf: int, preset: str) -> None:
+    """MediaError naming ``output`` when its container cannot hold ``codec`` or the codec refuses the frame
+    size or settings (the encoder is opened on one black frame; nothing is left on disk)."""
+    w, h = info.width * scale, info.height * scale
+    writer = VideoWriter(output, w, h, info.time_base, info.fps, codec=codec, crf=crf, preset=preset,
+                         source=info, overwrite=True)
+    try:
+        writer.write(np.zeros((1, h, w, 3), np.uint8), [0])
+    finally:
+        writer.abort()
 
 
 def join_segments(output: str | Path, segments: Sequence[Path], info: VideoInfo, overwrite: bool) -> None:
