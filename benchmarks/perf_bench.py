@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--espcn-weights", help="trained ESPCN x4 weights (default: random init, timing only)")
     ap.add_argument("--precision", nargs="+", default=["auto"], help="precisions to run (auto, fp32, bf16)")
+    ap.add_argument("--downscale-basicvsr", type=int, default=1, help="shrink bikes for BasicVSR (CPU time)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--input", default=str(CLIP))
     args = ap.parse_args()
@@ -42,12 +43,14 @@ def main() -> None:
                 model=model, input=args.input, frames=4 if args.quick else frames,
                 repeats=1 if args.quick else args.repeats, precision=precision, device="cpu",
                 weights=args.espcn_weights if model == "espcn" else None,
+                downscale=args.downscale_basicvsr if model == "basicvsr" else 1,
             )
             result = run_bench(opts, log=print)
             weights = f" --weights {opts.weights}" if opts.weights else ""
             result["command"] = (
                 f"vsr bench --model {model} --input {args.input} --frames {opts.frames} "
-                f"--repeats {opts.repeats} --precision {precision} --device cpu{weights}"
+                f"--repeats {opts.repeats} --precision {precision} --device cpu "
+                f"--downscale {opts.downscale}{weights}"
             )
             print(format_bench(result))
             suffix = ("" if precision == "auto" else f"_{precision}") + ("_quick" if args.quick else "")

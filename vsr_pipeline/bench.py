@@ -57,6 +57,8 @@ class BenchOptions:
     crf: int = 18
     preset: str = "medium"
     skip_naive: bool = False
+    #: shrink the frames this many times first (MATLAB bicubic), to keep slow models' runs short
+    downscale: int = 1
 
 
 # --- process-tree sampling (Linux /proc) -----------------------------------------------------------------
@@ -168,8 +170,10 @@ class TreeSampler:
 # --- the three variants ------------------------------------------------------------------------------------
 
 
-def make_clip(src: str, frames: int, out: Path, crf: int = 12) -> Path:
-    """The first ``frames`` frames of ``src`` encoded to ``out`` (H.264, no audio)."""
+def make_clip(src: str, frames: int, out: Path, crf: int = 12, downscale: int = 1) -> Path:
+    """The first ``frames`` frames of ``src`` (shrunk ``downscale`` times, MATLAB bicubic, sizes made even)
+    encoded to ``out`` (H.264, no audio)."""
+    from vsr_pipeline.degrade import crop_to_multiple, degrade_bi
     from vsr_pipeline.media import FrameReader, VideoWriter
 
     with FrameReader(src) as reader:
@@ -177,7 +181,10 @@ def make_clip(src: str, frames: int, out: Path, crf: int = 12) -> Path:
         info = reader.info
     if len(rgb) == 0:
         raise UsageError(f"{src} has no frames")
-    with VideoWriter.like(out, info, crf=crf, preset="fast", copy_streams=False) as w:
+    if downscale > 1:
+        rgb = np.ascontiguousarray(degrade_bi(crop_to_multiple(rgb, 2 * downscale), downscale))
+    with VideoWriter.like(out, info, width=rgb.shape[2], height=rgb.shape[1], crf=crf, preset="fast",
+                          copy_streams=False) as w:
         w.write(rgb, pts)
     return out
 
@@ -276,7 +283,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
             torch.manual_seed(0)  # speed does not depend on the values
             save_safetensors(build_model(spec.name, opts.scale).state_dict(), tmp / "random.safetensors")
             weights, weights_note = str(tmp / "random.safetensors"), "random init (timing only)"
-        clip = make_clip(opts.input, opts.frames, tmp / "clip.mp4")
+        clip = make_clip(opts.input, opts.frames, tmp / "clip.mp4", downscale=opts.downscale)
         info = probe(clip)
         with FrameReader(clip) as reader:
             frames, _ = reader.read(info.frames)
@@ -336,6 +343,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
     computed = sum(c.read_stop - c.read_start for c in chunks) if spec.temporal == "recurrent" else n
     result: dict[str, Any] = {
         "model": spec.name, "weights": weights_note, "input": str(opts.input), "frames": n,
+        "downscale": opts.downscale,
         "width": info.width, "height": info.height, "scale": opts.scale, "device": str(device),
         "precision": precision, "threads": up.threads, "batch": opts.batch, "tile": opts.tile,
         "chunk": chunk, "padding": padding, "chunks": len(chunks), "frames_computed_per_frame": computed / n,

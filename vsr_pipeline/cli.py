@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--padding", type=int, help="context frames each side of a chunk (default: per model)")
     bn.add_argument("--preset", default="medium", help="x264 preset of the pipeline and the naive loop")
     bn.add_argument("--no-naive", action="store_true", help="skip the naive sequential loop")
+    bn.add_argument("--downscale", type=_positive_int, default=1,
+                    help="shrink the input's frames this many times first (MATLAB bicubic; default 1)")
     _perf_options(bn, compile_flag=False)
     _common(bn)
 
@@ -269,7 +271,7 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
         model=args.model, input=args.input, weights=args.weights, frames=args.frames, scale=args.scale,
         device=args.device, precision=args.precision, repeats=args.repeats, batch=args.batch,
         chunk=args.chunk, padding=args.padding, tile=args.tile, overlap=args.overlap, preset=args.preset,
-        skip_naive=args.no_naive,
+        skip_naive=args.no_naive, downscale=args.downscale,
     )
     result = run_bench(opts, log=lambda line: print(line, file=sys.stderr))
     if not args.json:
