@@ -2,8 +2,8 @@
 
 1. An uninterrupted run gives the reference output and its duration T.
 2. Then the same command runs again and again (same output path): each run is killed with SIGKILL at a
-   random moment of its processing phase (after its first chunk submission, uniform in [0, P x the share
-   of chunks not yet done], P = the reference's time from its first submission to its end) until
+   random moment of its processing phase (after its workers are ready, uniform in [0, P x the share of
+   chunks not yet done (at least 5%)], P = the reference's time from ready to the end) until
    ``--kills`` kills have landed; the run after that is left to finish.
 3. The final output's decoded frames and pts must equal the reference's (and the bytes are compared too).
 
@@ -38,6 +38,7 @@ from tests.conftest import make_clip, textured_frames  # noqa: E402
 from vsr_pipeline.ledger import job_dir  # noqa: E402
 
 SUBMIT = re.compile(r"chunk (\d+) submitted")
+READY = re.compile(r"workers ready")
 
 
 def decode(path: Path) -> tuple[list[int], np.ndarray]:
@@ -61,16 +62,15 @@ def command(src: Path, out: Path, args: argparse.Namespace) -> list[str]:
 
 
 def run(cmd: list[str], kill_after: float | None, log: Path) -> tuple[int, float, float | None, list[int]]:
-    """Run ``cmd``; SIGKILL it ``kill_after`` seconds after its first chunk submission (the job's
-    processing phase; start-up is not what a resume has to survive). Returns (exit code, seconds,
-    seconds to the first submission, chunk submissions)."""
+    """Run ``cmd``; SIGKILL it ``kill_after`` seconds after its workers are ready (the job's processing
+    phase: chunks, then the join). Returns (exit code, seconds, seconds to ready, chunk submissions)."""
     started = time.monotonic()
     first: float | None = None
     with open(log, "w") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
         while proc.poll() is None:
             now = time.monotonic()
-            if first is None and SUBMIT.search(log.read_text(errors="replace")):
+            if first is None and READY.search(log.read_text(errors="replace")):
                 first = now - started
             if kill_after is not None and first is not None and now - started >= first + kill_after:
                 proc.send_signal(signal.SIGKILL)
@@ -115,7 +115,7 @@ def main() -> None:
             left = 1 - len(before) / n_chunks
             kill_after = None
             if kills < args.kills:
-                kill_after = rng.uniform(0.0, 1.0) * processing * left
+                kill_after = rng.uniform(0.0, 1.0) * processing * max(left, 0.05)
             log = tmp / f"run{len(runs)}.log"
             code, seconds, _, submitted = run(command(src, out, args), kill_after, log)
             after = done_chunks(out)

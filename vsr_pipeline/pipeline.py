@@ -374,6 +374,7 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) ->
             try:
                 ray.get([a.ready.remote() for a in (upscaler, motion, aligner, encoder) if a is not None])
                 device_name = ray.get(upscaler.device_name.remote())
+                log.debug("workers ready: %d of %d chunk(s) to compute", len(todo), len(chunks))
                 stages = _Stages(decoder, upscaler, encoder, motion, aligner)
                 _stream(chunks, todo, chunk, stages, ledger, info.frames, opts, stats)
                 corrupt = ray.get(decoder.corrupt.remote())
