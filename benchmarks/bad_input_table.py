@@ -42,7 +42,8 @@ def main() -> None:
                 "case": case.name, "expected": case.code, "exit": run.returncode,
                 "message": lines[0] if lines else "", "error_lines": len(lines),
                 "traceback": "Traceback" in run.stderr,
-                "output_left": out.exists() and case.make.__name__ != "existing_output" and case.code != OK,
+                "output_left": out.exists() and case.code != OK
+                and case.make.__name__ not in ("existing_output", "output_is_input"),
                 "seconds": round(time.monotonic() - started, 2),
             })
             print(json.dumps(rows[-1]), flush=True)
