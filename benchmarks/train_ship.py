@@ -1,0 +1,151 @@
+"""Ship a trained run: copy its best weights into models/zoo, score them with `vsr eval` on the benchmark
+sets, write the model card and a JSON record.
+
+    python benchmarks/train_ship.py espcn_x4 [espcn_x3 ...] [--datasets set5 set14] [--quick]
+
+Reads ``runs/<name>/`` (config.yaml, best.safetensors, checkpoints/*/state.json, metrics.jsonl). Writes
+``models/zoo/<dir>/<name>.safetensors``, ``models/zoo/<dir>/<name>.md`` and
+``benchmarks/results/train_<name>.json``. The benchmark sets only *measure* the shipped file: model selection
+used the held-out training photographs/clips (best validation PSNR), never these sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO_DIR = {"espcn": "espcn", "fsrcnn": "fsrcnn", "vespcn": "vespcn", "edvr-s": "edvr"}
+TARGETS = {  # issue 5 targets (Y-PSNR, BI)
+    ("espcn", 4, "set5"): 30.3, ("espcn", 3, "set5"): 32.5, ("espcn", 2, "set5"): 36.0,
+    ("vespcn", 4, "vid4"): 25.0,
+}
+
+
+def run_eval(model: str, weights: Path, scale: int, dataset: str) -> dict:
+    """`vsr eval ... --json` in this process (one Ray session serves every evaluation of the script)."""
+    import contextlib
+    import io
+
+    from vsr_pipeline.cli import main as vsr_main
+
+    args = ["eval", "--model", model, "--weights", str(weights.relative_to(ROOT)), "--dataset",
+            f"../shared/data/benchmarks/{dataset}", "--scale", str(scale), "--degradation", "bi", "--json",
+            "--no-progress"]
+    t0 = time.perf_counter()
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = vsr_main(args)
+    if code != 0:
+        raise SystemExit(f"vsr eval failed on {dataset} (exit {code})")
+    result = json.loads(buf.getvalue().strip().splitlines()[-1])
+    result["eval_wall_s"] = round(time.perf_counter() - t0, 1)
+    result["command"] = " ".join(["vsr", *args])
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="+", help="run names (runs/<name>)")
+    ap.add_argument("--datasets", nargs="+", default=None)
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs")
+    ap.add_argument("--notes", default="", help="extra paragraph for the card (restarts, deviations)")
+    ap.add_argument("--quick", action="store_true", help="Set5 only / no eval for video (smoke run)")
+    args = ap.parse_args()
+    os.chdir(ROOT)
+    import ray
+
+    ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+    for name in args.names:
+        ship(name, args)
+
+
+def ship(name: str, args: argparse.Namespace) -> None:
+    """Copy, evaluate and document one run."""
+    run = args.runs / name
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    model, scale = cfg["model"], int(cfg["scale"])
+    states = sorted(run.glob("checkpoints/step_*/state.json"))
+    state = json.loads(states[-1].read_text())
+    video = cfg["data"]["frames"] > 1
+    datasets = args.datasets or (["vid4"] if video else ["set5", "set14"])
+    if args.quick:
+        datasets = [] if video else ["set5"]
+    dst_dir = ROOT / "models" / "zoo" / ZOO_DIR[model]
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    dst = dst_dir / f"{name}.safetensors"
+    shutil.copyfile(run / "best.safetensors", dst)
+    results = {d: run_eval(model, dst, scale, d) for d in datasets}
+    import torch
+
+    from models.registry import build_model, count_params
+
+    params = count_params(build_model(model, scale, **cfg.get("arch", {})))
+    torch_threads = cfg.get("threads") or torch.get_num_threads()
+    record = {
+        "name": name, "model": model, "scale": scale, "params": params,
+        "weights": str(dst.relative_to(ROOT)), "size_bytes": dst.stat().st_size, "steps": state["step"],
+        "best_val_psnr": state["best_psnr"],
+        "best_step": state["best_step"], "train_wall_s": round(state["elapsed_s"], 1),
+        "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores shared with "
+                    f"other jobs, torch {torch.__version__}, {torch_threads} thread(s)",
+        "results": {d: {k: r[k] for k in ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y", "command",
+                                          "eval_wall_s") if k in r} for d, r in results.items()},
+    }
+    (ROOT / "benchmarks" / "results" / f"train_{name}.json").write_text(json.dumps(record, indent=1))
+    rows = []
+    for d, r in results.items():
+        target = TARGETS.get((model, scale, d))
+        met = target is not None and r["psnr_y"] >= target
+        verdict = "" if target is None else f" | {target:.2f} ({'met' if met else 'missed'})"
+        rows.append(f"| {d} | {r['psnr_y']:.2f} / {r['ssim_y']:.4f} | {r['bicubic_psnr_y']:.2f} / "
+                    f"{r['bicubic_ssim_y']:.4f}{verdict or ' | -'} |")
+    o, dcfg = cfg["optim"], cfg["data"]
+    mc = " + VESPCN motion-compensation terms" if cfg["loss"].get("motion") else ""
+    clips = ("clips " + ", ".join(Path(v).name for v in dcfg["videos"]) + " (../shared/data/videos); "
+             if dcfg["videos"] else "")
+    paths = (f"synthetic camera paths (up to {dcfg['max_shift']} HR px per frame) over the photographs; "
+             if video else "")
+    card = f"""# {name}: {model} x{scale}, trained by us
+
+`{dst.relative_to(ROOT)}` ({dst.stat().st_size / 1e6:.2f} MB, safetensors, {params:,} parameters).
+Loaded by default: `vsr upscale --model {model} --scale {scale} ...` (registry weights `photos-bi`).
+
+## Measured (Y-PSNR / SSIM, BI x{scale}, protocol of docs/evaluation.md)
+
+| set | this model | bicubic | issue-5 target |
+|---|---|---|---|
+{chr(10).join(rows) or '| (not evaluated) | | | |'}
+
+Commands: {'; '.join(f'`{r["command"]}`' for r in results.values()) or '-'}
+
+## Training
+
+- Command: `python -m vsr_pipeline.train.data_prep && vsr train configs/train/{name}.yaml`
+- Steps: {state['step']} (batch {o['batch']}, LR patches {dcfg['patch']}x{dcfg['patch']},
+  {dcfg['frames']} frame(s)), Adam {o['lr']} with {o['schedule']} decay to {o['min_lr']}; loss
+  {cfg['loss']['pixel']}{mc}; warm start: {cfg.get('warm_start') or 'none'}.
+- Shipped weights: best validation PSNR {state['best_psnr']:.2f} dB at step {state['best_step']}
+  (held-out crops, see data).
+- Wall time: {state['elapsed_s'] / 60:.0f} min on {record['hardware']}.
+- Data: photographs from the Debian packages mate-backgrounds, plasma-workspace-wallpapers and
+  lomiri-wallpapers-20.04 (list and licences: `vsr_pipeline/train/data_prep.py`), kept at long sides
+  {dcfg['levels']}, crops whose HR grey standard deviation is below {dcfg['min_std']} redrawn;
+  {clips}{paths}held out for validation: {', '.join(dcfg['val_photos'] + dcfg['val_videos'])}.
+  Degradation: MATLAB-style bicubic (BI),
+  rounded to uint8. No benchmark image (Set5, Set14, Vid4) was used for training or model selection.
+{args.notes}
+"""
+    (dst_dir / f"{name}.md").write_text(card)
+    print(json.dumps(record, indent=1))
+
+
+if __name__ == "__main__":
+    main()
