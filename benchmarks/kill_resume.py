@@ -3,7 +3,7 @@
 1. An uninterrupted run gives the reference output and its duration T.
 2. Then the same command runs again and again (same output path): each run is killed with SIGKILL at a
    random moment of its processing phase (after its workers are ready, uniform in [0, P x the share of
-   chunks not yet done (at least 5%)], P = the reference's time from ready to the end) until
+   chunks not yet done (at least 5%) x 0.9], P = the reference's time from ready to the end) until
    ``--kills`` kills have landed; the run after that is left to finish.
 3. The final output's decoded frames and pts must equal the reference's (and the bytes are compared too).
 
@@ -11,7 +11,7 @@ Chunks recomputed: every run logs each chunk it submits (``--debug``); submissio
 are work lost to kills (chunks in flight at the moment of a kill). A chunk the ledger had recorded must
 never be submitted again; the script checks that too.
 
-    python benchmarks/kill_resume.py            # 10 kills, 120 frames 160x120 -> x4, 20 chunks
+    python benchmarks/kill_resume.py            # 10 kills, 180 frames 160x120 -> x4, 30 chunks
     python benchmarks/kill_resume.py --quick    # 3 kills, 36 frames, 6 chunks
 """
 
@@ -85,7 +85,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 kills, 36 frames")
     ap.add_argument("--kills", type=int, default=10)
-    ap.add_argument("--frames", type=int, default=120)
+    ap.add_argument("--frames", type=int, default=180)
     ap.add_argument("--size", default="160x120", help="input WxH (the encoder's work grows with it)")
     ap.add_argument("--chunk", type=int, default=6)
     ap.add_argument("--model", default="bicubic")
@@ -115,7 +115,7 @@ def main() -> None:
             left = 1 - len(before) / n_chunks
             kill_after = None
             if kills < args.kills:
-                kill_after = rng.uniform(0.0, 1.0) * processing * max(left, 0.05)
+                kill_after = rng.uniform(0.0, 0.9) * processing * max(left, 0.05)
             log = tmp / f"run{len(runs)}.log"
             code, seconds, _, submitted = run(command(src, out, args), kill_after, log)
             after = done_chunks(out)
