@@ -202,9 +202,7 @@ def test_every_torch_load_is_weights_only() -> None:
     bad = []
     for path in _python_files():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and ast.unparse(node.func) in ("torch.load", "load") and any(
-                "torch" in ast.unparse(node.func) for _ in [0]
-            ):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.load":
                 kw = {k.arg: k.value for k in node.keywords}
                 value = kw.get("weights_only")
                 if not (isinstance(value, ast.Constant) and value.value is True):
