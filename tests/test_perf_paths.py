@@ -14,7 +14,13 @@ from models.video.basicvsr import BasicVSR
 from tests.conftest import textured_frames
 from tests.test_windows import random_weights
 from vsr_pipeline.metrics import psnr_y
-from vsr_pipeline.precision import CPU_BF16_SAFE, FP32_CPU, Precision, resolve_precision
+from vsr_pipeline.precision import (
+    CPU_BF16_SAFE,
+    CPU_FP32_CHANNELS_LAST,
+    FP32_CPU,
+    Precision,
+    resolve_precision,
+)
 from workers.upscaler import Upscaler, make_forward, run_model, to_uint8
 
 CPU = torch.device("cpu")
@@ -27,9 +33,12 @@ def _espcn(scale: int = 2, seed: int = 0) -> torch.nn.Module:
 
 
 def test_auto_precision_is_bf16_on_the_cpu_only_where_measured_safe() -> None:
-    assert resolve_precision("auto", CPU, "espcn") == ("bf16" if "espcn" in CPU_BF16_SAFE else "fp32")
+    assert "espcn" not in CPU_BF16_SAFE  # no trained weights measured
+    assert resolve_precision("auto", CPU, "espcn") == "fp32"
     for name in CPU_BF16_SAFE:
         assert resolve_precision("auto", CPU, name) == "bf16"
+    for name in set(CPU_FP32_CHANNELS_LAST) - set(CPU_BF16_SAFE):
+        assert resolve_precision("auto", CPU, name) == "fp32-cl"
     assert resolve_precision("auto", torch.device("cuda"), "espcn") == "fp16"
     assert resolve_precision("fp32", CPU, "basicvsr") == "fp32"
     with pytest.raises(ValueError, match="CUDA"):
@@ -72,6 +81,24 @@ def test_bf16_chunked_equals_whole_with_fixed_batches() -> None:
         parts = np.concatenate([run_model(fwd, "none", frames[:cut], CPU, batch=3),
                                 run_model(fwd, "none", frames[cut:], CPU, batch=3)])
         assert np.array_equal(parts, whole)
+
+
+def test_fp32_channels_last_agrees_with_fp32_and_keeps_chunked_equal_whole() -> None:
+    cl = Precision("fp32-cl", CPU)
+    fwd = make_forward(cl.prepare(_espcn(seed=7)), cl)
+    frames = textured_frames(7, 24, 16, seed=8)
+    whole = run_model(fwd, "none", frames, CPU, batch=3)
+    plain = run_model(_espcn(seed=7), "none", frames, CPU, batch=3)
+    assert np.abs(whole.astype(int) - plain).max() <= 1
+    parts = np.concatenate([run_model(fwd, "none", frames[:4], CPU, batch=3),
+                            run_model(fwd, "none", frames[4:], CPU, batch=3)])
+    assert np.array_equal(parts, whole)
+    torch.manual_seed(2)
+    rec = BasicVSR(num_feat=8, num_block=1).eval()
+    seq = textured_frames(3, 32, 24, seed=1)
+    fp32 = run_model(rec, "recurrent", seq, CPU)
+    fp32_cl = run_model(make_forward(cl.prepare(rec), cl), "recurrent", seq, CPU)
+    assert np.abs(fp32_cl.astype(int) - fp32).max() <= 1
 
 
 def test_batched_equals_unbatched_within_rounding() -> None:

@@ -1,14 +1,17 @@
 """Numeric precision and memory layout of a model's forward pass.
 
-``--precision auto|fp32|bf16|fp16``:
+``--precision auto|fp32|fp32-cl|bf16|fp16``:
 
 - ``fp32``: plain float32, the default memory layout (bit-identical to calling the module directly).
+- ``fp32-cl``: float32 with ``channels_last`` weights and inputs: other oneDNN kernels, same precision
+  (outputs differ from ``fp32`` by float rounding, at most one 8-bit level); 1.7x faster for BasicVSR here.
 - ``bf16``: ``torch.autocast`` to bfloat16 (convolutions and matmuls in bf16, what autocast keeps in fp32
   stays fp32) plus ``channels_last`` weights and inputs: on the 2-core development CPU a 64->64 3x3
   convolution runs at 400 GFLOP/s in bf16 channels-last against 106 in fp32 NCHW (docs/performance.md).
 - ``fp16``: autocast to float16, channels-last; CUDA only (CPU fp16 kernels are not faster than fp32).
 - ``auto``: on CUDA ``fp16``; on the CPU ``bf16`` only for the models in :data:`CPU_BF16_SAFE`, whose bf16
-  output was measured within 0.02 dB Y-PSNR of fp32 on real frames, else ``fp32``.
+  output was measured within 0.02 dB Y-PSNR of fp32 on real frames, else ``fp32-cl`` for the models in
+  :data:`CPU_FP32_CHANNELS_LAST` (measured faster that way), else ``fp32``.
 
 Outputs are always handed back as float32 before quantisation to uint8 (bf16 holds ~1/256 relative
 precision, about one 8-bit level near white, so quantising a bf16 tensor directly would lose levels).
@@ -23,13 +26,16 @@ from dataclasses import dataclass
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "fp32-cl", "bf16", "fp16")
 
 #: Models for which ``auto`` picks CPU bf16: Y-PSNR(bf16) - Y-PSNR(fp32) against the ground truth, in dB,
 #: measured by ``benchmarks/perf_precision.py`` on real frames (not the benchmark sets); docs/performance.md.
 #: The threshold for a model to be listed is an absolute change below :data:`BF16_TOLERANCE_DB`.
 CPU_BF16_SAFE: dict[str, float] = {}
 BF16_TOLERANCE_DB = 0.02
+#: Models for which ``auto`` picks fp32 channels-last on the CPU: measured speed-up over fp32 NCHW
+#: (``benchmarks/perf_precision.py``, BasicVSR on 68x160 LR frames of bikes.mp4; Y-PSNR change 0.000 dB).
+CPU_FP32_CHANNELS_LAST: dict[str, float] = {"basicvsr": 1.715}
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -41,7 +47,9 @@ def resolve_precision(precision: str, device: torch.device, model: str) -> str:
     if precision == "auto":
         if device.type == "cuda":
             return "fp16"
-        return "bf16" if model in CPU_BF16_SAFE else "fp32"
+        if model in CPU_BF16_SAFE:
+            return "bf16"
+        return "fp32-cl" if model in CPU_FP32_CHANNELS_LAST else "fp32"
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("--precision fp16 needs a CUDA device; on the CPU use bf16 (or fp32)")
     return precision
@@ -49,14 +57,14 @@ def resolve_precision(precision: str, device: torch.device, model: str) -> str:
 
 @dataclass(frozen=True)
 class Precision:
-    """How to run a forward pass: ``name`` (fp32/bf16/fp16) on ``device``."""
+    """How to run a forward pass: ``name`` (fp32/fp32-cl/bf16/fp16) on ``device``."""
 
     name: str
     device: torch.device
 
     @property
     def channels_last(self) -> bool:
-        """Half precisions use channels-last (oneDNN's and cuDNN's fast bf16/fp16 kernels want NHWC)."""
+        """All but plain fp32 use channels-last (oneDNN's and cuDNN's fast kernels want NHWC)."""
         return self.name != "fp32"
 
     @property
@@ -79,7 +87,7 @@ class Precision:
 
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:
-        if self.name == "fp32":
+        if self.name not in _DTYPES:
             yield
             return
         with torch.autocast(self.device.type, dtype=_DTYPES[self.name]):
