@@ -1,10 +1,11 @@
 """Kill -9 a multi-chunk `vsr upscale` at random moments, resume each time, compare with an uninterrupted run.
 
 1. An uninterrupted run gives the reference output and its duration T.
-2. Then the same command runs again and again (same output path): each run is killed with SIGKILL at a
-   random moment of its processing phase (after its workers are ready, uniform in [0, P x the share of
-   chunks not yet done (at least 5%) x 0.9], P = the reference's time from ready to the end) until
-   ``--kills`` kills have landed; the run after that is left to finish.
+2. Then the same command runs again and again (same output path); each run is killed with SIGKILL at a
+   random moment: a random delay (0-2 s) after the ledger shows a random number k of finished chunks
+   (k uniform between the chunks done when the run starts and the chunk count - 1), until ``--kills``
+   kills have landed; the run after that is left to finish. (Moments tied to progress, not to the
+   clock, so a loaded machine does not make the kills miss.)
 3. The final output's decoded frames and pts must equal the reference's (and the bytes are compared too).
 
 Chunks recomputed: every run logs each chunk it submits (``--debug``); submissions beyond the chunk count
@@ -61,24 +62,27 @@ def command(src: Path, out: Path, args: argparse.Namespace) -> list[str]:
             args.model, "--scale", str(args.scale), "--chunk", str(args.chunk), "--no-progress", "--debug"]
 
 
-def run(cmd: list[str], kill_after: float | None, log: Path) -> tuple[int, float, float | None, list[int]]:
-    """Run ``cmd``; SIGKILL it ``kill_after`` seconds after its workers are ready (the job's processing
-    phase: chunks, then the join). Returns (exit code, seconds, seconds to ready, chunk submissions)."""
+def run(
+    cmd: list[str], out: Path, kill_at: tuple[int, float] | None, log: Path
+) -> tuple[int, float, list[int]]:
+    """Run ``cmd``; with ``kill_at = (k, t)``, SIGKILL it ``t`` seconds after its workers are ready and the
+    ledger shows ``k`` finished chunks. Returns (exit code, seconds, chunk submissions)."""
     started = time.monotonic()
-    first: float | None = None
+    reached: float | None = None
     with open(log, "w") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
         while proc.poll() is None:
             now = time.monotonic()
-            if first is None and READY.search(log.read_text(errors="replace")):
-                first = now - started
-            if kill_after is not None and first is not None and now - started >= first + kill_after:
+            if (kill_at is not None and reached is None and READY.search(log.read_text(errors="replace"))
+                    and len(done_chunks(out)) >= kill_at[0]):
+                reached = now
+            if kill_at is not None and reached is not None and now - reached >= kill_at[1]:
                 proc.send_signal(signal.SIGKILL)
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
         code = proc.wait()
     seconds = time.monotonic() - started
-    return code, seconds, first, [int(m.group(1)) for m in SUBMIT.finditer(log.read_text(errors="replace"))]
+    return code, seconds, [int(m.group(1)) for m in SUBMIT.finditer(log.read_text(errors="replace"))]
 
 
 def main() -> None:
@@ -102,9 +106,8 @@ def main() -> None:
         w, h = (int(v) for v in args.size.split("x"))
         src = make_clip(tmp / "in.mp4", textured_frames(args.frames, w, h), audio=True)
         ref = tmp / "ref.mp4"
-        code, t_ref, first_ref, _ = run(command(src, ref, args), None, tmp / "ref.log")
-        assert code == 0 and first_ref is not None, (tmp / "ref.log").read_text()[-2000:]
-        processing = t_ref - first_ref  # chunks + join
+        code, t_ref, _ = run(command(src, ref, args), ref, None, tmp / "ref.log")
+        assert code == 0, (tmp / "ref.log").read_text()[-2000:]
         out = tmp / "out.mp4"
         runs = []
         kills = 0
@@ -112,19 +115,19 @@ def main() -> None:
         resubmitted_done = 0
         while True:
             before = done_chunks(out)
-            left = 1 - len(before) / n_chunks
-            kill_after = None
-            if kills < args.kills:
-                kill_after = rng.uniform(0.0, 0.9) * processing * max(left, 0.05)
+            kill_at = None
+            if kills < args.kills:  # a random moment: after a random number of finished chunks, plus 0-2 s
+                kill_at = (rng.randint(len(before), max(len(before), n_chunks - 1)), rng.uniform(0.0, 2.0))
             log = tmp / f"run{len(runs)}.log"
-            code, seconds, _, submitted = run(command(src, out, args), kill_after, log)
+            code, seconds, submitted = run(command(src, out, args), out, kill_at, log)
             after = done_chunks(out)
             killed = code == -signal.SIGKILL
             kills += killed
             submissions += len(submitted)
             resubmitted_done += len(set(submitted) & before)
             runs.append({
-                "kill_after_s": None if kill_after is None else round(kill_after, 2), "killed": killed,
+                "kill_after_done": None if kill_at is None else kill_at[0],
+                "kill_delay_s": None if kill_at is None else round(kill_at[1], 2), "killed": killed,
                 "exit": code, "seconds": round(seconds, 2), "done_before": len(before),
                 "done_after": len(after) if killed else n_chunks, "submitted": len(submitted),
             })
@@ -138,7 +141,6 @@ def main() -> None:
             "frames": args.frames, "size": args.size, "chunk": args.chunk, "chunks": n_chunks,
             "model": args.model,
             "scale": args.scale, "kills": kills, "runs": len(runs), "uninterrupted_s": round(t_ref, 2),
-            "processing_s": round(processing, 2),
             "chunk_submissions": submissions, "recomputed_chunks": submissions - n_chunks,
             "done_chunks_resubmitted": resubmitted_done,
             "identical_frames": bool(pts_ref == pts_out and np.array_equal(frames_ref, frames_out)),
