@@ -1,11 +1,11 @@
 """Kill -9 a multi-chunk `vsr upscale` at random moments, resume each time, compare with an uninterrupted run.
 
 1. An uninterrupted run gives the reference output and its duration T.
-2. Then the same command runs again and again (same output path); each run is killed with SIGKILL at a
-   random moment: a random delay (0-2 s) after the ledger shows a random number k of finished chunks
-   (k uniform between the chunks done when the run starts and the chunk count - 1), until ``--kills``
-   kills have landed; the run after that is left to finish. (Moments tied to progress, not to the
-   clock, so a loaded machine does not make the kills miss.)
+2. Then the same command runs again and again (same output path); run i is killed with SIGKILL at a
+   random moment: a random delay (0-2 s) after the ledger shows k finished chunks, k drawn uniformly
+   from the i-th tenth of the chunks (so the kills spread over the whole job), until ``--kills`` kills
+   have landed; the run after that is left to finish. (Moments tied to progress, not to the clock, so a
+   loaded machine does not make the kills miss.)
 3. The final output's decoded frames and pts must equal the reference's (and the bytes are compared too).
 
 Chunks recomputed: every run logs each chunk it submits (``--debug``); submissions beyond the chunk count
@@ -116,8 +116,10 @@ def main() -> None:
         while True:
             before = done_chunks(out)
             kill_at = None
-            if kills < args.kills:  # a random moment: after a random number of finished chunks, plus 0-2 s
-                kill_at = (rng.randint(len(before), max(len(before), n_chunks - 1)), rng.uniform(0.0, 2.0))
+            if kills < args.kills:  # kill i: after a random number of chunks within the i-th share of the job
+                lo, hi = kills * n_chunks // args.kills, (kills + 1) * n_chunks // args.kills - 1
+                k = rng.randint(lo, max(lo, hi))
+                kill_at = (max(k, len(before)), rng.uniform(0.0, 2.0))
             log = tmp / f"run{len(runs)}.log"
             code, seconds, submitted = run(command(src, out, args), out, kill_at, log)
             after = done_chunks(out)
