@@ -317,7 +317,8 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
 
         log(f"bench {spec.name} x{opts.scale} {precision}: {n} frames {info.width}x{info.height}, "
             f"chunk {chunk} padding {padding} ({len(chunks)} chunks), {opts.repeats} repeats")
-        model_whole()  # warm-up (first-call allocations, oneDNN primitive creation)
+        warm = min(n, max(2, opts.batch))  # warm-up: first-call allocations, oneDNN primitive creation
+        up.process(slice(0, warm), slice(0, warm), frames)
         times: dict[str, list[float]] = {"model": [], "model_whole": [], "pipeline": [], "naive": []}
         samplers: list[TreeSampler] = []
         naive_shares: list[dict[str, float]] = []
