@@ -253,11 +253,12 @@ def job_settings(
     }
 
 
-def memory_estimate(info: VideoInfo, scale: int, batch: int) -> int:
-    """Bytes one frame needs at least: its HR output (uint8 RGB, as frames and as float32 in the model)
-    and ~64 float32 feature maps at the input size per batch item."""
+def memory_estimate(info: VideoInfo, scale: int, batch: int = 1) -> int:
+    """A lower bound on the bytes one frame needs, whatever the batch or tiling: its HR output as float32
+    (the model's) plus three uint8 RGB copies (upscaler, object store, encoder). Activations are left out:
+    batching and tiling shrink them, and out-of-memory backs off to tiles."""
     hr = info.width * scale * info.height * scale * 3
-    return hr * (1 + 4) + 64 * 4 * info.width * info.height * max(1, batch)
+    return hr * (4 + 3)
 
 
 def total_memory() -> int | None:
@@ -274,7 +275,7 @@ def check_memory(info: VideoInfo, scale: int, batch: int) -> None:
         raise ResourceError(
             f"a {info.width}x{info.height} frame at x{scale} needs about {need / 2**30:.1f} GiB "
             f"(output frame {info.width * scale}x{info.height * scale}); this machine has "
-            f"{have / 2**30:.1f} GiB: downscale or crop the input first"
+            f"{have / 2**30:.1f} GiB, even with --batch 1 and tiles: downscale or crop the input first"
         )
 
 
