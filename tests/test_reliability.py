@@ -230,3 +230,60 @@ def test_options_defaults_are_the_documented_ones() -> None:
     o = UpscaleOptions()
     assert (o.on_corrupt, o.resume, o.retries) == ("repeat", "auto", 2)
     assert Fraction(1, 25) and PTS  # fixtures module imported
+
+
+def _descendants_named(prefix: str) -> list[int]:
+    """PIDs of this process's descendants whose command line starts with ``prefix`` (Ray names its actor
+    processes ``ray::ClassName``); other users' Ray processes on the machine are never touched."""
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        names[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    me = os.getpid()
+
+    def mine(pid: int) -> bool:
+        for _ in range(20):
+            pid = parents.get(pid, 0)
+            if pid == me:
+                return True
+            if pid <= 1:
+                return False
+        return False
+
+    return [p for p, n in names.items() if n.startswith(prefix) and mine(p)]
+
+
+def test_upscaler_process_killed_mid_job_is_restarted_and_output_is_identical(
+    clip: Path,  # noqa: F811
+    reference: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    monkeypatch.setenv(FAULT_ENV, "delay:0.7")  # slow segments so the kill lands mid-job
+    out = tmp_path / "out.mp4"
+    result: list[object] = []
+    job = threading.Thread(target=lambda: result.append(upscale(clip, out, opts())))
+    job.start()
+    ledger = job_dir(out) / "ledger.json"
+    killed = []
+    deadline = time.monotonic() + 120
+    while job.is_alive() and time.monotonic() < deadline and not killed:
+        if ledger.exists() and json.loads(ledger.read_text() or "{}").get("done"):
+            for pid in _descendants_named("ray::Upscaler"):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        time.sleep(0.05)
+    job.join(timeout=300)
+    assert killed, "no Upscaler process found to kill"
+    assert result and result[0].frames_out == 12 and result[0].chunks_computed == 4  # type: ignore[attr-defined]
+    assert out.read_bytes() == reference.read_bytes()
