@@ -238,7 +238,9 @@ def job_settings(
         "align": opts.align,
         "aligned_dtype": opts.aligned_dtype if opts.align else None,
         "batch": opts.batch,
-        "precision": opts.precision,  # segments made in another precision or tiling differ slightly
+        # segments made in another precision or tiling differ slightly; "auto" is recorded as what it
+        # resolves to, so a CLI run (auto) and an API run (fp32) that compute the same way share segments
+        "precision": _resolved_precision(opts.precision, device, spec.name),
         "tile": [opts.tile, opts.overlap] if opts.tile else None,
         "device": device,
         "codec": opts.codec,
@@ -251,6 +253,17 @@ def job_settings(
         "frames": info.frames,
         "input": input_fingerprint(info.path),
     }
+
+
+def _resolved_precision(precision: str, device: str, model: str) -> str:
+    import torch
+
+    from vsr_pipeline.precision import resolve_precision
+
+    try:
+        return resolve_precision(precision, torch.device(device), model)
+    except ValueError:
+        return precision
 
 
 def memory_estimate(info: VideoInfo, scale: int, batch: int = 1) -> int:
