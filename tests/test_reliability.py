@@ -261,6 +261,7 @@ def _descendants_named(prefix: str) -> list[int]:
     return [p for p, n in names.items() if n.startswith(prefix) and mine(p)]
 
 
+@pytest.mark.slow
 def test_upscaler_process_killed_mid_job_is_restarted_and_output_is_identical(
     clip: Path,  # noqa: F811
     reference: Path,  # noqa: F811
