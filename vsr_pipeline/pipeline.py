@@ -147,6 +147,9 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         ray.init(address=address, **kwargs)
     else:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        # Ray starts workers at nice 15; our actors do the job's work, so on a busy machine they would lose
+        # the CPU to every other process (measured: the upscaler actor got 0.2 cores at load 20).
+        os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(num_cpus=os.cpu_count() or 1, _node_ip_address="127.0.0.1", **kwargs)
     try:
         yield
