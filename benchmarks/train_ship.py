@@ -136,7 +136,7 @@ Commands: {'; '.join(f'`{r["command"]}`' for r in results.values()) or '-'}
   (held-out crops, see data).
 - Wall time: {state['elapsed_s'] / 60:.0f} min on {record['hardware']}.
 - Data: photographs from the Debian packages mate-backgrounds, plasma-workspace-wallpapers and
-  lomiri-wallpapers-20.04 (list and licences: `vsr_pipeline/train/data_prep.py`), kept at long sides
+  lomiri-wallpapers-20.04 (list: `vsr_pipeline/train/data_prep.py`), kept at long sides
   {dcfg['levels']}, crops whose HR grey standard deviation is below {dcfg['min_std']} redrawn;
   {clips}{paths}held out for validation: {', '.join(dcfg['val_photos'] + dcfg['val_videos'])}.
   Degradation: MATLAB-style bicubic (BI),

@@ -287,11 +287,12 @@ def build_from_config(cfg: object, *, where: str = "config", load: bool = True) 
 
 
 def _sisr(name: str, factory: str, scales: tuple[int, ...], upsampling: str, summary: str,
+          weights: dict[str, str] | None = None, default_weights: str | None = None,
           **kwargs: object) -> None:
-    """Register a single-image model with no shipped weights (yet)."""
+    """Register a single-image model (``weights``: name -> location, ``{scale}`` filled in per scale)."""
     register(ModelSpec(name=name, kind="sisr", temporal="none", scales=scales, factory=factory,
-                       kwargs=dict(kwargs), weights={}, default_weights=None, summary=summary,
-                       upsampling=upsampling))  # type: ignore[arg-type]
+                       kwargs=dict(kwargs), weights=dict(weights or {}), default_weights=default_weights,
+                       summary=summary, upsampling=upsampling))  # type: ignore[arg-type]
 
 
 register(ModelSpec(
@@ -386,7 +387,8 @@ _sisr("srcnn", "models.sisr.srcnn:SRCNN", (2, 3, 4), "pre",
 _sisr("fsrcnn", "models.sisr.fsrcnn:FSRCNN", (2, 3, 4), "post",
       "FSRCNN (Dong et al., ECCV 2016): shrink, 4 mapping layers, expand, deconvolution")
 _sisr("espcn", "models.sisr.espcn:ESPCN", (2, 3, 4), "post",
-      "ESPCN (Shi et al., CVPR 2016): three convolutions and a sub-pixel shuffle, RGB")
+      "ESPCN (Shi et al., CVPR 2016): three convolutions and a sub-pixel shuffle, RGB",
+      weights={"photos-bi": "espcn/espcn_x{scale}.safetensors"}, default_weights="photos-bi")
 _sisr("vdsr", "models.sisr.vdsr:VDSR", (2, 3, 4), "pre",
       "VDSR (Kim et al., CVPR 2016): 20 convolutions, global residual on the bicubic-upscaled image")
 _sisr("drcn", "models.sisr.drcn:DRCN", (2, 3, 4), "pre",

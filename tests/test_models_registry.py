@@ -69,9 +69,9 @@ def test_unsupported_scale() -> None:
 
 
 def test_resolve_weights_errors(tmp_path: Path) -> None:
-    no_weights = "model espcn has no trained weights yet; pass --weights PATH"
+    no_weights = "model srcnn has no trained weights yet; pass --weights PATH"
     with pytest.raises(WeightsNotFoundError, match=no_weights):
-        resolve_weights("espcn", None)
+        resolve_weights("srcnn", None)
     with pytest.raises(WeightsNotFoundError, match="neither a registered name"):
         resolve_weights("espcn", str(tmp_path / "absent.safetensors"))
     path = tmp_path / "w.safetensors"

@@ -205,10 +205,10 @@ def test_window_usage_errors_before_anything_starts(
 
 def test_cli_window_model_without_weights_exits_4(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = _png_folder(tmp_path / "lr", textured_frames(3, 16, 12))
-    code = main(["upscale", str(src), "-o", str(tmp_path / "out"), "--model", "vespcn", "--scale", "2"])
+    code = main(["upscale", str(src), "-o", str(tmp_path / "out"), "--model", "edvr-m", "--scale", "2"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == EXIT_MODEL == 4
-    assert err == ["vsr: error: model vespcn has no trained weights yet; pass --weights PATH"]
+    assert err == ["vsr: error: model edvr-m has no trained weights yet; pass --weights PATH"]
     code = main(["upscale", str(src), "-o", str(tmp_path / "out"), "--model", "espcn", "--backbone", "srcnn"])
     assert code == EXIT_USAGE
     assert "takes no --backbone" in capsys.readouterr().err

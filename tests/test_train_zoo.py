@@ -63,6 +63,6 @@ def test_per_scale_weights_need_the_scale() -> None:
     if not _shipped("espcn", 4):
         pytest.skip("no shipped ESPCN weights")
     assert resolve_weights("espcn", None, 4).name == "espcn_x4.safetensors"  # type: ignore[union-attr]
-    assert resolve_weights("espcn", "photos-bi", 2).name == "espcn_x2.safetensors"  # type: ignore[union-attr]
+    assert resolve_weights("espcn", "photos-bi", 4).name == "espcn_x4.safetensors"  # type: ignore[union-attr]
     with pytest.raises(WeightsNotFoundError, match="per scale"):
         resolve_weights("espcn", None)
