@@ -74,11 +74,14 @@ def test_chunk_failing_every_time_fails_the_job_with_its_frames(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_ctrl_c_exits_130_without_output_and_resumes_to_the_same_file(
+    sig: signal.Signals,
     clip: Path,  # noqa: F811
     reference: Path,  # noqa: F811
     tmp_path: Path,
 ) -> None:
+    """Ctrl-C (SIGINT), or SIGTERM from a scheduler: exit 130, one line, no output, a resumable ledger."""
     out = tmp_path / "out.mp4"
     cmd = [sys.executable, "-m", "vsr_pipeline.cli", "upscale", str(clip), "-o", str(out), "--model",
            "bicubic", "--scale", "2", "--chunk", "3", "--no-progress"]
@@ -91,7 +94,7 @@ def test_ctrl_c_exits_130_without_output_and_resumes_to_the_same_file(
             break
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == errors.EXIT_INTERRUPTED, err
     lines = [ln for ln in err.strip().splitlines() if ln.startswith("vsr: error:")]
