@@ -385,7 +385,8 @@ register(ModelSpec(
 _sisr("srcnn", "models.sisr.srcnn:SRCNN", (2, 3, 4), "pre",
       "SRCNN (Dong et al., ECCV 2014 / TPAMI 2016): 9-5-5 convolutions on the bicubic-upscaled image")
 _sisr("fsrcnn", "models.sisr.fsrcnn:FSRCNN", (2, 3, 4), "post",
-      "FSRCNN (Dong et al., ECCV 2016): shrink, 4 mapping layers, expand, deconvolution")
+      "FSRCNN (Dong et al., ECCV 2016): shrink, 4 mapping layers, expand, deconvolution",
+      weights={"photos-bi": "fsrcnn/fsrcnn_x{scale}.safetensors"}, default_weights="photos-bi")
 _sisr("espcn", "models.sisr.espcn:ESPCN", (2, 3, 4), "post",
       "ESPCN (Shi et al., CVPR 2016): three convolutions and a sub-pixel shuffle, RGB",
       weights={"photos-bi": "espcn/espcn_x{scale}.safetensors"}, default_weights="photos-bi")
