@@ -319,8 +319,8 @@ register(ModelSpec(
     # centre_skip: our shipped weights learn a residual over the bicubic-upscaled centre frame (the paper's
     # body has none; with one, training converges in the few thousand steps a CPU allows)
     kwargs={"num_frame": 3, "centre_skip": True},
-    weights={},
-    default_weights=None,
+    weights={"photos-bi": "vespcn/vespcn_x{scale}.safetensors"},
+    default_weights="photos-bi",
     radius=1,
     summary="VESPCN (Caballero et al., CVPR 2017): spatial-transformer motion compensation, early fusion, "
             "sub-pixel output",
