@@ -348,8 +348,8 @@ register(ModelSpec(
     factory="models.video.edvr:EDVR",
     kwargs={"num_feat": 32, "num_frame": 3, "deformable_groups": 4, "num_extract_block": 2,
             "num_reconstruct_block": 5},
-    weights={},
-    default_weights=None,
+    weights={"photos-bi": "edvr/edvr_s_x{scale}.safetensors"},
+    default_weights="photos-bi",
     radius=1,
     summary="EDVR-S (our small preset of Wang et al., CVPRW 2019): 32 channels, 3 frames, 2+5 residual "
             "blocks, PCD + TSA; trained by us (configs/train/edvr_s_x4.yaml)",
