@@ -267,3 +267,31 @@ def test_warm_starts_compute_the_fitted_interpolators() -> None:
     ref = F.conv_transpose2d(lr, wd, bd, stride=4, padding=d.padding, output_padding=d.output_padding)
     with torch.no_grad():
         assert torch.allclose(fsrcnn(lr), ref, atol=1e-5)
+
+
+def test_perceptual_and_adversarial_training_step(photo_dir: Path, tmp_path: Path) -> None:
+    """With VGG19 weights on disk (random here: the layout is what matters) the SRGAN-style losses train."""
+    from safetensors.torch import save_file
+
+    from vsr_pipeline.train.losses import _VGG19
+
+    state, ch, idx = {}, 3, 0
+    g = torch.Generator().manual_seed(0)
+    for v in _VGG19:
+        if v == "M":
+            idx += 1
+            continue
+        state[f"features.{idx}.weight"] = torch.randn(int(v), ch, 3, 3, generator=g) * 0.05
+        state[f"features.{idx}.bias"] = torch.zeros(int(v))
+        ch, idx = int(v), idx + 2
+    save_file(state, tmp_path / "vgg19.safetensors")
+    cfg = _cfg(photo_dir, tmp_path / "run", loss={"pixel": "l1", "perceptual": 0.1, "adversarial": 0.01,
+                                                  "vgg_weights": str(tmp_path / "vgg19.safetensors")})
+    cfg.data.patch = 16  # HR 32: the discriminator halves it four times
+    trainer = Trainer(cfg)
+    terms = trainer.train_step(*trainer.batch(0))
+    assert terms["perceptual"] > 0 and terms["adversarial"] > 0
+    assert trainer.disc is not None
+    before = [p.detach().clone() for p in trainer.disc.parameters()]
+    trainer.train_step(*trainer.batch(1))
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.disc.parameters(), strict=True))
