@@ -82,12 +82,36 @@ def scratch_specs() -> Iterator[None]:
     registry._SPECS.update(before)
 
 
+def start_local_ray(num_cpus: int = 2) -> None:
+    """Start an in-process Ray on loopback without a dashboard."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="ERROR")
+
+
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[None]:
     """One in-process Ray for the whole test session (starting Ray costs seconds)."""
     import ray
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="ERROR")
+    if not ray.is_initialized():
+        start_local_ray()
     yield
     ray.shutdown()
+
+
+@pytest.fixture()
+def ray_of_its_own() -> Iterator[None]:
+    """A Ray instance with 3 CPU slots for this test alone; the session's Ray is restarted afterwards."""
+    import ray
+
+    was_running = ray.is_initialized()
+    ray.shutdown()
+    start_local_ray(num_cpus=3)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        if was_running:
+            start_local_ray()

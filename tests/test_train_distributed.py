@@ -20,9 +20,8 @@ from vsr_pipeline.train.distributed import train_distributed
 
 @pytest.mark.slow
 @pytest.mark.ray
+@pytest.mark.usefixtures("ray_of_its_own")
 def test_two_cpu_workers_keep_identical_replicas(tmp_path: Path) -> None:
-    import ray
-
     rng = np.random.default_rng(0)
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -36,11 +35,7 @@ def test_two_cpu_workers_keep_identical_replicas(tmp_path: Path) -> None:
         "optim": {"lr": 1e-2, "steps": 4, "batch": 4},
         "val_every": 4, "ckpt_every": 4, "log_every": 1,
     })
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        summary = train_distributed(cfg, workers=2, progress=False)
-    finally:
-        ray.shutdown()
+    summary = train_distributed(cfg, workers=2, progress=False)
     digests = sorted((tmp_path / "run" / "replicas").glob("rank*.sha256"))
     assert [p.name for p in digests] == ["rank0.sha256", "rank1.sha256"]
     assert digests[0].read_text() == digests[1].read_text()
