@@ -86,7 +86,10 @@ def test_ctrl_c_exits_130_without_output_and_resumes_to_the_same_file(
     cmd = [sys.executable, "-m", "vsr_pipeline.cli", "upscale", str(clip), "-o", str(out), "--model",
            "bicubic", "--scale", "2", "--chunk", "3", "--no-progress"]
     env = {**os.environ, FAULT_ENV: "delay:1.5"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    # started with SIGINT ignored, as a background job of a non-interactive shell is (and as the test runner's
+    # children may be): the CLI must still stop on it
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     ledger = job_dir(out) / "ledger.json"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:

@@ -350,11 +350,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if threading.current_thread() is not threading.main_thread():
         return _main(argv)
+    # Ctrl-C/SIGINT must interrupt even when the parent started us with SIGINT ignored (a background job of a
+    # non-interactive shell, some test runners and schedulers): Python keeps an inherited SIG_IGN otherwise.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         return _main(argv)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _main(argv: list[str] | None) -> int:
