@@ -71,6 +71,19 @@ def make_clip(
     return path
 
 
+def flip_packet_bytes(src: Path, dst: Path, packets: slice = slice(8, 10), flips: int = 5) -> Path:
+    """Copy ``src`` to ``dst`` with ``flips`` bytes inverted inside each of the given video packets."""
+    data = bytearray(src.read_bytes())
+    with av.open(str(src)) as c:
+        spans = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
+    rng = np.random.default_rng(0)
+    for pos, size in spans[packets]:
+        for off in rng.integers(0, size, flips):
+            data[pos + int(off)] ^= 0xFF
+    dst.write_bytes(bytes(data))
+    return dst
+
+
 @pytest.fixture()
 def scratch_specs() -> Iterator[None]:
     """Model specs registered inside a test are removed afterwards."""

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import make_clip, textured_frames
+from tests.conftest import flip_packet_bytes, make_clip, textured_frames
 from vsr_pipeline import errors
 from vsr_pipeline.cli import main
 from vsr_pipeline.media import VideoWriter, probe
@@ -87,16 +87,8 @@ def truncated(fraction: float, ext: str = "mp4") -> Callable[[Path], tuple[list[
 
 def flipped_bytes(*extra: str) -> Callable[[Path], tuple[list[str], Path]]:
     def make(tmp: Path) -> tuple[list[str], Path]:
-        src = _clip(tmp, "clean.mp4", n=20, w=32, h=24)
-        data = bytearray(src.read_bytes())
-        with av.open(str(src)) as c:
-            packets = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
-        rng = np.random.default_rng(0)
-        for pos, size in packets[8:10]:
-            for off in rng.integers(0, size, 5):
-                data[pos + int(off)] ^= 0xFF
-        (tmp / "flipped.mp4").write_bytes(bytes(data))
-        return _up(tmp / "flipped.mp4", tmp / "o.mp4", *extra)
+        flipped = flip_packet_bytes(_clip(tmp, "clean.mp4", n=20, w=32, h=24), tmp / "flipped.mp4")
+        return _up(flipped, tmp / "o.mp4", *extra)
 
     make.__name__ = "flipped_bytes" + "_".join(a.strip("-").replace("-", "_") for a in ("", *extra))
     return make

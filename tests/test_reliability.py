@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import ROOT, make_clip, textured_frames
+from tests.conftest import ROOT, flip_packet_bytes, make_clip, textured_frames
 from tests.test_resume import PTS, clip, decode, opts, reference  # noqa: F401  (fixtures)
 from vsr_pipeline import errors
 from vsr_pipeline.cli import main
@@ -113,15 +113,7 @@ def test_ctrl_c_exits_130_without_output_and_resumes_to_the_same_file(
 def _corrupt_clip(path: Path) -> tuple[Path, int]:
     """A 20-frame clip with bytes flipped inside frame packets 8 and 9; returns it and how many frames the
     decoder loses (measured by decoding it packet by packet)."""
-    src = make_clip(path.with_name("clean.mp4"), textured_frames(20, 32, 24))
-    data = bytearray(src.read_bytes())
-    with av.open(str(src)) as c:
-        packets = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
-    rng = np.random.default_rng(0)
-    for pos, size in packets[8:10]:
-        for off in rng.integers(0, size, 5):
-            data[pos + int(off)] ^= 0xFF
-    path.write_bytes(bytes(data))
+    flip_packet_bytes(make_clip(path.with_name("clean.mp4"), textured_frames(20, 32, 24)), path)
     decoded = 0
     with av.open(str(path)) as c:
         s = c.streams.video[0]
