@@ -22,34 +22,9 @@ from pathlib import Path
 
 import av
 
+from vsr_pipeline.bench import memory_kb, process_tree
 from vsr_pipeline.degrade import crop_to_multiple, degrade_bi
 from vsr_pipeline.media import FrameReader, VideoWriter
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def pss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def loop_clip(clip: Path, loops: int, out: Path) -> Path:
@@ -97,7 +72,7 @@ def measure(clip: Path, model: str, extra: list[str]) -> dict:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         peak = 0.0
         while proc.poll() is None:
-            peak = max(peak, sum(pss_mb(p) for p in descendants(proc.pid)))
+            peak = max(peak, sum(memory_kb(p)[1] for p in process_tree(proc.pid)) / 1024)
             time.sleep(0.2)
         result = json.loads(proc.stdout.read().strip().splitlines()[-1])
     return {"frames": result["frames_in"], "seconds": result["seconds"], "peak_pss_mb": round(peak, 1)}
