@@ -255,7 +255,16 @@ def cmd_upscale(args: argparse.Namespace) -> dict[str, Any]:
         overlap=args.overlap,
         compile=args.compile,
     )
-    result = upscale(args.input, args.output, opts).to_json()
+    from vsr_pipeline.streaming import is_stream_source, stream_upscale
+
+    if is_stream_source(args.input):  # stdin or a URL: read once, written as it grows (no ledger, no Ray)
+        unused = [f for f, on in (("--address", args.address), ("--fps", args.fps), ("--no-resume",
+                  args.no_resume), ("--retries", args.retries != 2)) if on]
+        if unused:
+            log.info("%s: not used for a stream input", ", ".join(unused))
+        result = stream_upscale(args.input, args.output, opts)
+    else:
+        result = upscale(args.input, args.output, opts).to_json()
     if not args.json:
         print(
             f"wrote {result['output']}: {result['frames_out']} frames "

@@ -45,6 +45,9 @@ class VideoWriter(AtomicOutput):
       timeline with the video pts, so offsets are kept as long as the video pts are the source's.
     - Atomic: writes ``.NAME.partial.EXT`` beside the output and renames it on close; :meth:`abort` (and
       an exception in ``with``) deletes it. An existing output is refused unless ``overwrite``.
+      ``atomic=False`` (progressive output, e.g. a live stream) writes under the output's own name, so the
+      file can be read while it grows; ``container_options`` go to the muxer (e.g. MP4 ``movflags``).
+      ``packets_written`` counts the video packets muxed so far.
     - ``crf``/``preset`` go to x264/x265 (crf also to libvpx); ``options`` are extra codec options.
       The extension picks the container (.mp4, .mkv, .mov, .webm).
     - ``source``: a probed input whose colour tags and rotation are used where ``colour``/``rotation``
@@ -68,6 +71,8 @@ class VideoWriter(AtomicOutput):
         trim_copied_streams: bool = False,
         overwrite: bool = False,
         options: dict[str, str] | None = None,
+        atomic: bool = True,
+        container_options: dict[str, str] | None = None,
     ):
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
@@ -86,7 +91,9 @@ class VideoWriter(AtomicOutput):
             raise MediaError(f"{self.path}: output exists (pass overwrite to replace it)")
         if not self.path.parent.is_dir():
             raise MediaError(f"{self.path.parent}: output folder does not exist")
-        self.tmp_path = partial_path(self.path)
+        self.atomic = atomic
+        self.tmp_path = partial_path(self.path) if atomic else self.path
+        self.packets_written = 0
         self.pix_fmt = "yuv420p" if self.width % 2 == 0 and self.height % 2 == 0 else "yuv444p"
         self.frames_written = 0
         self._last_pts: int | None = None
@@ -103,7 +110,7 @@ class VideoWriter(AtomicOutput):
             raise MediaError(f"{self.path}: encoder {codec} cannot take {self.pix_fmt}"
                              + (" (needed for odd sizes)" if self.pix_fmt == "yuv444p" else ""))
         try:
-            self._container = av.open(str(self.tmp_path), mode="w")
+            self._container = av.open(str(self.tmp_path), mode="w", container_options=container_options or {})
         except (av.FFmpegError, ValueError, OSError) as exc:
             raise MediaError(f"{self.path}: cannot create output ({short_reason(exc)})") from None
         try:
@@ -153,6 +160,7 @@ class VideoWriter(AtomicOutput):
     def _mux_video(self, frame: av.VideoFrame | None) -> None:
         for packet in self._video.encode(frame):
             self._container.mux(packet)
+            self.packets_written += 1
 
     def write(self, frames: np.ndarray, pts: Sequence[int]) -> None:
         """Encode frames (T, H, W, 3) uint8 RGB with their pts (ints in ``time_base``, increasing)."""
@@ -205,6 +213,8 @@ class VideoWriter(AtomicOutput):
             raise
         self._open = False
         self._close_src()
+        if not self.atomic:
+            return
         if self.path.exists() and not self.overwrite:
             self.tmp_path.unlink(missing_ok=True)
             raise MediaError(f"{self.path}: output appeared while writing; not replaced")
