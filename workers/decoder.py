@@ -1,7 +1,12 @@
-"""Decoder worker: reads a video or image folder sequentially in fixed-size batches of uint8 RGB frames."""
+"""Decoder worker: reads a video or image folder in fixed-size batches of uint8 RGB frames.
+
+Sequentially (``read``), or batch ``b`` of size ``n`` on request (``read_batch``), so several decoders can
+share one seekable input; :func:`assign_batches` says which decoder reads which batch.
+"""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict
 from fractions import Fraction
 from typing import Any
@@ -21,6 +26,22 @@ class Decoder:
         """The next ``n`` frames (fewer at the end) and their PTS (``None``: a lost frame to leave out)."""
         return self.reader.read(n)
 
+    def read_batch(self, b: int, n: int) -> tuple[np.ndarray, list[int | None]]:
+        """Batch ``b``: frames [b*n, (b+1)*n) (fewer at the end, none past it) and their PTS, exactly as
+        sequential ``read(n)`` calls give them. Reads on when the reader is already at frame b*n, else
+        seeks (raises :class:`vsr_pipeline.media.seek.SeekError` when the input is not exactly seekable:
+        check :func:`vsr_pipeline.media.seek.seek_problem` first and decode sequentially then)."""
+        if b < 0 or n < 1:
+            raise ValueError(f"batch must be >= 0 and n >= 1, got b={b}, n={n}")
+        start = min(b * n, self.reader.info.frames)
+        if self.reader.position != start:
+            self.reader.seek(start)
+        return self.reader.read(n)
+
+    def frames_decoded(self) -> int:
+        """Frames the decoder has produced so far, including those dropped after seeks."""
+        return self.reader.frames_decoded
+
     def skip(self, n: int) -> int:
         """Decode and drop the next ``n`` frames (chunks a resumed job has already done); returns how many."""
         return len(self.reader.read(n)[1])
@@ -31,3 +52,43 @@ class Decoder:
 
     def close(self) -> None:
         self.reader.close()
+
+
+def assign_batches(total_frames: int, n: int, decoders: int, keyframes: list[int] | None) -> list[int]:
+    """Owner decoder (0..decoders-1) of each batch of ``n`` frames (ceil(total_frames / n) entries).
+
+    Each decoder gets contiguous blocks of batches, and blocks go round-robin over the decoders. A block
+    is at least one GOP long (the median keyframe interval, and at least one batch) and ends at the
+    first batch boundary after that at which a keyframe starts a batch or lies less than ``n`` frames
+    before it, so the next block's seek decodes fewer than ``n`` frames it then drops (plus an open
+    GOP's leading pictures). ``keyframes``: frame indices of keyframes in presentation order
+    (``StreamIndex.keyframes``); None means every frame is one (image folders), giving one-batch blocks.
+
+    Trade-off: longer blocks mean fewer seeks and so less wasted decoding, but the consumer takes batches
+    in order, so a decoder whose block lies ahead idles or its output waits in memory, and the last
+    blocks balance worse; shorter blocks keep all decoders busy on nearby batches but each seek costs up
+    to a GOP of decoding. One GOP per block keeps the waste under about one batch per block. A stream
+    with one keyframe is a single block: one decoder does all of it (seeking would redo the whole GOP).
+    """
+    if total_frames < 0 or n < 1 or decoders < 1:
+        raise ValueError(f"need total_frames >= 0, n >= 1, decoders >= 1; got {total_frames}, {n}, "
+                         f"{decoders}")
+    batches = -(-total_frames // n)
+    if keyframes is None:
+        return [b % decoders for b in range(batches)]
+    keys = sorted(k for k in set(keyframes) if 0 <= k < total_frames)
+    gaps = sorted(b - a for a, b in itertools.pairwise(keys))
+    gop = gaps[len(gaps) // 2] if len(keys) > 1 else total_frames
+    min_len = max(n, gop)
+    owners: list[int] = []
+    block, block_start = 0, 0
+    ki = 0
+    for b in range(batches):
+        start = b * n
+        while ki + 1 < len(keys) and keys[ki + 1] <= start:
+            ki += 1
+        near_key = bool(keys) and keys[ki] <= start and start - keys[ki] < n
+        if b > 0 and start - block_start >= min_len and near_key:
+            block, block_start = block + 1, start
+        owners.append(block % decoders)
+    return owners

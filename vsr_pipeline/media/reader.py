@@ -17,6 +17,7 @@ from .colour import frame_to_rgb
 from .errors import MediaError, short_reason
 from .images import list_images, read_images
 from .probe import VideoInfo, open_input, probe
+from .seek import SeekError, StreamIndex, scan, seek_problem
 
 #: What to do with a frame the decoder cannot produce (an undecodable packet in the middle of the stream):
 #: ``fail`` stops with a MediaError naming the frame; ``repeat`` puts the previous good frame (the next
@@ -55,6 +56,10 @@ class FrameReader:
     counted as lost when its packet fails to decode, or, at the end, when the decoder gave fewer frames
     than :func:`probe` counted. ``corrupt`` lists them. (Errors the decoder conceals itself cannot be
     seen here.)
+
+    ``seek(index)`` positions the reader so the next ``read`` starts at frame ``index`` (keyframe seek,
+    decode forward, drop frames before it by pts); ``frames_decoded`` counts frames out of the decoder
+    (dropped ones included), to measure what seeking costs.
     """
 
     def __init__(self, path: str | os.PathLike[str], fps: Fraction | float | int | None = None,
@@ -70,6 +75,9 @@ class FrameReader:
         self._frames: Iterator[av.VideoFrame | _Lost] | None = None
         self._good: np.ndarray | None = None
         self._images: list[Path] = []
+        self._stream_index: StreamIndex | None = None
+        self._seeked = False  # a seek past frame 0 happened: no stand-in from before the seek point
+        self.frames_decoded = 0  # frames out of the decoder, dropped ones included
         if self.info.is_image_folder:
             self._images = list_images(self.path)
             return
@@ -81,30 +89,40 @@ class FrameReader:
         self._step = max(1, round(step))
         self._last_pts: int | None = None
 
+    @property
+    def position(self) -> int:
+        """Index of the frame the next ``read`` starts with."""
+        return self._index
+
+    def stream_index(self) -> StreamIndex:
+        """The demux-only index of the video packets (computed once; see :func:`.seek.scan`)."""
+        if self._stream_index is None:
+            self._stream_index = scan(self.path)
+        return self._stream_index
+
     def _packet_pts(self) -> list[int] | None:
         """Sorted pts of every video packet (demuxing only), or None when some packet has none."""
-        with open_input(self.path) as c:
-            out = []
-            try:
-                for packet in c.demux(c.streams.video[0]):
-                    if packet.size:
-                        if packet.pts is None:
-                            return None
-                        out.append(int(packet.pts))
-            except av.FFmpegError:
-                pass  # a damaged tail: frames past it are reported missing at the end
-        return sorted(out)
+        index = self.stream_index()
+        return None if index.missing_pts else list(index.pts)
 
-    def _decode(self, stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame | _Lost]:
+    def _decode(self, stream: av.video.stream.VideoStream, packets: Iterator[av.Packet] | None = None,
+                start: int = 0) -> Iterator[av.VideoFrame | _Lost]:
         """Decoded frames in presentation order, with a ``_Lost`` marker for each frame the decoder did
         not produce: a packet pts no frame carries (placed by pts, so frame threading's late error
-        reports do not matter), or, without packet pts, frames short of probe's count at the end."""
+        reports do not matter), or, without packet pts, frames short of probe's count at the end.
+
+        ``start`` > 0 (after a seek; ``packets`` then begins at a keyframe at or before frame ``start``):
+        frames whose pts is below frame ``start``'s are dropped, and a frame whose pts is not a packet pts
+        raises :class:`SeekError` (the sequential decode would number it differently)."""
         assert self._container is not None
         expected = self._packet_pts()
-        next_expected = 0
-        produced = 0
+        next_expected = start
+        produced = start
+        floor = expected[start] if start and expected is not None else None
+        known = set(expected) if floor is not None and expected is not None else None
         reason = "frame missing from the decoder's output"
-        packets = self._container.demux(stream)
+        if packets is None:
+            packets = self._container.demux(stream)
         while True:
             try:
                 packet = next(packets, None)
@@ -119,7 +137,14 @@ class FrameReader:
                     break
                 continue
             for frame in frames:
+                self.frames_decoded += 1
                 pts = frame.pts
+                if known is not None:
+                    if pts is None or pts not in known:
+                        raise SeekError(f"{self.path}: after a seek the decoder gave a frame with pts {pts}, "
+                                        f"which no packet has; decode sequentially")
+                    if pts < floor:  # type: ignore[operator]
+                        continue
                 if expected is not None and pts is not None:
                     while next_expected < len(expected) and expected[next_expected] < pts:
                         yield _Lost(expected[next_expected], reason)
@@ -137,6 +162,82 @@ class FrameReader:
                 produced += 1
         for _ in range(max(0, self.info.frames - produced)):
             yield _Lost(None, reason)
+
+    def seek(self, index: int) -> None:
+        """Position the reader so that the next ``read`` returns frame ``index`` (0 <= index <= frames).
+
+        Videos: seek the container to the last keyframe whose pts <= frame ``index``'s pts (the first
+        packet demuxed after the seek must be such a keyframe, else earlier keyframes are tried, else the
+        file is decoded from its start), decode forward and drop frames with lower pts; frames out of an
+        open GOP's leading pictures (pts below the keyframe's) are dropped the same way. Output, pts and
+        colour conversion are the sequential ones. Image folders: index into the image list.
+        Raises :class:`SeekError` when :func:`.seek.seek_problem` finds exactness cannot be guaranteed.
+        """
+        if not 0 <= index <= self.info.frames:
+            raise ValueError(f"frame index {index} is outside 0..{self.info.frames}")
+        if self.info.is_image_folder:
+            self._index = index
+            return
+        if self._frames is None:
+            raise ValueError("reader is closed")
+        if index == self._index:
+            return
+        idx = self.stream_index()
+        problem = seek_problem(idx, self.info, self.on_corrupt)
+        if problem is not None:
+            raise SeekError(f"{self.path}: cannot seek exactly ({problem}); decode sequentially")
+        self._good = None
+        self._index = index
+        self._seeked = index > 0
+        self._last_pts = idx.pts[index - 1] if index > 0 else None
+        if index == idx.frames:
+            self._frames = iter(())
+            return
+        stream = self._container.streams.video[0]  # type: ignore[union-attr]
+        if index == 0:
+            self._restart()
+            self._frames = self._decode(self._container.streams.video[0])  # type: ignore[union-attr]
+            return
+        packets = self._seek_packets(stream, idx, index)
+        if packets is None:  # no usable seek point: decode from the start, dropping frames before index
+            self._restart()
+            stream = self._container.streams.video[0]  # type: ignore[union-attr]
+        self._frames = self._decode(stream, packets, start=index)
+
+    def _restart(self) -> None:
+        """Reopen the file: the decoder starts afresh at its beginning."""
+        assert self._container is not None
+        self._container.close()
+        self._container = open_input(self.path)
+        self._container.streams.video[0].thread_type = "AUTO"
+
+    def _seek_packets(self, stream: av.video.stream.VideoStream, idx: StreamIndex,
+                      index: int) -> Iterator[av.Packet] | None:
+        """Packets from a keyframe at or before frame ``index`` in presentation order, or None."""
+        assert self._container is not None
+        target = idx.pts[index]
+        key_pts = {idx.pts[k] for k in idx.keyframes}
+        pos = idx.keyframe_at_or_before(index)
+        tried: set[int] = set()
+        for p in range(pos, max(-1, pos - 3), -1) if pos is not None else ():
+            kp, kd = idx.pts[idx.keyframes[p]], idx.key_dts[p]
+            for offset in (kp, kd):
+                if offset is None or offset in tried:
+                    continue
+                tried.add(offset)
+                try:
+                    self._container.seek(offset, backward=True, stream=stream)
+                    packets = self._container.demux(stream)
+                    for packet in packets:
+                        if packet.size and packet.is_keyframe:
+                            break
+                    else:
+                        continue
+                except av.FFmpegError:
+                    continue
+                if packet.pts is not None and packet.pts <= target and packet.pts in key_pts:
+                    return itertools.chain([packet], packets)
+        return None
 
     def _next_frame(self) -> av.VideoFrame | _Lost | None:
         assert self._frames is not None
@@ -200,6 +301,9 @@ class FrameReader:
     def _stand_in(self) -> np.ndarray:
         """The frame shown in place of a lost one: the last good frame, else the next good one."""
         if self._good is None:
+            if self._seeked:
+                raise SeekError(f"{self.path}: frame {self._index} is lost right after a seek and its "
+                                f"stand-in comes from before it; decode sequentially")
             assert self._frames is not None
             ahead: list[av.VideoFrame | _Lost] = []
             while True:

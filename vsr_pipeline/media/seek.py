@@ -1,0 +1,137 @@
+"""Demux-only index of a video stream, and whether decoding from a seek point can be exact.
+
+A :class:`StreamIndex` lists the video packets' pts in presentation order (frame ``i`` of the sequential
+decode has pts ``pts[i]``) and which frames are keyframes. :meth:`FrameReader.seek` uses it to start
+decoding at the last keyframe at or before a frame and to drop the frames before it by pts.
+:func:`seek_problem` says when that cannot be guaranteed to give exactly what sequential decoding gives;
+callers then decode the input with one sequential reader.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+from .errors import MediaError, short_reason
+from .images import list_images
+from .probe import VideoInfo, open_input, probe
+
+#: Values of ``on_corrupt`` (see :data:`vsr_pipeline.media.reader.ON_CORRUPT`) seeking accepts.
+SEEK_ON_CORRUPT = ("fail", "repeat", "skip")
+
+
+class SeekError(MediaError):
+    """A seeking reader cannot give what the sequential decode gives; decode the input sequentially."""
+
+
+@dataclass(frozen=True)
+class StreamIndex:
+    """Video packets of one input, from demuxing only (no decoding).
+
+    ``pts``: every video packet's pts in presentation order (frame i of a clean decode has ``pts[i]``);
+    ``keyframes``: indices into ``pts`` of keyframe packets, ascending; ``key_dts``: their dts (or None);
+    ``problem``: why seeking cannot be exact (None when it can, as far as demuxing can tell).
+    ``pts`` keeps duplicates; after a demux error it holds the packets read before it.
+    Image folders: ``pts = 0..n-1``, every frame a keyframe.
+    """
+
+    pts: tuple[int, ...]
+    keyframes: tuple[int, ...]
+    key_dts: tuple[int | None, ...]
+    problem: str | None = None
+    is_image_folder: bool = False
+    missing_pts: bool = False  # some packet had no pts (``pts`` then lists only those that had one)
+
+    @property
+    def frames(self) -> int:
+        return len(self.pts)
+
+    def keyframe_at_or_before(self, index: int) -> int | None:
+        """Position in ``keyframes`` of the last keyframe whose pts <= frame ``index``'s pts (None: none)."""
+        target = self.pts[index]
+        key_pts = [self.pts[k] for k in self.keyframes]
+        pos = bisect.bisect_right(key_pts, target) - 1
+        return pos if pos >= 0 else None
+
+    def gop(self) -> int:
+        """Median keyframe interval in frames (the whole stream when it has one keyframe)."""
+        if self.is_image_folder:
+            return 1
+        ks = [*self.keyframes, len(self.pts)]
+        gaps = sorted(b - a for a, b in itertools.pairwise(ks) if b > a)
+        return gaps[len(gaps) // 2] if gaps else max(1, len(self.pts))
+
+
+def scan(path: str | os.PathLike[str]) -> StreamIndex:
+    """Demux the first video stream of ``path`` (no decoding) into a :class:`StreamIndex`.
+
+    Packets without data are ignored (as :class:`FrameReader` does). ``problem`` is set when a packet has
+    no pts, two packets share a pts, or the demuxer fails before the end.
+    """
+    p = Path(path)
+    if p.is_dir():
+        n = len(list_images(p))
+        return StreamIndex(tuple(range(n)), tuple(range(n)), (None,) * n, None, is_image_folder=True)
+    pts: list[int] = []
+    keys: list[tuple[int, int | None]] = []  # (pts, dts) of keyframe packets
+    problem = None
+    missing = False
+    with open_input(p) as c:
+        if not c.streams.video:
+            raise MediaError(f"{p}: no video stream")
+        try:
+            for packet in c.demux(c.streams.video[0]):
+                if not packet.size:
+                    continue
+                if packet.pts is None:
+                    problem = problem or f"video packet {len(pts)} has no pts"
+                    missing = True
+                    continue
+                pts.append(int(packet.pts))
+                if packet.is_keyframe:
+                    keys.append((int(packet.pts), None if packet.dts is None else int(packet.dts)))
+        except av.FFmpegError as exc:
+            problem = problem or f"demuxing stops after packet {len(pts)} ({short_reason(exc)})"
+    order = sorted(pts)
+    if problem is None and len(set(order)) != len(order):
+        problem = f"{len(order) - len(set(order))} video packets share a pts with another"
+    if problem is None and not keys:
+        problem = "no keyframe packets"
+    first = {}
+    for i, v in enumerate(order):
+        first.setdefault(v, i)
+    keys.sort()
+    return StreamIndex(tuple(order), tuple(first[k] for k, _ in keys), tuple(d for _, d in keys), problem,
+                       missing_pts=missing)
+
+
+def seek_problem(index: StreamIndex, info: VideoInfo | None = None, on_corrupt: str = "fail") -> str | None:
+    """Why a reader positioned by seeking might not give exactly the sequential frames, or None.
+
+    Static reasons, decided before decoding: packets without pts or with duplicate pts, a demux error, no
+    keyframe, a packet count that differs from probe's frame count, an unknown ``on_corrupt``.
+    Image folders are always seekable. Two cases are only seen while decoding, and the seeking reader
+    raises :class:`SeekError` there: a decoded frame whose pts is not a packet pts, and (``repeat``/``skip``)
+    a lost frame whose stand-in would come from before the seek point. Corruption the decoder conceals
+    (no frame lost) can make pixels differ; the sequential decode cannot see it either.
+    """
+    if on_corrupt not in SEEK_ON_CORRUPT:
+        return f"on_corrupt {on_corrupt!r} is unknown"
+    if index.is_image_folder:
+        return None
+    if index.problem is not None:
+        return index.problem
+    if info is not None and info.frames != index.frames:
+        return f"probe counts {info.frames} frames but the stream has {index.frames} packets"
+    return None
+
+
+def seekable(path_or_info: str | os.PathLike[str] | VideoInfo, on_corrupt: str = "fail") -> bool:
+    """True when decoders seeking into this input give exactly the sequential decode (see seek_problem)."""
+    info = path_or_info if isinstance(path_or_info, VideoInfo) else probe(path_or_info)
+    return seek_problem(scan(info.path), info, on_corrupt) is None
