@@ -80,6 +80,54 @@ def _perf_options(p: argparse.ArgumentParser, compile_flag: bool = True) -> None
         p.add_argument("--compile", action="store_true", help="torch.compile the model (fixed shapes)")
 
 
+def _job_options(p: argparse.ArgumentParser) -> None:
+    """Options of one upscale job, shared by `upscale` and `batch` (applied to every video)."""
+    p.add_argument("--codec", default="libx264")
+    p.add_argument("--crf", type=int, default=18)
+    p.add_argument("--preset", default="medium")
+    p.add_argument("--fps", type=_fraction, help="frame rate of a folder-of-frames input (default 25)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument(
+        "--backbone", help="single-image model as the body of a video model that accepts one (VESPCN, EDVR)"
+    )
+    p.add_argument(
+        "--align",
+        metavar="ESTIMATOR",
+        help="pre-align the windows of a window model with optical flow: spynet (pretrained), farneback, dis",
+    )
+    p.add_argument(
+        "--aligned-dtype",
+        choices=["uint8", "float16"],
+        default="uint8",
+        help="dtype of aligned windows between the aligner and the model (default uint8)",
+    )
+    p.add_argument(
+        "--batch", type=_positive_int, default=4, help="frames or windows per forward pass (default 4)"
+    )
+    p.add_argument(
+        "--on-corrupt",
+        choices=["repeat", "skip", "fail"],
+        default="repeat",
+        help="a frame that cannot be decoded: repeat the previous frame (default; keeps frame count and "
+        "timing), skip it, or fail",
+    )
+    resume = p.add_mutually_exclusive_group()
+    resume.add_argument(
+        "--resume",
+        action="store_true",
+        help="require resuming the unfinished job writing OUTPUT (default: resume when its settings match)",
+    )
+    resume.add_argument("--no-resume", action="store_true", help="start over, dropping finished chunks")
+    p.add_argument(
+        "--retries", type=int, default=2, help="further attempts for a chunk that fails (default 2)"
+    )
+    p.add_argument(
+        "--decoders", type=_positive_int, default=1,
+        help="decoders per input, seeking to keyframes in parallel where exact (default 1: sequential)",
+    )
+    _perf_options(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vsr", description="Video super-resolution: PyAV in and out, Ray actors.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -88,48 +136,28 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("input", help="video file or folder of frames")
     up.add_argument("-o", "--output", required=True, help="video file, or a folder of PNG frames")
     _run_options(up, "basicvsr")
-    up.add_argument("--codec", default="libx264")
-    up.add_argument("--crf", type=int, default=18)
-    up.add_argument("--preset", default="medium")
-    up.add_argument("--fps", type=_fraction, help="frame rate of a folder-of-frames input (default 25)")
-    up.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    up.add_argument(
-        "--backbone", help="single-image model as the body of a video model that accepts one (VESPCN, EDVR)"
-    )
-    up.add_argument(
-        "--align",
-        metavar="ESTIMATOR",
-        help="pre-align the windows of a window model with optical flow: spynet (pretrained), farneback, dis",
-    )
-    up.add_argument(
-        "--aligned-dtype",
-        choices=["uint8", "float16"],
-        default="uint8",
-        help="dtype of aligned windows between the aligner and the model (default uint8)",
-    )
-    up.add_argument(
-        "--batch", type=_positive_int, default=4, help="frames or windows per forward pass (default 4)"
-    )
-    up.add_argument(
-        "--on-corrupt",
-        choices=["repeat", "skip", "fail"],
-        default="repeat",
-        help="a frame that cannot be decoded: repeat the previous frame (default; keeps frame count and "
-        "timing), skip it, or fail",
-    )
-    resume = up.add_mutually_exclusive_group()
-    resume.add_argument(
-        "--resume",
-        action="store_true",
-        help="require resuming the unfinished job writing OUTPUT (default: resume when its settings match)",
-    )
-    resume.add_argument("--no-resume", action="store_true", help="start over, dropping finished chunks")
-    up.add_argument(
-        "--retries", type=int, default=2, help="further attempts for a chunk that fails (default 2)"
-    )
-    _perf_options(up)
+    _job_options(up)
     up.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(up)
+
+    bt = sub.add_parser(
+        "batch", help="upscale many videos with one shared pool of upscalers (a Ray cluster or in-process)"
+    )
+    bt.add_argument("inputs", nargs="*", help="video files or folders of frames")
+    bt.add_argument("--list", dest="list_file", help="a file naming one input per line (# comments)")
+    bt.add_argument("-o", "--outdir", required=True, help="folder for the outputs and the batch report")
+    bt.add_argument(
+        "--format", default="mp4", help="container of every output (mp4, mkv, mov, ...) or png (default mp4)"
+    )
+    bt.add_argument(
+        "--upscalers", type=_positive_int, help="upscaler actors (default: one per GPU, else one per node)"
+    )
+    bt.add_argument("--threads", type=_positive_int, default=0, help="torch threads per CPU upscaler")
+    bt.add_argument("--jobs", type=_positive_int, help="videos in flight at once (default: upscalers + 1)")
+    _run_options(bt, "basicvsr")
+    _job_options(bt)
+    bt.set_defaults(no_progress=True)  # one line per video instead of a bar per video
+    _common(bt)
 
     bn = sub.add_parser(
         "bench", help="frames/s of the model alone, the pipeline and a naive loop, peak memory (one run)"
@@ -233,28 +261,33 @@ def _upscale_options(args: argparse.Namespace, **extra: Any) -> Any:
     )
 
 
+def _job_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """UpscaleOptions fields from the flags of ``_job_options``."""
+    return {
+        "codec": args.codec,
+        "crf": args.crf,
+        "preset": args.preset,
+        "overwrite": args.overwrite,
+        "fps": args.fps,
+        "backbone": args.backbone,
+        "align": args.align,
+        "aligned_dtype": args.aligned_dtype,
+        "batch": args.batch,
+        "on_corrupt": args.on_corrupt,
+        "resume": "require" if args.resume else "never" if args.no_resume else "auto",
+        "retries": max(0, args.retries),
+        "decoders": args.decoders,
+        "precision": args.precision,
+        "tile": args.tile,
+        "overlap": args.overlap,
+        "compile": args.compile,
+    }
+
+
 def cmd_upscale(args: argparse.Namespace) -> dict[str, Any]:
     from vsr_pipeline.pipeline import upscale
 
-    opts = _upscale_options(
-        args,
-        codec=args.codec,
-        crf=args.crf,
-        preset=args.preset,
-        overwrite=args.overwrite,
-        fps=args.fps,
-        backbone=args.backbone,
-        align=args.align,
-        aligned_dtype=args.aligned_dtype,
-        batch=args.batch,
-        on_corrupt=args.on_corrupt,
-        resume="require" if args.resume else "never" if args.no_resume else "auto",
-        retries=max(0, args.retries),
-        precision=args.precision,
-        tile=args.tile,
-        overlap=args.overlap,
-        compile=args.compile,
-    )
+    opts = _upscale_options(args, **_job_kwargs(args))
     from vsr_pipeline.streaming import is_stream_source, stream_upscale
 
     if is_stream_source(args.input):  # stdin or a URL: read once, written as it grows (no ledger, no Ray)
@@ -272,6 +305,30 @@ def cmd_upscale(args: argparse.Namespace) -> dict[str, Any]:
             f"in {result['seconds']:.1f} s ({result['fps']:.2f} frames/s, {result['device']})"
         )
     return result
+
+
+def cmd_batch(args: argparse.Namespace) -> dict[str, Any]:
+    from pathlib import Path
+
+    from vsr_pipeline.batch import BatchOptions, read_list, run_batch
+
+    inputs = list(args.inputs) + (read_list(args.list_file) if args.list_file else [])
+    opts = BatchOptions(
+        upscale=_upscale_options(args, **_job_kwargs(args)),
+        outdir=Path(args.outdir),
+        format=args.format.lstrip(".").lower(),
+        upscalers=args.upscalers,
+        threads=args.threads,
+        jobs=args.jobs,
+    )
+    summary = run_batch(inputs, opts)
+    if not args.json:
+        print(
+            f"{summary['ok']} ok, {summary['skipped']} skipped, {summary['failed']} failed: "
+            f"{summary['frames']} frames in {summary['seconds']:.1f} s, {summary['upscalers']} upscaler(s), "
+            f"busy {100 * summary['busy_share']:.0f}%; report {summary['report']}"
+        )
+    return summary
 
 
 def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -328,14 +385,15 @@ COMMANDS = {
     "eval": cmd_eval,
     "train": cmd_train,
     "bench": cmd_bench,
+    "batch": cmd_batch,
 }
 
 
-def _exit_code(exc: BaseException) -> tuple[int, str]:
+def exit_code_and_message(exc: BaseException) -> tuple[int, str]:
     """Map an exception to (exit code, one-line message)."""
     cause = getattr(exc, "cause", None)  # ray.exceptions.RayTaskError / RayActorError carry the original
     if cause is not None and isinstance(cause, BaseException) and cause is not exc:
-        return _exit_code(cause)
+        return exit_code_and_message(cause)
     if isinstance(exc, VsrError):
         return exc.exit_code, str(exc)
     module = type(exc).__module__
@@ -374,7 +432,7 @@ def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     for name, value in vars(args).items():  # argparse drops a lone "--" value (``--batch=--``) and gives []
-        if isinstance(value, list):
+        if isinstance(value, list) and name != "inputs":
             parser.error(f"argument --{name.replace('_', '-')}: expected one value")
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
@@ -386,14 +444,14 @@ def _main(argv: list[str] | None) -> int:
     except (Exception, KeyboardInterrupt) as exc:
         if args.debug:
             raise
-        code, message = _exit_code(exc)
+        code, message = exit_code_and_message(exc)
         first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
         print(f"vsr: error: {first}", file=sys.stderr)
         return code
     if args.json:
         sys.stdout.flush()
         print(json.dumps(result, default=str))
-    return errors.EXIT_OK
+    return int(result.get("exit_code", errors.EXIT_OK)) if isinstance(result, dict) else errors.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from models.registry import ModelSpec, get_spec, resolve_weights
 from vsr_pipeline.errors import ChunkFailedError, InterruptedJob, ResourceError, UsageError, VsrError
 from vsr_pipeline.media import MediaError, VideoInfo, probe
 from vsr_pipeline.media.reader import ON_CORRUPT
+from vsr_pipeline.media.seek import SeekError
 from vsr_pipeline.plan import Chunk, batches_for, plan_chunks
 from vsr_pipeline.windows import check_padding
 
@@ -84,6 +85,9 @@ class UpscaleOptions:
     resume: str = "auto"
     #: further attempts for a chunk whose upscaling or encoding failed
     retries: int = 2
+    #: decoders per input: > 1 seeks to keyframes and decodes in parallel where that is exact
+    #: (``vsr_pipeline.media.seek``), else one sequential decoder
+    decoders: int = 1
 
 
 @dataclass
@@ -314,39 +318,46 @@ def check_perf_options(spec: ModelSpec, opts: UpscaleOptions, device: Any) -> No
         raise UsageError("--tile must be >= 8 and at least twice --overlap (>= 0)")
 
 
-def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) -> UpscaleResult:
-    """Upscale a video file or image folder to ``output`` (video file or PNG folder).
+@dataclass
+class JobPlan:
+    """A checked, probed and chunked job: everything ``run_job`` needs besides the workers."""
 
-    Resumable: finished chunks are recorded in a ledger beside the output (``vsr_pipeline.ledger``) and
-    a rerun with the same settings and input redoes only the others. A chunk whose upscaling or encoding
-    fails (exception, or a worker process that dies) is retried ``opts.retries`` times.
-    """
-    import ray
+    input_path: Path
+    output: Path
+    opts: UpscaleOptions
+    spec: ModelSpec
+    backbone: ModelSpec | None
+    info: VideoInfo
+    chunk: int
+    padding: int
+    chunks: list[Chunk]
 
-    from vsr_pipeline.ledger import Ledger
-    from workers.aligner import Aligner
-    from workers.decoder import Decoder
-    from workers.encoder import FAULT_ENV, Encoder, check_encoder, is_video_path, join_segments
-    from workers.motion import Motion
-    from workers.upscaler import Upscaler, resolve_device
 
-    input_path, output = Path(input_path), Path(output)
+def check_options(opts: UpscaleOptions) -> ModelSpec:
+    """Refuse option values that cannot work, before anything is read or started; returns the model's spec."""
     spec = get_spec(opts.model)
     if opts.scale not in spec.scales:
         scales = ", ".join(str(s) for s in spec.scales)
         raise UsageError(f"model {spec.name} supports scale {scales}, not {opts.scale}")
     check_backbone(spec, opts.backbone, opts.scale)
-    backbone = None if opts.backbone is None else get_spec(opts.backbone)
     check_align(spec, opts.align, opts.aligned_dtype)
     if opts.batch < 1:
         raise UsageError("--batch must be >= 1")
+    if opts.decoders < 1:
+        raise UsageError("--decoders must be >= 1")
     if opts.on_corrupt not in ON_CORRUPT:
         raise UsageError(f"--on-corrupt must be one of {', '.join(ON_CORRUPT)}, not {opts.on_corrupt!r}")
     if opts.resume not in ("auto", "require", "never"):
         raise UsageError(f"resume must be auto, require or never, not {opts.resume!r}")
-    check_paths(input_path, output, opts.overwrite)
     resolve_weights(spec.name, opts.weights, opts.scale)  # fail before starting anything
-    device = resolve_device(opts.device)
+    return spec
+
+
+def plan_job(input_path: str | Path, output: str | Path, opts: UpscaleOptions, device: Any) -> JobPlan:
+    """Check ``opts`` and the paths, probe the input, size and plan its chunks (nothing is started)."""
+    input_path, output = Path(input_path), Path(output)
+    spec = check_options(opts)
+    check_paths(input_path, output, opts.overwrite)
     check_perf_options(spec, opts, device)
     info = probe(input_path, fps=opts.fps)
     check_memory(info, opts.scale, opts.batch)
@@ -359,36 +370,104 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) ->
             check_padding(spec.name, spec.radius, padding)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    chunks = plan_chunks(info.frames, chunk, padding)
+    backbone = None if opts.backbone is None else get_spec(opts.backbone)
+    return JobPlan(input_path, output, opts, spec, backbone, info, chunk, padding,
+                   plan_chunks(info.frames, chunk, padding))
 
+
+def upscaler_options(spec: ModelSpec, opts: UpscaleOptions, device: str) -> dict[str, Any]:
+    """``Upscaler`` keyword arguments (besides the model and threads) for ``opts``."""
+    return {
+        "weights": opts.weights,
+        "scale": opts.scale,
+        "device": device,
+        "batch": opts.batch,
+        "backbone": None if opts.backbone is None else get_spec(opts.backbone),
+        "precision": opts.precision,
+        "tile": opts.tile,
+        "overlap": opts.overlap,
+        "compile": opts.compile,
+    }
+
+
+def restart_policy(opts: UpscaleOptions) -> dict[str, int]:
+    """Ray restarts a dead worker for each retry; a call is never re-run by Ray (the driver resubmits)."""
+    return {"max_restarts": opts.retries + 1, "max_task_retries": 0}
+
+
+def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) -> UpscaleResult:
+    """Upscale a video file or image folder to ``output`` (video file or PNG folder).
+
+    Resumable: finished chunks are recorded in a ledger beside the output (``vsr_pipeline.ledger``) and
+    a rerun with the same settings and input redoes only the others. A chunk whose upscaling or encoding
+    fails (exception, or a worker process that dies) is retried ``opts.retries`` times.
+    """
+    from vsr_pipeline.upscaler_pool import Placement, UpscalerPool
+    from workers.upscaler import resolve_device
+
+    check_options(opts)
+    device = resolve_device(opts.device)
+    plan = plan_job(input_path, output, opts, device)
+    gpu = device.type == "cuda"
+    cpus = os.cpu_count() or 1
+    # On the CPU the one upscaler takes a slot but runs on every core: the decoder and encoder are mostly idle
+    # while the model runs. With alignment on a GPU the three torch stages share it (fractions summing to 1).
+    placement = Placement(1, 0 if gpu else 1, (0.5 if opts.align else 1.0) if gpu else 0, 0 if gpu else cpus)
+
+    def start_pool() -> UpscalerPool:
+        return UpscalerPool.start(plan.spec, placement, upscaler_options(plan.spec, opts, str(device)),
+                                  restart_policy(opts))
+
+    return run_job(plan, device.type, start_pool)
+
+
+def run_job(
+    plan: JobPlan,
+    device_type: str,
+    pool: Any,
+    cancel: threading.Event | None = None,
+    on_chunk: Any = None,
+) -> UpscaleResult:
+    """Run a planned job: its own decoder, encoder (and motion/aligner) actors, upscalers from ``pool`` (an
+    ``UpscalerPool`` shared with other jobs, or a function that starts one for this job alone, killed at
+    the end). ``cancel`` set by another thread stops the job like Ctrl-C; ``on_chunk(frames)`` is called
+    as each chunk is recorded. Ray must be running when ``pool`` is shared."""
+    import ray
+
+    from vsr_pipeline.ledger import Ledger
+    from workers.aligner import Aligner
+    from workers.encoder import FAULT_ENV, Encoder, check_encoder, is_video_path, join_segments
+    from workers.motion import Motion
+
+    opts, spec, info, chunks = plan.opts, plan.spec, plan.info, plan.chunks
+    input_path, output = plan.input_path, plan.output
     started = time.perf_counter()
     if is_video_path(output):  # a codec/container/setting that cannot work fails now, naming the output
         check_encoder(output, info, opts.scale, opts.codec, opts.crf, opts.preset)
-    ledger = Ledger.open(output, job_settings(spec, opts, info, chunk, padding, device.type), opts.resume)
+    ledger = Ledger.open(output, job_settings(spec, opts, info, plan.chunk, plan.padding, device_type),
+                         opts.resume)
     resumed = len(ledger.done)
     todo = {c.index for c in chunks} - set(ledger.done)
     stats: dict[str, int] = {"computed": 0, "retries": 0}
+    own_pool = callable(pool)
     try:
         with ray_session(opts.address):
-            gpu = device.type == "cuda"
+            gpu = device_type == "cuda"
             cpus = os.cpu_count() or 1
-            restarts = {"max_restarts": opts.retries + 1, "max_task_retries": 0}
-            # With alignment on a GPU the three torch stages share it; Ray needs fractions that sum to 1.
+            restarts = restart_policy(opts)
             gpu_share = (0.5 if opts.align else 1.0) if gpu else 0
-            decoder = ray.remote(num_cpus=0)(Decoder).remote(str(input_path), opts.fps, opts.on_corrupt)
-            upscaler = ray.remote(num_cpus=0 if gpu else 1, num_gpus=gpu_share, **restarts)(
-                reporting_errors(Upscaler)
-            ).remote(spec, opts.weights, opts.scale, str(device), 0 if gpu else cpus, opts.batch, backbone,
-                     opts.precision, opts.tile, opts.overlap, opts.compile)
-            actors = [decoder, upscaler]
+            stage_device = "auto" if gpu else "cpu"  # resolved on the actor's own node
+            upscalers = pool() if own_pool else pool
+            decoders = _start_decoders(plan)
+            actors = list(decoders.actors)
             motion = aligner = None
             if opts.align:
                 motion = ray.remote(num_cpus=0, num_gpus=gpu_share / 2, **restarts)(
                     reporting_errors(Motion)
-                ).remote(opts.align, spec.radius, str(device), 0 if gpu else cpus)
+                ).remote(opts.align, spec.radius, stage_device, 0 if gpu else cpus)
                 aligner = ray.remote(num_cpus=0, num_gpus=gpu_share / 2, **restarts)(
                     reporting_errors(Aligner)
-                ).remote(spec.radius, opts.aligned_dtype, str(device), 0 if gpu else max(1, cpus // 2))
+                ).remote(spec.radius, opts.aligned_dtype, stage_device, 0 if gpu else max(1, cpus // 2))
                 actors += [motion, aligner]
             encoder = ray.remote(num_cpus=0, **restarts)(reporting_errors(Encoder)).remote(
                 str(output), info, opts.scale, opts.codec, opts.crf, opts.preset, str(ledger.segments),
@@ -396,15 +475,29 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) ->
             )
             actors.append(encoder)
             try:
-                ray.get([a.ready.remote() for a in (upscaler, motion, aligner, encoder) if a is not None])
-                device_name = ray.get(upscaler.device_name.remote())
+                ray.get((upscalers.ready() if own_pool else [])
+                        + [a.ready.remote() for a in (motion, aligner, encoder) if a is not None])
+                device_name = upscalers.device_name()
                 log.debug("workers ready: %d of %d chunk(s) to compute", len(todo), len(chunks))
-                stages = _Stages(decoder, upscaler, encoder, motion, aligner)
-                _stream(chunks, todo, chunk, stages, ledger, info.frames, opts, stats)
-                corrupt = ray.get(decoder.corrupt.remote())
+                stages = _Stages(decoders, upscalers, encoder, motion, aligner)
+                try:
+                    _stream(chunks, todo, plan.chunk, stages, ledger, info.frames, opts, stats, cancel,
+                            on_chunk)
+                except SeekError as exc:  # not exact after all: the remaining chunks decode sequentially
+                    log.warning("%s: %s; decoding the rest sequentially", input_path, exc)
+                    for actor in decoders.actors:
+                        ray.kill(actor)
+                    stages.decoders = decoders = _start_decoders(plan, parallel=False)
+                    actors += decoders.actors
+                    todo = {c.index for c in chunks} - set(ledger.done)
+                    _stream(chunks, todo, plan.chunk, stages, ledger, info.frames, opts, stats, cancel,
+                            on_chunk)
+                corrupt = decoders.corrupt()
             finally:
                 for actor in actors:
                     ray.kill(actor)
+                if own_pool:
+                    upscalers.kill()
         ledger.extra["corrupt"] = _merge_corrupt(ledger.extra.get("corrupt", []), corrupt)
         ledger.save()
         done = [ledger.done[c.index] for c in chunks]
@@ -449,8 +542,8 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) ->
         width_out=info.width * opts.scale,
         height_out=info.height * opts.scale,
         fps_in=float(info.fps) if info.fps else 0.0,
-        chunk=chunk,
-        padding=padding,
+        chunk=plan.chunk,
+        padding=plan.padding,
         chunks=len(chunks),
         seconds=round(seconds, 3),
         fps=round(stats["computed_frames"] / seconds, 3) if seconds > 0 else 0.0,
@@ -523,11 +616,60 @@ def reporting_errors(cls: type) -> type:
 
 
 @dataclass
-class _Stages:
-    """Actor handles of one job; ``motion`` and ``aligner`` only with ``--align``."""
+class _Decoders:
+    """Decoder actors of one input: ``owners`` gives each decode batch's decoder (parallel, seeking), or is
+    None for one sequential decoder."""
 
-    decoder: Any
-    upscaler: Any
+    actors: list[Any]
+    owners: list[int] | None = None
+
+    def read(self, b: int, n: int) -> tuple[Any, Any]:
+        """References to decode batch ``b`` (``n`` frames) and its pts; sequentially, batches must be asked
+        for in order."""
+        if self.owners is None:
+            return self.actors[0].read.options(num_returns=2).remote(n)  # type: ignore[no-any-return]
+        return self.actors[self.owners[b]].read_batch.options(num_returns=2).remote(b, n)  # type: ignore[no-any-return]
+
+    def skip(self, n: int) -> Any:
+        """Reference to decoding and dropping the next batch (sequential only: every frame is decoded, so
+        every undecodable one is reported); None when decoders seek."""
+        return self.actors[0].skip.remote(n) if self.owners is None else None
+
+    def corrupt(self) -> list[dict[str, Any]]:
+        import ray
+
+        found = [c for lists in ray.get([a.corrupt.remote() for a in self.actors]) for c in lists]
+        return _merge_corrupt([], found)
+
+
+def _start_decoders(plan: JobPlan, parallel: bool = True) -> _Decoders:
+    """``plan.opts.decoders`` seeking decoders where seeking is exact for this input, else one sequential."""
+    import ray
+
+    from vsr_pipeline.media.seek import scan, seek_problem
+    from workers.decoder import Decoder, assign_batches
+
+    opts, info = plan.opts, plan.info
+    make = ray.remote(num_cpus=0)(Decoder)
+    args = (str(plan.input_path), opts.fps, opts.on_corrupt)
+    if parallel and opts.decoders > 1:
+        index = scan(plan.input_path)
+        problem = seek_problem(index, info, opts.on_corrupt)
+        if problem is None:
+            owners = assign_batches(info.frames, plan.chunk, opts.decoders, index.keyframes)
+            used = max(owners, default=0) + 1
+            return _Decoders([make.remote(*args) for _ in range(used)], owners)
+        log.info("%s: decoding sequentially (%s)", plan.input_path, problem)
+    return _Decoders([make.remote(*args)])
+
+
+@dataclass
+class _Stages:
+    """Actor handles of one job (``upscalers`` an ``UpscalerPool``); ``motion`` and ``aligner`` only with
+    ``--align``."""
+
+    decoders: _Decoders
+    upscalers: Any
     encoder: Any
     motion: Any = None
     aligner: Any = None
@@ -535,10 +677,10 @@ class _Stages:
     def upscale(self, window: slice, keep: slice, batches: list[Any]) -> Any:
         """Reference to the HR core frames of one chunk."""
         if self.motion is None:
-            return self.upscaler.process.remote(window, keep, *batches)
+            return self.upscalers.process(window, keep, batches)
         flows = self.motion.process.remote(window, keep, *batches)
         aligned = self.aligner.process.remote(window, keep, flows, *batches)
-        return self.upscaler.process_windows.remote(aligned)
+        return self.upscalers.process_windows(aligned)
 
 
 @dataclass
@@ -561,9 +703,12 @@ def _stream(
     total: int,
     opts: UpscaleOptions,
     stats: dict[str, int],
+    cancel: threading.Event | None = None,
+    on_chunk: Any = None,
 ) -> None:
     """Submit the chunks in ``todo`` (at most ``opts.max_inflight`` in flight), record each finished one in
-    the ledger, retry failed ones; every frame is decoded (done chunks' frames are decoded and dropped)."""
+    the ledger, retry failed ones; every frame is decoded (done chunks' frames are decoded and dropped).
+    ``cancel`` set (by another thread) stops like Ctrl-C; ``on_chunk(frames)`` follows each recorded chunk."""
     import ray
     from ray.exceptions import RayError
     from tqdm import tqdm
@@ -592,13 +737,19 @@ def _stream(
     ) as bar:
 
         def wait_one() -> None:
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            ready: list[Any] = []
+            while not ready:
+                if cancel is not None and cancel.is_set():
+                    raise KeyboardInterrupt
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=None if cancel is None else 0.5)
             job = pending.pop(ready[0])
             c = job.chunk
             try:
                 name, frames = ray.get(ready[0])
             except RayError as exc:
                 cause = root_cause(exc)
+                if isinstance(cause, SeekError):  # run_job decodes the rest sequentially
+                    raise cause from None
                 if isinstance(cause, VsrError):
                     raise cause from None
                 text = str(cause).strip()
@@ -619,6 +770,8 @@ def _stream(
             stats["computed"] += 1
             stats["computed_frames"] += c.core
             bar.update(c.core)
+            if on_chunk is not None:
+                on_chunk(c.core)
 
         for c in chunks:
             if c.index not in todo:
@@ -626,11 +779,9 @@ def _stream(
             need = batches_for(c, batch)
             while next_batch <= need[-1]:
                 if next_batch < need[0]:
-                    skips.append(stages.decoder.skip.remote(batch))
+                    skips.append(stages.decoders.skip(batch))
                 else:
-                    frames_refs[next_batch], pts_refs[next_batch] = stages.decoder.read.options(
-                        num_returns=2
-                    ).remote(batch)
+                    frames_refs[next_batch], pts_refs[next_batch] = stages.decoders.read(next_batch, batch)
                 next_batch += 1
             for old in [b for b in frames_refs if b < need[0]]:
                 del frames_refs[old], pts_refs[old]
@@ -646,6 +797,6 @@ def _stream(
             wait_one()
     # Decode what no chunk needed (a resumed job's tail) so every undecodable frame is reported.
     while next_batch * batch < total:
-        skips.append(stages.decoder.skip.remote(batch))
+        skips.append(stages.decoders.skip(batch))
         next_batch += 1
-    ray.get(skips)
+    ray.get([r for r in skips if r is not None])

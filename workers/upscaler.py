@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -234,6 +235,28 @@ class Upscaler:
             torch.compile(self.model, dynamic=False) if compile else self.model  # type: ignore[assignment]
         )
         self.forward = make_forward(self.compiled, self.precision, self.tile, self.overlap)
+        self._busy = {"busy_s": 0.0, "calls": 0, "frames": 0, "first": None, "last": None}
+
+    def _timed(self, run: Callable[[], np.ndarray]) -> np.ndarray:
+        """``run()``, its wall time added to the busy account (``stats``)."""
+        start = time.time()
+        out = run()
+        end = time.time()
+        b = self._busy
+        b["busy_s"] += end - start
+        b["calls"] += 1
+        b["frames"] += len(out)
+        b["first"] = start if b["first"] is None else b["first"]
+        b["last"] = end
+        return out
+
+    def stats(self) -> dict[str, float | int | None]:
+        """Busy seconds, calls and HR frames so far, and the wall-clock (epoch) start of the first call and
+        end of the last: what the busy share of a run is computed from."""
+        return dict(self._busy)
+
+    def device_type(self) -> str:
+        return self.device.type
 
     def _with_backoff(self, run: Callable[[], np.ndarray], frame_size: tuple[int, int]) -> np.ndarray:
         while True:
@@ -259,12 +282,12 @@ class Upscaler:
         frames within their concatenation, ``keep`` its core frames within the window."""
         frames = batches[0] if len(batches) == 1 else np.concatenate(batches)
         frames = frames[window]
-        return self._with_backoff(
+        return self._timed(lambda: self._with_backoff(
             lambda: run_model(
                 self.forward, self.spec.temporal, frames, self.device, self.batch, self.spec.radius, keep
             ),
             frames.shape[1:3],
-        )
+        ))
 
     def process_windows(self, windows: np.ndarray) -> np.ndarray:
         """Upscale one chunk of pre-aligned windows (T, 2r+1, H, W, 3) from the ``Aligner``."""
@@ -275,9 +298,9 @@ class Upscaler:
                 f"model {self.spec.name} takes windows of {2 * self.spec.radius + 1} frames, "
                 f"got shape {windows.shape}"
             )
-        return self._with_backoff(
+        return self._timed(lambda: self._with_backoff(
             lambda: run_windows(self.forward, windows, self.device, self.batch), windows.shape[2:4]
-        )
+        ))
 
     def settings(self) -> dict[str, object]:
         """What the forward pass runs with now (after any back-off)."""

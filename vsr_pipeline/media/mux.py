@@ -68,9 +68,7 @@ def concat_segments(
                 vs = src.streams.video[0]
                 if _codec_key(vs) != key:
                     raise MediaError(f"{seg}: segment's codec parameters differ from the first segment's")
-                for pkt in src.demux(vs):
-                    if not pkt.size:
-                        continue
+                for pkt in _with_dts([p for p in src.demux(vs) if p.size]):
                     if pkt.time_base != video.time_base:
                         pkt.pts = _rescale(pkt.pts, pkt.time_base, video.time_base)
                         pkt.dts = _rescale(pkt.dts, pkt.time_base, video.time_base)
@@ -109,6 +107,22 @@ def concat_segments(
         raise MediaError(f"{out}: output appeared while writing; not replaced")
     os.replace(tmp, out)
     return frames
+
+
+def _with_dts(packets: list[av.Packet]) -> list[av.Packet]:
+    """The packets of one segment (decoding order) with a dts on every one.
+
+    Matroska stores no dts: packets read back from an .mkv segment carry none (B-frames' reordered ones)
+    and the muxer then refuses them. A dts sequence is made the way encoders make it: the presentation
+    times in sorted order, shifted back by the reordering delay (the smallest shift that keeps every dts
+    at or before its pts), so dts increase and pts are untouched."""
+    if not packets or all(p.dts is not None for p in packets) or any(p.pts is None for p in packets):
+        return packets
+    order = sorted(int(p.pts) for p in packets)
+    delay = max(0, *(t - int(p.pts) for t, p in zip(order, packets, strict=True)))
+    for t, p in zip(order, packets, strict=True):
+        p.dts = t - delay
+    return packets
 
 
 def _rescale(ts: int | None, src: Fraction, dst: Fraction) -> int | None:

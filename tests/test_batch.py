@@ -1,0 +1,135 @@
+"""``vsr batch``: many videos, one shared upscaler pool, per-video isolation, summary and report; and the
+pipeline's parallel (seeking) decoders. Real clips, real Ray, real encoding."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from conftest import make_clip, textured_frames
+from test_parallel_decode import encode_x264
+
+from vsr_pipeline.batch import EXIT_ALL_FAILED, EXIT_SOME_FAILED, BatchOptions, output_paths, run_batch
+from vsr_pipeline.errors import UsageError
+from vsr_pipeline.pipeline import UpscaleOptions, upscale
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+VFR = [0, 1, 2, 4, 5, 7, 8, 9, 12, 13, 14, 16, 17]
+
+
+def decode(path: Path) -> tuple[list[Fraction], np.ndarray]:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        frames = list(c.decode(s))
+        return [f.pts * s.time_base for f in frames], np.stack([f.to_ndarray(format="rgb24") for f in frames])
+
+
+def audio_bytes(path: Path) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+
+
+def opts(**kw: object) -> UpscaleOptions:
+    base: dict[str, object] = {"model": "espcn", "scale": 2, "chunk": 4, "progress": False}
+    base.update(kw)
+    return UpscaleOptions(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("batch_in")
+    bad = d / "bad.mp4"
+    bad.write_bytes(b"this is not a video " * 200)
+    return {
+        "vfr": make_clip(d / "vfr.mp4", textured_frames(len(VFR), 32, 24, seed=1), pts=VFR, audio=True),
+        "a": make_clip(d / "a.mp4", textured_frames(9, 32, 24, seed=2)),
+        "b": make_clip(d / "b.mkv", textured_frames(11, 40, 24, seed=3), audio=True),
+        "bad": bad,
+    }
+
+
+def test_shared_pool_gives_the_single_job_output_and_a_bad_file_fails_alone(
+    inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    names = [inputs["vfr"], inputs["a"], inputs["bad"], inputs["b"], tmp_path / "missing.mp4"]
+    summary = run_batch([str(p) for p in names],
+                        BatchOptions(opts(), tmp_path / "out", format="mp4", upscalers=2, jobs=3))
+    status = {Path(v["input"]).name: v["status"] for v in summary["videos"]}
+    assert status == {"vfr.mp4": "ok", "a.mp4": "ok", "bad.mp4": "failed", "b.mkv": "ok",
+                      "missing.mp4": "failed"}
+    assert summary["exit_code"] == EXIT_SOME_FAILED
+    assert summary["upscalers"] == 2 and len(summary["upscaler_busy_s"]) == 2
+    bad = next(v for v in summary["videos"] if v["status"] == "failed")
+    assert "bad.mp4" in bad["error"] and "\n" not in bad["error"] and bad["exit_code"] == 3
+    assert [v["frames"] for v in summary["videos"]] == [len(VFR), 9, 0, 11, 0]
+    # every output is exactly what `vsr upscale` makes of that input alone (same settings)
+    for key in ("vfr", "b"):
+        ref = tmp_path / f"ref_{key}.mp4"
+        upscale(inputs[key], ref, opts())
+        got = tmp_path / "out" / f"{inputs[key].stem}.mp4"
+        (pts_ref, frames_ref), (pts, frames) = decode(ref), decode(got)
+        assert pts == pts_ref
+        np.testing.assert_array_equal(frames, frames_ref)
+        assert audio_bytes(got) == audio_bytes(inputs[key])
+    assert decode(tmp_path / "out" / "vfr.mp4")[0] == [Fraction(p, 25) for p in VFR]
+    # summary, report and plot beside the outputs
+    saved = json.loads(Path(summary["summary"]).read_text())
+    assert [v["status"] for v in saved["videos"]] == [v["status"] for v in summary["videos"]]
+    report = Path(summary["report"]).read_text()
+    assert report.count("| ok |") == 3 and report.count("| failed |") == 2
+    assert Path(summary["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "out" / "bad.mp4").exists()
+
+    # a rerun keeps what exists (skipped) and fails only the bad ones again
+    again = run_batch([str(inputs["a"]), str(inputs["b"])], BatchOptions(opts(), tmp_path / "out", "mp4"))
+    assert [v["status"] for v in again["videos"]] == ["skipped", "skipped"]
+    assert again["exit_code"] == 0
+    assert again["summary"] != summary["summary"]  # a new report; the first one is kept
+
+
+def test_output_names_that_collide_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="would both write"):
+        output_paths(["x/clip.mp4", "y/clip.mov"], tmp_path, "mp4")
+    assert output_paths(["x/clip.mp4", "y/other.mov"], tmp_path, "mkv") == [
+        tmp_path / "clip.mkv", tmp_path / "other.mkv"]
+
+
+def test_bad_batch_options_are_usage_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no inputs"):
+        run_batch([], BatchOptions(opts(), tmp_path))
+    with pytest.raises(UsageError, match="--format"):
+        run_batch(["a.mp4"], BatchOptions(opts(), tmp_path, format="gif"))
+
+
+def test_cli_exit_code_says_none_succeeded(inputs: dict[str, Path], tmp_path: Path) -> None:
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# one bad file\n\n{inputs['bad']}\n{tmp_path / 'missing.mp4'}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "vsr_pipeline.cli", "batch", "--list", str(listing), "-o", str(tmp_path / "o"),
+         "--model", "bicubic", "--scale", "2", "--json"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == EXIT_ALL_FAILED, proc.stderr
+    assert "Traceback" not in proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [v["status"] for v in summary["videos"]] == ["failed", "failed"]
+    assert Path(summary["report"]).exists()
+
+
+def test_parallel_decoders_give_the_sequential_output(tmp_path: Path) -> None:
+    """Three seeking decoders (keyframe every 12 frames, B-frames) and one sequential decoder: the same
+    output, frame for frame."""
+    clip = encode_x264(tmp_path / "gop.mp4", frames=60)
+    one = upscale(clip, tmp_path / "one.mkv", opts(model="bicubic", chunk=8))
+    three = upscale(clip, tmp_path / "three.mkv", opts(model="bicubic", chunk=8, decoders=3))
+    assert one.frames_out == three.frames_out == 60
+    (pts1, f1), (pts3, f3) = decode(tmp_path / "one.mkv"), decode(tmp_path / "three.mkv")
+    assert pts1 == pts3 == [Fraction(i, 25) for i in range(60)]  # Matroska segments (no dts) join exactly
+    np.testing.assert_array_equal(f1, f3)

@@ -1,0 +1,337 @@
+"""``vsr batch``: many videos through one pool of upscaler actors shared by all of them.
+
+Each video is its own job (``pipeline.run_job``): its own decoder, encoder, ledger and final mux, run in a
+driver thread, so one bad file fails alone while the others go on, and an interrupted batch resumes video by
+video and chunk by chunk. Several videos are in flight at once (default: one more than there are
+upscalers), so the upscalers stay busy while individual videos start (probe, actors) and finish (mux).
+
+Placement (``vsr_pipeline.upscaler_pool``): with GPUs in the Ray cluster (and ``--device`` not ``cpu``) one
+upscaler per GPU; on a CPU-only cluster one upscaler per node, taking a CPU slot and running the cluster's
+cores shared out as torch threads. ``--address`` joins a running cluster; without it Ray runs in-process.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import logging
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from vsr_pipeline.errors import InterruptedJob, UsageError
+from vsr_pipeline.pipeline import UpscaleOptions, check_options, plan_job, ray_session, run_job
+
+log = logging.getLogger(__name__)
+
+#: exit codes of ``vsr batch`` beyond the common ones (vsr_pipeline.errors): some videos failed / all did
+EXIT_SOME_FAILED = 7
+EXIT_ALL_FAILED = 8
+
+
+@dataclass
+class BatchOptions:
+    """``vsr batch`` settings; ``upscale`` applies to every video."""
+
+    upscale: UpscaleOptions
+    outdir: Path
+    #: container of every output: mp4, mkv, mov, ... or png (a folder of frames per video)
+    format: str = "mp4"
+    #: upscaler actors (default: one per GPU in the cluster, else one per node)
+    upscalers: int | None = None
+    #: torch threads per CPU upscaler (default: the cluster's cores shared out)
+    threads: int = 0
+    #: videos in flight at once (default: upscalers + 1)
+    jobs: int | None = None
+
+
+@dataclass
+class VideoOutcome:
+    """One line of the summary: status ``ok``, ``failed``, ``skipped`` (output exists) or ``interrupted``."""
+
+    input: str
+    output: str
+    status: str
+    error: str | None = None
+    frames: int = 0
+    seconds: float = 0.0
+    fps: float = 0.0
+    chunks_resumed: int = 0
+    exit_code: int = 0
+    started: float | None = None  # epoch seconds
+    finished: float | None = None
+
+
+@dataclass
+class _Timeline:
+    """Frames finished over time (epoch seconds), appended to from every job's thread."""
+
+    events: list[tuple[float, int]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, frames: int) -> None:
+        with self.lock:
+            self.events.append((time.time(), frames))
+
+
+def read_list(path: str | Path) -> list[str]:
+    """Inputs named in a list file, one per line; blank lines and lines starting with ``#`` are skipped."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise UsageError(f"--list {path}: {exc.strerror or exc}") from None
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def output_paths(inputs: list[str], outdir: Path, fmt: str) -> list[Path]:
+    """``OUTDIR/<input name>.<fmt>`` for each input (a folder of PNGs for ``png``); two inputs that would
+    write the same output are refused before anything starts."""
+    suffix = "" if fmt == "png" else f".{fmt}"
+    outs: dict[Path, str] = {}
+    paths = []
+    for name in inputs:
+        stem = Path(name.rstrip("/")).stem if suffix or Path(name).is_file() else Path(name.rstrip("/")).name
+        out = outdir / f"{stem}{suffix}"
+        if fmt == "png" and Path(name).is_file():
+            out = outdir / stem
+        if out in outs:
+            raise UsageError(f"inputs {outs[out]} and {name} would both write {out}; rename one")
+        outs[out] = name
+        paths.append(out)
+    return paths
+
+
+def check_format(fmt: str) -> None:
+    from workers.encoder import VIDEO_EXTENSIONS
+
+    known = [*sorted(e.lstrip(".") for e in VIDEO_EXTENSIONS), "png"]
+    if fmt not in known:
+        raise UsageError(f"--format must be one of {', '.join(known)}, not {fmt!r}")
+
+
+def choose_placement(opts: BatchOptions) -> Any:
+    """Upscaler placement from the running cluster's resources (``ray.cluster_resources``)."""
+    import ray
+
+    from vsr_pipeline.upscaler_pool import cpu_placement, gpu_placement
+
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    cpus = int(resources.get("CPU", 1))
+    device = opts.upscale.device
+    if device == "cuda" and gpus == 0:
+        raise UsageError("--device cuda: the Ray cluster has no GPU resources")
+    if device != "cpu" and gpus > 0:
+        return gpu_placement(opts.upscalers or gpus, 0.5 if opts.upscale.align else 1.0)
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    return cpu_placement(opts.upscalers or max(1, nodes), cpus, opts.threads)
+
+
+def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
+    """Upscale every input into ``opts.outdir``; returns the summary (also written beside the outputs with a
+    Markdown report and a throughput plot). Raises only for what stops the whole batch (bad options, a
+    model that cannot load, Ctrl-C); a video's own failure is recorded in its line of the summary."""
+    import torch
+
+    from vsr_pipeline.upscaler_pool import UpscalerPool
+
+    if not inputs:
+        raise UsageError("no inputs: name video files or folders, or --list FILE")
+    check_format(opts.format)
+    spec = check_options(opts.upscale)
+    if opts.upscale.device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device must be auto, cpu or cuda, not {opts.upscale.device!r}")
+    if opts.jobs is not None and opts.jobs < 1:
+        raise UsageError("--jobs must be >= 1")
+    if opts.outdir.exists() and not opts.outdir.is_dir():
+        raise UsageError(f"output directory {opts.outdir} is a file")
+    outputs = output_paths(inputs, opts.outdir, opts.format)
+    opts.outdir.mkdir(parents=True, exist_ok=True)
+    video_opts = replace(opts.upscale, progress=False)
+    timeline = _Timeline()
+    outcomes = [VideoOutcome(i, str(o), "pending") for i, o in zip(inputs, outputs, strict=True)]
+    cancel = threading.Event()
+    started = time.time()
+    with ray_session(opts.upscale.address):
+        from vsr_pipeline.pipeline import restart_policy, upscaler_options
+
+        placement = choose_placement(opts)
+        device = "auto" if placement.num_gpus else "cpu"
+        pool = UpscalerPool.start(spec, placement, upscaler_options(spec, video_opts, device),
+                                  restart_policy(video_opts))
+        try:
+            import ray
+
+            ray.get(pool.ready())
+            device_type = pool.device_type()
+            device_name = pool.device_name()
+            ready = time.time()
+            jobs = opts.jobs or placement.actors + 1
+            log.info("batch: %d video(s), %d upscaler(s) on %s, %d in flight", len(inputs),
+                     placement.actors, device_name, jobs)
+
+            def one(k: int) -> None:
+                _run_video(outcomes[k], outputs[k], video_opts, torch.device(device_type), device_type, pool,
+                           cancel, timeline, k, len(inputs))
+
+            _run_all(one, len(inputs), jobs, cancel)
+            busy = pool.stats()
+        finally:
+            pool.kill()
+    ended = time.time()
+    summary = _summary(outcomes, opts, placement, device_name, busy, timeline, started, ready, ended)
+    summary.update(write_reports(summary, timeline, opts.outdir, started))
+    if any(o.status == "interrupted" for o in outcomes):
+        done = sum(o.status in ("ok", "skipped") for o in outcomes)
+        raise InterruptedJob(
+            f"interrupted: {done} of {len(outcomes)} videos are done; run the same command again to resume "
+            f"(report: {summary['report']})"
+        )
+    return summary
+
+
+def _run_all(one: Any, n: int, jobs: int, cancel: threading.Event) -> None:
+    """Run ``one(k)`` for every video, ``jobs`` at a time; Ctrl-C sets ``cancel`` and waits for the jobs
+    to stop (each keeps its finished chunks for resuming)."""
+    with cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="vsr-video") as ex:
+        futures = [ex.submit(one, k) for k in range(n)]
+        try:
+            while not all(f.done() for f in futures):
+                cf.wait(futures, timeout=0.5)
+        except KeyboardInterrupt:
+            cancel.set()
+            for f in futures:
+                f.cancel()
+            cf.wait(futures)
+
+
+def _run_video(
+    outcome: VideoOutcome,
+    output: Path,
+    opts: UpscaleOptions,
+    device: Any,
+    device_type: str,
+    pool: Any,
+    cancel: threading.Event,
+    timeline: _Timeline,
+    k: int,
+    n: int,
+) -> None:
+    """One video, start to finish; every error ends up in ``outcome``, never raised."""
+    from vsr_pipeline.cli import exit_code_and_message
+    from vsr_pipeline.errors import EXIT_INTERRUPTED
+
+    outcome.started = time.time()
+    if cancel.is_set():
+        outcome.status, outcome.error, outcome.exit_code = "interrupted", "not started", EXIT_INTERRUPTED
+        return
+    if output.exists() and not opts.overwrite:
+        outcome.status = "skipped"
+        outcome.error = "output exists (kept; pass --overwrite to redo it)"
+        outcome.finished = time.time()
+        _say(k, n, outcome)
+        return
+    try:
+        plan = plan_job(outcome.input, output, opts, device)
+        result = run_job(plan, device_type, pool, cancel, timeline.add)
+    except (Exception, KeyboardInterrupt) as exc:
+        code, message = exit_code_and_message(exc)
+        interrupted = code == EXIT_INTERRUPTED or cancel.is_set()
+        outcome.status = "interrupted" if interrupted else "failed"
+        outcome.error = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+        outcome.exit_code = code
+    else:
+        outcome.status = "ok"
+        outcome.frames = result.frames_out
+        outcome.seconds = result.seconds
+        outcome.fps = result.fps
+        outcome.chunks_resumed = result.chunks_resumed
+    outcome.finished = time.time()
+    _say(k, n, outcome)
+
+
+def _say(k: int, n: int, o: VideoOutcome) -> None:
+    detail = f"{o.frames} frames in {o.seconds:.1f} s" if o.status == "ok" else o.error
+    print(f"[{k + 1}/{n}] {o.status}: {o.input} -> {o.output} ({detail})", file=sys.stderr, flush=True)
+
+
+def busy_share(stats: list[dict[str, Any]], start: float, end: float) -> float:
+    """Fraction of ``[start, end]`` the upscalers spent computing, over all of them."""
+    span = max(1e-9, end - start) * max(1, len(stats))
+    return sum(float(s["busy_s"]) for s in stats) / span
+
+
+def _summary(
+    outcomes: list[VideoOutcome],
+    opts: BatchOptions,
+    placement: Any,
+    device_name: str,
+    busy: list[dict[str, Any]],
+    timeline: _Timeline,
+    started: float,
+    ready: float,
+    ended: float,
+) -> dict[str, Any]:
+    ok = sum(o.status == "ok" for o in outcomes)
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    failed = sum(o.status == "failed" for o in outcomes)
+    frames = sum(o.frames for o in outcomes)
+    last = max((t for t, _ in timeline.events), default=ready)
+    if failed == 0:
+        code = 0
+    elif ok + skipped == 0:
+        code = EXIT_ALL_FAILED
+    else:
+        code = EXIT_SOME_FAILED
+    return {
+        "videos": [
+            {k: v for k, v in asdict(o).items() if k not in ("started", "finished")}
+            | {"started_s": round((o.started or started) - started, 3),
+               "finished_s": round((o.finished or ended) - started, 3)}
+            for o in outcomes
+        ],
+        "ok": ok,
+        "skipped": skipped,
+        "failed": failed,
+        "interrupted": sum(o.status == "interrupted" for o in outcomes),
+        "frames": frames,
+        "seconds": round(ended - started, 3),
+        "fps": round(frames / max(1e-9, ended - started), 3),
+        "model": opts.upscale.model,
+        "scale": opts.upscale.scale,
+        "device": device_name,
+        "upscalers": placement.actors,
+        "placement": asdict(placement),
+        "upscaler_busy_s": [round(float(s["busy_s"]), 3) for s in busy],
+        # from the pool being ready to the last chunk recorded: the span the upscalers could have worked
+        "busy_share": round(busy_share(busy, ready, last), 4) if timeline.events else 0.0,
+        "startup_s": round(ready - started, 3),
+        "exit_code": code,
+    }
+
+
+def write_reports(
+    summary: dict[str, Any], timeline: _Timeline, outdir: Path, started: float
+) -> dict[str, str]:
+    """``vsr-batch-<time>.json`` (the summary), ``.md`` (a table per video) and ``.png`` (frames/s over
+    time) in ``outdir``; new names each run, so no earlier report is overwritten."""
+    from vsr_pipeline.batch_report import markdown_report, throughput_plot
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = outdir / f"vsr-batch-{stamp}"
+    n = 1
+    while base.with_suffix(".json").exists():
+        n += 1
+        base = outdir / f"vsr-batch-{stamp}-{n}"
+    paths = {"summary": str(base.with_suffix(".json")), "report": str(base.with_suffix(".md")),
+             "plot": str(base.with_suffix(".png"))}
+    events = [(t - started, f) for t, f in timeline.events]
+    plotted = throughput_plot(events, summary, Path(paths["plot"]))
+    if not plotted:
+        paths["plot"] = ""
+    Path(paths["report"]).write_text(markdown_report(summary, Path(paths["plot"]).name if plotted else None))
+    Path(paths["summary"]).write_text(json.dumps(summary | paths, indent=1) + "\n")
+    return paths

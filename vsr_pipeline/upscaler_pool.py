@@ -1,0 +1,127 @@
+"""``UpscalerPool``: Upscaler actors shared by every chunk of every video of a job (``vsr upscale`` holds one,
+``vsr batch`` several). Each chunk goes to the actor with the fewest chunks outstanding.
+
+Any actor can take any chunk: a chunk carries its own temporal context (``vsr_pipeline.plan``) and every
+forward pass has a fixed shape (``workers.upscaler.forward_full``), so the output does not depend on which
+actor computed it. Placement follows Ray resources: on GPUs one actor per GPU (``num_gpus=1``), on the CPU an
+actor takes ``num_cpus`` slots and runs that many torch threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from models.registry import ModelSpec
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Ray resources of each upscaler actor and the torch threads it runs (0: torch's default)."""
+
+    actors: int
+    num_cpus: float
+    num_gpus: float
+    threads: int
+
+
+def cpu_placement(actors: int, cluster_cpus: int, threads: int = 0) -> Placement:
+    """``actors`` upscalers on CPU slots: one slot each (the decoders and encoders take none, their work is
+    small beside the model's), each running ``threads`` torch threads (default: the cluster's cores shared
+    out, at least one)."""
+    actors = max(1, actors)
+    return Placement(actors, 1, 0, threads or max(1, cluster_cpus // actors))
+
+
+def gpu_placement(gpus: int, share: float = 1.0) -> Placement:
+    """One upscaler per GPU (``share`` of it: with ``--align`` the flow and warp stages take the rest)."""
+    return Placement(max(1, gpus), 0, share, 0)
+
+
+class UpscalerPool:
+    """Handles of Upscaler actors and the chunks outstanding on each (thread-safe: ``vsr batch`` submits
+    from one thread per video)."""
+
+    def __init__(self, actors: list[Any]):
+        if not actors:
+            raise ValueError("an upscaler pool needs at least one actor")
+        self.actors = actors
+        self._outstanding: list[list[Any]] = [[] for _ in actors]
+        self._lock = threading.Lock()
+
+    @classmethod
+    def start(
+        cls,
+        spec: ModelSpec,
+        placement: Placement,
+        options: dict[str, Any],
+        restarts: dict[str, int],
+    ) -> UpscalerPool:
+        """Start ``placement.actors`` Upscaler actors; ``options`` are Upscaler's keyword arguments other
+        than ``model`` and ``threads``."""
+        import ray
+
+        from vsr_pipeline.pipeline import reporting_errors
+        from workers.upscaler import Upscaler
+
+        cls_remote = ray.remote(num_cpus=placement.num_cpus, num_gpus=placement.num_gpus, **restarts)(
+            reporting_errors(Upscaler)
+        )
+        n, threads = placement.actors, placement.threads
+        actors = [cls_remote.remote(model=spec, threads=threads, **options) for _ in range(n)]
+        return cls(actors)
+
+    def ready(self) -> list[Any]:
+        """References that resolve when every actor has loaded its model (raise its constructor's error)."""
+        return [a.ready.remote() for a in self.actors]
+
+    def _pick(self) -> int:
+        import ray
+
+        with self._lock:
+            for refs in self._outstanding:
+                if refs:
+                    _, pending = ray.wait(refs, num_returns=len(refs), timeout=0)
+                    refs[:] = pending
+            return min(range(len(self.actors)), key=lambda i: len(self._outstanding[i]))
+
+    def _track(self, i: int, ref: Any) -> Any:
+        with self._lock:
+            self._outstanding[i].append(ref)
+        return ref
+
+    def process(self, window: slice, keep: slice, batches: list[Any]) -> Any:
+        """Reference to the HR core frames of one chunk (``Upscaler.process``)."""
+        i = self._pick()
+        return self._track(i, self.actors[i].process.remote(window, keep, *batches))
+
+    def process_windows(self, aligned: Any) -> Any:
+        """Reference to the HR frames of one chunk of pre-aligned windows (``Upscaler.process_windows``)."""
+        i = self._pick()
+        return self._track(i, self.actors[i].process_windows.remote(aligned))
+
+    def device_name(self) -> str:
+        import ray
+
+        names = sorted(set(ray.get([a.device_name.remote() for a in self.actors])))
+        prefix = f"{len(self.actors)} x " if len(self.actors) > 1 else ""
+        return prefix + ", ".join(names)
+
+    def device_type(self) -> str:
+        """``cuda`` or ``cpu``: where the first actor runs (``auto`` resolves on the actor's own node)."""
+        import ray
+
+        return str(ray.get(self.actors[0].device_type.remote()))
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Each actor's busy seconds, calls and frames (``Upscaler.stats``)."""
+        import ray
+
+        return list(ray.get([a.stats.remote() for a in self.actors]))
+
+    def kill(self) -> None:
+        import ray
+
+        for a in self.actors:
+            ray.kill(a)
