@@ -29,8 +29,6 @@ Audio and subtitles are not copied (a warning says so).
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import logging
 import os
 import queue
@@ -77,7 +75,22 @@ QUEUE_FRAMES = 32
 #: Seconds a URL may take to open and, later, to deliver more data.
 DEFAULT_TIMEOUT = 10.0
 
+#: Demuxer options: no wait for 20 frames to estimate the frame rate before the first is handed out (a live
+#: stream would start that much later); the rate comes from the codec's headers, else 25.
+PROBE_OPTIONS = {"fpsprobesize": "0"}
+
 _END = object()
+
+
+class _Pipe:
+    """stdin for PyAV: ``read(n)`` returns the bytes that have arrived (at least one, ``b""`` at the end)
+    instead of blocking until ``n`` (a live pipe would stall until PyAV's 32 KiB buffer filled)."""
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+
+    def read(self, n: int) -> bytes:
+        return bytes(self.raw.read1(n))
 
 
 def is_stream_source(s: str) -> bool:
@@ -143,19 +156,25 @@ def _check(source: str, output: Path, opts: UpscaleOptions) -> ModelSpec:
     return spec
 
 
+def _check_stdin() -> None:
+    """stdin must be a pipe or file that holds data (UsageError / MediaError, one line)."""
+    stdin = sys.stdin.buffer
+    if stdin.isatty():
+        raise UsageError("input - reads a video from stdin, but stdin is a terminal; pipe one in "
+                         "(cat clip.ts | vsr upscale - -o out.mkv)")
+    if not stdin.peek(1):  # type: ignore[attr-defined]
+        raise MediaError("stdin: empty input (no bytes)")
+
+
 def _open_source(source: str, timeout: float) -> av.container.InputContainer:
     """Open stdin or the URL for sequential reading (MediaError, one line, on failure)."""
     name = "stdin" if source == "-" else source
     try:
         if source == "-":
-            stdin = sys.stdin.buffer
-            if stdin.isatty():
-                raise UsageError("input - reads a video from stdin, but stdin is a terminal; pipe one in "
-                                 "(cat clip.ts | vsr upscale - -o out.mkv)")
-            if not stdin.peek(1):  # type: ignore[attr-defined]
-                raise MediaError("stdin: empty input (no bytes)")
-            return av.open(stdin, mode="r", metadata_errors="replace")
-        return av.open(source, mode="r", timeout=(timeout, timeout), metadata_errors="replace")
+            stdin = _Pipe(sys.stdin.buffer)
+            return av.open(stdin, mode="r", options=PROBE_OPTIONS, metadata_errors="replace")
+        return av.open(source, mode="r", options=PROBE_OPTIONS, timeout=(timeout, timeout),
+                       metadata_errors="replace")
     except av.FFmpegError as exc:
         hint = " (an MP4 must be fragmented to be read from a pipe; MPEG-TS or MKV stream as is)" \
             if source == "-" and "moov" in str(exc) else ""
@@ -165,83 +184,88 @@ def _open_source(source: str, timeout: float) -> av.container.InputContainer:
 
 
 class _Decoder(threading.Thread):
-    """Decodes the first video stream into ``(rgb (H, W, 3) uint8, pts)`` items on ``out``; ends with
-    ``_END`` or an exception. Frames whose pts does not increase are dropped (counted)."""
+    """Opens the source and decodes its first video stream. Puts on ``out``: ``("start", VideoInfo)``, then
+    ``(rgb (H, W, 3) uint8, pts)`` per frame, then ``_END``, or an exception instead. Frames whose pts does
+    not increase are dropped (counted). Opening and reading happen here, never in the caller's thread, so
+    Ctrl-C there is never swallowed inside PyAV's read callback (which would read as end of stream)."""
 
-    def __init__(self, container: av.container.InputContainer, name: str, out: queue.Queue[Any],
-                 stop: threading.Event, on_corrupt: str):
+    def __init__(self, source: str, timeout: float, out: queue.Queue[Any], stop: threading.Event,
+                 on_corrupt: str):
         super().__init__(daemon=True, name="vsr-stream-decode")
-        self.container, self.source, self.out, self.stop_event = container, name, out, stop
+        self.source, self.timeout, self.out, self.stop_event = source, timeout, out, stop
+        self.name_shown = "stdin" if source == "-" else source
         self.on_corrupt = on_corrupt
-        self.stream = container.streams.video[0]
-        self.stream.thread_type = "AUTO"
-        self._frames = self.frames()
-        self.first: av.VideoFrame | None = None
         self.dropped = 0
         self.bad_packets = 0
-        self._step = 1
-        rate = self.stream.average_rate or self.stream.guessed_rate
-        if rate and self.stream.time_base:
-            self._step = max(1, round(1 / (Fraction(rate) * Fraction(self.stream.time_base))))
 
-    def frames(self) -> Any:
+    def frames(self, container: av.container.InputContainer, stream: Any) -> Any:
         """Decoded frames; a packet that fails to decode is skipped (``on_corrupt`` fail: MediaError)."""
-        for packet in self.container.demux(self.stream):
+        for packet in container.demux(stream):
             try:
-                yield from self.stream.decode(packet)
+                yield from stream.decode(packet)
             except av.FFmpegError as exc:
                 if packet.size == 0:
                     return
                 if self.on_corrupt == "fail":
-                    raise MediaError(f"{self.source}: a packet cannot be decoded ({short_reason(exc)}); "
+                    raise MediaError(f"{self.name_shown}: a packet cannot be decoded ({short_reason(exc)}); "
                                      f"--on-corrupt repeat or skip carries on") from None
                 self.bad_packets += 1
                 if self.bad_packets == 1:
-                    log.warning("%s: skipping a packet that cannot be decoded (%s)", self.source,
+                    log.warning("%s: skipping a packet that cannot be decoded (%s)", self.name_shown,
                                 short_reason(exc))
-
-    def read_first(self) -> av.VideoFrame | None:
-        """Decode the first frame (before :meth:`start`; it is queued again when the thread runs)."""
-        self.first = next(self._frames, None)
-        return self.first
 
     def run(self) -> None:
         try:
-            tags: tuple[int, int] | None = None
-            last: int | None = None
-            head = [] if self.first is None else [self.first]
-            for frame in itertools.chain(head, self._frames):
-                if tags is None:
-                    tags = (int(frame.colorspace), int(frame.color_range or 0))
-                pts = frame.pts if frame.pts is not None else frame.dts
-                if pts is None:
-                    pts = 0 if last is None else last + self._step
-                if last is not None and pts <= last:
-                    self.dropped += 1
-                    continue
-                last = int(pts)
-                rgb = frame_to_rgb(frame, *tags)
-                while not self.stop_event.is_set():
-                    try:
-                        self.out.put((rgb, last), timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if self.stop_event.is_set():
-                    return
-            self._put(_END)
+            container = _open_source(self.source, self.timeout)
+            try:
+                self._decode(container)
+            finally:
+                container.close()
         except av.FFmpegError as exc:
-            self._put(MediaError(f"{self.source}: reading the stream failed ({short_reason(exc)})"))
+            self._put(MediaError(f"{self.name_shown}: reading the stream failed ({short_reason(exc)})"))
         except Exception as exc:
             self._put(exc)
 
-    def _put(self, item: Any) -> None:
+    def _decode(self, container: av.container.InputContainer) -> None:
+        name = self.name_shown
+        if not container.streams.video:
+            raise MediaError(f"{name}: no video stream")
+        if container.streams.audio or container.streams.subtitles:
+            log.warning("%s: audio and subtitles are not copied from a stream input (video only)", name)
+        stream = container.streams.video[0]
+        stream.thread_type = "SLICE"  # frame threads would hold back one frame per thread
+        tags: tuple[int, int] | None = None
+        last: int | None = None
+        step = 1
+        for frame in self.frames(container, stream):
+            if tags is None:
+                tags = (int(frame.colorspace), int(frame.color_range or 0))
+                rgb = frame_to_rgb(frame, *tags)
+                info = _stream_info(self.source, container, stream, rgb, frame)
+                step = max(1, round(1 / (info.fps * info.time_base)))
+                self._put(("start", info))
+            pts = frame.pts if frame.pts is not None else frame.dts
+            if pts is None:
+                pts = 0 if last is None else last + step
+            if last is not None and pts <= last:
+                self.dropped += 1
+                continue
+            last = int(pts)
+            if not self._put((frame_to_rgb(frame, *tags), last)):
+                return
+        if tags is None:
+            raise MediaError(f"{name}: the video stream has no decodable frame")
+        self._put(_END)
+
+    def _put(self, item: Any) -> bool:
+        """Queue ``item``; False when the job was stopped first."""
         while not self.stop_event.is_set():
             try:
                 self.out.put(item, timeout=0.2)
-                return
+                return True
             except queue.Full:
                 continue
+        return False
 
 
 class _Encoder(threading.Thread):
@@ -301,16 +325,17 @@ def _writer(output: Path, info: VideoInfo, opts: UpscaleOptions) -> VideoWriter:
                        atomic=False, container_options=container)
 
 
-def _stream_info(source: str, decoder: _Decoder, first: np.ndarray, first_frame: av.VideoFrame) -> VideoInfo:
-    s = decoder.stream
-    rate = s.average_rate or s.guessed_rate or s.base_rate or 25
+def _stream_info(source: str, container: av.container.InputContainer, s: Any, first: np.ndarray,
+                 first_frame: av.VideoFrame) -> VideoInfo:
+    """A VideoInfo for the stream (frames 0: unknown), from its first frame (``first``: it as RGB)."""
+    rate = s.average_rate or s.codec_context.framerate or s.guessed_rate or 25
     return VideoInfo(
         path=source, width=first.shape[1], height=first.shape[0], frames=0, fps=Fraction(rate),
         time_base=Fraction(s.time_base or Fraction(1, 90000)), duration_s=0.0, codec=s.codec_context.name,
         pix_fmt=first_frame.format.name, bit_depth=8, color_range=int(first_frame.color_range or 0),
         color_primaries=int(first_frame.color_primaries), color_trc=int(first_frame.color_trc),
         colorspace=int(first_frame.colorspace), rotation=int(first_frame.rotation or 0),
-        container=decoder.container.format.name,
+        container=container.format.name,
     )
 
 
@@ -338,10 +363,9 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
     if opts.resume == "require":
         raise UsageError("--resume: a stream is read once and cannot be resumed")
     backbone = None if opts.backbone is None else get_spec(opts.backbone)
-    upscaler = Upscaler(spec, opts.weights, opts.scale, str(device), 0, opts.batch, backbone, opts.precision,
-                        opts.tile, opts.overlap, opts.compile)
     name = "stdin" if source == "-" else source
-    container = _open_source(source, timeout)
+    if source == "-":
+        _check_stdin()
     stop = threading.Event()
     frames_q: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_FRAMES)
     hr_q: queue.Queue[Any] = queue.Queue(maxsize=2)
@@ -352,21 +376,18 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
     interrupted = False
     failure: BaseException | None = None
     try:
-        if not container.streams.video:
-            raise MediaError(f"{name}: no video stream")
-        if container.streams.audio or container.streams.subtitles:
-            log.warning("%s: audio and subtitles are not copied from a stream input (video only)", name)
-        decoder = _Decoder(container, name, frames_q, stop, opts.on_corrupt)
-        first_frame = decoder.read_first()
-        if first_frame is None:
-            raise MediaError(f"{name}: the video stream has no decodable frame")
-        rgb0 = frame_to_rgb(first_frame, int(first_frame.colorspace), int(first_frame.color_range or 0))
-        info = _stream_info(source, decoder, rgb0, first_frame)
+        decoder = _Decoder(source, timeout, frames_q, stop, opts.on_corrupt)
+        decoder.start()  # connects and decodes while the model loads
+        upscaler = Upscaler(spec, opts.weights, opts.scale, str(device), 0, opts.batch, backbone,
+                            opts.precision, opts.tile, opts.overlap, opts.compile)
+        item = _get(frames_q)
+        if isinstance(item, BaseException):
+            raise item
+        info = item[1]
         check_memory(info, opts.scale, opts.batch)
         writer = _writer(output, info, opts)
         encoder = _Encoder(writer, hr_q, header_first=output.suffix.lower() != ".ts")
         encoder.start()
-        decoder.start()
         _model_loop(upscaler, spec, plan, frames_q, hr_q, encoder, state, opts)
     except KeyboardInterrupt:
         interrupted = True
@@ -377,7 +398,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         if encoder is not None:
             _finish_encoder(encoder, hr_q)
     if writer is None:
-        container_close(container, decoder)
+        _let_go(decoder)
         if interrupted:
             raise InterruptedJob("interrupted before the first frame; no output written")
         assert failure is not None
@@ -386,7 +407,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
     encode_error = encoder.error if encoder is not None else None
     if frames_out == 0:
         writer.abort()
-        container_close(container, decoder)
+        _let_go(decoder)
         if interrupted:
             raise InterruptedJob("interrupted before the first frame was written; no output written")
         raise (failure or encode_error or MediaError(f"{name}: no frame was written"))
@@ -396,7 +417,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         failure = failure or exc
     if encoder is not None and encoder.first_at is None:  # the muxer held everything until the end
         encoder.first_at = time.perf_counter()
-    container_close(container, decoder)
+    _let_go(decoder)
     held = f"{output} holds the {frames_out} frames written so far and is playable"
     if interrupted:
         raise InterruptedJob(f"interrupted: {held}")
@@ -433,14 +454,11 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
     }
 
 
-def container_close(container: av.container.InputContainer, decoder: _Decoder | None) -> None:
-    """Close the input unless the decode thread may still be inside it (a blocked read; it is a daemon)."""
+def _let_go(decoder: _Decoder | None) -> None:
+    """Give the decode thread a second to see the stop (it closes the input); one blocked in a read is a
+    daemon and is left behind."""
     if decoder is not None and decoder.is_alive():
         decoder.join(timeout=1.0)
-        if decoder.is_alive():
-            return
-    with contextlib.suppress(Exception):
-        container.close()
 
 
 def _finish_encoder(encoder: _Encoder, hr_q: queue.Queue[Any]) -> None:

@@ -1,0 +1,187 @@
+"""Streaming upscale (``vsr upscale - -o out.mkv``, URLs): real pipes into the real CLI, outputs decoded.
+
+The clip is MPEG-TS (streamable): 12 frames of bikes.mp4 at 160x68.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tests.conftest import shared_path
+from vsr_pipeline import cli
+from vsr_pipeline.media import FrameReader
+from vsr_pipeline.streaming import is_stream_source
+
+FRAMES = 12
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 frames of bikes.mp4 scaled to 160x68, H.264 in MPEG-TS (pts start at 0.08 s, 1/90000)."""
+    src = shared_path("videos", "bikes.mp4")
+    out = tmp_path_factory.mktemp("stream") / "clip.ts"
+    with av.open(str(src)) as c, av.open(str(out), "w") as o:
+        v = c.streams.video[0]
+        s = o.add_stream("libx264", rate=v.average_rate, options={"crf": "18", "preset": "fast"})
+        s.width, s.height, s.pix_fmt = 160, 68, "yuv420p"
+        for i, f in enumerate(c.decode(v)):
+            if i == FRAMES:
+                break
+            g = f.reformat(width=160, height=68, format="yuv420p")
+            g.pts, g.time_base = f.pts, f.time_base
+            o.mux(s.encode(g))
+        o.mux(s.encode())
+    return out
+
+
+def vsr(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    # RAY_ADDRESS=local: the file pipeline starts a Ray of its own even where another job's Ray runs
+    return subprocess.run([sys.executable, "-m", "vsr_pipeline.cli", *args], input=stdin,
+                          capture_output=True, timeout=300, env={**os.environ, "RAY_ADDRESS": "local"})
+
+
+def decode(path: Path) -> tuple[np.ndarray, list[float]]:
+    """Frames (T, H, W, 3) float64 RGB and their times in seconds."""
+    with av.open(str(path)) as c:
+        frames = [(f.to_ndarray(format="rgb24").astype(np.float64), float(f.time)) for f in c.decode(video=0)]
+    return np.stack([f for f, _ in frames]), [t for _, t in frames]
+
+
+def times_of(path: Path) -> list[float]:
+    return decode(path)[1]
+
+
+def min_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = ((a - b) ** 2).reshape(len(a), -1).mean(axis=1)
+    return float(np.min(10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))))
+
+
+def one_line_error(stderr: str) -> str:
+    lines = [ln for ln in stderr.strip().splitlines() if ln.startswith("vsr: error:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def test_is_stream_source() -> None:
+    for s in ("-", "http://h/x.ts", "https://h/a", "rtsp://cam/1", "udp://@:1234", "pipe:0", "rtmp://h/l"):
+        assert is_stream_source(s), s
+    for s in ("clip.ts", "/abs/clip.mp4", "frames/", "C:\\v\\a.mp4", "http_dump.mkv"):
+        assert not is_stream_source(s), s
+
+
+def test_stdin_espcn_equals_file_pipeline(clip: Path, tmp_path: Path) -> None:
+    out, ref = tmp_path / "out.mkv", tmp_path / "ref.mkv"
+    run = vsr("upscale", "-", "-o", str(out), "--model", "espcn", "--scale", "4", "--no-progress", "--json",
+              stdin=clip.read_bytes())
+    assert run.returncode == 0, run.stderr.decode()
+    import json
+
+    result = json.loads(run.stdout.decode().strip().splitlines()[-1])
+    assert result["frames_in"] == result["frames_out"] == FRAMES
+    assert result["latency_frames"] == 0 and result["first_frame_s"] > 0
+    assert vsr("upscale", str(clip), "-o", str(ref), "--model", "espcn", "--scale", "4",
+               "--no-progress").returncode == 0
+    got, t_got = decode(out)
+    want, t_want = decode(ref)
+    _, t_in = decode(clip)
+    assert got.shape == (FRAMES, 272, 640, 3)
+    assert t_got == t_want == pytest.approx(t_in, abs=1e-3)  # input pts kept (mkv stores ms)
+    assert np.all(np.diff(t_got) > 0)
+    assert min_psnr(got, want) > 40
+
+
+def test_window_model_to_fragmented_mp4(clip: Path, tmp_path: Path) -> None:
+    """VESPCN (radius 1) through the stream path into a fragmented MP4, equal to the model run on the whole
+    clip at once (the Upscaler directly, no chunks)."""
+    from workers.upscaler import Upscaler
+
+    out = tmp_path / "out.mp4"
+    run = vsr("upscale", "-", "-o", str(out), "--model", "vespcn", "--no-progress", stdin=clip.read_bytes())
+    assert run.returncode == 0, run.stderr.decode()
+    assert b"moof" in out.read_bytes() and b"mvex" in out.read_bytes()  # fragmented, header first
+    got, t_got = decode(out)
+    with FrameReader(clip) as reader:
+        lr, _ = reader.read(FRAMES)
+    want = Upscaler("vespcn", None, 4, "cpu").process(slice(0, FRAMES), slice(0, FRAMES), lr)
+    _, t_in = decode(clip)
+    assert len(got) == FRAMES
+    # fragmented MP4 starts its timeline at 0: the input's spacing is kept
+    assert np.allclose(np.diff(t_got), np.diff(t_in), atol=1e-3) and t_got[0] == 0
+    assert min_psnr(got, want.astype(np.float64)) > 40
+
+
+def test_interrupt_keeps_a_playable_file(clip: Path, tmp_path: Path) -> None:
+    """The clip arrives, the stream stays open; the file is readable while it grows, then SIGINT
+    closes it: exit 130, one line, every frame written is in a playable file."""
+    out = tmp_path / "live.mkv"
+    data = clip.read_bytes()
+    proc = subprocess.Popen([sys.executable, "-m", "vsr_pipeline.cli", "upscale", "-", "-o", str(out),
+                             "--model", "espcn", "--no-progress"], stdin=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(data)  # all of it, the pipe left open: the demuxer and decoder hold the last frames
+    proc.stdin.flush()
+    growing: list[float] = []
+    deadline = time.monotonic() + 120  # a hang guard, not a timing assertion
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.exists() and out.stat().st_size > 2000:
+            try:
+                growing = times_of(out)
+            except (av.FFmpegError, ValueError):
+                growing = []
+            if growing:
+                break
+        time.sleep(0.2)
+    assert growing, "no frame became readable while the stream was open"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    proc.stdin.close()
+    assert proc.returncode == 130
+    line = one_line_error(err.decode())
+    assert "playable" in line
+    final = times_of(out)
+    assert f"{len(final)} frames" in line
+    assert 0 < len(final) < FRAMES and final[: len(growing)] == growing
+
+
+@pytest.mark.parametrize("case", ["text", "empty", "tty", "extension", "resume"])
+def test_bad_stdin_one_line(case: str, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    data = {"text": b"hello, not a video\n" * 50, "empty": b""}.get(case, clip.read_bytes())
+    args = ["upscale", "-", "-o", str(tmp_path / ("out.avi" if case == "extension" else "out.mkv")),
+            "--model", "espcn", "--no-progress"] + (["--resume"] if case == "resume" else [])
+    if case == "tty":
+        leader, follower = pty.openpty()
+        stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(follower, "rb")))
+    else:
+        stdin = io.TextIOWrapper(io.BufferedReader(io.BytesIO(data)))  # type: ignore[arg-type]
+    monkeypatch.setattr(sys, "stdin", stdin)
+    try:
+        code = cli.main(args)
+    finally:
+        if case == "tty":
+            os.close(leader)
+    line = one_line_error(capsys.readouterr().err)
+    assert code == {"text": 3, "empty": 3}.get(case, 2), line
+    assert {"text": "stdin", "empty": "empty", "tty": "terminal", "extension": ".avi",
+            "resume": "resume"}[case] in line
+    assert not (tmp_path / "out.mkv").exists()
+
+
+def test_dead_url_fails_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing listens on port 9: refused at once (a silent host would hit the 10 s open timeout)."""
+    code = cli.main(["upscale", "http://127.0.0.1:9/x.ts", "-o", str(tmp_path / "o.mkv"), "--model", "espcn"])
+    assert code == 3
+    line = one_line_error(capsys.readouterr().err)
+    assert "http://127.0.0.1:9/x.ts" in line and not (tmp_path / "o.mkv").exists()
