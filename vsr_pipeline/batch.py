@@ -2,7 +2,7 @@
 
 Each video is its own job (``pipeline.run_job``): its own decoder, encoder, ledger and final mux, run in a
 driver thread, so one bad file fails alone while the others go on, and an interrupted batch resumes video by
-video and chunk by chunk. Several videos are in flight at once (default: one more than there are
+video and chunk by chunk. Several videos are in flight at once (default: twice as many as there are
 upscalers), so the upscalers stay busy while individual videos start (probe, actors) and finish (mux).
 
 Placement (``vsr_pipeline.upscaler_pool``): with GPUs in the Ray cluster (and ``--device`` not ``cpu``) one
@@ -44,7 +44,8 @@ class BatchOptions:
     upscalers: int | None = None
     #: torch threads per CPU upscaler (default: the cluster's cores shared out)
     threads: int = 0
-    #: videos in flight at once (default: upscalers + 1)
+    #: videos in flight at once (default: 2 x upscalers + 2: a video spends seconds starting its actors and
+    #: joining its output, during which the others keep the upscalers busy)
     jobs: int | None = None
 
 
@@ -169,7 +170,7 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
             device_type = pool.device_type()
             device_name = pool.device_name()
             ready = time.time()
-            jobs = opts.jobs or placement.actors + 1
+            jobs = opts.jobs or 2 * placement.actors + 2
             log.info("batch: %d video(s), %d upscaler(s) on %s, %d in flight", len(inputs),
                      placement.actors, device_name, jobs)
 
@@ -306,6 +307,7 @@ def _summary(
         "upscalers": placement.actors,
         "placement": asdict(placement),
         "upscaler_busy_s": [round(float(s["busy_s"]), 3) for s in busy],
+        "upscaler_nodes": [s.get("node") for s in busy],
         # from the pool being ready to the last chunk recorded: the span the upscalers could have worked
         "busy_share": round(busy_share(busy, ready, last), 4) if timeline.events else 0.0,
         "startup_s": round(ready - started, 3),

@@ -153,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--upscalers", type=_positive_int, help="upscaler actors (default: one per GPU, else one per node)"
     )
     bt.add_argument("--threads", type=_positive_int, default=0, help="torch threads per CPU upscaler")
-    bt.add_argument("--jobs", type=_positive_int, help="videos in flight at once (default: upscalers + 1)")
+    bt.add_argument(
+        "--jobs", type=_positive_int, help="videos in flight at once (default: 2 x upscalers + 2)"
+    )
     _run_options(bt, "basicvsr")
     _job_options(bt)
     bt.set_defaults(no_progress=True)  # one line per video instead of a bar per video

@@ -198,6 +198,16 @@ def set_threads(threads: int) -> int:
     return torch.get_num_threads()
 
 
+def _node_id() -> str | None:
+    """The Ray node this process runs on (None outside Ray)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # pragma: no cover - an old Ray without the runtime context
+        return None
+
+
 class Upscaler:
     """Holds one model; ``process`` upscales a chunk's window and returns its core frames.
 
@@ -250,10 +260,12 @@ class Upscaler:
         b["last"] = end
         return out
 
-    def stats(self) -> dict[str, float | int | None]:
+    def stats(self) -> dict[str, float | int | str | None]:
         """Busy seconds, calls and HR frames so far, and the wall-clock (epoch) start of the first call and
         end of the last: what the busy share of a run is computed from."""
-        return dict(self._busy)
+        out: dict[str, float | int | str | None] = dict(self._busy)
+        out["node"] = _node_id()
+        return out
 
     def device_type(self) -> str:
         return self.device.type
