@@ -555,11 +555,4 @@ def _put(q: queue.Queue[Any], item: Any, encoder: _Encoder) -> None:
             continue
 
 
-def describe_latency(model: str, chunk: int | None = None, padding: int | None = None) -> str:
-    """One line: the latency bound of ``model`` in frames, for docs and logs."""
-    spec = get_spec(model)
-    plan = _plan(spec, UpscaleOptions(model=model, chunk=chunk, padding=padding))
-    return f"{spec.name} ({spec.temporal}): {latency_frames(spec, plan.core, plan.context)} frames"
-
-
 __all__ = ["STREAM_OUTPUTS", "is_stream_source", "latency_frames", "stream_upscale"]
