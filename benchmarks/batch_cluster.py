@@ -133,6 +133,7 @@ def main() -> int:
     ap.add_argument("--preset", default="veryfast", help="x264 preset of the outputs")
     ap.add_argument("--jobs", type=int, help="videos in flight (default: vsr batch's)")
     ap.add_argument("--decoders", type=int, default=2, help="seeking decoders per video")
+    ap.add_argument("--chunk", type=int, help="core frames per chunk (default: vsr batch's)")
     ap.add_argument("--keep", type=Path, help="keep the clips and outputs in this folder")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "batch_cluster.json")
     args = ap.parse_args()
@@ -158,6 +159,7 @@ def main() -> int:
                str(out_dir), "--address", cluster.address, "--model", args.model, "--scale", "4",
                "--decoders", str(args.decoders), "--preset", args.preset, "--json"]
         cmd += ["--jobs", str(args.jobs)] if args.jobs else []
+        cmd += ["--chunk", str(args.chunk)] if args.chunk else []
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         wall = time.perf_counter() - t0
@@ -194,6 +196,7 @@ def main() -> int:
         "node_resources": {"num_cpus": 1, "num_gpus": 1},
         "summary": {k: summary[k] for k in ("ok", "failed", "skipped", "frames", "seconds", "fps", "device",
                                             "upscalers", "placement", "upscaler_busy_s", "upscaler_nodes",
+                                            "upscaler_frames", "upscaler_calls",
                                             "busy_share", "startup_s", "exit_code")},
         "all_as_expected": all(c["as_expected"] for c in checks),
         "distinct_upscaler_nodes": len(set(summary["upscaler_nodes"])),

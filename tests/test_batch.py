@@ -133,3 +133,12 @@ def test_parallel_decoders_give_the_sequential_output(tmp_path: Path) -> None:
     (pts1, f1), (pts3, f3) = decode(tmp_path / "one.mkv"), decode(tmp_path / "three.mkv")
     assert pts1 == pts3 == [Fraction(i, 25) for i in range(60)]  # Matroska segments (no dts) join exactly
     np.testing.assert_array_equal(f1, f3)
+
+
+def test_segments_starting_off_the_millisecond_keep_exact_pts(tmp_path: Path) -> None:
+    """A 15 fps clip in 1/15360 s: chunks start at 8192/15360 s, which MP4's default 1/1000 s movie
+    timescale cannot hold (it read back 5 ticks early); every output pts must equal the input's."""
+    pts = [1024 * i for i in range(20)]
+    clip = make_clip(tmp_path / "in.mp4", textured_frames(20, 32, 24), pts=pts, time_base=Fraction(1, 15360))
+    upscale(clip, tmp_path / "out.mp4", opts(model="bicubic", chunk=8))
+    assert decode(tmp_path / "out.mp4")[0] == [Fraction(p, 15360) for p in pts]

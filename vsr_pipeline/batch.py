@@ -308,6 +308,8 @@ def _summary(
         "placement": asdict(placement),
         "upscaler_busy_s": [round(float(s["busy_s"]), 3) for s in busy],
         "upscaler_nodes": [s.get("node") for s in busy],
+        "upscaler_frames": [s.get("frames") for s in busy],
+        "upscaler_calls": [s.get("calls") for s in busy],
         # from the pool being ready to the last chunk recorded: the span the upscalers could have worked
         "busy_share": round(busy_share(busy, ready, last), 4) if timeline.events else 0.0,
         "startup_s": round(ready - started, 3),

@@ -37,22 +37,24 @@ def markdown_report(summary: dict[str, Any], plot_name: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def throughput_series(events: list[tuple[float, int]], bins: int = 40) -> tuple[list[float], list[float]]:
-    """Frames/s in ``bins`` equal time bins from 0 to the last event (seconds since the batch started):
-    bin centres and rates. ``events`` are (time, frames finished then)."""
+def throughput_series(
+    events: list[tuple[float, int]], window: float | None = None, points: int = 200
+) -> tuple[list[float], list[float]]:
+    """Frames/s over the preceding ``window`` seconds (default: a tenth of the run, at least 10 s: chunks
+    finish in bursts of many frames) at ``points`` times from 0 to the last event (seconds since the batch
+    started). ``events`` are (time, frames finished then)."""
     if not events:
         return [], []
     end = max(t for t, _ in events)
-    width = max(end / bins, 1e-6)
-    counts = [0] * bins
-    for t, frames in events:
-        counts[min(bins - 1, int(t / width))] += frames
-    return [(i + 0.5) * width for i in range(bins)], [c / width for c in counts]
+    window = window or max(10.0, end / 10)
+    times = [end * (i + 1) / points for i in range(points)]
+    rates = [sum(f for t, f in events if x - window < t <= x) / min(window, max(x, 1e-9)) for x in times]
+    return times, rates
 
 
 def throughput_plot(events: list[tuple[float, int]], summary: dict[str, Any], path: Path) -> bool:
-    """PNG of frames/s over time, with each video's start and end marked; False when there is nothing to
-    plot or matplotlib is missing."""
+    """PNG: frames/s over time (all videos) above one bar per video from its start to its end; False when
+    there is nothing to plot or matplotlib is missing."""
     if not events:
         return False
     try:
@@ -64,17 +66,24 @@ def throughput_plot(events: list[tuple[float, int]], summary: dict[str, Any], pa
         log.warning("matplotlib is not installed: no throughput plot (pip install matplotlib)")
         return False
     x, y = throughput_series(events)
-    fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
-    ax.step(x, y, where="mid", label="frames/s (all videos)")
-    ymax = max(y) if y else 1.0
-    for v in summary["videos"]:
-        if v["status"] == "ok":
-            ax.plot([v["started_s"], v["finished_s"]], [ymax * 1.05] * 2, color="0.6", lw=1)
-    ax.set_xlabel("seconds since start")
+    videos = summary["videos"]
+    fig, (ax, gantt) = plt.subplots(
+        2, 1, figsize=(8, 3 + 0.12 * len(videos)), dpi=100, sharex=True,
+        gridspec_kw={"height_ratios": [2, max(1, len(videos) / 8)]},
+    )
+    ax.plot(x, y, label="frames/s, all videos (moving window)")
     ax.set_ylabel("frames/s")
+    ax.set_ylim(bottom=0)
     ax.set_title(f"vsr batch: {summary['model']} x{summary['scale']}, {summary['upscalers']} upscaler(s), "
                  f"busy {100 * summary['busy_share']:.0f}%")
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=8)
+    colours = {"ok": "tab:green", "failed": "tab:red", "skipped": "0.7", "interrupted": "tab:orange"}
+    for k, v in enumerate(videos):
+        gantt.plot([v["started_s"], v["finished_s"]], [k, k], lw=3, color=colours.get(v["status"], "0.5"))
+    gantt.set_yticks([])
+    gantt.set_ylabel("videos")
+    gantt.invert_yaxis()
+    gantt.set_xlabel("seconds since start")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

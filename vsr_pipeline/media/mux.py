@@ -20,7 +20,7 @@ import av
 
 from .errors import MediaError, short_reason
 from .probe import open_input
-from .writer import StreamCopier, partial_path
+from .writer import StreamCopier, exact_timing_options, partial_path
 
 
 def _codec_key(stream: av.video.stream.VideoStream) -> tuple[object, ...]:
@@ -47,7 +47,8 @@ def concat_segments(
     first = open_input(segments[0])
     key = _codec_key(first.streams.video[0])
     try:
-        container = av.open(str(tmp), mode="w")
+        container = av.open(str(tmp), mode="w",
+                            container_options=exact_timing_options(out, first.streams.video[0].time_base))
     except (av.FFmpegError, ValueError, OSError) as exc:
         first.close()
         raise MediaError(f"{out}: cannot create output ({short_reason(exc)})") from None

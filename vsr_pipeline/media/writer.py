@@ -29,6 +29,19 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
+#: ISO-BMFF containers: their edit list (where the first frame starts) is in the movie timescale
+ISO_BMFF = frozenset({".mp4", ".mov", ".m4v"})
+
+
+def exact_timing_options(path: str | os.PathLike[str], time_base: Fraction) -> dict[str, str]:
+    """Muxer options that keep every pts exact: MP4/MOV store a file's start offset in the movie timescale
+    (1/1000 s by default), so a file starting at 8192/15360 s read back at 8187/15360; the stream's own
+    timescale makes it exact (a chunk's segment starts mid-video)."""
+    if Path(path).suffix.lower() in ISO_BMFF and Fraction(time_base).denominator <= 2**31 - 1:
+        return {"movie_timescale": str(Fraction(time_base).denominator)}
+    return {}
+
+
 class VideoWriter(AtomicOutput):
     """Encode frames to ``path``; the file appears under its name only when :meth:`close` succeeds.
 
@@ -110,7 +123,9 @@ class VideoWriter(AtomicOutput):
             raise MediaError(f"{self.path}: encoder {codec} cannot take {self.pix_fmt}"
                              + (" (needed for odd sizes)" if self.pix_fmt == "yuv444p" else ""))
         try:
-            self._container = av.open(str(self.tmp_path), mode="w", container_options=container_options or {})
+            self._container = av.open(str(self.tmp_path), mode="w",
+                                      container_options=exact_timing_options(self.path, self.time_base)
+                                      | (container_options or {}))
         except (av.FFmpegError, ValueError, OSError) as exc:
             raise MediaError(f"{self.path}: cannot create output ({short_reason(exc)})") from None
         try:
