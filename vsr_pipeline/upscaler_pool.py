@@ -3,8 +3,10 @@
 
 Any actor can take any chunk: a chunk carries its own temporal context (``vsr_pipeline.plan``) and every
 forward pass has a fixed shape (``workers.upscaler.forward_full``), so the output does not depend on which
-actor computed it. Placement follows Ray resources: on GPUs one actor per GPU (``num_gpus=1``), on the CPU an
-actor takes ``num_cpus`` slots and runs that many torch threads.
+actor computed it (given the same torch thread count: the summation order of a convolution, so the last bit
+of a float, follows it; a pool of CPU actors with fewer threads each than ``vsr upscale``'s one can differ
+from it by a rounding step in a few pixels). Placement follows Ray resources: on GPUs one actor per GPU
+(``num_gpus=1``), on the CPU an actor takes a CPU slot and runs the threads it is given.
 """
 
 from __future__ import annotations
