@@ -130,10 +130,13 @@ def default_padding(model: str) -> int:
 
 
 def default_chunk(info: VideoInfo, padding: int) -> int:
-    """Core frames per chunk: 50, fewer for large frames so ~64 feature maps of the window fit a budget."""
+    """Core frames per chunk: 50, or 10x the padding where that is more (recurrent models: each chunk
+    recomputes 2 x padding context frames, 40 % of a 50-frame chunk with padding 10, measured as 20 % of a
+    64-frame clip's model time in docs/benchmarks.md 8.3b); fewer for large frames so ~64 feature maps of
+    the window fit a budget."""
     per_frame = 64 * 4 * info.width * info.height * 3  # features kept per frame, both directions + slack
     fit = max(1, CHUNK_FEATURE_BYTES // per_frame - 2 * padding)
-    return int(max(min(50, fit), min(8, info.frames or 8)))
+    return int(max(min(max(50, 10 * padding), fit), min(8, info.frames or 8)))
 
 
 @contextmanager
