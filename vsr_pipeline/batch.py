@@ -22,8 +22,16 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from vsr_pipeline.errors import InterruptedJob, UsageError
-from vsr_pipeline.pipeline import UpscaleOptions, check_options, plan_job, ray_session, run_job
+from vsr_pipeline.errors import EXIT_INTERRUPTED, InterruptedJob, UsageError, exit_code_and_message
+from vsr_pipeline.pipeline import (
+    UpscaleOptions,
+    check_options,
+    plan_job,
+    ray_session,
+    restart_policy,
+    run_job,
+    upscaler_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +143,6 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
     """Upscale every input into ``opts.outdir``; returns the summary (also written beside the outputs with a
     Markdown report and a throughput plot). Raises only for what stops the whole batch (bad options, a
     model that cannot load, Ctrl-C); a video's own failure is recorded in its line of the summary."""
-    import torch
-
     from vsr_pipeline.upscaler_pool import UpscalerPool
 
     if not inputs:
@@ -157,8 +163,6 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
     cancel = threading.Event()
     started = time.time()
     with ray_session(opts.upscale.address):
-        from vsr_pipeline.pipeline import restart_policy, upscaler_options
-
         placement = choose_placement(opts)
         device = "auto" if placement.num_gpus else "cpu"
         pool = UpscalerPool.start(spec, placement, upscaler_options(spec, video_opts, device),
@@ -175,8 +179,8 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
                      placement.actors, device_name, jobs)
 
             def one(k: int) -> None:
-                _run_video(outcomes[k], outputs[k], video_opts, torch.device(device_type), device_type, pool,
-                           cancel, timeline, k, len(inputs))
+                _run_video(outcomes[k], outputs[k], video_opts, spec, device_type, pool, cancel, timeline, k,
+                           len(inputs))
 
             _run_all(one, len(inputs), jobs, cancel)
             busy = pool.stats()
@@ -213,7 +217,7 @@ def _run_video(
     outcome: VideoOutcome,
     output: Path,
     opts: UpscaleOptions,
-    device: Any,
+    spec: Any,
     device_type: str,
     pool: Any,
     cancel: threading.Event,
@@ -222,8 +226,8 @@ def _run_video(
     n: int,
 ) -> None:
     """One video, start to finish; every error ends up in ``outcome``, never raised."""
-    from vsr_pipeline.cli import exit_code_and_message
-    from vsr_pipeline.errors import EXIT_INTERRUPTED
+    import torch
+
 
     outcome.started = time.time()
     if cancel.is_set():
@@ -236,7 +240,7 @@ def _run_video(
         _say(k, n, outcome)
         return
     try:
-        plan = plan_job(outcome.input, output, opts, device)
+        plan = plan_job(outcome.input, output, opts, torch.device(device_type), spec)
         result = run_job(plan, device_type, pool, cancel, timeline.add)
     except (Exception, KeyboardInterrupt) as exc:
         code, message = exit_code_and_message(exc)

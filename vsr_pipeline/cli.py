@@ -14,7 +14,6 @@ from fractions import Fraction
 from typing import Any, NoReturn
 
 from vsr_pipeline import errors
-from vsr_pipeline.errors import VsrError
 
 log = logging.getLogger("vsr")
 
@@ -391,23 +390,6 @@ COMMANDS = {
 }
 
 
-def exit_code_and_message(exc: BaseException) -> tuple[int, str]:
-    """Map an exception to (exit code, one-line message)."""
-    cause = getattr(exc, "cause", None)  # ray.exceptions.RayTaskError / RayActorError carry the original
-    if cause is not None and isinstance(cause, BaseException) and cause is not exc:
-        return exit_code_and_message(cause)
-    if isinstance(exc, VsrError):
-        return exc.exit_code, str(exc)
-    module = type(exc).__module__
-    if module.startswith("vsr_pipeline.media"):
-        return errors.EXIT_INPUT, str(exc)
-    if module.startswith("models") and isinstance(exc, ValueError):
-        return errors.EXIT_MODEL, str(exc)
-    if isinstance(exc, KeyboardInterrupt):
-        return errors.EXIT_INTERRUPTED, "interrupted"
-    return errors.EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)"
-
-
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:
     """SIGTERM (a scheduler stopping the job) ends it like Ctrl-C: cleanly, resumable."""
     raise KeyboardInterrupt
@@ -446,7 +428,7 @@ def _main(argv: list[str] | None) -> int:
     except (Exception, KeyboardInterrupt) as exc:
         if args.debug:
             raise
-        code, message = exit_code_and_message(exc)
+        code, message = errors.exit_code_and_message(exc)
         first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
         print(f"vsr: error: {first}", file=sys.stderr)
         return code

@@ -41,3 +41,20 @@ class InterruptedJob(VsrError):
     """Ctrl-C (SIGINT) or SIGTERM: stopped cleanly, no output file, the ledger kept for resuming."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+def exit_code_and_message(exc: BaseException) -> tuple[int, str]:
+    """Map an exception to (exit code, one-line message)."""
+    cause = getattr(exc, "cause", None)  # ray.exceptions.RayTaskError / RayActorError carry the original
+    if cause is not None and isinstance(cause, BaseException) and cause is not exc:
+        return exit_code_and_message(cause)
+    if isinstance(exc, VsrError):
+        return exc.exit_code, str(exc)
+    module = type(exc).__module__
+    if module.startswith("vsr_pipeline.media"):
+        return EXIT_INPUT, str(exc)
+    if module.startswith("models") and isinstance(exc, ValueError):
+        return EXIT_MODEL, str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "interrupted"
+    return EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)"

@@ -329,7 +329,6 @@ class JobPlan:
     output: Path
     opts: UpscaleOptions
     spec: ModelSpec
-    backbone: ModelSpec | None
     info: VideoInfo
     chunk: int
     padding: int
@@ -356,10 +355,17 @@ def check_options(opts: UpscaleOptions) -> ModelSpec:
     return spec
 
 
-def plan_job(input_path: str | Path, output: str | Path, opts: UpscaleOptions, device: Any) -> JobPlan:
-    """Check ``opts`` and the paths, probe the input, size and plan its chunks (nothing is started)."""
+def plan_job(
+    input_path: str | Path,
+    output: str | Path,
+    opts: UpscaleOptions,
+    device: Any,
+    spec: ModelSpec | None = None,
+) -> JobPlan:
+    """Check ``opts`` (unless ``spec``, what ``check_options`` returned, says that is done) and the paths,
+    probe the input, size and plan its chunks (nothing is started)."""
     input_path, output = Path(input_path), Path(output)
-    spec = check_options(opts)
+    spec = check_options(opts) if spec is None else spec
     check_paths(input_path, output, opts.overwrite)
     check_perf_options(spec, opts, device)
     info = probe(input_path, fps=opts.fps)
@@ -373,8 +379,7 @@ def plan_job(input_path: str | Path, output: str | Path, opts: UpscaleOptions, d
             check_padding(spec.name, spec.radius, padding)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    backbone = None if opts.backbone is None else get_spec(opts.backbone)
-    return JobPlan(input_path, output, opts, spec, backbone, info, chunk, padding,
+    return JobPlan(input_path, output, opts, spec, info, chunk, padding,
                    plan_chunks(info.frames, chunk, padding))
 
 
@@ -408,9 +413,9 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions) ->
     from vsr_pipeline.upscaler_pool import Placement, UpscalerPool
     from workers.upscaler import resolve_device
 
-    check_options(opts)
+    spec = check_options(opts)  # option errors before device errors
     device = resolve_device(opts.device)
-    plan = plan_job(input_path, output, opts, device)
+    plan = plan_job(input_path, output, opts, device, spec)
     gpu = device.type == "cuda"
     cpus = os.cpu_count() or 1
     # On the CPU the one upscaler takes a slot but runs on every core: the decoder and encoder are mostly idle
