@@ -192,3 +192,44 @@ def test_beats_bicubic_on_vid4_calendar(basicvsr_bi: torch.nn.Module) -> None:
 
     gain = _psnr_y(to_u8(sr), gt) - _psnr_y(to_u8(bicubic), gt)
     assert gain > 1.0, f"BasicVSR only {gain:.2f} dB above bicubic"
+
+
+# ---------------------------------------------------------------- precision under autocast
+
+
+def test_flows_and_residual_stream_stay_float32_under_bf16_autocast() -> None:
+    """Under autocast SPyNet sees float32 frames and each trunk hands back a float32 state; without
+    autocast the trunk is exactly the plain sequence of its layers."""
+    torch.manual_seed(0)
+    model = BasicVSR(num_feat=8, num_block=2).eval()
+    seen: list[torch.dtype] = []
+    model.spynet.register_forward_pre_hook(lambda _m, args: seen.extend(a.dtype for a in args))
+    states: list[torch.dtype] = []
+    model.backward_trunk.register_forward_hook(lambda _m, _a, out: states.append(out.dtype))
+    x = torch.rand(1, 3, 3, 16, 24)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x)
+    assert seen and set(seen) == {torch.float32}
+    assert states and set(states) == {torch.float32}
+    feat = torch.rand(1, 11, 16, 24)
+    with torch.no_grad():
+        assert torch.equal(model.forward_trunk(feat), model.forward_trunk.main(feat))
+
+
+def test_bf16_keeps_close_to_fp32_on_real_frames() -> None:
+    """Real weights, real frames: bf16 autocast stays within 0.1 8-bit level RMS of float32 (measured 0.05;
+    with the trunk's state in bf16 it was 0.20, and 0.18 dB Y-PSNR lost over 12 frames)."""
+    from vsr_pipeline.degrade import degrade_bi
+    from vsr_pipeline.media import FrameReader
+
+    _weights()
+    model = load_model("basicvsr", "reds4", 4)
+    with FrameReader(shared_path("videos", "bikes.mp4")) as reader:
+        hr = reader.read(3)[0][:, 64:200, 160:480]
+    lr = torch.from_numpy(degrade_bi(np.ascontiguousarray(hr), 4)).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        ref = model(lr[None])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(lr[None]).float()
+    rms_levels = float((low - ref).pow(2).mean().sqrt()) * 255
+    assert rms_levels < 0.1

@@ -3,6 +3,8 @@ Beyond", CVPR 2021), x4, with BasicSR's parameter names so the official checkpoi
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -12,10 +14,20 @@ from models.motion.spynet import SpyNet
 from models.motion.warp import flow_warp
 
 
-class ConvResidualBlocks(nn.Sequential):
+def _without_autocast(x: Tensor) -> contextlib.AbstractContextManager[None]:
+    """Autocast switched off on ``x``'s device (a no-op context when none is active)."""
+    return torch.autocast(x.device.type, enabled=False)
+
+
+class ConvResidualBlocks(nn.Module):
     """Propagation trunk: Conv(in -> feat, 3x3), LeakyReLU(0.1), ``num_block`` residual blocks.
 
     Wrapped in ``main`` so keys read ``main.0.*`` (input conv) and ``main.2.{i}.conv{1,2}.*`` (BasicSR).
+
+    Under autocast (bf16/fp16) the input convolution runs in float32 and the residual stream stays float32
+    (each block adds its low-precision branch to a float32 input), so the recurrent state does not pile up
+    rounding from frame to frame: on real clips bf16 with a bf16 stream lost up to 0.18 dB Y-PSNR over 12
+    frames, with this 0.002 dB (docs/benchmarks.md, issue 6). Without autocast it is the plain sequence.
     """
 
     def __init__(self, num_in_ch: int, num_feat: int, num_block: int) -> None:
@@ -25,6 +37,12 @@ class ConvResidualBlocks(nn.Sequential):
             nn.LeakyReLU(0.1, inplace=True),
             make_layer(lambda: ResidualBlockNoBN(num_feat), num_block),
         )
+
+    def forward(self, x: Tensor) -> Tensor:
+        conv_in, act, blocks = self.main
+        with _without_autocast(x):
+            feat = act(conv_in(x.float()))
+        return blocks(feat)
 
 
 class BasicVSR(nn.Module):
@@ -63,8 +81,10 @@ class BasicVSR(nn.Module):
         self.lrelu = nn.LeakyReLU(0.1, inplace=True)
 
     def _pair_flows(self, ref: Tensor, nxt: Tensor) -> tuple[Tensor, Tensor]:
-        """(backward, forward) flows of one neighbour pair, one SPyNet call on a 2N batch."""
-        flows = self.spynet(torch.cat([ref, nxt]), torch.cat([nxt, ref]))
+        """(backward, forward) flows of one neighbour pair, one SPyNet call on a 2N batch, in float32 even
+        under autocast (flows of tens of pixels need more than bf16's 8 significant bits)."""
+        with _without_autocast(ref):
+            flows = self.spynet(torch.cat([ref, nxt]).float(), torch.cat([nxt, ref]).float())
         return flows[: ref.shape[0]], flows[ref.shape[0] :]
 
     def _reconstruct(self, feat_b: Tensor, feat_f: Tensor, lr: Tensor) -> Tensor:
