@@ -269,6 +269,31 @@ def test_warm_starts_compute_the_fitted_interpolators() -> None:
         assert torch.allclose(fsrcnn(lr), ref, atol=1e-5)
 
 
+def test_refit_espcn_output_recovers_the_output_layer_of_a_known_network() -> None:
+    """Targets made by a network with the same feature layers: the refitted output layer reproduces it."""
+    import copy
+
+    from models.registry import build_model
+    from vsr_pipeline.train.warm_start import refit_espcn_output
+
+    torch.manual_seed(3)
+    teacher = build_model("espcn", 3).eval()
+    student = copy.deepcopy(teacher)
+    torch.nn.init.normal_(student.body[4].weight)
+    g = torch.Generator().manual_seed(4)
+
+    def batches(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lr = torch.rand(4, 3, 12, 12, generator=g)
+        with torch.no_grad():
+            return lr, teacher(lr)
+
+    refit_espcn_output(student, batches, 6, ridge=0.0)
+    lr = torch.rand(2, 3, 10, 10, generator=g)
+    with torch.no_grad():
+        err = (student(lr) - teacher(lr))[..., 3:-3, 3:-3].abs().max().item()  # interior: fitted there
+    assert err < 1e-4
+
+
 def test_perceptual_and_adversarial_training_step(photo_dir: Path, tmp_path: Path) -> None:
     """With VGG19 weights on disk (random here: the layout is what matters) the SRGAN-style losses train."""
     from safetensors.torch import save_file

@@ -17,6 +17,8 @@ a machine whose load changes affects them alike; each figure is the median over 
   (``naive_fps``, and each stage's share of the time in ``naive_share``).
 
 Ratios: ``pipeline_over_model`` (b/a), ``pipeline_over_model_whole``, ``pipeline_over_naive`` (b/c).
+The process-tree sampler runs during all of them (it costs the driver a few hundredths of a core), not only
+during (b).
 """
 
 from __future__ import annotations
@@ -118,13 +120,15 @@ _RAY_NAME = re.compile(r"ray::([A-Za-z_]\w*)")
 class TreeSampler:
     """Samples, every ``interval`` seconds in a thread, the summed RSS/PSS of this process and its
     descendants (Ray's raylet, GCS and workers when Ray runs in-process) and each Ray actor's CPU time
-    (by the ``ray::ClassName`` process title; 0.1 s so that a short job's actors are seen before they go)."""
+    (by the ``ray::ClassName`` process title).
 
-    def __init__(self, interval: float = 0.1, memory_every: int = 5) -> None:
+    Sampling costs the driver CPU (it lists /proc and the kernel walks every mapping for smaps_rollup, ~10 ms
+    per torch process): every 0.1 s with memory every 5th sample it took 0.10 of the 2 cores, every 0.5 s
+    with memory every 4th 0.036 (measured beside three idle BasicVSR actors). ``run_bench`` runs one around
+    every timed variant, so whatever it costs, each variant pays it alike."""
+
+    def __init__(self, interval: float = 0.5, memory_every: int = 4) -> None:
         self.interval = interval
-        #: memory (smaps_rollup: the kernel walks every mapping, ~10 ms per torch process) only every
-        #: ``memory_every`` samples: sampled every 0.1 s it cost the driver 0.24 of the 2 cores, time taken
-        #: from the pipeline being measured
         self.memory_every = max(1, memory_every)
         self._samples = 0
         self.peak_rss_kb = self.peak_pss_kb = 0
@@ -352,8 +356,10 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         naive_shares: list[dict[str, float]] = []
         with ray_session(None):
             for r in range(opts.repeats):
-                times["model"].append(model_chunks())
-                times["model_whole"].append(model_whole() if len(chunks) > 1 else times["model"][-1])
+                with TreeSampler():  # the same sampling load as the pipeline's run below
+                    times["model"].append(model_chunks())
+                with TreeSampler():
+                    times["model_whole"].append(model_whole() if len(chunks) > 1 else times["model"][-1])
                 with TreeSampler() as sampler:
                     s = time.perf_counter()
                     upscale(clip, tmp / f"pipeline{r}.mp4", up_opts)
@@ -363,8 +369,9 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
                                                       opts.batch, precision, opts.tile, opts.overlap))
                 if naive_model is not None:
                     torch.set_num_threads(cpus)
-                    res = naive_loop(naive_model, spec.temporal, spec.radius, clip, tmp / f"naive{r}.mp4",
-                                     opts)
+                    with TreeSampler():
+                        res = naive_loop(naive_model, spec.temporal, spec.radius, clip, tmp / f"naive{r}.mp4",
+                                         opts)
                     times["naive"].append(res["seconds"])
                     naive_shares.append(res)
                 log(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v))

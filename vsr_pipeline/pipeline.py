@@ -130,13 +130,26 @@ def default_padding(model: str) -> int:
 
 
 def default_chunk(info: VideoInfo, padding: int) -> int:
-    """Core frames per chunk: 50, or 10x the padding where that is more (recurrent models: each chunk
-    recomputes 2 x padding context frames, 40 % of a 50-frame chunk with padding 10, measured as 20 % of a
-    64-frame clip's model time in docs/benchmarks.md 8.3b); fewer for large frames so ~64 feature maps of
-    the window fit a budget."""
+    """Core frames per chunk, where ``fit`` is what a budget of ~64 feature maps per window frame allows
+    (fewer for large frames).
+
+    - Single-image and window models (no padding): 50, or ``fit`` if smaller; small chunks let the encoder
+      start early, which matters where the codec costs as much as the model (ESPCN).
+    - Recurrent models (``padding`` context frames recomputed on each side of a chunk): as large as ``fit``
+      allows, spread evenly over the video, since padding is pure extra work (20 % of BasicVSR's model
+      time with chunks of 50, docs/benchmarks.md 8.3b; on 250 frames it is 16 % more frames computed with
+      chunks of 100, 8 % with this rule's 2 x 125). Live streams (unknown length) keep 10x the padding,
+      for latency.
+    """
     per_frame = 64 * 4 * info.width * info.height * 3  # features kept per frame, both directions + slack
     fit = max(1, CHUNK_FEATURE_BYTES // per_frame - 2 * padding)
-    return int(max(min(max(50, 10 * padding), fit), min(8, info.frames or 8)))
+    floor = min(8, info.frames or 8)
+    if padding == 0:
+        return int(max(min(50, fit), floor))
+    if not info.frames:
+        return int(max(min(10 * padding, fit), floor))
+    pieces = -(-info.frames // fit)  # ceil: as few chunks as memory allows, then equal sizes
+    return int(max(-(-info.frames // pieces), floor))
 
 
 @contextmanager

@@ -107,7 +107,8 @@ class TrainConfig:
     scale: int
     arch: dict[str, Any] = field(default_factory=dict)
     init: str = ""  # weights to start from (shape-matching tensors are copied)
-    warm_start: str = ""  # "linear": ESPCN/FSRCNN start as a least-squares linear interpolator
+    warm_start: str = ""  # "linear": ESPCN/FSRCNN start as a least-squares linear interpolator;
+    # "refit_output": ESPCN keeps its (init) feature layers and fits the output convolution
     data: DataConfig = field(default_factory=DataConfig)
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -155,8 +156,10 @@ def from_dict(raw: Any, where: str = "config") -> TrainConfig:
         raise TrainConfigError(f"{where}: loss.pixel must be mse, l1 or charbonnier, not {cfg.loss.pixel!r}")
     if cfg.optim.schedule not in ("cosine", "step", "constant"):
         raise TrainConfigError(f"{where}: optim.schedule must be cosine, step or constant")
-    if cfg.warm_start not in ("", "linear"):
-        raise TrainConfigError(f"{where}: warm_start must be empty or 'linear', not {cfg.warm_start!r}")
+    if cfg.warm_start not in ("", "linear", "refit_output"):
+        raise TrainConfigError(
+            f"{where}: warm_start must be empty, 'linear' or 'refit_output', not {cfg.warm_start!r}"
+        )
     if cfg.data.frames < 1 or cfg.data.frames % 2 == 0:
         raise TrainConfigError(f"{where}: data.frames must be odd and >= 1, got {cfg.data.frames}")
     return cfg

@@ -208,6 +208,23 @@ class Trainer:
             raise TrainConfigError(f"warm_start 'linear' supports ESPCN and FSRCNN, not {kind}")
         log.info("warm start: %s set to the least-squares linear interpolator", kind)
 
+    def refit_output_start(self, n_batches: int = 24) -> None:
+        """ESPCN: keep the feature layers (from ``init``, e.g. another scale's weights) and fit the output
+        convolution by least squares on rank 0's batches of steps far beyond the run (``warm_start.py``)."""
+        from vsr_pipeline.train import warm_start as ws
+
+        if type(self.net).__name__ != "ESPCN":
+            raise TrainConfigError(f"warm_start 'refit_output' supports ESPCN, not {type(self.net).__name__}")
+        self._ensure_data()
+        assert self.sampler is not None
+        sampler, cfg = self.sampler, self.cfg
+
+        def batches(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return sampler.sample(batch_rng(cfg.seed, 0, 10**9 + i), cfg.optim.batch)
+
+        ws.refit_espcn_output(self.net, batches, n_batches)
+        log.info("warm start: ESPCN output convolution fitted to the initial features")
+
     # ----- checkpoints ----------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
         return {
@@ -294,6 +311,8 @@ class Trainer:
                 log.info("--resume: no checkpoint in %s, starting afresh", self.run_dir)
         if self.step == 0 and cfg.warm_start == "linear":
             self.linear_warm_start()
+        elif self.step == 0 and cfg.warm_start == "refit_output":
+            self.refit_output_start()
         end = cfg.optim.steps if max_steps is None else min(cfg.optim.steps, self.step + max_steps)
         self._ensure_data()
         bar = tqdm(

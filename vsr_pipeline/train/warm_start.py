@@ -144,3 +144,32 @@ def espcn_linear_init(model: nn.Module, weight: Tensor, bias: Tensor, eps: float
                 k = c * 9 + (ay + 1) * 3 + (ax + 1)
                 conv3.weight[:, k, 1 + dy - ay, 1 + dx - ax] = weight[:, c, half + dy, half + dx] / eps
     conv3.bias.copy_(bias)
+
+
+@torch.no_grad()
+def refit_espcn_output(model: nn.Module, batches: Callable[[int], tuple[Tensor, Tensor]], n_batches: int,
+                       ridge: float = 1e-5) -> None:
+    """Keep an ESPCN's two feature layers (e.g. copied from a model trained at another scale) and set its
+    output convolution (``32 -> 3*s*s``, 3x3) to the least-squares fit of the pixel-unshuffled HR blocks
+    from those features' 3x3 neighbourhoods (interior positions, bias unpenalised): the new scale starts
+    from the old scale's learned features instead of noise."""
+    features = model.body[:4]  # type: ignore[index]
+    conv3 = model.body[4]  # type: ignore[index]
+    scale = int(model.scale)  # type: ignore[arg-type]
+    k = conv3.kernel_size[0]
+    n_in = conv3.in_channels * k * k + 1
+    xtx = torch.zeros(n_in, n_in, dtype=torch.float64)
+    xty = torch.zeros(n_in, conv3.out_channels, dtype=torch.float64)
+    half = k // 2
+    for i in range(n_batches):
+        lr, hr = batches(i)
+        feat = features(lr.to(conv3.weight.device)).cpu()
+        cols = F.unfold(feat, k).transpose(1, 2).reshape(-1, n_in - 1).double()
+        cols = torch.cat([cols, torch.ones(len(cols), 1, dtype=torch.float64)], dim=1)
+        tgt = F.pixel_unshuffle(hr.cpu(), scale)[..., half:-half, half:-half].flatten(2)
+        tgt = tgt.transpose(1, 2).reshape(-1, conv3.out_channels).double()
+        xtx += cols.T @ cols
+        xty += cols.T @ tgt
+    sol = _solve(xtx, xty, ridge)
+    conv3.weight.copy_(sol[:-1].T.reshape(conv3.weight.shape).to(conv3.weight))
+    conv3.bias.copy_(sol[-1].to(conv3.bias))
