@@ -2,11 +2,13 @@
 sets, write the model card and a JSON record.
 
     python benchmarks/train_ship.py espcn_x4 [espcn_x3 ...] [--datasets set5 set14] [--quick]
+    python benchmarks/train_ship.py espcn_x4_stage2:espcn_x4     # run name : shipped name
 
-Reads ``runs/<name>/`` (config.yaml, best.safetensors, checkpoints/*/state.json, metrics.jsonl). Writes
+Reads ``runs/<run>/`` (config.yaml, best.safetensors, checkpoints/*/state.json, metrics.jsonl). Writes
 ``models/zoo/<dir>/<name>.safetensors``, ``models/zoo/<dir>/<name>.md`` and
-``benchmarks/results/train_<name>.json``. The benchmark sets only *measure* the shipped file: model selection
-used the held-out training photographs/clips (best validation PSNR), never these sets.
+``benchmarks/results/train_<name>.json`` (``<name>`` is the run's unless given after a colon).
+The benchmark sets only *measure* the shipped file: model selection used the held-out training
+photographs/clips (best validation PSNR), never these sets.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def run_eval(model: str, weights: Path, scale: int, dataset: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("names", nargs="+", help="run names (runs/<name>)")
+    ap.add_argument("names", nargs="+", help="run names (runs/<name>), or RUN:NAME to ship under NAME")
     ap.add_argument("--datasets", nargs="+", default=None)
     ap.add_argument("--runs", type=Path, default=ROOT / "runs")
     ap.add_argument("--notes", default="", help="extra paragraph for the card (restarts, deviations)")
@@ -67,9 +69,11 @@ def main() -> None:
         ship(name, args)
 
 
-def ship(name: str, args: argparse.Namespace) -> None:
-    """Copy, evaluate and document one run."""
-    run = args.runs / name
+def ship(run_and_name: str, args: argparse.Namespace) -> None:
+    """Copy, evaluate and document one run (``RUN`` or ``RUN:NAME``)."""
+    run_name, _, name = run_and_name.partition(":")
+    name = name or run_name
+    run = args.runs / run_name
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     model, scale = cfg["model"], int(cfg["scale"])
     states = sorted(run.glob("checkpoints/step_*/state.json"))
@@ -113,6 +117,10 @@ def ship(name: str, args: argparse.Namespace) -> None:
              if dcfg["videos"] else "")
     paths = (f"synthetic camera paths (up to {dcfg['max_shift']} HR px per frame) over the photographs; "
              if video else "")
+    packages = "mate-backgrounds, plasma-workspace-wallpapers and\n  lomiri-wallpapers-20.04"
+    if any("photos-extra" in str(p) for p in dcfg["photos"]):
+        packages = ("mate-backgrounds, plasma-workspace-wallpapers,\n  lomiri-wallpapers-20.04 and "
+                    "lomiri-wallpapers-16.04")
     card = f"""# {name}: {model} x{scale}, trained by us
 
 `{dst.relative_to(ROOT)}` ({dst.stat().st_size / 1e6:.2f} MB, safetensors, {params:,} parameters).
@@ -128,15 +136,15 @@ Commands: {'; '.join(f'`{r["command"]}`' for r in results.values()) or '-'}
 
 ## Training
 
-- Command: `python -m vsr_pipeline.train.data_prep && vsr train configs/train/{name}.yaml`
+- Command: `python -m vsr_pipeline.train.data_prep && vsr train configs/train/{run_name}.yaml`
 - Steps: {state['step']} (batch {o['batch']}, LR patches {dcfg['patch']}x{dcfg['patch']},
   {dcfg['frames']} frame(s)), Adam {o['lr']} with {o['schedule']} decay to {o['min_lr']}; loss
   {cfg['loss']['pixel']}{mc}; warm start: {cfg.get('warm_start') or 'none'}.
 - Shipped weights: best validation PSNR {state['best_psnr']:.2f} dB at step {state['best_step']}
   (held-out crops, see data).
 - Wall time: {state['elapsed_s'] / 60:.0f} min on {record['hardware']}.
-- Data: photographs from the Debian packages mate-backgrounds, plasma-workspace-wallpapers and
-  lomiri-wallpapers-20.04 (list: `vsr_pipeline/train/data_prep.py`), kept at long sides
+- Data: photographs from the Debian packages {packages} (list: `vsr_pipeline/train/data_prep.py`), kept
+  at long sides
   {dcfg['levels']}, crops whose HR grey standard deviation is below {dcfg['min_std']} redrawn;
   {clips}{paths}held out for validation: {', '.join(dcfg['val_photos'] + dcfg['val_videos'])}.
   Degradation: MATLAB-style bicubic (BI),
