@@ -105,6 +105,12 @@ def memory_kb(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
+def rss_kb(pid: int) -> int:
+    """Resident set of ``pid`` in KiB from /proc/PID/statm (a counter: cheap, unlike smaps_rollup)."""
+    fields = _read(f"/proc/{pid}/statm").split()
+    return int(fields[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024) if len(fields) > 1 else 0
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of ``pid`` so far."""
     text = _read(f"/proc/{pid}/stat")
@@ -122,14 +128,20 @@ class TreeSampler:
     descendants (Ray's raylet, GCS and workers when Ray runs in-process) and each Ray actor's CPU time
     (by the ``ray::ClassName`` process title).
 
-    Sampling costs the driver CPU (it lists /proc and the kernel walks every mapping for smaps_rollup, ~10 ms
-    per torch process): every 0.1 s with memory every 5th sample it took 0.10 of the 2 cores, every 0.5 s
-    with memory every 4th 0.036 (measured beside three idle BasicVSR actors). ``run_bench`` runs one around
-    every timed variant, so whatever it costs, each variant pays it alike."""
+    Sampling costs the driver CPU: listing all of /proc to find the tree took ~9 ms a sample and smaps_rollup
+    makes the kernel walk every mapping (~10 ms per torch process); every 0.1 s with both it took 0.10 of the
+    2 cores (measured beside three idle BasicVSR actors). So the known tree's CPU times and titles are read
+    every ``interval`` (an actor that finishes a tiny job is named for well under a second), the tree is
+    relisted and its RSS summed (statm: cheap) every ``tree_every`` samples (new actors mostly reuse Ray's
+    prestarted workers, already in it) and PSS (smaps_rollup) read every ``memory_every``. ``run_bench``
+    runs one sampler around every timed variant, so whatever it costs, each variant pays it alike."""
 
-    def __init__(self, interval: float = 0.5, memory_every: int = 4) -> None:
+    def __init__(self, interval: float = 0.1, tree_every: int = 5, memory_every: int = 50) -> None:
         self.interval = interval
+        self.tree_every = max(1, tree_every)
         self.memory_every = max(1, memory_every)
+        self._tree: list[int] = []
+        self._names: dict[int, str] = {}  # pid -> its final title's actor name ("" for none): read once
         self._samples = 0
         self.peak_rss_kb = self.peak_pss_kb = 0
         self.actor_cpu: dict[int, tuple[str, float, float]] = {}  # pid -> (name, first cpu, last cpu)
@@ -159,14 +171,26 @@ class TreeSampler:
         rss = pss = 0
         self._samples += 1
         memory = self._samples % self.memory_every == 1 if memory is None else memory
-        for pid in process_tree(os.getpid()):
+        relist = memory or not self._tree or self._samples % self.tree_every == 1
+        if relist:
+            self._tree = process_tree(os.getpid())
+        for pid in self._tree:
             if memory:
                 r, p = memory_kb(pid)
                 rss, pss = rss + r, pss + p
-            m = _RAY_NAME.search(_read(f"/proc/{pid}/cmdline").replace("\0", " "))
-            if m and m.group(1) != "IDLE" and not m.group(1).endswith("Agent"):  # not Ray's own agents
+            elif relist:
+                rss += rss_kb(pid)
+            name = self._names.get(pid)
+            if name is None:
+                cmdline = _read(f"/proc/{pid}/cmdline").replace("\0", " ")
+                m = _RAY_NAME.search(cmdline)
+                name = m.group(1) if m else ""
+                # an idle worker may become an actor, a starting one is not titled yet: read those again
+                if name != "IDLE" and "default_worker" not in cmdline:
+                    self._names[pid] = name
+            if name and name != "IDLE" and not name.endswith("Agent"):  # not Ray's own agents
                 cpu = cpu_seconds(pid)
-                name, first, _ = self.actor_cpu.get(pid, (m.group(1), self._actor_cpu0.get(pid, 0.0), cpu))
+                _, first, _ = self.actor_cpu.get(pid, (name, self._actor_cpu0.get(pid, 0.0), cpu))
                 self.actor_cpu[pid] = (name, first, cpu)
         self.peak_rss_kb, self.peak_pss_kb = max(self.peak_rss_kb, rss), max(self.peak_pss_kb, pss)
 
