@@ -32,3 +32,23 @@ def test_default_padding_is_the_radius_for_window_models() -> None:
     assert default_padding("edvr-m") == default_padding("edvr-l") == 2
     assert default_padding("espcn") == 0
     assert default_padding("basicvsr") == RECURRENT_PADDING
+
+
+def test_default_chunk_recurrent_takes_what_memory_allows_evenly_others_stay_small() -> None:
+    from fractions import Fraction
+
+    from vsr_pipeline.media.probe import VideoInfo
+    from vsr_pipeline.pipeline import CHUNK_FEATURE_BYTES, default_chunk
+
+    def info(frames: int, w: int = 160, h: int = 68) -> VideoInfo:
+        return VideoInfo("x.mp4", w, h, frames, Fraction(25), Fraction(1, 12800), frames / 25, "h264",
+                         "yuv420p", 8)
+
+    fit = CHUNK_FEATURE_BYTES // (64 * 4 * 160 * 68 * 3) - 20  # 236 at 68x160, padding 10
+    assert default_chunk(info(250), 10) == 125  # two even chunks, not 236 + 14
+    assert default_chunk(info(200), 10) == 200 <= fit  # the whole clip fits: no padding recomputed
+    chunk = default_chunk(info(1000), 10)
+    assert chunk <= fit and -(-1000 // chunk) == -(-1000 // fit)  # as few chunks as memory allows
+    assert default_chunk(info(0), 10) == 100  # live stream: 10x the padding, for latency
+    assert default_chunk(info(250), 0) == 50  # single-image models: the encoder starts early
+    assert default_chunk(info(250, 1280, 720), 10) == 8  # large frames: memory decides, floor of 8

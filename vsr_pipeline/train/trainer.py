@@ -182,12 +182,9 @@ class Trainer:
             scores += [psnr_y(sr_np[j], part[j][1], crop_border=self.cfg.scale) for j in range(len(part))]
         return float(np.mean(scores))
 
-    def linear_warm_start(self, n_batches: int = 24) -> None:
-        """Start ESPCN/FSRCNN as the least-squares linear interpolator of the training data
-        (``warm_start.py``), fitted on rank 0's batches of steps far beyond the run (the same on every rank,
-        so replicas stay equal)."""
-        from vsr_pipeline.train import warm_start as ws
-
+    def _fit_batches(self) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+        """Batch ``i`` of rank 0's steps far beyond the run (the same on every rank, so replicas stay
+        equal): what the warm starts fit on."""
         self._ensure_data()
         assert self.sampler is not None
         sampler, cfg = self.sampler, self.cfg
@@ -195,6 +192,15 @@ class Trainer:
         def batches(i: int) -> tuple[torch.Tensor, torch.Tensor]:
             return sampler.sample(batch_rng(cfg.seed, 0, 10**9 + i), cfg.optim.batch)
 
+        return batches
+
+    def linear_warm_start(self, n_batches: int = 24) -> None:
+        """Start ESPCN/FSRCNN as the least-squares linear interpolator of the training data
+        (``warm_start.py``), fitted on rank 0's batches of steps far beyond the run (the same on every rank,
+        so replicas stay equal)."""
+        from vsr_pipeline.train import warm_start as ws
+
+        batches, cfg = self._fit_batches(), self.cfg
         kind = type(self.net).__name__
         if kind == "ESPCN":
             weight, bias = ws.fit_linear_interpolator(batches, cfg.scale, n_batches)
@@ -215,14 +221,7 @@ class Trainer:
 
         if type(self.net).__name__ != "ESPCN":
             raise TrainConfigError(f"warm_start 'refit_output' supports ESPCN, not {type(self.net).__name__}")
-        self._ensure_data()
-        assert self.sampler is not None
-        sampler, cfg = self.sampler, self.cfg
-
-        def batches(i: int) -> tuple[torch.Tensor, torch.Tensor]:
-            return sampler.sample(batch_rng(cfg.seed, 0, 10**9 + i), cfg.optim.batch)
-
-        ws.refit_espcn_output(self.net, batches, n_batches)
+        ws.refit_espcn_output(self.net, self._fit_batches(), n_batches)
         log.info("warm start: ESPCN output convolution fitted to the initial features")
 
     # ----- checkpoints ----------------------------------------------------------------------------------

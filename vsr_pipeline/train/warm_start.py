@@ -29,23 +29,29 @@ SUPPORT = 5  # LR neighbourhood of the fitted interpolator
 
 
 @torch.no_grad()
-def normal_equations(batches: Callable[[int], tuple[Tensor, Tensor]], scale: int,
-                     n_batches: int) -> tuple[Tensor, Tensor]:
-    """``(X^T X, X^T Y)`` of the least-squares problem: X = each interior LR pixel's 5x5 RGB neighbourhood
-    and a 1 (76 columns, ``unfold`` order c, dy, dx), Y = its pixel-unshuffled HR block (``3*s*s``)."""
-    n_in = 3 * SUPPORT * SUPPORT + 1
-    xtx = torch.zeros(n_in, n_in, dtype=torch.float64)
-    xty = torch.zeros(n_in, 3 * scale * scale, dtype=torch.float64)
-    half = SUPPORT // 2
+def normal_equations(
+    batches: Callable[[int], tuple[Tensor, Tensor]],
+    scale: int,
+    n_batches: int,
+    support: int = SUPPORT,
+    features: Callable[[Tensor], Tensor] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """``(X^T X, X^T Y)`` of the least-squares problem: X = each interior pixel's ``support`` x ``support``
+    neighbourhood of ``features(lr)`` (default: the LR RGB itself, 76 columns for 5x5) and a 1 (``unfold``
+    order c, dy, dx), Y = its pixel-unshuffled HR block (``3*s*s``)."""
+    xtx = xty = None
+    half = support // 2
     for i in range(n_batches):
         lr, hr = batches(i)
+        feat = lr if features is None else features(lr).cpu()
         # interior positions only: a window over the zero padding would bias the fit
-        cols = F.unfold(lr, SUPPORT).transpose(1, 2).reshape(-1, n_in - 1).double()
+        cols = F.unfold(feat, support).transpose(1, 2).flatten(0, 1).double()
         cols = torch.cat([cols, torch.ones(len(cols), 1, dtype=torch.float64)], dim=1)
-        tgt = F.pixel_unshuffle(hr, scale)[..., half:-half, half:-half].flatten(2)
+        tgt = F.pixel_unshuffle(hr.cpu(), scale)[..., half:-half, half:-half].flatten(2)
         tgt = tgt.transpose(1, 2).reshape(-1, 3 * scale * scale).double()
-        xtx += cols.T @ cols
-        xty += cols.T @ tgt
+        xtx = cols.T @ cols if xtx is None else xtx + cols.T @ cols
+        xty = cols.T @ tgt if xty is None else xty + cols.T @ tgt
+    assert xtx is not None and xty is not None, "n_batches must be >= 1"
     return xtx, xty
 
 
@@ -155,21 +161,9 @@ def refit_espcn_output(model: nn.Module, batches: Callable[[int], tuple[Tensor, 
     from the old scale's learned features instead of noise."""
     features = model.body[:4]  # type: ignore[index]
     conv3 = model.body[4]  # type: ignore[index]
-    scale = int(model.scale)  # type: ignore[arg-type]
-    k = conv3.kernel_size[0]
-    n_in = conv3.in_channels * k * k + 1
-    xtx = torch.zeros(n_in, n_in, dtype=torch.float64)
-    xty = torch.zeros(n_in, conv3.out_channels, dtype=torch.float64)
-    half = k // 2
-    for i in range(n_batches):
-        lr, hr = batches(i)
-        feat = features(lr.to(conv3.weight.device)).cpu()
-        cols = F.unfold(feat, k).transpose(1, 2).reshape(-1, n_in - 1).double()
-        cols = torch.cat([cols, torch.ones(len(cols), 1, dtype=torch.float64)], dim=1)
-        tgt = F.pixel_unshuffle(hr.cpu(), scale)[..., half:-half, half:-half].flatten(2)
-        tgt = tgt.transpose(1, 2).reshape(-1, conv3.out_channels).double()
-        xtx += cols.T @ cols
-        xty += cols.T @ tgt
+    device = conv3.weight.device
+    xtx, xty = normal_equations(batches, int(model.scale), n_batches,  # type: ignore[arg-type]
+                                support=conv3.kernel_size[0], features=lambda lr: features(lr.to(device)))
     sol = _solve(xtx, xty, ridge)
     conv3.weight.copy_(sol[:-1].T.reshape(conv3.weight.shape).to(conv3.weight))
     conv3.bias.copy_(sol[-1].to(conv3.bias))
