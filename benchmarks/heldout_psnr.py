@@ -1,6 +1,7 @@
 """Held-out validation PSNR of weight files, on the validation crops of a training config.
 
     python benchmarks/heldout_psnr.py configs/train/espcn_x3_from_x4.yaml WEIGHTS [WEIGHTS ...]
+    python benchmarks/heldout_psnr.py configs/train/espcn_x3_from_x4.yaml --start   # the run's step 0
 
 The crops a run validates on depend on its config (``val_photos``, ``val_crops``, ``val_patch``, seed), so
 runs with different settings cannot be compared by their logged PSNR; this scores any weights (and MATLAB
@@ -24,12 +25,22 @@ from vsr_pipeline.train.trainer import Trainer
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("config")
-    ap.add_argument("weights", nargs="+")
+    ap.add_argument("weights", nargs="*")
+    ap.add_argument("--start", action="store_true", help="also score the config's starting point: its init "
+                    "weights after its warm start, before any step")
     args = ap.parse_args()
     cfg = tc.load(args.config)
+    if args.start:
+        trainer = Trainer(cfg)
+        if cfg.warm_start == "linear":
+            trainer.linear_warm_start()
+        elif cfg.warm_start == "refit_output":
+            trainer.refit_output_start()
+        print(json.dumps({"weights": f"start of {cfg.name}", "heldout_psnr": round(trainer.validate(), 4)}))
     for weights in args.weights:
         trainer = Trainer(dataclasses.replace(cfg, init=weights, warm_start=""))
         print(json.dumps({"weights": weights, "heldout_psnr": round(trainer.validate(), 4)}), flush=True)
+    trainer = Trainer(cfg)
     trainer._ensure_data()
     assert trainer.val is not None
     bicubic = [  # lr: (frames, h, w, 3) uint8; the centre frame is the one the HR crop belongs to

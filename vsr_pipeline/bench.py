@@ -128,13 +128,14 @@ class TreeSampler:
     descendants (Ray's raylet, GCS and workers when Ray runs in-process) and each Ray actor's CPU time
     (by the ``ray::ClassName`` process title).
 
-    Sampling costs the driver CPU: listing all of /proc to find the tree took ~9 ms a sample and smaps_rollup
-    makes the kernel walk every mapping (~10 ms per torch process); every 0.1 s with both it took 0.10 of the
-    2 cores (measured beside three idle BasicVSR actors). So the known tree's CPU times and titles are read
-    every ``interval`` (an actor that finishes a tiny job is named for well under a second), the tree is
-    relisted and its RSS summed (statm: cheap) every ``tree_every`` samples (new actors mostly reuse Ray's
-    prestarted workers, already in it) and PSS (smaps_rollup) read every ``memory_every``. ``run_bench``
-    runs one sampler around every timed variant, so whatever it costs, each variant pays it alike."""
+    Sampling costs the driver CPU: listing all of /proc to find the tree takes ~9 ms a sample and
+    smaps_rollup makes the kernel walk every mapping (~10 ms per torch process); every 0.1 s with PSS every
+    5th sample it took 0.08 of the 2 cores beside three idle BasicVSR actors
+    (``benchmarks/overhead_costs.py``). So the known tree's CPU times and titles are read every
+    ``interval`` (an actor that finishes a tiny job is named for well under a second), the tree is relisted
+    and its RSS summed (statm: cheap) every ``tree_every`` samples (new actors mostly reuse Ray's prestarted
+    workers, already in it) and PSS read every ``memory_every``: 0.024 cores. ``run_bench`` runs one
+    sampler around every timed variant, so whatever it costs, each variant pays it alike."""
 
     def __init__(self, interval: float = 0.1, tree_every: int = 5, memory_every: int = 50) -> None:
         self.interval = interval
