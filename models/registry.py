@@ -44,6 +44,7 @@ class ModelSpec:
 
     name: str
     kind: Literal["sisr", "video"]
+    #: "recurrent": the module's forward takes ``(N, T, 3, H, W)`` and ``keep`` (a slice: frames to return)
     temporal: Literal["none", "window", "recurrent"]
     scales: tuple[int, ...]
     factory: str  # "package.module:Class", imported lazily

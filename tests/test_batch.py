@@ -38,7 +38,9 @@ def audio_bytes(path: Path) -> list[bytes]:
 
 
 def opts(**kw: object) -> UpscaleOptions:
-    base: dict[str, object] = {"model": "espcn", "scale": 2, "chunk": 4, "progress": False}
+    """Lossless x264 (crf 0), so equal HR frames decode equal: at crf 18 x264's macroblock-tree lookahead
+    made different bitstreams from equal frames in a few of 100 runs (docs/benchmarks.md, determinism)."""
+    base: dict[str, object] = {"model": "espcn", "scale": 2, "chunk": 4, "crf": 0, "progress": False}
     base.update(kw)
     return UpscaleOptions(**base)  # type: ignore[arg-type]
 

@@ -18,6 +18,8 @@ from models.registry import build_model, count_params, get_spec, load_model, res
 from models.video.basicvsr import BasicVSR
 from models.weights import find_package_file, read_state_dict
 from tests.conftest import shared_path
+from vsr_pipeline.precision import make_precision
+from workers.upscaler import make_forward, run_model
 
 CHECKPOINTS = ("reds4", "vimeo-bi", "vimeo-bd")
 
@@ -129,6 +131,30 @@ def test_all_frames_for_odd_sizes() -> None:
     assert single.shape == (2, 1, 3, 36, 40)
     with pytest.raises(ValueError, match=r"\(N, T, 3, H, W\)"):
         model(torch.rand(1, 3, 23, 37))
+
+
+def test_keep_reconstructs_only_those_frames_exactly() -> None:
+    """Chunk padding is context: ``keep`` gives bit for bit the same kept frames as the full output, through
+    the pipeline's forward wrappers too (bf16 autocast, tiles)."""
+    torch.manual_seed(0)
+    model = BasicVSR(num_feat=16, num_block=2).eval()
+    x = torch.rand(1, 7, 3, 12, 14)
+    with torch.no_grad():
+        full = model(x)
+        for keep in (slice(2, 5), slice(0, 1), slice(6, 7), slice(None), slice(-3, None)):
+            np.testing.assert_array_equal(model(x, keep=keep).numpy(), full[:, keep].numpy())
+        cpu = torch.device("cpu")
+        for name, tile in (("bf16", None), ("fp32", 8)):
+            precision = make_precision(name, cpu, "basicvsr")
+            fwd = make_forward(precision.prepare(model), precision, tile, overlap=2)
+            np.testing.assert_array_equal(fwd(x, keep=slice(1, 4)).numpy(), fwd(x)[:, 1:4].numpy())
+    frames = np.clip(x[0].permute(0, 2, 3, 1).numpy() * 255, 0, 255).astype(np.uint8)
+    hr = run_model(model, "recurrent", frames, torch.device("cpu"), keep=slice(3, 6))
+    assert hr.shape == (3, 48, 56, 3)
+    np.testing.assert_array_equal(hr, run_model(model, "recurrent", frames, torch.device("cpu"))[3:6])
+    for bad in (slice(0, 6, 2), slice(7, 9)):
+        with pytest.raises(ValueError, match="keep must be"):
+            model(x, keep=bad)
 
 
 def _reference_basicvsr() -> types.ModuleType:

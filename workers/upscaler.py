@@ -10,6 +10,8 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,23 +70,24 @@ def forward_full(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
 
 
 def make_forward(
-    model: Callable[[torch.Tensor], torch.Tensor],
+    model: Callable[..., torch.Tensor],
     precision: Precision = FP32_CPU,
     tile: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
-) -> Callable[[torch.Tensor], torch.Tensor]:
+) -> Callable[..., torch.Tensor]:
     """``model`` run in ``precision`` (autocast and memory layout), on blended ``tile``-pixel crops when
-    ``tile`` is set (``vsr_pipeline.tiling``). fp32 without tiles is ``model`` itself."""
+    ``tile`` is set (``vsr_pipeline.tiling``). fp32 without tiles is ``model`` itself. Keyword arguments
+    (a recurrent model's ``keep``) go to ``model``."""
     if precision.name == "fp32" and not tile:
         return model
 
-    def one(x: torch.Tensor) -> torch.Tensor:
+    def one(x: torch.Tensor, **kw: Any) -> torch.Tensor:
         with precision.autocast():
-            return model(precision.layout(x))
+            return model(precision.layout(x), **kw)
 
     if not tile:
         return one
-    return lambda x: tiled_forward(one, x, tile, overlap)
+    return lambda x, **kw: tiled_forward(partial(one, **kw), x, tile, overlap)
 
 
 def pad_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
@@ -97,7 +100,7 @@ def pad_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def run_model(
-    model: Callable[[torch.Tensor], torch.Tensor],
+    model: Callable[..., torch.Tensor],
     temporal: str,
     frames: np.ndarray,
     device: torch.device,
@@ -119,9 +122,8 @@ def run_model(
         raise ValueError(f"expected frames of shape (T, H, W, 3), got {frames.shape}")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    if temporal == "recurrent":
-        hr = to_uint8(model(to_tensor(frames, device).unsqueeze(0))[0])
-        return hr if keep is None else hr[keep]
+    if temporal == "recurrent":  # the model reconstructs only the kept frames (BasicVSR.forward)
+        return to_uint8(model(to_tensor(frames, device).unsqueeze(0), keep=keep)[0])
     if temporal == "none":
         if keep is not None:
             frames = frames[keep]

@@ -48,7 +48,8 @@ class ConvResidualBlocks(nn.Module):
 class BasicVSR(nn.Module):
     """Bidirectional recurrent video SR, x4: ``(N, T, 3, H, W) -> (N, T, 3, 4H, 4W)``, RGB in ``[0, 1]``.
 
-    Every output frame is produced (not only the centre one); any ``T >= 1`` and any ``H, W``.
+    Every output frame is produced (not only the centre one), or only a ``keep`` range (``forward``); any
+    ``T >= 1`` and any ``H, W``.
     With the defaults (64 features, 30 residual blocks per branch) it has 6,291,311 parameters
     (the official checkpoints hold 6,291,317 numbers: those plus SPyNet's two 3-value buffers).
 
@@ -60,7 +61,7 @@ class BasicVSR(nn.Module):
     forward] features, two Conv + PixelShuffle(2) stages, conv_hr, conv_last (LeakyReLU(0.1) between), plus
     the bilinearly x4-upsampled LR frame.
 
-    Memory: the backward features of all T frames (``T*64*H*W`` floats) and the forward flows
+    Memory: the backward features of the kept frames (``T*64*H*W`` floats at most) and their forward flows
     (``(T-1)*2*H*W``) are kept; SPyNet runs one neighbour pair at a time (batch 2N).
     """
 
@@ -95,33 +96,46 @@ class BasicVSR(nn.Module):
         out = self.conv_last(out)
         return out + F.interpolate(lr, scale_factor=4, mode="bilinear", align_corners=False)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, keep: slice | None = None) -> Tensor:
+        """``(N, T, 3, H, W) -> (N, T', 3, 4H, 4W)``: every frame, or with ``keep`` (a step-1 slice of the T
+        frames) only those, ``T' = len(range(T)[keep])``. The other frames are context: all T still run
+        through the backward branch and SPyNet, the forward branch stops after the last kept frame, and only
+        kept frames are reconstructed, each exactly as in the full output (the chunk padding around a
+        pipeline chunk costs no reconstruction)."""
         if x.dim() != 5 or x.shape[2] != 3:
             raise ValueError(f"BasicVSR expects (N, T, 3, H, W) RGB; got {tuple(x.shape)}")
         n, t, _, h, w = x.shape
+        kept = range(t) if keep is None else range(t)[keep]
+        if kept.step != 1 or not kept:
+            raise ValueError(f"keep must be a non-empty step-1 slice of the {t} frames, got {keep}")
 
-        # Backward branch (T-1 .. 0), computing each pair's flows once and keeping the forward ones.
+        # Backward branch (T-1 .. 0), computing each pair's flows once and keeping the forward ones
+        # (up to the last kept frame) and the kept frames' features.
         flows_fwd: list[Tensor | None] = [None] * t  # flows_fwd[i]: warps state of i-1 onto i
         feats_b: list[Tensor | None] = [None] * t
         feat = x.new_zeros(n, self.num_feat, h, w)
         for i in range(t - 1, -1, -1):
             if i < t - 1:
-                flow_b, flows_fwd[i + 1] = self._pair_flows(x[:, i], x[:, i + 1])
+                flow_b, flow_f = self._pair_flows(x[:, i], x[:, i + 1])
+                if i + 1 < kept.stop:
+                    flows_fwd[i + 1] = flow_f
                 feat = flow_warp(feat, flow_b)
             feat = self.backward_trunk(torch.cat([x[:, i], feat], dim=1))
-            feats_b[i] = feat
+            if i in kept:
+                feats_b[i] = feat
 
-        # Forward branch (0 .. T-1) and reconstruction; release each frame's tensors once used.
-        out = x.new_empty(n, t, 3, 4 * h, 4 * w)
+        # Forward branch (0 .. last kept) and reconstruction; release each frame's tensors once used.
+        out = x.new_empty(n, len(kept), 3, 4 * h, 4 * w)
         feat = torch.zeros_like(feat)
-        for i in range(t):
+        for i in range(kept.stop):
             flow_f = flows_fwd[i]
             if flow_f is not None:
                 feat = flow_warp(feat, flow_f)
                 flows_fwd[i] = None
             feat = self.forward_trunk(torch.cat([x[:, i], feat], dim=1))
-            feat_b = feats_b[i]
-            assert feat_b is not None
-            feats_b[i] = None
-            out[:, i] = self._reconstruct(feat_b, feat, x[:, i])
+            if i in kept:
+                feat_b = feats_b[i]
+                assert feat_b is not None
+                feats_b[i] = None
+                out[:, i - kept.start] = self._reconstruct(feat_b, feat, x[:, i])
         return out
