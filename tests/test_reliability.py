@@ -84,7 +84,7 @@ def test_ctrl_c_exits_130_without_output_and_resumes_to_the_same_file(
     """Ctrl-C (SIGINT), or SIGTERM from a scheduler: exit 130, one line, no output, a resumable ledger."""
     out = tmp_path / "out.mp4"
     cmd = [sys.executable, "-m", "vsr_pipeline.cli", "upscale", str(clip), "-o", str(out), "--model",
-           "bicubic", "--scale", "2", "--chunk", "3", "--no-progress"]
+           "bicubic", "--scale", "2", "--chunk", "3", "--crf", "0", "--no-progress"]  # = opts()
     env = {**os.environ, FAULT_ENV: "delay:1.5"}
     # started with SIGINT ignored, as a background job of a non-interactive shell is (and as the test runner's
     # children may be): the CLI must still stop on it
