@@ -191,8 +191,10 @@ class TreeSampler:
                     self._names[pid] = name
             if name and name != "IDLE" and not name.endswith("Agent"):  # not Ray's own agents
                 cpu = cpu_seconds(pid)
-                _, first, _ = self.actor_cpu.get(pid, (name, self._actor_cpu0.get(pid, 0.0), cpu))
-                self.actor_cpu[pid] = (name, first, cpu)
+                _, first, last = self.actor_cpu.get(pid, (name, self._actor_cpu0.get(pid, 0.0), cpu))
+                # an actor that has exited and been reaped reads 0 until the next relisting drops it: keep
+                # its last real reading (that 0 wiped whole runs' figures: stage_busy 0.0 or negative)
+                self.actor_cpu[pid] = (name, first, max(last, cpu))
         self.peak_rss_kb, self.peak_pss_kb = max(self.peak_rss_kb, rss), max(self.peak_pss_kb, pss)
 
     def busy(self) -> dict[str, float]:
