@@ -197,4 +197,7 @@ def test_bench_command_reports_every_variant(tmp_path: Path, capsys: pytest.Capt
     assert r["pipeline_over_model"] == pytest.approx(r["pipeline_fps"] / r["model_fps"], abs=1e-3)
     assert {"Decoder", "Upscaler", "Encoder", "driver"} <= set(r["stage_busy"])
     assert r["upscaler_startup_s"] > 0 and r["pipeline_fps_after_startup"] > r["pipeline_fps"]
+    # the upscaler actor's forward time inside the pipeline: real, and only part of the pipeline's wall time
+    assert 0 < r["seconds"]["pipeline_model"][0] < r["seconds"]["pipeline"][0]
+    assert r["pipeline_outside_model_s"] >= r["upscaler_startup_s"] * 0.5
     assert sum(r["naive_share"].values()) <= 1.0 + 1e-6

@@ -378,7 +378,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         warm = min(n, max(2, opts.batch))  # warm-up: first-call allocations, oneDNN primitive creation
         up.process(slice(0, warm), slice(0, warm), frames)
         times: dict[str, list[float]] = {"model": [], "model_whole": [], "pipeline": [], "naive": [],
-                                         "startup": []}
+                                         "startup": [], "pipeline_model": []}
         samplers: list[TreeSampler] = []
         naive_shares: list[dict[str, float]] = []
         with ray_session(None):
@@ -389,8 +389,9 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
                     times["model_whole"].append(model_whole() if len(chunks) > 1 else times["model"][-1])
                 with TreeSampler() as sampler:
                     s = time.perf_counter()
-                    upscale(clip, tmp / f"pipeline{r}.mp4", up_opts)
+                    res_up = upscale(clip, tmp / f"pipeline{r}.mp4", up_opts)
                     times["pipeline"].append(time.perf_counter() - s)
+                times["pipeline_model"].append(res_up.model_seconds or 0.0)
                 samplers.append(sampler)
                 times["startup"].append(actor_startup(spec, weights, opts.scale, str(device), threads,
                                                       opts.batch, precision, opts.tile, opts.overlap))
@@ -402,7 +403,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
                     times["naive"].append(res["seconds"])
                     naive_shares.append(res)
                 log(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v))
-    fps = {k: n / _median(v) for k, v in times.items() if v and k != "startup"}
+    fps = {k: n / _median(v) for k, v in times.items() if v and k not in ("startup", "pipeline_model")}
     startup = _median(times["startup"])
     after_startup = n / max(1e-9, _median(times["pipeline"]) - startup)
     order = sorted(range(len(samplers)), key=times["pipeline"].__getitem__)
@@ -423,6 +424,13 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         "pipeline_after_startup_over_model": round(after_startup / fps["model"], 3),
         "naive_fps": round(fps["naive"], 4) if "naive" in fps else None,
         "pipeline_over_model": round(fps["pipeline"] / fps["model"], 3),
+        # per repeat, then the median: the upscaler actor's own forward time inside the pipeline against the
+        # model-only run of the same chunks (> 1: the model ran slower beside decode/encode/Ray), and the
+        # pipeline's wall time outside the forward calls (start-up, first decode, last encode, joins)
+        "pipeline_model_over_model": round(_median(
+            [p / m for p, m in zip(times["pipeline_model"], times["model"], strict=True)]), 3),
+        "pipeline_outside_model_s": round(_median(
+            [t - p for t, p in zip(times["pipeline"], times["pipeline_model"], strict=True)]), 3),
         "pipeline_over_model_whole": round(fps["pipeline"] / fps["model_whole"], 3),
         "pipeline_over_naive": round(fps["pipeline"] / fps["naive"], 3) if "naive" in fps else None,
         "peak_rss_mb": round(max(s.peak_rss_kb for s in samplers) / 1024, 1),
@@ -449,6 +457,8 @@ def format_bench(r: dict[str, Any]) -> str:
         f"x{r['pipeline_over_naive'] or 0:.2f} of naive; without the upscaler's start-up "
         f"({r['upscaler_startup_s']:.1f} s): {r['pipeline_fps_after_startup']:.3f} frames/s, "
         f"x{r['pipeline_after_startup_over_model']:.2f} of model only",
+        f"  inside it    the upscaler's forward calls took x{r['pipeline_model_over_model']:.2f} the "
+        f"model-only time; {r['pipeline_outside_model_s']:.1f} s of the pipeline's wall time outside them",
         f"  naive loop   {naive} frames/s (fp32, swscale)",
         f"  peak memory  RSS {r['peak_rss_mb']:.0f} MB, PSS {r['peak_pss_mb']:.0f} MB (process tree)",
         "  busy (cores) " + ", ".join(f"{k} {v:.2f}" for k, v in r["stage_busy"].items() if v >= 0.005),

@@ -117,6 +117,9 @@ class UpscaleResult:
     on_corrupt: str = "repeat"
     corrupt_frames: int = 0  # frames the decoder could not produce
     corrupt: list[dict[str, Any]] = field(default_factory=list)  # the first 100: index, pts, time_s, reason
+    #: wall seconds the job's own upscalers spent inside their forward calls (summed over actors; None when
+    #: the upscalers were shared with other jobs): ``seconds`` minus this is what the pipeline itself cost
+    model_seconds: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -471,6 +474,7 @@ def run_job(
     todo = {c.index for c in chunks} - set(ledger.done)
     stats: dict[str, int] = {"computed": 0, "retries": 0}
     own_pool = callable(pool)
+    model_seconds: float | None = None
     try:
         with ray_session(opts.address):
             gpu = device_type == "cuda"
@@ -514,6 +518,8 @@ def run_job(
                     _stream(chunks, todo, plan.chunk, stages, ledger, info.frames, opts, stats, cancel,
                             on_chunk)
                 corrupt = decoders.corrupt()
+                if own_pool:
+                    model_seconds = round(sum(float(s["busy_s"]) for s in upscalers.stats()), 3)
             finally:
                 for actor in actors:
                     ray.kill(actor)
@@ -574,6 +580,7 @@ def run_job(
         on_corrupt=opts.on_corrupt,
         corrupt_frames=len(corrupt),
         corrupt=corrupt[:100],
+        model_seconds=model_seconds,
     )
 
 
