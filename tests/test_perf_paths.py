@@ -200,4 +200,6 @@ def test_bench_command_reports_every_variant(tmp_path: Path, capsys: pytest.Capt
     # the upscaler actor's forward time inside the pipeline: real, and only part of the pipeline's wall time
     assert 0 < r["seconds"]["pipeline_model"][0] < r["seconds"]["pipeline"][0]
     assert r["pipeline_outside_model_s"] >= r["upscaler_startup_s"] * 0.5
+    assert r["pipeline_head_s"] > 0 and r["pipeline_tail_s"] > 0
+    assert r["pipeline_head_s"] + r["pipeline_tail_s"] <= r["pipeline_outside_model_s"] + 0.05
     assert sum(r["naive_share"].values()) <= 1.0 + 1e-6

@@ -378,7 +378,8 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         warm = min(n, max(2, opts.batch))  # warm-up: first-call allocations, oneDNN primitive creation
         up.process(slice(0, warm), slice(0, warm), frames)
         times: dict[str, list[float]] = {"model": [], "model_whole": [], "pipeline": [], "naive": [],
-                                         "startup": [], "pipeline_model": []}
+                                         "startup": [], "pipeline_model": [], "pipeline_head": [],
+                                         "pipeline_tail": []}
         samplers: list[TreeSampler] = []
         naive_shares: list[dict[str, float]] = []
         with ray_session(None):
@@ -392,6 +393,8 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
                     res_up = upscale(clip, tmp / f"pipeline{r}.mp4", up_opts)
                     times["pipeline"].append(time.perf_counter() - s)
                 times["pipeline_model"].append(res_up.model_seconds or 0.0)
+                times["pipeline_head"].append(res_up.model_head_s or 0.0)
+                times["pipeline_tail"].append(res_up.model_tail_s or 0.0)
                 samplers.append(sampler)
                 times["startup"].append(actor_startup(spec, weights, opts.scale, str(device), threads,
                                                       opts.batch, precision, opts.tile, opts.overlap))
@@ -403,7 +406,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
                     times["naive"].append(res["seconds"])
                     naive_shares.append(res)
                 log(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v))
-    fps = {k: n / _median(v) for k, v in times.items() if v and k not in ("startup", "pipeline_model")}
+    fps = {k: n / _median(v) for k, v in times.items() if v and not k.startswith(("startup", "pipeline_"))}
     startup = _median(times["startup"])
     after_startup = n / max(1e-9, _median(times["pipeline"]) - startup)
     order = sorted(range(len(samplers)), key=times["pipeline"].__getitem__)
@@ -431,6 +434,9 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
             [p / m for p, m in zip(times["pipeline_model"], times["model"], strict=True)]), 3),
         "pipeline_outside_model_s": round(_median(
             [t - p for t, p in zip(times["pipeline"], times["pipeline_model"], strict=True)]), 3),
+        # of which: before the first forward call (start-up, first decode) and after the last (last encode)
+        "pipeline_head_s": round(_median(times["pipeline_head"]), 3),
+        "pipeline_tail_s": round(_median(times["pipeline_tail"]), 3),
         "pipeline_over_model_whole": round(fps["pipeline"] / fps["model_whole"], 3),
         "pipeline_over_naive": round(fps["pipeline"] / fps["naive"], 3) if "naive" in fps else None,
         "peak_rss_mb": round(max(s.peak_rss_kb for s in samplers) / 1024, 1),
@@ -458,7 +464,8 @@ def format_bench(r: dict[str, Any]) -> str:
         f"({r['upscaler_startup_s']:.1f} s): {r['pipeline_fps_after_startup']:.3f} frames/s, "
         f"x{r['pipeline_after_startup_over_model']:.2f} of model only",
         f"  inside it    the upscaler's forward calls took x{r['pipeline_model_over_model']:.2f} the "
-        f"model-only time; {r['pipeline_outside_model_s']:.1f} s of the pipeline's wall time outside them",
+        f"model-only time; {r['pipeline_outside_model_s']:.1f} s of the pipeline's wall time outside them "
+        f"({r['pipeline_head_s']:.1f} s before the first, {r['pipeline_tail_s']:.1f} s after the last)",
         f"  naive loop   {naive} frames/s (fp32, swscale)",
         f"  peak memory  RSS {r['peak_rss_mb']:.0f} MB, PSS {r['peak_pss_mb']:.0f} MB (process tree)",
         "  busy (cores) " + ", ".join(f"{k} {v:.2f}" for k, v in r["stage_busy"].items() if v >= 0.005),

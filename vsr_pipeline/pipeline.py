@@ -120,6 +120,11 @@ class UpscaleResult:
     #: wall seconds the job's own upscalers spent inside their forward calls (summed over actors; None when
     #: the upscalers were shared with other jobs): ``seconds`` minus this is what the pipeline itself cost
     model_seconds: float | None = None
+    #: seconds from the job's start to its first forward call (actor start-up, the first chunk's decode),
+    #: and from its last forward call's end to the job's end (the last chunk's encode, joining); None with
+    #: shared upscalers
+    model_head_s: float | None = None
+    model_tail_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -465,7 +470,7 @@ def run_job(
 
     opts, spec, info, chunks = plan.opts, plan.spec, plan.info, plan.chunks
     input_path, output = plan.input_path, plan.output
-    started = time.perf_counter()
+    started, started_epoch = time.perf_counter(), time.time()
     if is_video_path(output):  # a codec/container/setting that cannot work fails now, naming the output
         check_encoder(output, info, opts.scale, opts.codec, opts.crf, opts.preset)
     ledger = Ledger.open(output, job_settings(spec, opts, info, plan.chunk, plan.padding, device_type),
@@ -475,6 +480,7 @@ def run_job(
     stats: dict[str, int] = {"computed": 0, "retries": 0}
     own_pool = callable(pool)
     model_seconds: float | None = None
+    busy: list[dict[str, Any]] = []
     try:
         with ray_session(opts.address):
             gpu = device_type == "cuda"
@@ -519,7 +525,8 @@ def run_job(
                             on_chunk)
                 corrupt = decoders.corrupt()
                 if own_pool:
-                    model_seconds = round(sum(float(s["busy_s"]) for s in upscalers.stats()), 3)
+                    busy = [s for s in upscalers.stats() if s["first"] is not None]
+                    model_seconds = round(sum(float(s["busy_s"]) for s in busy), 3)
             finally:
                 for actor in actors:
                     ray.kill(actor)
@@ -554,6 +561,7 @@ def run_job(
     if frames_out != expected:
         raise RuntimeError(f"wrote {frames_out} frames but expected {expected}")
     seconds = time.perf_counter() - started
+    ended_epoch = time.time()
     return UpscaleResult(
         input=str(input_path),
         output=str(output),
@@ -581,6 +589,9 @@ def run_job(
         corrupt_frames=len(corrupt),
         corrupt=corrupt[:100],
         model_seconds=model_seconds,
+        # actors' epoch clocks against the driver's: exact on one node, good to the clock skew across nodes
+        model_head_s=round(min(float(s["first"]) for s in busy) - started_epoch, 3) if busy else None,
+        model_tail_s=round(ended_epoch - max(float(s["last"]) for s in busy), 3) if busy else None,
     )
 
 
