@@ -53,6 +53,10 @@ def test_video_keeps_frame_count_vfr_timestamps_and_audio(tmp_path: Path) -> Non
     out = tmp_path / "out.mp4"
     res = upscale(src, out, UpscaleOptions(model="basicvsr", chunk=5, padding=2, progress=False))
     assert (res.frames_in, res.frames_out, res.width_out, res.height_out) == (12, 12, 128, 96)
+    # the job's time split: forward calls, before the first of them, after the last (one actor: no overlap)
+    assert res.model_seconds is not None and res.model_head_s is not None and res.model_tail_s is not None
+    assert res.model_seconds > 0 and res.model_head_s > 0 and res.model_tail_s > 0
+    assert res.model_head_s + res.model_seconds + res.model_tail_s <= res.seconds + 0.01
     info = probe(out)
     assert (info.width, info.height, info.frames) == (128, 96, 12)
     assert _pts_seconds(out) == _pts_seconds(src)

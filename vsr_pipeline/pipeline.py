@@ -506,11 +506,12 @@ def run_job(
             )
             actors.append(encoder)
             try:
-                ray.get((upscalers.ready() if own_pool else [])
-                        + [a.ready.remote() for a in (motion, aligner, encoder) if a is not None])
-                device_name = upscalers.device_name()
-                log.debug("workers ready: %d of %d chunk(s) to compute", len(todo), len(chunks))
-                stages = _Stages(decoders, upscalers, encoder, motion, aligner)
+                # Waited for at the first chunk's submission, after its decode was asked for: the first
+                # decode overlaps the upscaler's start-up (torch import, weights) instead of following it.
+                ready = ((upscalers.ready() if own_pool else [])
+                         + [a.ready.remote() for a in (motion, aligner, encoder) if a is not None])
+                log.debug("workers starting: %d of %d chunk(s) to compute", len(todo), len(chunks))
+                stages = _Stages(decoders, upscalers, encoder, motion, aligner, ready)
                 try:
                     _stream(chunks, todo, plan.chunk, stages, ledger, info.frames, opts, stats, cancel,
                             on_chunk)
@@ -523,6 +524,8 @@ def run_job(
                     todo = {c.index for c in chunks} - set(ledger.done)
                     _stream(chunks, todo, plan.chunk, stages, ledger, info.frames, opts, stats, cancel,
                             on_chunk)
+                stages.wait_ready()  # when nothing was submitted (every chunk resumed): errors still count
+                device_name = upscalers.device_name()
                 corrupt = decoders.corrupt()
                 if own_pool:
                     busy = [s for s in upscalers.stats() if s["first"] is not None]
@@ -712,9 +715,20 @@ class _Stages:
     encoder: Any
     motion: Any = None
     aligner: Any = None
+    #: actors' ``ready()`` references not yet waited for: waited for (raising a constructor's error) before
+    #: the first chunk goes to them
+    ready: list[Any] = field(default_factory=list)
+
+    def wait_ready(self) -> None:
+        import ray
+
+        refs, self.ready = self.ready, []
+        if refs:
+            ray.get(refs)
 
     def upscale(self, window: slice, keep: slice, batches: list[Any]) -> Any:
         """Reference to the HR core frames of one chunk."""
+        self.wait_ready()
         if self.motion is None:
             return self.upscalers.process(window, keep, batches)
         flows = self.motion.process.remote(window, keep, *batches)
