@@ -239,7 +239,8 @@ def actor_startup(spec: Any, weights: str | None, scale: int, device: str, threa
 
     s = time.perf_counter()
     actor = ray.remote(num_cpus=1)(reporting_errors(Upscaler)).remote(
-        spec, weights, scale, device, threads, batch, precision=precision, tile=tile, overlap=overlap
+        spec, weights, scale, device, threads, batch, precision=precision, tile=tile, overlap=overlap,
+        reuse_memory=True,
     )
     ray.get(actor.ready.remote())
     elapsed = time.perf_counter() - s
@@ -312,6 +313,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
     import torch
 
     from models.weights import save_safetensors
+    from vsr_pipeline.heap import reuse_freed_memory
     from vsr_pipeline.media import FrameReader, probe
     from vsr_pipeline.pipeline import (
         UpscaleOptions,
@@ -358,8 +360,10 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         check_perf_options(spec, up_opts, device)
         precision = resolve_precision(opts.precision, device, spec.name)
         threads = 0 if device.type == "cuda" else cpus
+        # like the pipeline's actor (malloc keeps freed buffers, vsr_pipeline.heap); the naive loop runs
+        # with glibc's defaults, as peers' scripts do
         up = Upscaler(spec, weights, opts.scale, str(device), threads, opts.batch,
-                      precision=precision, tile=opts.tile, overlap=opts.overlap)
+                      precision=precision, tile=opts.tile, overlap=opts.overlap, reuse_memory=True)
         naive_model = load_upscaler_model(spec.name, weights, opts.scale) if not opts.skip_naive else None
 
         def model_chunks() -> float:
@@ -400,9 +404,11 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
                                                       opts.batch, precision, opts.tile, opts.overlap))
                 if naive_model is not None:
                     torch.set_num_threads(cpus)
+                    reuse_freed_memory(False)
                     with TreeSampler():
                         res = naive_loop(naive_model, spec.temporal, spec.radius, clip, tmp / f"naive{r}.mp4",
                                          opts)
+                    reuse_freed_memory(True)
                     times["naive"].append(res["seconds"])
                     naive_shares.append(res)
                 log(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v))

@@ -416,6 +416,7 @@ def upscaler_options(spec: ModelSpec, opts: UpscaleOptions, device: str) -> dict
         "tile": opts.tile,
         "overlap": opts.overlap,
         "compile": opts.compile,
+        "reuse_memory": True,  # the actor's own process: freed buffers serve the next chunk (heap.py)
     }
 
 

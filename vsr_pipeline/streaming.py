@@ -379,7 +379,8 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         decoder = _Decoder(source, timeout, frames_q, stop, opts.on_corrupt)
         decoder.start()  # connects and decodes while the model loads
         upscaler = Upscaler(spec, opts.weights, opts.scale, str(device), 0, opts.batch, backbone,
-                            opts.precision, opts.tile, opts.overlap, opts.compile)
+                            opts.precision, opts.tile, opts.overlap, opts.compile,
+                            reuse_memory=True)  # a stream is this process's one job (vsr_pipeline.heap)
         item = _get(frames_q)
         if isinstance(item, BaseException):
             raise item
