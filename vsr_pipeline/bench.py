@@ -4,17 +4,18 @@ Measured on the first ``--frames`` frames of ``--input`` (re-encoded once into a
 variant reads the same file), ``--repeats`` times, the three variants interleaved (a, b, c, a, b, c, ...) so
 a machine whose load changes affects them alike; each figure is the median over the repeats.
 
-- (a) **model only**: the ``Upscaler`` (same precision, batch, tiling, threads as the pipeline's) on frames
-  already in memory, called on exactly the chunk windows the pipeline computes (``model_fps``), and on the
-  whole clip in one call (``model_fps_whole``: no chunk overlap, what an unbounded-memory run would cost).
+- (a) **model only**: the ``Upscaler`` (same precision, batch, tiling, threads, heap reuse as the pipeline's)
+  on frames already in memory, called on exactly the chunk windows the pipeline computes (``model_fps``), and
+  on the whole clip in one call (``model_fps_whole``: no chunk overlap, what an unbounded-memory run would
+  cost).
 - (b) **pipeline**: ``upscale()`` to an encoded file with the given settings, Ray already started
   (``pipeline_fps``); during it the summed RSS and PSS of the process tree are sampled (``peak_rss_mb``,
   ``peak_pss_mb``) and each actor's CPU time is read from /proc (``stage_busy``: CPU seconds per wall second,
   so 1.0 is one core busy all the time).
-- (c) **naive loop**: what peers' scripts do, in one process: PyAV decode with swscale's rgb24 conversion,
-  the model in fp32 (single-image models one frame per forward, window models one window, recurrent models
-  the whole clip as one sequence), encode through PyAV (swscale back to yuv420p), one after the other
-  (``naive_fps``, and each stage's share of the time in ``naive_share``).
+- (c) **naive loop**: what peers' scripts do, in one fresh process (glibc malloc defaults): PyAV decode with
+  swscale's rgb24 conversion, the model in fp32 (single-image models one frame per forward, window models one
+  window, recurrent models the whole clip as one sequence), encode through PyAV (swscale back to yuv420p), one
+  after the other (``naive_fps``, and each stage's share of the time in ``naive_share``).
 
 Ratios: ``pipeline_over_model`` (b/a), ``pipeline_over_model_whole``, ``pipeline_over_naive`` (b/c).
 The process-tree sampler runs during all of them (it costs the driver a few hundredths of a core), not only
@@ -305,6 +306,30 @@ def naive_loop(model: Any, temporal: str, radius: int, clip: Path, out: Path, op
 STAGES = ("decode", "model", "encode")
 
 
+def _naive_child(model: str, weights: str | None, clip: Path, out: Path, opts: BenchOptions,
+                 threads: int) -> dict:
+    import torch
+
+    from workers.upscaler import load_upscaler_model
+
+    torch.set_num_threads(threads)
+    spec = get_spec(model)
+    net = load_upscaler_model(model, weights, opts.scale)
+    return naive_loop(net, spec.temporal, spec.radius, clip, out, opts)
+
+
+def naive_in_fresh_process(model: str, weights: str | None, clip: Path, out: Path, opts: BenchOptions,
+                           threads: int) -> dict:
+    """``naive_loop`` in a new process (spawned; start-up and model loading not timed), as a peer's script
+    runs: glibc's malloc defaults and no heap left over from the bench's other variants, which in this
+    process keep their buffers (``vsr_pipeline.heap``) and would spare the loop its page faults."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_naive_child, model, weights, clip, out, opts, threads).result()
+
+
 def _median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
@@ -313,7 +338,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
     import torch
 
     from models.weights import save_safetensors
-    from vsr_pipeline.heap import reuse_freed_memory
+    from vsr_pipeline.heap import release_free_memory, reuse_freed_memory
     from vsr_pipeline.media import FrameReader, probe
     from vsr_pipeline.pipeline import (
         UpscaleOptions,
@@ -325,7 +350,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
     )
     from vsr_pipeline.plan import plan_chunks
     from vsr_pipeline.precision import resolve_precision
-    from workers.upscaler import Upscaler, load_upscaler_model, resolve_device
+    from workers.upscaler import Upscaler, resolve_device
 
     spec = get_spec(opts.model)
     if opts.scale not in spec.scales:
@@ -364,7 +389,6 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         # with glibc's defaults, as peers' scripts do
         up = Upscaler(spec, weights, opts.scale, str(device), threads, opts.batch,
                       precision=precision, tile=opts.tile, overlap=opts.overlap, reuse_memory=True)
-        naive_model = load_upscaler_model(spec.name, weights, opts.scale) if not opts.skip_naive else None
 
         def model_chunks() -> float:
             s = time.perf_counter()
@@ -388,10 +412,15 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         naive_shares: list[dict[str, float]] = []
         with ray_session(None):
             for r in range(opts.repeats):
+                reuse_freed_memory(True)  # model-only keeps its buffers, like the pipeline's actor
                 with TreeSampler():  # the same sampling load as the pipeline's run below
                     times["model"].append(model_chunks())
                 with TreeSampler():
                     times["model_whole"].append(model_whole() if len(chunks) > 1 else times["model"][-1])
+                # the driver's heap (model-only keeps its buffers) back to the OS: the pipeline's memory and
+                # the naive loop's page faults are measured as in a process that never ran model-only
+                reuse_freed_memory(False)
+                release_free_memory()
                 with TreeSampler() as sampler:
                     s = time.perf_counter()
                     res_up = upscale(clip, tmp / f"pipeline{r}.mp4", up_opts)
@@ -402,13 +431,10 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
                 samplers.append(sampler)
                 times["startup"].append(actor_startup(spec, weights, opts.scale, str(device), threads,
                                                       opts.batch, precision, opts.tile, opts.overlap))
-                if naive_model is not None:
-                    torch.set_num_threads(cpus)
-                    reuse_freed_memory(False)
+                if not opts.skip_naive:
                     with TreeSampler():
-                        res = naive_loop(naive_model, spec.temporal, spec.radius, clip, tmp / f"naive{r}.mp4",
-                                         opts)
-                    reuse_freed_memory(True)
+                        res = naive_in_fresh_process(spec.name, weights, clip, tmp / f"naive{r}.mp4", opts,
+                                                     cpus)
                     times["naive"].append(res["seconds"])
                     naive_shares.append(res)
                 log(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v))

@@ -6,7 +6,8 @@ pass page-faults its buffers in again and the kernel zeroes every page: measured
 272x640 frames (docs/benchmarks.md section 8.3f). ``reuse_freed_memory(True)`` serves large blocks from the
 heap and never trims it, so freed buffers are reused by the next pass; the process keeps its peak heap (it
 does not grow with the video's length: the same buffers come back each chunk). ``False`` restores glibc's
-defaults. A no-op (returns False) where the C library is not glibc.
+defaults and ``release_free_memory()`` hands what the heap holds free back to the OS (``malloc_trim``), so
+the process then pays page faults like a fresh one. A no-op (returns False) where the C library is not glibc.
 """
 
 from __future__ import annotations
@@ -46,3 +47,11 @@ def reuse_freed_memory(enabled: bool = True) -> bool:
         return False
     mmap_max, trim = (0, _NEVER_TRIM) if enabled else (_DEFAULT_MMAP_MAX, _DEFAULT_TRIM)
     return bool(libc.mallopt(_M_MMAP_MAX, mmap_max)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, trim))
+
+
+def release_free_memory() -> bool:
+    """Return the heap's free memory to the OS (glibc ``malloc_trim(0)``); True when some was released."""
+    libc = _libc()
+    if libc is None:
+        return False
+    return bool(libc.malloc_trim(0))
