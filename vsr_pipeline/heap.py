@@ -1,6 +1,6 @@
 """glibc malloc settings for a process that allocates the same large buffers over and over (an upscaler).
 
-By default glibc serves every block above 32 MiB (a 2560x1088 float feature map is 11 MiB per channel group,
+By default glibc serves every block above 32 MiB (a 2560x1088 float feature map is 11 MiB per channel,
 a batch of them hundreds) with a fresh ``mmap`` and gives it back with ``munmap`` when freed, so each forward
 pass page-faults its buffers in again and the kernel zeroes every page: measured 1.8x the time of ESPCN x4 on
 272x640 frames (docs/benchmarks.md section 8.3f). ``reuse_freed_memory(True)`` serves large blocks from the
