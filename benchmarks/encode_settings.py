@@ -1,6 +1,8 @@
 """CPU cost of the pipeline's H.264 encode of ESPCN x4 output, by segment length and x264 threads.
 
     .venv/bin/python benchmarks/encode_settings.py [--frames 48] [--repeats 3] [--out FILE.json]
+    .venv/bin/python benchmarks/encode_settings.py --presets ultrafast,superfast,veryfast,medium \
+        --out benchmarks/results/encode_presets.json
 
 On two cores the encoder shares the CPU with the model, so what bounds ESPCN's pipeline is the CPU seconds
 x264 spends per frame, not its wall time. Frames: the first ``--frames`` frames of bikes.mp4 (640x272)
@@ -10,7 +12,8 @@ file and a new x264 instance (the pipeline writes one segment per chunk; ESPCN's
 is 16), with x264's own threads (``threads`` auto: frame threads + lookahead) or ``threads=1``. Reported per
 variant, median of ``--repeats`` after one warm-up: CPU seconds per frame of this process (all its threads,
 ``time.process_time``), wall seconds per frame, bytes per frame and Y-PSNR of the decoded output against the
-frames given (the quality the settings buy).
+frames given (the quality the settings buy). ``--presets`` instead compares x264 presets (16-frame segments,
+x264's own threads): what ESPCN's pipeline could reach on this machine with each.
 """
 
 from __future__ import annotations
@@ -42,8 +45,8 @@ def espcn_frames(n: int) -> tuple[np.ndarray, list[int]]:
     return up.process(slice(0, len(lr)), slice(0, len(lr)), lr), [int(p) for p in pts]
 
 
-def encode(frames: np.ndarray, pts: list[int], seg: int, threads: int,
-           folder: Path) -> tuple[float, float, int, float]:
+def encode(frames: np.ndarray, pts: list[int], seg: int, threads: int, folder: Path,
+           preset: str = "medium") -> tuple[float, float, int, float]:
     """(CPU s, wall s, bytes, Y-PSNR) of encoding ``frames`` as segments of ``seg`` frames."""
     info = probe(CLIP)
     h, w = frames.shape[1:3]
@@ -52,7 +55,7 @@ def encode(frames: np.ndarray, pts: list[int], seg: int, threads: int,
     c0, w0 = time.process_time(), time.perf_counter()
     for i, start in enumerate(range(0, len(frames), seg)):
         path = folder / f"seg{i:03d}.mp4"
-        with VideoWriter(path, w, h, info.time_base, info.fps, crf=18, preset="medium", options=options,
+        with VideoWriter(path, w, h, info.time_base, info.fps, crf=18, preset=preset, options=options,
                          overwrite=True) as writer:
             writer.write(frames[start:start + seg], pts[start:start + seg])
         paths.append(path)
@@ -73,22 +76,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=48)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--presets", default="", help="comma-separated x264 presets to compare instead")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "encode_settings.json"))
     args = ap.parse_args()
     frames, pts = espcn_frames(args.frames)
-    variants = [(16, 0), (16, 1), (args.frames, 0), (args.frames, 1)]
+    presets = [p for p in args.presets.split(",") if p]
+    variants = ([(16, 0, p) for p in presets] if presets
+                else [(seg, threads, "medium") for seg in (16, args.frames) for threads in (0, 1)])
     result: dict[str, object] = {"frames": len(frames), "size": list(frames.shape[1:3]),
                                  "loadavg_start": os.getloadavg(), "variants": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for seg, threads in variants:
-            encode(frames, pts, seg, threads, Path(tmp))  # warm-up
-        runs: dict[tuple[int, int], list[tuple[float, float, int, float]]] = {v: [] for v in variants}
+        for seg, threads, preset in variants:
+            encode(frames, pts, seg, threads, Path(tmp), preset)  # warm-up
+        runs: dict[tuple[int, int, str], list[tuple[float, float, int, float]]] = {v: [] for v in variants}
         for _ in range(args.repeats):  # interleaved: load changes hit every variant alike
             for v in variants:
-                runs[v].append(encode(frames, pts, *v, Path(tmp)))
+                runs[v].append(encode(frames, pts, v[0], v[1], Path(tmp), v[2]))
     n = len(frames)
-    for (seg, threads), rs in runs.items():
-        name = f"seg{seg}_threads{'auto' if threads == 0 else threads}"
+    for (seg, threads, preset), rs in runs.items():
+        name = f"seg{seg}_threads{'auto' if threads == 0 else threads}" + (f"_{preset}" if presets else "")
         row = {
             "cpu_s_per_frame": round(statistics.median(r[0] for r in rs) / n, 4),
             "wall_s_per_frame": round(statistics.median(r[1] for r in rs) / n, 4),

@@ -1,12 +1,13 @@
 """ESPCN x4 per-chunk time with glibc's malloc defaults and with the actor's heap reuse; the naive loop as a
 script and in the bench's spawned child (docs/benchmarks.md section 8.3f).
 
-    .venv/bin/python benchmarks/heap_reuse.py [--frames 48] [--out benchmarks/results/heap_reuse.json]
+    .venv/bin/python benchmarks/heap_reuse.py [--frames 48] [--naive-runs 2] [--naive-only] [--out FILE]
 
 - passes: in a fresh interpreter each, ``Upscaler("espcn").process`` on the first ``--frames`` frames of
   bikes.mp4 (640x272) in chunks of 16, five passes, with ``reuse_memory`` off (glibc defaults) and on.
-- naive: ``vsr_pipeline.bench.naive_loop`` on the same frames, twice as a plain script in a fresh interpreter
-  and twice through ``naive_in_fresh_process`` (what ``vsr bench`` times), alternating.
+- naive: ``vsr_pipeline.bench.naive_loop`` on the same frames (a clip made once, by this parent), as a plain
+  script in a fresh interpreter and through ``naive_in_fresh_process`` (what ``vsr bench`` times),
+  alternating, ``--naive-runs`` times each (``--naive-only``: without the passes).
 """
 
 from __future__ import annotations
@@ -42,16 +43,15 @@ def passes(frames: int, reuse: bool) -> list[float]:
     return out
 
 
-def naive(frames: int, child: bool) -> float:
+def naive(clip: Path, child: bool) -> float:
     import torch
 
-    from vsr_pipeline.bench import BenchOptions, make_clip, naive_in_fresh_process, naive_loop
+    from vsr_pipeline.bench import BenchOptions, naive_in_fresh_process, naive_loop
     from workers.upscaler import load_upscaler_model
 
     opts = BenchOptions(model="espcn", input=str(CLIP))
     threads = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
-        clip = make_clip(str(CLIP), frames, Path(tmp) / "clip.mp4")
         if child:
             res = naive_in_fresh_process("espcn", None, clip, Path(tmp) / "out.mp4", opts, threads)
         else:
@@ -72,19 +72,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=48)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "heap_reuse.json"))
+    ap.add_argument("--naive-runs", type=int, default=2, help="runs of each naive variant (alternating)")
+    ap.add_argument("--naive-only", action="store_true", help="skip the malloc passes")
     ap.add_argument("--one", nargs=2, metavar=("WHAT", "FLAG"), help=argparse.SUPPRESS)
+    ap.add_argument("--clip", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         what, flag = args.one[0], args.one[1] == "1"
-        print(json.dumps(passes(args.frames, flag) if what == "passes" else naive(args.frames, flag)))
+        print(json.dumps(passes(args.frames, flag) if what == "passes" else naive(Path(args.clip), flag)))
         return
+    from vsr_pipeline.bench import make_clip
+
     result: dict[str, object] = {"frames": args.frames, "loadavg_start": os.getloadavg()}
-    result["passes_glibc_defaults_s"] = fresh("passes", "0", "--frames", str(args.frames))
-    result["passes_reuse_s"] = fresh("passes", "1", "--frames", str(args.frames))
+    if not args.naive_only:
+        result["passes_glibc_defaults_s"] = fresh("passes", "0", "--frames", str(args.frames))
+        result["passes_reuse_s"] = fresh("passes", "1", "--frames", str(args.frames))
     script, child = [], []
-    for _ in range(2):
-        script.append(fresh("naive", "0", "--frames", str(args.frames)))
-        child.append(fresh("naive", "1", "--frames", str(args.frames)))
+    with tempfile.TemporaryDirectory() as tmp:  # the clip made here: both variants start with a clean heap
+        clip = str(make_clip(str(CLIP), args.frames, Path(tmp) / "clip.mp4"))
+        for _ in range(args.naive_runs):
+            script.append(fresh("naive", "0", "--clip", clip))
+            child.append(fresh("naive", "1", "--clip", clip))
     result["naive_script_s"], result["naive_spawned_child_s"] = script, child
     result["loadavg_end"] = os.getloadavg()
     print(json.dumps(result))
