@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,8 +19,10 @@ from conftest import make_clip, textured_frames
 from test_parallel_decode import encode_x264
 
 from vsr_pipeline.batch import EXIT_ALL_FAILED, EXIT_SOME_FAILED, BatchOptions, output_paths, run_batch
-from vsr_pipeline.errors import UsageError
+from vsr_pipeline.errors import EXIT_INTERRUPTED, UsageError
+from vsr_pipeline.ledger import job_dir
 from vsr_pipeline.pipeline import UpscaleOptions, upscale
+from workers.encoder import FAULT_ENV
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -97,6 +101,62 @@ def test_shared_pool_gives_the_single_job_output_and_a_bad_file_fails_alone(
     assert [v["status"] for v in again["videos"]] == ["skipped", "skipped"]
     assert again["exit_code"] == 0
     assert again["summary"] != summary["summary"]  # a new report; the first one is kept
+
+
+def _done_chunks(ledger: Path) -> int:
+    """Chunks a job's ledger records as finished (0 while it is absent or being rewritten)."""
+    try:
+        return len(json.loads(ledger.read_text() or "{}").get("done", {}))
+    except (OSError, ValueError):
+        return 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_batch_keeps_finished_videos_and_the_same_command_resumes(
+    inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    """SIGINT in the middle of the second of three videos (one at a time): exit 130 with one line, the
+    first video's output kept, no output for the other two, the second's finished chunks in its ledger;
+    the same command again skips the first, resumes the second and does the third, each output equal to
+    what `vsr upscale` makes of that input alone."""
+    names = [inputs["a"], inputs["b"], inputs["vfr"]]
+    outdir = tmp_path / "out"
+    cmd = [sys.executable, "-m", "vsr_pipeline.cli", "batch", *map(str, names), "-o", str(outdir),
+           "--model", "espcn", "--scale", "2", "--chunk", "4", "--crf", "0", "--upscalers", "1",
+           "--jobs", "1", "--json"]
+    # each segment's write waits 2 s, so the second video is caught between its chunks
+    proc = subprocess.Popen(cmd, env={**os.environ, FAULT_ENV: "delay:2"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    ledger_b = job_dir(outdir / "b.mp4") / "ledger.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and _done_chunks(ledger_b) == 0:
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("vsr: error:")]
+    assert len(lines) == 1 and "interrupted: 1 of 3 videos are done" in lines[0] and "Traceback" not in err
+    assert (outdir / "a.mp4").exists()
+    assert not (outdir / "b.mp4").exists() and not (outdir / "vfr.mp4").exists()
+    assert not list(outdir.glob("*partial*"))
+    done_b = _done_chunks(ledger_b)
+    assert 1 <= done_b < 3  # b: 11 frames in chunks of 4
+
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    assert [v["status"] for v in summary["videos"]] == ["skipped", "ok", "ok"]
+    assert summary["videos"][1]["chunks_resumed"] == done_b
+    for key in ("a", "b", "vfr"):
+        ref = tmp_path / f"ref_{key}.mp4"
+        upscale(inputs[key], ref, opts(chunk=4, precision="auto"))  # the CLI's default precision
+        got = outdir / f"{inputs[key].stem}.mp4"
+        (pts_ref, frames_ref), (pts, frames) = decode(ref), decode(got)
+        assert pts == pts_ref
+        np.testing.assert_array_equal(frames, frames_ref)
+    assert audio_bytes(outdir / "b.mp4") == audio_bytes(inputs["b"])
 
 
 def test_output_names_that_collide_are_refused(tmp_path: Path) -> None:
