@@ -3,6 +3,9 @@ threads inside a Ray actor, precision choice, and the pipeline's --precision/--t
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,7 @@ import torch
 
 from models.registry import build_model
 from models.video.basicvsr import BasicVSR
-from tests.conftest import textured_frames
+from tests.conftest import ROOT, shared_path, textured_frames
 from tests.test_windows import random_weights
 from vsr_pipeline.metrics import psnr_y
 from vsr_pipeline.precision import (
@@ -203,3 +206,24 @@ def test_bench_command_reports_every_variant(tmp_path: Path, capsys: pytest.Capt
     assert r["pipeline_head_s"] > 0 and r["pipeline_tail_s"] > 0
     assert r["pipeline_head_s"] + r["pipeline_tail_s"] <= r["pipeline_outside_model_s"] + 0.05
     assert sum(r["naive_share"].values()) <= 1.0 + 1e-6
+
+
+@pytest.mark.slow
+def test_gpu_table_script_runs_on_the_cpu_and_fp32_is_its_own_reference(tmp_path: Path) -> None:
+    """benchmarks/gpu_table.py (run by hand on a lent GPU) end to end on the CPU at tiny sizes: real bikes
+    frames and weights extracted, one speed row per model and precision, PSNR against the ground truth."""
+    shared_path("videos", "bikes.mp4")  # skips without the shared data
+    script = [sys.executable, str(ROOT / "benchmarks" / "gpu_table.py")]
+    carry, out = tmp_path / "carry", tmp_path / "table.json"
+    subprocess.run([*script, "--extract", str(carry), "--quality-frames", "3"], check=True, timeout=300)
+    assert len(list((carry / "bikes").glob("*.png"))) == 30 and (carry / "basicvsr_reds4.pth").stat().st_size
+    subprocess.run([*script, "--device", "cpu", "--carry", str(carry), "--precisions", "fp32", "bf16",
+                    "--frames", "2", "--basicvsr-size", "16x24", "--repeats", "1", "--batch", "2",
+                    "--quality-frames", "3", "--threads", "2", "--out", str(out)], check=True, timeout=300)
+    table = json.loads(out.read_text())
+    assert [(r["model"], r["precision"]) for r in table["speed"]] == [
+        ("basicvsr", "fp32"), ("basicvsr", "bf16"), ("espcn", "fp32"), ("espcn", "bf16")]
+    assert all(r["fps"] > 0 for r in table["speed"])
+    fp32, bf16 = table["quality"]
+    assert fp32["frames"] == 3 and fp32["delta_db"] == 0.0 and 30 < fp32["psnr_y"] < 60
+    assert abs(bf16["delta_db"]) < 0.05  # the CPU's bf16 rule is 0.02 dB on longer clips (docs 8.1b)
