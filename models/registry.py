@@ -59,6 +59,22 @@ class ModelSpec:
     upsampling: Literal["pre", "post", "progressive", "none"] = "post"
     #: video models whose per-frame body can be any registered single-image model (``--backbone NAME``)
     accepts_backbone: bool = False
+    #: context frames each side of a chunk by default (None: ``radius``; recurrent models need a measured
+    #: length, docs/benchmarks.md "chunk padding")
+    padding: int | None = None
+    #: activation bytes a chunk keeps per LR pixel of each window frame (sizes the default chunk; BasicVSR:
+    #: 64 feature maps, both directions + slack, float32)
+    chunk_bytes_per_pixel: int = 64 * 4 * 3
+    #: measured Y-PSNR change (dB) of CPU bf16 against fp32 on real frames, worst clip (None: not measured);
+    #: ``vsr_pipeline.precision`` allows bf16 under ``auto`` only within its tolerance
+    bf16_delta_db: float | None = None
+    #: measured speed-up of fp32 channels-last over fp32 NCHW on the CPU (None: not measured or slower)
+    fp32_cl_speedup: float | None = None
+
+    @property
+    def default_padding(self) -> int:
+        """Context frames each side of a chunk unless the user says otherwise."""
+        return self.radius if self.padding is None else self.padding
 
 
 _SPECS: dict[str, ModelSpec] = {}
@@ -289,11 +305,12 @@ def build_from_config(cfg: object, *, where: str = "config", load: bool = True) 
 
 def _sisr(name: str, factory: str, scales: tuple[int, ...], upsampling: str, summary: str,
           weights: dict[str, str] | None = None, default_weights: str | None = None,
-          **kwargs: object) -> None:
+          fp32_cl_speedup: float | None = None, **kwargs: object) -> None:
     """Register a single-image model (``weights``: name -> location, ``{scale}`` filled in per scale)."""
     register(ModelSpec(name=name, kind="sisr", temporal="none", scales=scales, factory=factory,
                        kwargs=dict(kwargs), weights=dict(weights or {}), default_weights=default_weights,
-                       summary=summary, upsampling=upsampling))  # type: ignore[arg-type]
+                       summary=summary, upsampling=upsampling,  # type: ignore[arg-type]
+                       fp32_cl_speedup=fp32_cl_speedup))
 
 
 register(ModelSpec(
@@ -310,6 +327,12 @@ register(ModelSpec(
     },
     default_weights="reds4",
     summary="BasicVSR (Chan et al., CVPR 2021): bidirectional recurrent propagation with SPyNet flow, 6.3M",
+    # 10 frames each side: the measured default (docs/benchmarks.md 3, chunk padding)
+    padding=10,
+    # benchmarks/ precision runs on real frames (docs/benchmarks.md 8.1): flows and recurrent state stay
+    # float32 under autocast; bf16 -0.0018 dB; channels-last 1.11x on a quiet machine, 1 thread
+    bf16_delta_db=-0.0018,
+    fp32_cl_speedup=1.114,
 ))
 register(ModelSpec(
     name="vespcn",
@@ -390,7 +413,9 @@ _sisr("fsrcnn", "models.sisr.fsrcnn:FSRCNN", (2, 3, 4), "post",
       weights={"photos-bi": "fsrcnn/fsrcnn_x{scale}.safetensors"}, default_weights="photos-bi")
 _sisr("espcn", "models.sisr.espcn:ESPCN", (2, 3, 4), "post",
       "ESPCN (Shi et al., CVPR 2016): three convolutions and a sub-pixel shuffle, RGB",
-      weights={"photos-bi": "espcn/espcn_x{scale}.safetensors"}, default_weights="photos-bi")
+      weights={"photos-bi": "espcn/espcn_x{scale}.safetensors"}, default_weights="photos-bi",
+      # channels-last 1.07x on full 272x640 frames, batch 4 (bf16 measured -0.07 dB: not allowed)
+      fp32_cl_speedup=1.07)
 _sisr("vdsr", "models.sisr.vdsr:VDSR", (2, 3, 4), "pre",
       "VDSR (Kim et al., CVPR 2016): 20 convolutions, global residual on the bicubic-upscaled image")
 _sisr("drcn", "models.sisr.drcn:DRCN", (2, 3, 4), "pre",

@@ -2,7 +2,8 @@
 no hang, no output file. Valid but unusual input (1x1, odd sizes, 10-bit, rotation, VFR, no frame count in
 the header, a truncated MKV, damaged packets) is processed, not refused.
 
-``CASES`` is also what ``benchmarks/bad_input_table.py`` runs to make the table in docs/reliability.md.
+``CASES`` is also what ``benchmarks/reliability_bad_input_table.py`` runs to make the table in
+docs/reliability.md.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from vsr_pipeline.bench import TreeSampler, cpu_seconds
+from vsr_pipeline.procstat import TreeSampler, cpu_seconds
 
 BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass\n"
 

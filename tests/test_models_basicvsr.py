@@ -18,8 +18,8 @@ from models.registry import build_model, count_params, get_spec, load_model, res
 from models.video.basicvsr import BasicVSR
 from models.weights import find_package_file, read_state_dict
 from tests.conftest import shared_path
+from vsr_pipeline.engine import make_forward, run_model
 from vsr_pipeline.precision import make_precision
-from workers.upscaler import make_forward, run_model
 
 CHECKPOINTS = ("reds4", "vimeo-bi", "vimeo-bd")
 

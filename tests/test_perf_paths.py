@@ -16,15 +16,15 @@ from models.registry import build_model
 from models.video.basicvsr import BasicVSR
 from tests.conftest import ROOT, shared_path, textured_frames
 from tests.test_windows import random_weights
+from vsr_pipeline import precision
+from vsr_pipeline.engine import Engine, make_forward, run_model, to_uint8
 from vsr_pipeline.metrics import psnr_y
 from vsr_pipeline.precision import (
-    CPU_BF16_SAFE,
-    CPU_FP32_CHANNELS_LAST,
     FP32_CPU,
     Precision,
     resolve_precision,
 )
-from workers.upscaler import Upscaler, make_forward, run_model, to_uint8
+from workers.upscaler import Upscaler
 
 CPU = torch.device("cpu")
 BF16 = Precision("bf16", CPU)
@@ -35,13 +35,15 @@ def _espcn(scale: int = 2, seed: int = 0) -> torch.nn.Module:
     return build_model("espcn", scale).eval()
 
 
-def test_auto_precision_is_bf16_on_the_cpu_only_where_measured_safe() -> None:
-    assert "espcn" not in CPU_BF16_SAFE  # measured -0.07 dB
+def test_auto_precision_is_bf16_on_the_cpu_only_where_measured_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    safe = precision.cpu_bf16_safe()
+    assert "espcn" not in safe  # measured -0.07 dB: not on its spec
     assert resolve_precision("auto", CPU, "espcn") == "fp32-cl"
     assert resolve_precision("auto", CPU, "srcnn") == "fp32"  # not measured: plain fp32
-    for name in CPU_BF16_SAFE:
+    for name in safe:
         assert resolve_precision("auto", CPU, name) == "bf16"
-    for name in set(CPU_FP32_CHANNELS_LAST) - set(CPU_BF16_SAFE):
+    for name in set(precision.cpu_fp32_channels_last()) - set(safe):
         assert resolve_precision("auto", CPU, name) == "fp32-cl"
     assert resolve_precision("auto", torch.device("cuda"), "espcn") == "fp16"
     assert resolve_precision("auto", CPU, "basicvsr") == "bf16"  # measured -0.002 dB (fp32 state)
@@ -50,6 +52,13 @@ def test_auto_precision_is_bf16_on_the_cpu_only_where_measured_safe() -> None:
         resolve_precision("fp16", CPU, "espcn")
     with pytest.raises(ValueError, match="unknown precision"):
         resolve_precision("fp8", CPU, "espcn")
+
+
+def test_auto_precision_never_picks_bf16_on_a_cpu_without_bf16_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an AVX2-only CPU bf16 is emulated (10x slower than fp32): auto falls back to fp32 channels-last."""
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    assert resolve_precision("auto", CPU, "basicvsr") == "fp32-cl"
+    assert resolve_precision("bf16", CPU, "basicvsr") == "bf16"  # asked for explicitly: still allowed
 
 
 def test_bf16_output_is_quantised_from_float32() -> None:
@@ -126,7 +135,7 @@ def test_tiled_forward_through_run_model_matches_whole() -> None:
 
 def test_upscaler_precision_settings(tmp_path: Path) -> None:
     weights = random_weights(tmp_path / "e.safetensors", "espcn", 2)
-    up = Upscaler("espcn", weights, 2, "cpu", threads=1, batch=2, precision="bf16")
+    up = Engine("espcn", weights, 2, "cpu", threads=1, batch=2, precision="bf16")
     assert up.settings()["precision"] == "bf16" and up.settings()["channels_last"]
     conv_weight = next(p for p in up.model.parameters() if p.dim() == 4)
     assert conv_weight.is_contiguous(memory_format=torch.channels_last)
@@ -137,7 +146,7 @@ def test_upscaler_precision_settings(tmp_path: Path) -> None:
 
 
 def _load(weights: str) -> torch.nn.Module:
-    from workers.upscaler import load_upscaler_model
+    from vsr_pipeline.engine import load_upscaler_model
 
     return load_upscaler_model("espcn", weights, 2)
 
@@ -159,9 +168,9 @@ def test_actor_uses_the_threads_it_is_given(tmp_path: Path) -> None:
 def test_pipeline_precision_and_tile_flags(tmp_path: Path) -> None:
     """--precision bf16 --tile through the Ray job equals the Upscaler with the same settings, frame for
     frame (PNG output, lossless); fp16 on the CPU is a usage error."""
+    from vsr_pipeline import UpscaleOptions, upscale
     from vsr_pipeline.errors import UsageError
     from vsr_pipeline.media import ImageFolderWriter, list_images, read_images
-    from vsr_pipeline.pipeline import UpscaleOptions, upscale
 
     weights = random_weights(tmp_path / "e.safetensors", "espcn", 2)
     frames = textured_frames(5, 40, 24)
@@ -172,7 +181,7 @@ def test_pipeline_precision_and_tile_flags(tmp_path: Path) -> None:
     opts = UpscaleOptions(model="espcn", weights=weights, scale=2, chunk=2, precision="bf16", tile=16,
                           overlap=4, batch=2, progress=False)
     upscale(src, out, opts)
-    up = Upscaler("espcn", weights, 2, "cpu", batch=2, precision="bf16", tile=16, overlap=4)
+    up = Engine("espcn", weights, 2, "cpu", batch=2, precision="bf16", tile=16, overlap=4)
     expected = np.concatenate([up.process(slice(0, len(c)), slice(0, len(c)), c)
                                for c in (frames[0:2], frames[2:4], frames[4:5])])
     assert np.array_equal(read_images(list_images(out)), expected)
@@ -210,10 +219,11 @@ def test_bench_command_reports_every_variant(tmp_path: Path, capsys: pytest.Capt
 
 @pytest.mark.slow
 def test_gpu_table_script_runs_on_the_cpu_and_fp32_is_its_own_reference(tmp_path: Path) -> None:
-    """benchmarks/gpu_table.py (run by hand on a lent GPU) end to end on the CPU at tiny sizes: real bikes
-    frames and weights extracted, one speed row per model and precision, PSNR against the ground truth."""
+    """benchmarks/speed_gpu_table.py (run by hand on a lent GPU) end to end on the CPU at tiny sizes: real
+    bikes frames and weights extracted, one speed row per model and precision, PSNR against the ground
+    truth."""
     shared_path("videos", "bikes.mp4")  # skips without the shared data
-    script = [sys.executable, str(ROOT / "benchmarks" / "gpu_table.py")]
+    script = [sys.executable, str(ROOT / "benchmarks" / "speed_gpu_table.py")]
     carry, out = tmp_path / "carry", tmp_path / "table.json"
     subprocess.run([*script, "--extract", str(carry), "--quality-frames", "3"], check=True, timeout=300)
     assert len(list((carry / "bikes").glob("*.png"))) == 30 and (carry / "basicvsr_reds4.pth").stat().st_size

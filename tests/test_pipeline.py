@@ -18,13 +18,13 @@ from models.sisr.espcn import ESPCN
 from models.weights import WeightsError, save_safetensors
 from tests.conftest import make_clip, textured_frames
 from tests.test_windows import TINY, direct, random_weights
+from vsr_pipeline import UpscaleOptions, upscale
 from vsr_pipeline.cli import main
+from vsr_pipeline.engine import load_upscaler_model, run_model, run_windows
 from vsr_pipeline.errors import EXIT_MODEL, EXIT_USAGE, UsageError
 from vsr_pipeline.media import ImageFolderWriter, list_images, probe, read_images
-from vsr_pipeline.pipeline import UpscaleOptions, upscale
 from workers.aligner import Aligner
 from workers.motion import Motion
-from workers.upscaler import load_upscaler_model, run_model, run_windows
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 

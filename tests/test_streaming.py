@@ -104,7 +104,7 @@ def test_stdin_espcn_equals_file_pipeline(clip: Path, tmp_path: Path) -> None:
 def test_window_model_to_fragmented_mp4(clip: Path, tmp_path: Path) -> None:
     """VESPCN (radius 1) through the stream path into a fragmented MP4, equal to the model run on the whole
     clip at once (the Upscaler directly, no chunks)."""
-    from workers.upscaler import Upscaler
+    from vsr_pipeline.engine import Engine
 
     out = tmp_path / "out.mp4"
     run = vsr("upscale", "-", "-o", str(out), "--model", "vespcn", "--no-progress", stdin=clip.read_bytes())
@@ -113,7 +113,7 @@ def test_window_model_to_fragmented_mp4(clip: Path, tmp_path: Path) -> None:
     got, t_got = decode(out)
     with FrameReader(clip) as reader:
         lr, _ = reader.read(FRAMES)
-    want = Upscaler("vespcn", None, 4, "cpu").process(slice(0, FRAMES), slice(0, FRAMES), lr)
+    want = Engine("vespcn", None, 4, "cpu").process(slice(0, FRAMES), slice(0, FRAMES), lr)
     _, t_in = decode(clip)
     assert len(got) == FRAMES
     # fragmented MP4 starts its timeline at 0: the input's spacing is kept

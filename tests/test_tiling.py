@@ -14,9 +14,9 @@ from models.sisr.espcn import ESPCN
 from models.video.basicvsr import BasicVSR
 from tests.conftest import textured_frames
 from tests.test_windows import random_weights
+from vsr_pipeline.engine import Engine, make_forward, run_model, to_tensor, to_uint8
 from vsr_pipeline.metrics import psnr_y
 from vsr_pipeline.tiling import back_off, is_out_of_memory, tile_starts, tiled_forward
-from workers.upscaler import Upscaler, make_forward, run_model, to_tensor, to_uint8
 
 CPU = torch.device("cpu")
 
@@ -112,7 +112,7 @@ class _OomAbove:
 
 
 def test_upscaler_backs_off_to_tiles_instead_of_crashing(tmp_path: Path) -> None:
-    up = Upscaler("espcn", random_weights(tmp_path / "e.safetensors", "espcn", 2), 2, "cpu", batch=2)
+    up = Engine("espcn", random_weights(tmp_path / "e.safetensors", "espcn", 2), 2, "cpu", batch=2)
     frames = textured_frames(3, 128, 40, seed=5)
     expected = run_model(up.model, "none", frames, CPU, batch=2)
     up.compiled = _OomAbove(up.model, limit=50)
@@ -127,7 +127,7 @@ def test_upscaler_backs_off_to_tiles_instead_of_crashing(tmp_path: Path) -> None
 
 
 def test_upscaler_gives_up_when_nothing_smaller_is_left(tmp_path: Path) -> None:
-    up = Upscaler("espcn", random_weights(tmp_path / "e.safetensors", "espcn", 2), 2, "cpu", batch=1)
+    up = Engine("espcn", random_weights(tmp_path / "e.safetensors", "espcn", 2), 2, "cpu", batch=1)
     up.compiled = _OomAbove(up.model, limit=0)
     up.forward = make_forward(up.compiled, up.precision)
     with pytest.raises(torch.OutOfMemoryError):

@@ -17,11 +17,11 @@ from models import registry
 from models.registry import ModelSpec, build_model, register
 from models.weights import save_safetensors
 from tests.conftest import textured_frames
+from vsr_pipeline.engine import Engine, run_model
 from vsr_pipeline.plan import plan_chunks
 from vsr_pipeline.windows import check_padding, window_indices, window_table
 from workers.aligner import Aligner, align_windows
 from workers.motion import Motion, compute_flows
-from workers.upscaler import Upscaler, run_model
 
 CPU = torch.device("cpu")
 
@@ -171,7 +171,7 @@ def test_run_model_window_mode_equals_the_model_on_each_window(tiny_window: Mode
     assert np.array_equal(run_model(model, "window", frames, CPU, radius=2, keep=slice(2, 5)), expected[2:5])
 
 
-def _chunked(upscaler: Upscaler, frames: np.ndarray, chunk: int, padding: int) -> np.ndarray:
+def _chunked(upscaler: Engine, frames: np.ndarray, chunk: int, padding: int) -> np.ndarray:
     """The pipeline's chunk loop without Ray: each chunk's window as one batch, keep its core."""
     parts = []
     for c in plan_chunks(len(frames), chunk, padding):
@@ -181,7 +181,7 @@ def _chunked(upscaler: Upscaler, frames: np.ndarray, chunk: int, padding: int) -
 
 def test_upscaler_chunked_equals_whole_bit_for_bit(tiny_window: ModelSpec, tmp_path: Path) -> None:
     frames = textured_frames(12, 32, 24)
-    up = Upscaler(
+    up = Engine(
         "tiny-window", random_weights(tmp_path / "w.safetensors", "tiny-window", 2), 2, "cpu", batch=3
     )
     whole = run_model(up.model, "window", frames, CPU, batch=3, radius=2)
@@ -280,7 +280,7 @@ def test_motion_aligner_upscaler_chunked_equal_whole(tiny_window: ModelSpec, tmp
     frames = textured_frames(12, 32, 24)
     motion = Motion(ShiftEstimator(), 2, "cpu", batch=5)
     aligner = Aligner(2, "uint8", "cpu")
-    up = Upscaler(
+    up = Engine(
         "tiny-window", random_weights(tmp_path / "w.safetensors", "tiny-window", 2), 2, "cpu", batch=4
     )
 
@@ -335,7 +335,7 @@ def test_motion_estimators_recover_the_shift(name: str) -> None:
 
 def test_vespcn_chunked_equals_whole_through_the_upscaler(tmp_path: Path) -> None:
     frames = textured_frames(12, 32, 24)
-    up = Upscaler("vespcn", random_weights(tmp_path / "v.safetensors", "vespcn", 2), 2, "cpu", batch=3)
+    up = Engine("vespcn", random_weights(tmp_path / "v.safetensors", "vespcn", 2), 2, "cpu", batch=3)
     assert up.spec.radius == 1
     whole = run_model(up.model, "window", frames, CPU, batch=3, radius=1)
     assert np.abs(whole.astype(int) - direct(up.model, frames, 1)).max() <= 1
@@ -347,12 +347,12 @@ def test_vespcn_chunked_equals_whole_through_the_upscaler(tmp_path: Path) -> Non
 def test_vespcn_with_a_backbone_loads_its_weights_strictly(tmp_path: Path) -> None:
     frames = textured_frames(6, 20, 16)
     weights = random_weights(tmp_path / "v.safetensors", "vespcn", 2, seed=4, backbone="espcn")
-    up = Upscaler("vespcn", weights, 2, "cpu", batch=1, backbone="espcn")
+    up = Engine("vespcn", weights, 2, "cpu", batch=1, backbone="espcn")
     reference = build_model("vespcn", 2, backbone="espcn").eval()
     reference.load_state_dict(load_file(weights))
     assert np.array_equal(up.process(slice(0, 6), slice(0, 6), frames), direct(reference, frames, 1))
     with pytest.raises(ValueError, match="do not fit"):  # the default body's checkpoint
-        Upscaler(
+        Engine(
             "vespcn", random_weights(tmp_path / "plain.safetensors", "vespcn", 2), 2, "cpu", backbone="espcn"
         )
 
@@ -360,7 +360,7 @@ def test_vespcn_with_a_backbone_loads_its_weights_strictly(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_edvr_m_chunked_equals_whole_through_the_upscaler(tmp_path: Path) -> None:
     frames = textured_frames(9, 20, 16)
-    up = Upscaler("edvr-m", random_weights(tmp_path / "e.safetensors", "edvr-m", 2), 2, "cpu", batch=2)
+    up = Engine("edvr-m", random_weights(tmp_path / "e.safetensors", "edvr-m", 2), 2, "cpu", batch=2)
     assert up.spec.radius == 2
     whole = run_model(up.model, "window", frames, CPU, batch=2, radius=2)
     for chunk in (1, 4):

@@ -16,9 +16,9 @@ import torch
 from models.registry import ModelSpec, build_model, list_specs
 from models.weights import save_safetensors
 from tests.conftest import textured_frames
+from vsr_pipeline import UpscaleOptions, upscale
+from vsr_pipeline.engine import Engine
 from vsr_pipeline.media import ImageFolderWriter, list_images, read_images
-from vsr_pipeline.pipeline import UpscaleOptions, upscale
-from workers.upscaler import Upscaler
 
 SISR = [s for s in list_specs() if s.kind == "sisr" and s.parametric]
 #: one model per upsampling kind (pre, post, progressive) through the whole Ray job
@@ -73,7 +73,7 @@ def test_upscaler_equals_module(spec: ModelSpec, clip: tuple[Path, np.ndarray], 
     _, frames = clip
     scale = _scale(spec.scales)
     model, weights = _random_weights(spec.name, scale, tmp_path)
-    worker = Upscaler(spec.name, str(weights), scale, "cpu")
+    worker = Engine(spec.name, str(weights), scale, "cpu")
     got = worker.process(slice(0, 3), slice(0, 3), frames[:2], frames[2:])
     assert got.shape == (3, 13 * scale, 19 * scale, 3)
     _assert_same(got, _direct(model, frames), spec.name)

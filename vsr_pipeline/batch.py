@@ -1,8 +1,8 @@
 """``vsr batch``: many videos through one pool of upscaler actors shared by all of them.
 
-Each video is its own job (``pipeline.run_job``): its own decoder, encoder, ledger and final mux, run in a
-driver thread, so one bad file fails alone while the others go on, and an interrupted batch resumes video by
-video and chunk by chunk. Several videos are in flight at once (default: twice as many as there are
+Each video is its own job (``vsr_pipeline.job.run_job``): its own decoder, encoder, ledger and final mux,
+run in a driver thread, so one bad file fails alone while the others go on, and an interrupted batch resumes
+video by video and chunk by chunk. Several videos are in flight at once (default: twice as many as there are
 upscalers), so the upscalers stay busy while individual videos start (probe, actors) and finish (mux).
 
 Placement (``vsr_pipeline.upscaler_pool``): with GPUs in the Ray cluster (and ``--device`` not ``cpu``) one
@@ -22,16 +22,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from vsr_pipeline.cluster import ray_session, restart_policy
 from vsr_pipeline.errors import EXIT_INTERRUPTED, InterruptedJob, UsageError, exit_code_and_message
-from vsr_pipeline.pipeline import (
-    UpscaleOptions,
-    check_options,
-    plan_job,
-    ray_session,
-    restart_policy,
-    run_job,
-    upscaler_options,
-)
+from vsr_pipeline.job import plan_job, run_job
+from vsr_pipeline.options import UpscaleOptions, check_options
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +159,8 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
     with ray_session(opts.upscale.address):
         placement = choose_placement(opts)
         device = "auto" if placement.num_gpus else "cpu"
-        pool = UpscalerPool.start(spec, placement, upscaler_options(spec, video_opts, device),
-                                  restart_policy(video_opts))
+        pool = UpscalerPool.start(spec, placement, video_opts.model_settings(), device,
+                                  restart_policy(video_opts.retries))
         try:
             import ray
 

@@ -25,13 +25,11 @@ during (b).
 from __future__ import annotations
 
 import os
-import re
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,175 +37,27 @@ import numpy as np
 
 from models.registry import build_model, get_spec
 from vsr_pipeline.errors import UsageError
+from vsr_pipeline.options import UpscaleOptions
+from vsr_pipeline.procstat import TreeSampler
 
 
 @dataclass
-class BenchOptions:
-    model: str
-    input: str
-    weights: str | None = None
+class BenchOptions(UpscaleOptions):
+    """The pipeline's own settings (``UpscaleOptions``: model, encode, chunking; same defaults) plus what to
+    measure on."""
+
+    #: a video whose first ``frames`` frames are used
+    input: str = ""
     frames: int = 20
-    scale: int = 4
-    device: str = "auto"
-    precision: str = "auto"
     repeats: int = 3
-    batch: int = 4
-    chunk: int | None = None
-    padding: int | None = None
-    tile: int | None = None
-    overlap: int = 16
-    codec: str = "libx264"
-    crf: int = 18
-    preset: str = "medium"
     skip_naive: bool = False
     #: shrink the frames this many times first (MATLAB bicubic), to keep slow models' runs short
     downscale: int = 1
 
-
-# --- process-tree sampling (Linux /proc) -----------------------------------------------------------------
-
-
-def _children() -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    return out
-
-
-def process_tree(pid: int) -> list[int]:
-    children, out, todo = _children(), [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def memory_kb(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) of ``pid`` in KiB (0 when it is gone)."""
-    rss = pss = 0
-    for line in _read(f"/proc/{pid}/smaps_rollup").splitlines():
-        if line.startswith("Rss:"):
-            rss = int(line.split()[1])
-        elif line.startswith("Pss:"):
-            pss = int(line.split()[1])
-    return rss, pss
-
-
-def rss_kb(pid: int) -> int:
-    """Resident set of ``pid`` in KiB from /proc/PID/statm (a counter: cheap, unlike smaps_rollup)."""
-    fields = _read(f"/proc/{pid}/statm").split()
-    return int(fields[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024) if len(fields) > 1 else 0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` so far."""
-    text = _read(f"/proc/{pid}/stat")
-    if not text:
-        return 0.0
-    fields = text.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-_RAY_NAME = re.compile(r"ray::([A-Za-z_]\w*)")
-
-
-class TreeSampler:
-    """Samples, every ``interval`` seconds in a thread, the summed RSS/PSS of this process and its
-    descendants (Ray's raylet, GCS and workers when Ray runs in-process) and each Ray actor's CPU time
-    (by the ``ray::ClassName`` process title).
-
-    Sampling costs the driver CPU: listing all of /proc to find the tree takes ~9 ms a sample and
-    smaps_rollup makes the kernel walk every mapping (~10 ms per torch process); every 0.1 s with PSS every
-    5th sample it took 0.08 of the 2 cores beside three idle BasicVSR actors
-    (``benchmarks/overhead_costs.py``). So the known tree's CPU times and titles are read every
-    ``interval`` (an actor that finishes a tiny job is named for well under a second), the tree is relisted
-    and its RSS summed (statm: cheap) every ``tree_every`` samples (new actors mostly reuse Ray's prestarted
-    workers, already in it) and PSS read every ``memory_every``: 0.024 cores. ``run_bench`` runs one
-    sampler around every timed variant, so whatever it costs, each variant pays it alike."""
-
-    def __init__(self, interval: float = 0.1, tree_every: int = 5, memory_every: int = 50) -> None:
-        self.interval = interval
-        self.tree_every = max(1, tree_every)
-        self.memory_every = max(1, memory_every)
-        self._tree: list[int] = []
-        self._names: dict[int, str] = {}  # pid -> its final title's actor name ("" for none): read once
-        self._samples = 0
-        self.peak_rss_kb = self.peak_pss_kb = 0
-        self.actor_cpu: dict[int, tuple[str, float, float]] = {}  # pid -> (name, first cpu, last cpu)
-        self.driver_cpu = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> TreeSampler:
-        self._cpu0 = cpu_seconds(os.getpid())
-        self._actor_cpu0 = {p: cpu_seconds(p) for p in process_tree(os.getpid())}
-        self._t0 = time.perf_counter()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sample(memory=True)
-        self.wall = time.perf_counter() - self._t0
-        self.driver_cpu = cpu_seconds(os.getpid()) - self._cpu0
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.sample()
-
-    def sample(self, memory: bool | None = None) -> None:
-        rss = pss = 0
-        self._samples += 1
-        memory = self._samples % self.memory_every == 1 if memory is None else memory
-        relist = memory or not self._tree or self._samples % self.tree_every == 1
-        if relist:
-            self._tree = process_tree(os.getpid())
-        for pid in self._tree:
-            if memory:
-                r, p = memory_kb(pid)
-                rss, pss = rss + r, pss + p
-            elif relist:
-                rss += rss_kb(pid)
-            name = self._names.get(pid)
-            if name is None:
-                cmdline = _read(f"/proc/{pid}/cmdline").replace("\0", " ")
-                m = _RAY_NAME.search(cmdline)
-                name = m.group(1) if m else ""
-                # an idle worker may become an actor, a starting one is not titled yet: read those again
-                if name != "IDLE" and "default_worker" not in cmdline:
-                    self._names[pid] = name
-            if name and name != "IDLE" and not name.endswith("Agent"):  # not Ray's own agents
-                cpu = cpu_seconds(pid)
-                _, first, last = self.actor_cpu.get(pid, (name, self._actor_cpu0.get(pid, 0.0), cpu))
-                # an actor that has exited and been reaped reads 0 until the next relisting drops it: keep
-                # its last real reading (that 0 wiped whole runs' figures: stage_busy 0.0 or negative)
-                self.actor_cpu[pid] = (name, first, max(last, cpu))
-        self.peak_rss_kb, self.peak_pss_kb = max(self.peak_rss_kb, rss), max(self.peak_pss_kb, pss)
-
-    def busy(self) -> dict[str, float]:
-        """CPU seconds per wall second of each actor class (summed over its processes) and the driver."""
-        out: dict[str, float] = {}
-        for name, first, last in self.actor_cpu.values():
-            out[name] = out.get(name, 0.0) + (last - first) / self.wall
-        out["driver"] = self.driver_cpu / self.wall
-        return {k: round(v, 3) for k, v in sorted(out.items())}
-
-
-# --- the three variants ------------------------------------------------------------------------------------
+    def job_options(self) -> UpscaleOptions:
+        """The pipeline run's options: these settings, no progress bar, never resuming."""
+        return UpscaleOptions(**{f.name: getattr(self, f.name) for f in fields(UpscaleOptions)}
+                              | {"progress": False, "resume": "never"})
 
 
 def make_clip(src: str, frames: int, out: Path, crf: int = 12, downscale: int = 1) -> Path:
@@ -235,7 +85,7 @@ def actor_startup(spec: Any, weights: str | None, scale: int, device: str, threa
     the fixed cost inside ``pipeline_fps`` that a long video amortises."""
     import ray
 
-    from vsr_pipeline.pipeline import reporting_errors
+    from vsr_pipeline.cluster import reporting_errors
     from workers.upscaler import Upscaler
 
     s = time.perf_counter()
@@ -254,17 +104,18 @@ def naive_loop(model: Any, temporal: str, radius: int, clip: Path, out: Path, op
     import av
     import torch
 
-    from workers.upscaler import to_tensor, to_uint8
+    from vsr_pipeline.engine import to_tensor, to_uint8
 
     t = {"decode": 0.0, "model": 0.0, "encode": 0.0}
     cpu = torch.device("cpu")
     t0 = time.perf_counter()
     with av.open(str(clip)) as src, av.open(str(out), "w") as dst, torch.inference_mode():
         vin = src.streams.video[0]
-        vout = dst.add_stream(opts.codec, rate=vin.average_rate or 25)
+        encode = opts.encode_settings()
+        vout = dst.add_stream(encode.codec, rate=vin.average_rate or 25)
         vout.width, vout.height = vin.width * opts.scale, vin.height * opts.scale
         vout.pix_fmt = "yuv420p"
-        vout.codec_context.options = {"crf": str(opts.crf), "preset": opts.preset}
+        vout.codec_context.options = {"crf": str(encode.crf), "preset": encode.preset}
 
         def encode(hr: np.ndarray) -> None:
             s = time.perf_counter()
@@ -310,7 +161,7 @@ def _naive_child(model: str, weights: str | None, clip: Path, out: Path, opts: B
                  threads: int) -> dict:
     import torch
 
-    from workers.upscaler import load_upscaler_model
+    from vsr_pipeline.engine import load_upscaler_model
 
     torch.set_num_threads(threads)
     spec = get_spec(model)
@@ -338,19 +189,14 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
     import torch
 
     from models.weights import save_safetensors
+    from vsr_pipeline.cluster import ray_session
+    from vsr_pipeline.engine import Engine, resolve_device
     from vsr_pipeline.heap import release_free_memory, reuse_freed_memory
+    from vsr_pipeline.job import upscale
     from vsr_pipeline.media import FrameReader, probe
-    from vsr_pipeline.pipeline import (
-        UpscaleOptions,
-        check_perf_options,
-        default_chunk,
-        default_padding,
-        ray_session,
-        upscale,
-    )
-    from vsr_pipeline.plan import plan_chunks
+    from vsr_pipeline.options import check_perf_options
+    from vsr_pipeline.plan import default_chunk, plan_chunks
     from vsr_pipeline.precision import resolve_precision
-    from workers.upscaler import Upscaler, resolve_device
 
     spec = get_spec(opts.model)
     if opts.scale not in spec.scales:
@@ -373,22 +219,18 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         with FrameReader(clip) as reader:
             frames, _ = reader.read(info.frames)
         n = len(frames)
-        padding = default_padding(spec.name) if opts.padding is None else opts.padding
-        chunk = default_chunk(info, padding) if opts.chunk is None else opts.chunk
+        padding = spec.default_padding if opts.padding is None else opts.padding
+        chunk = opts.chunk or default_chunk(info.width, info.height, info.frames, padding,
+                                            spec.chunk_bytes_per_pixel)
         chunks = plan_chunks(n, chunk, padding)
-        up_opts = UpscaleOptions(
-            model=spec.name, weights=weights, scale=opts.scale, device=opts.device, chunk=chunk,
-            padding=padding, codec=opts.codec, crf=opts.crf, preset=opts.preset, progress=False,
-            batch=opts.batch, precision=opts.precision, tile=opts.tile, overlap=opts.overlap,
-            resume="never",
-        )
+        up_opts = replace(opts.job_options(), weights=weights, chunk=chunk, padding=padding)
         check_perf_options(spec, up_opts, device)
         precision = resolve_precision(opts.precision, device, spec.name)
         threads = 0 if device.type == "cuda" else cpus
         # like the pipeline's actor (malloc keeps freed buffers, vsr_pipeline.heap); the naive loop runs
         # with glibc's defaults, as peers' scripts do
-        up = Upscaler(spec, weights, opts.scale, str(device), threads, opts.batch,
-                      precision=precision, tile=opts.tile, overlap=opts.overlap, reuse_memory=True)
+        up = Engine.from_settings(replace(up_opts.model_settings(), precision=precision), spec=spec,
+                                  device=str(device), threads=threads, reuse_memory=True)
 
         def model_chunks() -> float:
             s = time.perf_counter()

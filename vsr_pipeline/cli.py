@@ -14,6 +14,7 @@ from fractions import Fraction
 from typing import Any, NoReturn
 
 from vsr_pipeline import errors
+from vsr_pipeline.options import default
 
 log = logging.getLogger("vsr")
 
@@ -57,8 +58,8 @@ def _run_options(p: argparse.ArgumentParser, model_default: str | None) -> None:
         "--model", default=model_default, required=model_default is None, help="registered model name"
     )
     p.add_argument("--weights", help="weights name (see `vsr models`) or a checkpoint path")
-    p.add_argument("--scale", type=_positive_int, default=4)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--scale", type=_positive_int, default=default("scale"))
+    p.add_argument("--device", default=default("device"), choices=["auto", "cpu", "cuda"])
     p.add_argument("--chunk", type=_positive_int, help="core frames per chunk (default: sized to the frame)")
     p.add_argument("--padding", type=int, help="context frames each side of a chunk (default: per model)")
     p.add_argument("--address", help="join a Ray cluster (e.g. auto or ray://host:10001); default in-process")
@@ -68,22 +69,23 @@ def _perf_options(p: argparse.ArgumentParser, compile_flag: bool = True) -> None
     p.add_argument(
         "--precision",
         choices=["auto", "fp32", "fp32-cl", "bf16", "fp16"],
-        default="auto",
+        default=default("precision"),
         help="forward-pass precision: auto = fp16 on CUDA; on the CPU bf16 only for models measured within "
-        "0.02 dB of fp32, fp32 channels-last (fp32-cl) where measured faster, else fp32 "
-        "(docs/performance.md)",
+        "0.02 dB of fp32 and only on CPUs with bf16 units, fp32 channels-last (fp32-cl) where measured "
+        "faster, else fp32 (docs/performance.md)",
     )
     p.add_argument("--tile", type=_positive_int, help="run the model on overlapping LR tiles of this size")
-    p.add_argument("--overlap", type=int, default=16, help="LR pixels shared by neighbouring tiles (16)")
+    p.add_argument("--overlap", type=int, default=default("overlap"),
+                   help="LR pixels shared by neighbouring tiles (16)")
     if compile_flag:
         p.add_argument("--compile", action="store_true", help="torch.compile the model (fixed shapes)")
 
 
 def _job_options(p: argparse.ArgumentParser) -> None:
     """Options of one upscale job, shared by `upscale` and `batch` (applied to every video)."""
-    p.add_argument("--codec", default="libx264")
-    p.add_argument("--crf", type=int, default=18)
-    p.add_argument("--preset", default="medium")
+    p.add_argument("--codec", default=default("codec"))
+    p.add_argument("--crf", type=int, default=default("crf"))
+    p.add_argument("--preset", default=default("preset"))
     p.add_argument("--fps", type=_fraction, help="frame rate of a folder-of-frames input (default 25)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument(
@@ -97,16 +99,17 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--aligned-dtype",
         choices=["uint8", "float16"],
-        default="uint8",
+        default=default("aligned_dtype"),
         help="dtype of aligned windows between the aligner and the model (default uint8)",
     )
     p.add_argument(
-        "--batch", type=_positive_int, default=4, help="frames or windows per forward pass (default 4)"
+        "--batch", type=_positive_int, default=default("batch"),
+        help="frames or windows per forward pass (default 4)"
     )
     p.add_argument(
         "--on-corrupt",
         choices=["repeat", "skip", "fail"],
-        default="repeat",
+        default=default("on_corrupt"),
         help="a frame that cannot be decoded: repeat the previous frame (default; keeps frame count and "
         "timing), skip it, or fail",
     )
@@ -118,10 +121,11 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     )
     resume.add_argument("--no-resume", action="store_true", help="start over, dropping finished chunks")
     p.add_argument(
-        "--retries", type=int, default=2, help="further attempts for a chunk that fails (default 2)"
+        "--retries", type=int, default=default("retries"),
+        help="further attempts for a chunk that fails (default 2)"
     )
     p.add_argument(
-        "--decoders", type=_positive_int, default=1,
+        "--decoders", type=_positive_int, default=default("decoders"),
         help="decoders per input, seeking to keyframes in parallel where exact (default 1: sequential)",
     )
     _perf_options(p)
@@ -167,13 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--weights", help="weights name or checkpoint (default: the model's; random if none)")
     bn.add_argument("--input", required=True, help="video whose first --frames frames are used")
     bn.add_argument("--frames", type=_positive_int, default=20, help="frames to measure on (default 20)")
-    bn.add_argument("--scale", type=_positive_int, default=4)
-    bn.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    bn.add_argument("--scale", type=_positive_int, default=default("scale"))
+    bn.add_argument("--device", default=default("device"), choices=["auto", "cpu", "cuda"])
     bn.add_argument("--repeats", type=_positive_int, default=3, help="median of this many runs (default 3)")
-    bn.add_argument("--batch", type=_positive_int, default=4)
+    bn.add_argument("--batch", type=_positive_int, default=default("batch"))
     bn.add_argument("--chunk", type=_positive_int, help="core frames per chunk (default: sized to the frame)")
     bn.add_argument("--padding", type=int, help="context frames each side of a chunk (default: per model)")
-    bn.add_argument("--preset", default="medium", help="x264 preset of the pipeline and the naive loop")
+    bn.add_argument("--preset", default=default("preset"),
+                    help="x264 preset of the pipeline and the naive loop")
     bn.add_argument("--no-naive", action="store_true", help="skip the naive sequential loop")
     bn.add_argument("--downscale", type=_positive_int, default=1,
                     help="shrink the input's frames this many times first (MATLAB bicubic; default 1)")
@@ -201,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--crop-border", type=int, help="pixels cropped at each border (default: see docs/evaluation.md)"
     )
     ev.add_argument("--no-progress", action="store_true")
+    _perf_options(ev, compile_flag=False)
+    # scores reproduce published tables: plain fp32 unless asked otherwise (bf16 is within 0.02 dB, not equal)
+    ev.set_defaults(precision="fp32")
     _common(ev)
 
     md = sub.add_parser("models", help="list registered models, parameter counts and available weights")
@@ -245,51 +253,28 @@ def cmd_convert(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _upscale_options(args: argparse.Namespace, **extra: Any) -> Any:
-    """UpscaleOptions from the flags `upscale` and `eval` share, plus command-specific ones."""
-    from vsr_pipeline.pipeline import UpscaleOptions
+def _options(args: argparse.Namespace, cls: type[Any] | None = None) -> Any:
+    """``cls`` (default ``UpscaleOptions``) from the flags: every field with a flag of the same name, the rest
+    at the dataclass's default (the flags' defaults are the same, ``vsr_pipeline.options.default``)."""
+    from dataclasses import fields
 
-    return UpscaleOptions(
-        model=args.model,
-        weights=args.weights,
-        scale=args.scale,
-        device=args.device,
-        chunk=args.chunk,
-        padding=args.padding,
-        address=args.address,
-        progress=not args.no_progress,
-        **extra,
-    )
+    from vsr_pipeline.options import UpscaleOptions
 
-
-def _job_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """UpscaleOptions fields from the flags of ``_job_options``."""
-    return {
-        "codec": args.codec,
-        "crf": args.crf,
-        "preset": args.preset,
-        "overwrite": args.overwrite,
-        "fps": args.fps,
-        "backbone": args.backbone,
-        "align": args.align,
-        "aligned_dtype": args.aligned_dtype,
-        "batch": args.batch,
-        "on_corrupt": args.on_corrupt,
-        "resume": "require" if args.resume else "never" if args.no_resume else "auto",
-        "retries": max(0, args.retries),
-        "decoders": args.decoders,
-        "precision": args.precision,
-        "tile": args.tile,
-        "overlap": args.overlap,
-        "compile": args.compile,
-    }
+    cls = cls or UpscaleOptions
+    values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+    values["progress"] = not getattr(args, "no_progress", False)
+    if "retries" in values:
+        values["retries"] = max(0, values["retries"])
+    if hasattr(args, "no_resume"):
+        values["resume"] = "require" if args.resume else "never" if args.no_resume else "auto"
+    return cls(**values)
 
 
 def cmd_upscale(args: argparse.Namespace) -> dict[str, Any]:
-    from vsr_pipeline.pipeline import upscale
-
-    opts = _upscale_options(args, **_job_kwargs(args))
+    from vsr_pipeline.job import upscale
     from vsr_pipeline.streaming import is_stream_source, stream_upscale
+
+    opts = _options(args)
 
     if is_stream_source(args.input):  # stdin or a URL: read once, written as it grows (no ledger, no Ray)
         unused = [f for f, on in (("--address", args.address), ("--fps", args.fps), ("--no-resume",
@@ -315,7 +300,7 @@ def cmd_batch(args: argparse.Namespace) -> dict[str, Any]:
 
     inputs = list(args.inputs) + (read_list(args.list_file) if args.list_file else [])
     opts = BatchOptions(
-        upscale=_upscale_options(args, **_job_kwargs(args)),
+        upscale=_options(args),
         outdir=Path(args.outdir),
         format=args.format.lstrip(".").lower(),
         upscalers=args.upscalers,
@@ -333,14 +318,11 @@ def cmd_batch(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
+    from dataclasses import replace
+
     from vsr_pipeline.bench import BenchOptions, format_bench, run_bench
 
-    opts = BenchOptions(
-        model=args.model, input=args.input, weights=args.weights, frames=args.frames, scale=args.scale,
-        device=args.device, precision=args.precision, repeats=args.repeats, batch=args.batch,
-        chunk=args.chunk, padding=args.padding, tile=args.tile, overlap=args.overlap, preset=args.preset,
-        skip_naive=args.no_naive, downscale=args.downscale,
-    )
+    opts = replace(_options(args, BenchOptions), skip_naive=args.no_naive)
     result = run_bench(opts, log=lambda line: print(line, file=sys.stderr))
     if not args.json:
         print(format_bench(result))
@@ -359,7 +341,7 @@ def cmd_degrade(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     from vsr_pipeline.evaluate import evaluate, format_table
 
-    opts = _upscale_options(args)
+    opts = _options(args)
     result = evaluate(args.dataset, opts, args.degradation, args.crop_border)
     if not args.json:
         print(format_table(result))

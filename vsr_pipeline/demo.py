@@ -15,8 +15,9 @@ import cv2
 import numpy as np
 
 from vsr_pipeline.evaluate import bicubic_upscale
+from vsr_pipeline.job import upscale
 from vsr_pipeline.media import FrameReader
-from vsr_pipeline.pipeline import UpscaleOptions, upscale
+from vsr_pipeline.options import UpscaleOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT / "assets" / "bbb_demo_160x90.mp4"

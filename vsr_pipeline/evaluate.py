@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from vsr_pipeline.cluster import ray_session
 from vsr_pipeline.degrade import crop_to_multiple, degrade_bd, degrade_bi, imresize, to_uint8
 from vsr_pipeline.errors import UsageError
+from vsr_pipeline.job import upscale
 from vsr_pipeline.media import FrameReader, ImageFolderWriter, VideoWriter, list_images, probe, read_images
 from vsr_pipeline.media.images import IMAGE_EXTENSIONS
 from vsr_pipeline.metrics import psnr_y, ssim_y
-from vsr_pipeline.pipeline import UpscaleOptions, check_paths, ray_session, upscale
+from vsr_pipeline.options import UpscaleOptions, check_paths
 
 DEGRADATIONS = {"bi": degrade_bi, "bd": degrade_bd}
 AVERAGING = "mean over frames within a sequence, then mean over sequences"

@@ -9,9 +9,10 @@
   stays fp32) plus ``channels_last`` weights and inputs: on the 2-core development CPU a 64->64 3x3
   convolution runs at 400 GFLOP/s in bf16 channels-last against 106 in fp32 NCHW (docs/performance.md).
 - ``fp16``: autocast to float16, channels-last; CUDA only (CPU fp16 kernels are not faster than fp32).
-- ``auto``: on CUDA ``fp16``; on the CPU ``bf16`` only for the models in :data:`CPU_BF16_SAFE`, whose bf16
-  output was measured within 0.02 dB Y-PSNR of fp32 on real frames, else ``fp32-cl`` for the models in
-  :data:`CPU_FP32_CHANNELS_LAST` (measured faster that way), else ``fp32``.
+- ``auto``: on CUDA ``fp16``; on the CPU ``bf16`` only for models whose bf16 output was measured within
+  0.02 dB Y-PSNR of fp32 on real frames (:func:`cpu_bf16_safe`, from each ``ModelSpec``) and only where the
+  CPU has bf16 units (:func:`cpu_has_bf16`), else ``fp32-cl`` for models measured faster that way
+  (:func:`cpu_fp32_channels_last`), else ``fp32``.
 
 Outputs are always handed back as float32 before quantisation to uint8 (bf16 holds ~1/256 relative
 precision, about one 8-bit level near white, so quantising a bf16 tensor directly would lose levels).
@@ -28,19 +29,37 @@ import torch
 
 PRECISIONS = ("auto", "fp32", "fp32-cl", "bf16", "fp16")
 
-#: Models for which ``auto`` picks CPU bf16: Y-PSNR(bf16) - Y-PSNR(fp32) against the ground truth, in dB,
-#: the worst clip measured by ``benchmarks/perf_precision.py`` on real frames (not the benchmark sets);
-#: docs/benchmarks.md 8.1. The threshold for a model to be listed is an absolute change below
-#: :data:`BF16_TOLERANCE_DB`. BasicVSR qualifies since its flows and recurrent state stay float32 under
-#: autocast (``models/video/basicvsr.py``; with a bf16 state it lost up to 0.18 dB over 12 frames).
-CPU_BF16_SAFE: dict[str, float] = {"basicvsr": -0.0018}
+#: The quality gate for CPU bf16 under ``auto``: a model qualifies when its spec's measured
+#: ``bf16_delta_db`` (Y-PSNR(bf16) - Y-PSNR(fp32) against the ground truth on real frames, worst clip;
+#: ``benchmarks/`` precision runs, docs/benchmarks.md 8.1) is within this many dB.
 BF16_TOLERANCE_DB = 0.02
-#: Models for which ``auto`` picks fp32 channels-last on the CPU (unless bf16 is safe for them): the
-#: smallest measured speed-up over fp32 NCHW (``benchmarks/perf_precision.py`` on bikes.mp4 /
-#: bigbuckbunny.mp4 frames, Y-PSNR change 0.000 dB; BasicVSR 1.11x on a quiet machine, 1 thread; ESPCN also
-#: 1.07x on full 272x640 frames, batch 4). bf16 was measured -0.07 dB for ESPCN (our x4 weights) on bikes:
-#: outside the tolerance, so it is not in CPU_BF16_SAFE.
-CPU_FP32_CHANNELS_LAST: dict[str, float] = {"basicvsr": 1.114, "espcn": 1.07}
+
+
+def cpu_bf16_safe() -> dict[str, float]:
+    """Registered models whose measured bf16 change is within :data:`BF16_TOLERANCE_DB`: name -> dB."""
+    from models.registry import list_specs
+
+    return {s.name: s.bf16_delta_db for s in list_specs()
+            if s.bf16_delta_db is not None and abs(s.bf16_delta_db) < BF16_TOLERANCE_DB}
+
+
+def cpu_fp32_channels_last() -> dict[str, float]:
+    """Registered models measured faster in fp32 channels-last than NCHW on the CPU: name -> speed-up."""
+    from models.registry import list_specs
+
+    return {s.name: s.fp32_cl_speedup for s in list_specs()
+            if s.fp32_cl_speedup is not None and s.fp32_cl_speedup > 1.0}
+
+
+def cpu_has_bf16() -> bool:
+    """oneDNN reports native bf16 support on this CPU (AVX-512 BF16 / AMX, or Arm's BF16 extension).
+
+    Without it bf16 is emulated: measured 10x slower than fp32 for a 3x3 convolution on an AVX2 EPYC."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -52,9 +71,9 @@ def resolve_precision(precision: str, device: torch.device, model: str) -> str:
     if precision == "auto":
         if device.type == "cuda":
             return "fp16"
-        if model in CPU_BF16_SAFE:
+        if model in cpu_bf16_safe() and cpu_has_bf16():
             return "bf16"
-        return "fp32-cl" if model in CPU_FP32_CHANNELS_LAST else "fp32"
+        return "fp32-cl" if model in cpu_fp32_channels_last() else "fp32"
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("--precision fp16 needs a CUDA device; on the CPU use bf16 (or fp32)")
     return precision

@@ -1,23 +1,20 @@
 """Streaming upscale: non-seekable inputs (stdin ``-``, http/rtsp/... URLs) to a progressively written output.
 
-The file pipeline (``vsr_pipeline.pipeline.upscale``) probes the input, plans chunks and joins segments at the
-end; a pipe or a live URL can be read only once, front to back, and its length is unknown. Here three threads
-overlap the work, joined by bounded queues (memory stays bounded whatever the stream's length):
+A pipe or a live URL can be read only once, front to back, and its length is unknown, so it is an
+*incremental source* for the one scheduler (``vsr_pipeline.scheduler.run_chunks``) that files and batches use:
+a decode thread fills a bounded queue, the chunks are cut as their frames arrive (``vsr_pipeline.plan
+.LivePolicy``), and a ``LocalExecutor`` runs the inference engine and the encoder on a thread each, no Ray
+(memory stays bounded whatever the stream's length):
 
-    decode thread --(LR frames, <= QUEUE_FRAMES)--> model (caller's thread) --(HR chunks, <= 2)--> encode
+    decode thread --(LR frames, <= QUEUE_FRAMES)--> chunks (caller's thread) --> engine --> encode thread
 
-The model runs on windows as soon as the frames it needs have arrived. How many *later* frames must arrive
-before output frame ``t`` can be computed (``latency_frames``, compute and encoder time not counted):
-
-- single-image models: 0 (each frame alone; whatever has arrived is batched, up to ``--batch``);
-- window models (VESPCN, EDVR, radius ``r``): ``r`` (frames ``t-r .. t+r``);
-- recurrent models (BasicVSR): ``chunk + padding - 1``: frames go in chunks of ``chunk`` core frames with
-  ``padding`` frames of context each side (default 16 and 10: 25 frames, 1 s at 25 fps).
-
-Window edges follow the file pipeline (a window is truncated only at the stream's ends), so the HR frames are
-the ones the file pipeline computes for the same chunk and padding. The encoder runs with low-delay settings
-(x264/x265 ``tune=zerolatency``, a keyframe every 2 s) so packets leave it as frames go in, and the muxer
-writes them under the output's own name as they come: Matroska in one cluster per frame, MP4/MOV fragmented
+How many *later* frames must arrive before output frame ``t`` can be computed (``latency_frames``, compute and
+encoder time not counted): single-image models 0 (whatever has arrived is batched, up to ``--batch``); window
+models (VESPCN, EDVR, radius ``r``) ``r``; recurrent models (BasicVSR) ``chunk + padding - 1`` (default 16 and
+10: 25 frames, 1 s at 25 fps). Chunks are truncated only at the stream's ends, so the HR frames are the ones
+the file pipeline computes for the same chunk and padding. The encoder runs with low-delay settings (x264/x265
+``tune=zerolatency``, a keyframe every 2 s) so packets leave it as frames go in, and the muxer writes them
+under the output's own name as they come: Matroska in one cluster per frame, MP4/MOV fragmented
 (``movflags=frag_keyframe+empty_moov+default_base_moof``, a fragment at least every second), MPEG-TS as is.
 Output pts are the input's (in the input stream's time base, rescaled by the muxer); fragmented MP4 starts its
 timeline at 0 (the muxer shifts the first pts to 0), Matroska and MPEG-TS keep the input's offset.
@@ -35,7 +32,7 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -44,19 +41,13 @@ from urllib.parse import urlsplit
 import av
 import numpy as np
 
-from models.registry import ModelSpec, get_spec, resolve_weights
+from models.registry import ModelSpec
 from vsr_pipeline.errors import InterruptedJob, UsageError, VsrError
 from vsr_pipeline.media import MediaError, VideoInfo, VideoWriter, frame_to_rgb
 from vsr_pipeline.media.errors import short_reason
-from vsr_pipeline.pipeline import (
-    UpscaleOptions,
-    check_backbone,
-    check_memory,
-    check_paths,
-    check_perf_options,
-    default_padding,
-)
-from vsr_pipeline.windows import check_padding
+from vsr_pipeline.options import UpscaleOptions, check_memory, check_options, check_paths, check_perf_options
+from vsr_pipeline.plan import LivePolicy, live_policy
+from vsr_pipeline.scheduler import ChunkWork, run_chunks
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +59,6 @@ STREAM_SCHEMES = frozenset({
 #: Output containers that can be written as they grow.
 STREAM_OUTPUTS = {".mkv": "matroska", ".mp4": "mp4", ".mov": "mov", ".ts": "mpegts"}
 FRAGMENTED_MP4 = "frag_keyframe+empty_moov+default_base_moof"
-#: Core frames per chunk for recurrent models when ``opts.chunk`` is not given.
-STREAM_CHUNK = 16
 #: LR frames the decode thread may hold ahead of the model.
 QUEUE_FRAMES = 32
 #: Seconds a URL may take to open and, later, to deliver more data.
@@ -101,58 +90,18 @@ def is_stream_source(s: str) -> bool:
     return (scheme in STREAM_SCHEMES and "://" in s) or scheme == "pipe"
 
 
-def latency_frames(spec: ModelSpec, chunk: int, padding: int) -> int:
-    """Frames that must arrive after frame ``t`` before output frame ``t`` can be computed."""
-    if spec.temporal == "recurrent":
-        return chunk + padding - 1
-    if spec.temporal == "window":
-        return spec.radius
-    return 0
-
-
-@dataclass
-class _Plan:
-    """How the model consumes the stream: ``context`` frames each side, at most ``core`` outputs per call;
-    ``whole`` (recurrent): wait for ``core`` outputs plus ``context`` future frames before computing."""
-
-    core: int
-    context: int
-    whole: bool
-
-
-def _plan(spec: ModelSpec, opts: UpscaleOptions) -> _Plan:
-    if spec.temporal == "recurrent":
-        chunk = STREAM_CHUNK if opts.chunk is None else opts.chunk
-        padding = default_padding(spec.name) if opts.padding is None else opts.padding
-        return _Plan(chunk, padding, True)
-    if spec.temporal == "window":
-        padding = spec.radius if opts.padding is None else opts.padding
-        try:
-            check_padding(spec.name, spec.radius, padding)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        return _Plan(opts.batch, spec.radius, False)
-    return _Plan(opts.batch, 0, False)
-
-
 def _check(source: str, output: Path, opts: UpscaleOptions) -> ModelSpec:
-    """Validate options and paths before anything is opened (UsageError, one line)."""
-    spec = get_spec(opts.model)
-    if opts.scale not in spec.scales:
-        raise UsageError(f"model {spec.name} supports scale {', '.join(map(str, spec.scales))}, not "
-                         f"{opts.scale}")
-    check_backbone(spec, opts.backbone, opts.scale)
+    """The job's option checks (``check_options``) plus a stream's own, before anything is opened
+    (UsageError, one line)."""
     if opts.align:
         raise UsageError("--align is not available for streams (use a file input)")
-    if opts.batch < 1:
-        raise UsageError("--batch must be >= 1")
-    if (opts.chunk is not None and opts.chunk < 1) or (opts.padding is not None and opts.padding < 0):
-        raise UsageError("--chunk must be >= 1 and --padding >= 0")
+    if opts.resume == "require":
+        raise UsageError("--resume: a stream is read once and cannot be resumed")
+    spec = check_options(opts)
     if output.suffix.lower() not in STREAM_OUTPUTS:
         raise UsageError(f"output {output}: a stream is written progressively to "
                          f"{', '.join(STREAM_OUTPUTS)}, not {output.suffix or 'a folder'}")
     check_paths(Path(source), output, opts.overwrite)
-    resolve_weights(spec.name, opts.weights, opts.scale)
     return spec
 
 
@@ -197,9 +146,12 @@ class _Decoder(threading.Thread):
         self.on_corrupt = on_corrupt
         self.dropped = 0
         self.bad_packets = 0
+        self.repeated = 0  # lost frames the previous frame stood in for
 
     def frames(self, container: av.container.InputContainer, stream: Any) -> Any:
-        """Decoded frames; a packet that fails to decode is skipped (``on_corrupt`` fail: MediaError)."""
+        """Decoded frames, and for a packet that fails to decode its pts (an int, or None): with
+        ``on_corrupt`` repeat the previous frame stands in at that pts, with skip it is left out, with fail
+        it is a MediaError."""
         for packet in container.demux(stream):
             try:
                 yield from stream.decode(packet)
@@ -211,8 +163,10 @@ class _Decoder(threading.Thread):
                                      f"--on-corrupt repeat or skip carries on") from None
                 self.bad_packets += 1
                 if self.bad_packets == 1:
-                    log.warning("%s: skipping a packet that cannot be decoded (%s)", self.name_shown,
-                                short_reason(exc))
+                    log.warning("%s: a packet cannot be decoded (%s): %s", self.name_shown,
+                                short_reason(exc), "previous frame repeated" if self.on_corrupt == "repeat"
+                                else "frame left out")
+                yield packet.pts
 
     def run(self) -> None:
         try:
@@ -236,8 +190,16 @@ class _Decoder(threading.Thread):
         stream.thread_type = "SLICE"  # frame threads would hold back one frame per thread
         tags: tuple[int, int] | None = None
         last: int | None = None
+        good: np.ndarray | None = None
         step = 1
         for frame in self.frames(container, stream):
+            if not isinstance(frame, av.VideoFrame):  # a lost frame: its packet's pts, or None
+                if self.on_corrupt == "repeat" and good is not None and frame is not None and frame > last:
+                    last = int(frame)
+                    self.repeated += 1
+                    if not self._put((good, last)):
+                        return
+                continue
             if tags is None:
                 tags = (int(frame.colorspace), int(frame.color_range or 0))
                 rgb = frame_to_rgb(frame, *tags)
@@ -251,7 +213,8 @@ class _Decoder(threading.Thread):
                 self.dropped += 1
                 continue
             last = int(pts)
-            if not self._put((frame_to_rgb(frame, *tags), last)):
+            good = frame_to_rgb(frame, *tags)
+            if not self._put((good, last)):
                 return
         if tags is None:
             raise MediaError(f"{name}: the video stream has no decodable frame")
@@ -268,19 +231,18 @@ class _Decoder(threading.Thread):
         return False
 
 
-class _Encoder(threading.Thread):
-    """Writes ``(hr (T, sH, sW, 3) uint8, pts)`` items from ``inp`` until ``_END``; records when the first
-    frame reached the file (``first_at``, perf_counter) and any error."""
+class _ProgressiveEncoder:
+    """The stream's encoder for the executor: ``write_segment`` writes a chunk's HR frames into the one
+    growing output, frame by frame (each reaches the file as soon as it can), and records when the first frame
+    reached the file (``first_at``, perf_counter)."""
 
-    def __init__(self, writer: VideoWriter, inp: queue.Queue[Any], header_first: bool):
-        super().__init__(daemon=True, name="vsr-stream-encode")
-        self.writer, self.inp = writer, inp
+    def __init__(self, writer: VideoWriter, header_first: bool):
+        self.writer = writer
         #: Matroska and fragmented MP4 write the header at the first packet and the frame later (with the
         #: next cluster or fragment): the first frame is on disk when the file grows past the header
         self.header_first = header_first
         self._header_size: int | None = None
         self.first_at: float | None = None
-        self.error: BaseException | None = None
 
     def _check_first(self) -> None:
         if self.first_at is not None or self.writer.packets_written == 0:
@@ -294,18 +256,11 @@ class _Encoder(threading.Thread):
         elif size > self._header_size:
             self.first_at = time.perf_counter()
 
-    def run(self) -> None:
-        try:
-            while True:
-                item = self.inp.get()
-                if item is _END:
-                    return
-                hr, pts = item
-                for i in range(len(pts)):  # frame by frame: each reaches the file as soon as it can
-                    self.writer.write(hr[i : i + 1], pts[i : i + 1])
-                    self._check_first()
-        except BaseException as exc:
-            self.error = exc
+    def write_segment(self, index: int, frames: np.ndarray, pts: list[int | None]) -> tuple[None, int]:
+        for i in range(len(pts)):
+            self.writer.write(frames[i : i + 1], pts[i : i + 1])  # type: ignore[arg-type]
+            self._check_first()
+        return None, len(pts)
 
 
 def _writer(output: Path, info: VideoInfo, opts: UpscaleOptions) -> VideoWriter:
@@ -319,10 +274,9 @@ def _writer(output: Path, info: VideoInfo, opts: UpscaleOptions) -> VideoWriter:
     codec_opts: dict[str, str] = {"g": str(max(1, min(250, round(2 * float(info.fps or 25)))))}
     if opts.codec in ("libx264", "libx265"):
         codec_opts["tune"] = "zerolatency"
-    w, h = info.width * opts.scale, info.height * opts.scale
-    return VideoWriter(output, w, h, info.time_base, info.fps, codec=opts.codec, crf=opts.crf,
-                       preset=opts.preset, source=info, overwrite=opts.overwrite, options=codec_opts,
-                       atomic=False, container_options=container)
+    return opts.encode_settings().open_writer(output, info.width * opts.scale, info.height * opts.scale, info,
+                                              overwrite=opts.overwrite, options=codec_opts, atomic=False,
+                                              container_options=container)
 
 
 def _stream_info(source: str, container: av.container.InputContainer, s: Any, first: np.ndarray,
@@ -345,10 +299,12 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
 
     Returns input, output, model, frames_in, frames_out, width/height in and out, seconds, fps (frames out
     per second of the run), first_frame_s (start to the first output frame on disk), latency_frames (see the
-    module docstring), chunk and padding (recurrent models), dropped_frames (non-increasing pts) and
-    interrupted. ``timeout``: seconds a URL may take to open or to send more data.
+    module docstring), chunk and padding (recurrent models), dropped_frames (non-increasing pts),
+    bad_packets, repeated_frames (lost frames the previous one stood in for) and interrupted. ``timeout``:
+    seconds a URL may take to open or to send more data.
     """
-    from workers.upscaler import Upscaler, resolve_device
+    from vsr_pipeline.engine import Engine, resolve_device
+    from vsr_pipeline.executors import LocalExecutor
 
     started = time.perf_counter()
     output = Path(output)
@@ -358,46 +314,46 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     check_perf_options(spec, opts, device)
-    plan = _plan(spec, opts)
-    latency = latency_frames(spec, plan.core, plan.context)
-    if opts.resume == "require":
-        raise UsageError("--resume: a stream is read once and cannot be resumed")
-    backbone = None if opts.backbone is None else get_spec(opts.backbone)
+    policy = live_policy(spec.temporal, spec.radius, opts.batch, opts.chunk, opts.padding,
+                         spec.default_padding)
     name = "stdin" if source == "-" else source
     if source == "-":
         _check_stdin()
     stop = threading.Event()
     frames_q: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_FRAMES)
-    hr_q: queue.Queue[Any] = queue.Queue(maxsize=2)
     writer: VideoWriter | None = None
-    encoder: _Encoder | None = None
+    sink: _ProgressiveEncoder | None = None
+    executor: LocalExecutor | None = None
     decoder: _Decoder | None = None
-    state = {"in": 0, "out": 0}
+    state = {"in": 0}
     interrupted = False
     failure: BaseException | None = None
     try:
         decoder = _Decoder(source, timeout, frames_q, stop, opts.on_corrupt)
         decoder.start()  # connects and decodes while the model loads
-        upscaler = Upscaler(spec, opts.weights, opts.scale, str(device), 0, opts.batch, backbone,
-                            opts.precision, opts.tile, opts.overlap, opts.compile,
-                            reuse_memory=True)  # a stream is this process's one job (vsr_pipeline.heap)
+        # a stream is this process's one job: freed buffers serve the next chunk (vsr_pipeline.heap)
+        engine = Engine.from_settings(opts.model_settings(), spec=spec, device=str(device), reuse_memory=True)
         item = _get(frames_q)
         if isinstance(item, BaseException):
             raise item
         info = item[1]
         check_memory(info, opts.scale, opts.batch)
         writer = _writer(output, info, opts)
-        encoder = _Encoder(writer, hr_q, header_first=output.suffix.lower() != ".ts")
-        encoder.start()
-        _model_loop(upscaler, spec, plan, frames_q, hr_q, encoder, state, opts)
+        sink = _ProgressiveEncoder(writer, header_first=output.suffix.lower() != ".ts")
+        executor = LocalExecutor(engine, sink)
+        run_chunks(_live_chunks(frames_q, policy, state), executor, max_inflight=opts.max_inflight,
+                   fatal=(Exception,), progress=opts.progress, desc=f"{spec.name} x{opts.scale} (stream)")
     except KeyboardInterrupt:
         interrupted = True
     except BaseException as exc:
         failure = exc
     finally:
         stop.set()
-        if encoder is not None:
-            _finish_encoder(encoder, hr_q)
+        if executor is not None:
+            try:  # what was handed to the engine is finished and written: the file ends at a chunk's end
+                executor.close()
+            except KeyboardInterrupt:
+                interrupted = True
     if writer is None:
         _let_go(decoder)
         if interrupted:
@@ -405,31 +361,28 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         assert failure is not None
         raise failure
     frames_out = writer.frames_written
-    encode_error = encoder.error if encoder is not None else None
     if frames_out == 0:
         writer.abort()
         _let_go(decoder)
         if interrupted:
             raise InterruptedJob("interrupted before the first frame was written; no output written")
-        raise (failure or encode_error or MediaError(f"{name}: no frame was written"))
+        raise (failure or MediaError(f"{name}: no frame was written"))
     try:
         writer.close()
     except VsrError as exc:
         failure = failure or exc
-    if encoder is not None and encoder.first_at is None:  # the muxer held everything until the end
-        encoder.first_at = time.perf_counter()
+    assert sink is not None and decoder is not None
+    if sink.first_at is None:  # the muxer held everything until the end
+        sink.first_at = time.perf_counter()
     _let_go(decoder)
     held = f"{output} holds the {frames_out} frames written so far and is playable"
     if interrupted:
         raise InterruptedJob(f"interrupted: {held}")
-    if failure is not None or encode_error is not None:
-        exc = failure or encode_error
-        assert exc is not None
-        if isinstance(exc, VsrError):
-            raise type(exc)(f"{str(exc).splitlines()[0]}; {held}") from None
-        raise exc
+    if failure is not None:
+        if isinstance(failure, VsrError):
+            raise type(failure)(f"{str(failure).splitlines()[0]}; {held}") from None
+        raise failure
     seconds = time.perf_counter() - started
-    assert encoder is not None and decoder is not None
     if decoder.dropped:
         log.warning("%s: %d frame(s) with non-increasing pts were dropped", name, decoder.dropped)
     return {
@@ -444,13 +397,14 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         "height_out": info.height * opts.scale,
         "seconds": round(seconds, 3),
         "fps": round(frames_out / seconds, 3) if seconds > 0 else 0.0,
-        "first_frame_s": round(encoder.first_at - started, 3) if encoder.first_at is not None else None,
-        "latency_frames": latency,
-        "chunk": plan.core if plan.whole else None,
-        "padding": plan.context if plan.whole else None,
-        "device": upscaler.device_name(),
+        "first_frame_s": round(sink.first_at - started, 3),
+        "latency_frames": policy.latency_frames,
+        "chunk": policy.core if policy.whole else None,
+        "padding": policy.context if policy.whole else None,
+        "device": engine.device_name(),
         "dropped_frames": decoder.dropped,
         "bad_packets": decoder.bad_packets,
+        "repeated_frames": decoder.repeated,
         "interrupted": False,
     }
 
@@ -462,76 +416,43 @@ def _let_go(decoder: _Decoder | None) -> None:
         decoder.join(timeout=1.0)
 
 
-def _finish_encoder(encoder: _Encoder, hr_q: queue.Queue[Any]) -> None:
-    """Hand the encoder its end marker and wait until it has written everything queued."""
-    while encoder.is_alive():
-        try:
-            hr_q.put(_END, timeout=0.2)
-            break
-        except queue.Full:
-            continue
-    encoder.join()
+def _live_chunks(frames_q: queue.Queue[Any], policy: LivePolicy, state: dict[str, int]
+                 ) -> Iterator[ChunkWork]:
+    """The stream as chunk work, each chunk as soon as the frames it needs have arrived.
 
-
-def _model_loop(upscaler: Any, spec: ModelSpec, plan: _Plan, frames_q: queue.Queue[Any],
-                hr_q: queue.Queue[Any], encoder: _Encoder, state: dict[str, int],
-                opts: UpscaleOptions) -> None:
-    """Take LR frames as they come, upscale every core range whose context has arrived, hand HR frames on.
-
-    ``buf`` holds frames ``base .. received - 1``; ``done`` is the next output frame to compute.
-    """
-    from tqdm import tqdm
-
+    ``buf`` holds frames ``base .. received - 1`` (what later chunks still need as context); ``done`` is the
+    next output frame."""
     buf: list[np.ndarray] = []
     pts: list[int] = []
-    base = done = 0
+    base = done = index = 0
     eof = False
-    with tqdm(unit="frame", file=sys.stderr, disable=not opts.progress, dynamic_ncols=True,
-              desc=f"{spec.name} x{opts.scale} (stream)") as bar:
-        while True:
-            received = base + len(buf)
-            stop = _ready(plan, done, received, eof)
-            if stop <= done:
-                if eof:
-                    return
-                item = _get(frames_q)
-                while True:
-                    if item is _END:
-                        eof = True
-                        break
-                    if isinstance(item, BaseException):
-                        raise item
-                    buf.append(item[0])
-                    pts.append(item[1])
-                    state["in"] += 1
-                    try:  # take whatever else has arrived, without waiting
-                        item = frames_q.get_nowait()
-                    except queue.Empty:
-                        break
-                continue
-            if encoder.error is not None:
-                raise encoder.error
-            first = max(0, done - plan.context)
-            last = min(received, stop + plan.context)
-            window = np.stack(buf[first - base : last - base])
-            hr = upscaler.process(slice(0, last - first), slice(done - first, stop - first), window)
-            _put(hr_q, (hr, pts[done - base : stop - base]), encoder)
-            bar.update(stop - done)
-            state["out"] += stop - done
-            done = stop
-            drop = max(0, done - plan.context) - base
-            if drop > 0:
-                del buf[:drop], pts[:drop]
-                base += drop
-
-
-def _ready(plan: _Plan, done: int, received: int, eof: bool) -> int:
-    """End (exclusive) of the core frames that can be computed now, starting at ``done``."""
-    if eof:
-        return min(received, done + plan.core)
-    if plan.whole:
-        return done + plan.core if received >= done + plan.core + plan.context else done
-    return max(done, min(received - plan.context, done + plan.core))
+    while True:
+        c = policy.next_chunk(index, done, base + len(buf), eof)
+        if c is None:
+            if eof:
+                return
+            item = _get(frames_q)
+            while True:
+                if item is _END:
+                    eof = True
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                buf.append(item[0])
+                pts.append(item[1])
+                state["in"] += 1
+                try:  # take whatever else has arrived, without waiting
+                    item = frames_q.get_nowait()
+                except queue.Empty:
+                    break
+            continue
+        window = np.stack(buf[c.read_start - base : c.read_stop - base])
+        yield ChunkWork(c, slice(0, len(window)), [window], list(pts[c.start - base : c.stop - base]))
+        index, done = index + 1, c.stop
+        drop = max(0, done - policy.context) - base
+        if drop > 0:
+            del buf[:drop], pts[:drop]
+            base += drop
 
 
 def _get(q: queue.Queue[Any]) -> Any:
@@ -543,17 +464,4 @@ def _get(q: queue.Queue[Any]) -> Any:
             continue
 
 
-def _put(q: queue.Queue[Any], item: Any, encoder: _Encoder) -> None:
-    while True:
-        if encoder.error is not None:
-            raise encoder.error
-        if not encoder.is_alive():
-            raise RuntimeError("the encode thread stopped")
-        try:
-            q.put(item, timeout=0.2)
-            return
-        except queue.Full:
-            continue
-
-
-__all__ = ["STREAM_OUTPUTS", "is_stream_source", "latency_frames", "stream_upscale"]
+__all__ = ["STREAM_OUTPUTS", "is_stream_source", "stream_upscale"]

@@ -2,7 +2,7 @@
 ``vsr batch`` several). Each chunk goes to the actor with the fewest chunks outstanding.
 
 Any actor can take any chunk: a chunk carries its own temporal context (``vsr_pipeline.plan``) and every
-forward pass has a fixed shape (``workers.upscaler.forward_full``), so the output does not depend on which
+forward pass has a fixed shape (``vsr_pipeline.engine.forward_full``), so the output does not depend on which
 actor computed it (given the same torch thread count: the summation order of a convolution, so the last bit
 of a float, follows it; a pool of CPU actors with fewer threads each than ``vsr upscale``'s one can differ
 from it by a rounding step in a few pixels). Placement follows Ray resources: on GPUs one actor per GPU
@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.registry import ModelSpec
+
+if TYPE_CHECKING:
+    from vsr_pipeline.options import ModelSettings
 
 
 @dataclass(frozen=True)
@@ -58,22 +61,23 @@ class UpscalerPool:
         cls,
         spec: ModelSpec,
         placement: Placement,
-        options: dict[str, Any],
+        settings: ModelSettings,
+        device: str,
         restarts: dict[str, int],
     ) -> UpscalerPool:
-        """Start ``placement.actors`` Upscaler actors; ``options`` are Upscaler's keyword arguments other
-        than ``model`` and ``threads``."""
+        """Start ``placement.actors`` Upscaler actors for ``settings`` on ``device`` (``auto`` resolves on
+        each actor's node). They keep freed buffers in their own process's heap (``vsr_pipeline.heap``)."""
         import ray
 
-        from vsr_pipeline.pipeline import reporting_errors
+        from vsr_pipeline.cluster import reporting_errors
+        from vsr_pipeline.engine import engine_arguments
         from workers.upscaler import Upscaler
 
         cls_remote = ray.remote(num_cpus=placement.num_cpus, num_gpus=placement.num_gpus, **restarts)(
             reporting_errors(Upscaler)
         )
-        n, threads = placement.actors, placement.threads
-        actors = [cls_remote.remote(model=spec, threads=threads, **options) for _ in range(n)]
-        return cls(actors)
+        args = engine_arguments(settings, spec, device, placement.threads, reuse_memory=True)
+        return cls([cls_remote.remote(**args) for _ in range(placement.actors)])
 
     def ready(self) -> list[Any]:
         """References that resolve when every actor has loaded its model (raise its constructor's error)."""

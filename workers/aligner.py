@@ -7,7 +7,7 @@ with ``border`` padding, so pixels whose match lies outside the neighbour take i
 than black. The centre frame (and any neighbour replicated from it at the video's edges) is copied exactly.
 
 Output dtype: ``uint8`` (the frames' own type, a quarter of float32) or ``float16`` in ``[0, 1]`` (twice the
-bytes, keeps the sub-level values bilinear interpolation makes); see benchmarks/stage_throughput.py.
+bytes, keeps the sub-level values bilinear interpolation makes); see benchmarks/speed_motion_align.py.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from models.motion.warp import flow_warp
+from vsr_pipeline.engine import resolve_device, to_tensor
 from vsr_pipeline.windows import window_table
-from workers.upscaler import resolve_device, to_tensor
 
 #: what the Aligner hands the Upscaler; ``align_windows`` also gives float32 (the unrounded reference)
 ALIGNED_DTYPES = ("uint8", "float16")

@@ -9,22 +9,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vsr_pipeline.media import ImageFolderWriter, VideoInfo, VideoWriter
+from vsr_pipeline.media import EncodeSettings, ImageFolderWriter, VideoInfo
 from vsr_pipeline.media.mux import concat_segments
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm", ".ts"})
-#: Test hook (tests and benchmarks/kill_resume.py only): ``MODE:K[:MARKER]`` makes the encoder fail on
-#: chunk ``K``: ``raise`` raises once, ``exit`` kills its own process once (a worker crash), ``always``
-#: raises every time. "Once" is remembered in the file ``MARKER`` so a restarted actor does not repeat it.
-#: ``delay:SECONDS`` makes every segment take that much longer (to interrupt a job mid-way).
-FAULT_ENV = "VSR_INJECT_FAULT"
 
 
 def is_video_path(path: str | Path) -> bool:
@@ -45,28 +39,23 @@ class Encoder:
         output: str,
         info: VideoInfo,
         scale: int,
-        codec: str = "libx264",
-        crf: int = 18,
-        preset: str = "medium",
+        encode: EncodeSettings | None = None,
         segments: str | None = None,
-        fault: str | None = None,
     ):
         self.output = Path(output)
         self.info = info
         self.width, self.height = info.width * scale, info.height * scale
-        self.codec, self.crf, self.preset = codec, crf, preset
+        self.encode = encode or EncodeSettings()
         self.segments = Path(segments) if segments is not None else self.output.parent
         self.video = is_video_path(output)
-        self.fault = fault
         if self.video:  # fail now, not at the first chunk, on a codec/container that cannot work
-            check_encoder(self.segments / f".check{self.output.suffix}", info, scale, codec, crf, preset)
+            check_encoder(self.segments / f".check{self.output.suffix}", info, scale, self.encode)
 
     def write_segment(
         self, index: int, frames: np.ndarray, pts: Sequence[int | None]
     ) -> tuple[str | None, int]:
         """Encode chunk ``index``'s HR frames uint8 (T, H, W, 3) with their source pts (``None``: leave the
         frame out) as one segment; returns (segment file name or None when no frame is left, frames)."""
-        self._maybe_fail(index)
         keep = [i for i, p in enumerate(pts) if p is not None]
         if len(keep) != len(pts):
             frames = np.ascontiguousarray(frames[keep])
@@ -77,41 +66,19 @@ class Encoder:
         path = self.segments / name
         writer: Any
         if self.video:
-            writer = VideoWriter(path, self.width, self.height, self.info.time_base, self.info.fps,
-                                 codec=self.codec, crf=self.crf, preset=self.preset, source=self.info,
-                                 overwrite=True)
+            writer = self.encode.open_writer(path, self.width, self.height, self.info, overwrite=True)
         else:
             writer = ImageFolderWriter(path, overwrite=True)
         with writer:
             writer.write(frames, pts)  # type: ignore[arg-type]
         return name, len(keep)
 
-    def _maybe_fail(self, index: int) -> None:
-        if not self.fault:
-            return
-        mode, _, rest = self.fault.partition(":")
-        if mode == "delay":
-            time.sleep(float(rest))
-            return
-        k, _, marker = rest.partition(":")
-        if int(k) != index:
-            return
-        if mode != "always":
-            if marker and os.path.exists(marker):
-                return
-            if marker:
-                Path(marker).touch()
-        if mode == "exit":
-            os._exit(17)
-        raise RuntimeError(f"injected fault at chunk {index} ({FAULT_ENV}={self.fault})")
 
-
-def check_encoder(output: str | Path, info: VideoInfo, scale: int, codec: str, crf: int, preset: str) -> None:
+def check_encoder(output: str | Path, info: VideoInfo, scale: int, encode: EncodeSettings) -> None:
     """MediaError naming ``output`` when its container cannot hold ``codec`` or the codec refuses the frame
     size or settings (the encoder is opened on one black frame; nothing is left on disk)."""
     w, h = info.width * scale, info.height * scale
-    writer = VideoWriter(output, w, h, info.time_base, info.fps, codec=codec, crf=crf, preset=preset,
-                         source=info, overwrite=True)
+    writer = encode.open_writer(output, w, h, info, overwrite=True)
     try:
         writer.write(np.zeros((1, h, w, 3), np.uint8), [0])
     finally:

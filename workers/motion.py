@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from vsr_pipeline.engine import pad_batch, resolve_device, to_tensor
 from vsr_pipeline.windows import window_table
-from workers.upscaler import pad_batch, resolve_device, to_tensor
 
 
 class FlowEstimator(Protocol):

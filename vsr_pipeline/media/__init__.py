@@ -10,10 +10,11 @@ from .errors import MediaError
 from .images import ImageFolderWriter, image_size, list_images, natural_key, read_images
 from .probe import ColourTags, StreamSummary, VideoInfo, probe, probe_image_folder
 from .reader import FrameReader
-from .writer import VideoWriter
+from .writer import EncodeSettings, VideoWriter
 
 __all__ = [
     "ColourTags",
+    "EncodeSettings",
     "FrameReader",
     "ImageFolderWriter",
     "MediaError",

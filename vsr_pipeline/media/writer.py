@@ -6,8 +6,10 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -40,6 +42,25 @@ def exact_timing_options(path: str | os.PathLike[str], time_base: Fraction) -> d
     if Path(path).suffix.lower() in ISO_BMFF and Fraction(time_base).denominator <= 2**31 - 1:
         return {"movie_timescale": str(Fraction(time_base).denominator)}
     return {}
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How HR frames are encoded, passed whole from the CLI or API to every stage that encodes (the segment
+    encoder, the live-stream writer, ``vsr bench``'s loops). ``crf``/``preset`` go to x264/x265 (crf also to
+    libvpx). These defaults are the CLI's and the API's; a new encoder option is a field here plus its use in
+    :meth:`open_writer` (and a flag in ``vsr_pipeline.cli``)."""
+
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "medium"
+
+    def open_writer(self, path: str | os.PathLike[str], width: int, height: int, info: VideoInfo,
+                    **kwargs: Any) -> VideoWriter:
+        """A :class:`VideoWriter` for ``width`` x ``height`` frames with ``info``'s timing and colour tags;
+        ``kwargs`` are further VideoWriter options (``overwrite``, ``options``, ``atomic``, ...)."""
+        return VideoWriter(path, width, height, info.time_base, info.fps, codec=self.codec, crf=self.crf,
+                           preset=self.preset, source=info, **kwargs)
 
 
 class VideoWriter(AtomicOutput):

@@ -1,7 +1,7 @@
 """Flow accuracy on real frames under known synthetic motions (issue 3, evidence 1).
 
-    python benchmarks/flow_accuracy.py [--quick] [--frames-per-clip 3] [--threads 1]
-                                       [--json benchmarks/results/flow_accuracy.json]
+    python benchmarks/quality_flow_accuracy.py [--quick] [--frames-per-clip 3] [--threads 1]
+                                               [--json benchmarks/results/flow_accuracy.json]
 
 Frames: ``bikes.mp4``, ``bigbuckbunny.mp4`` and ``tree.avi`` from ``../shared/data/videos`` (not the
 benchmark sets), each resized (area) so it covers 320x180 and centre-cropped to 180x320, decoded with

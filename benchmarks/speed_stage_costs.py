@@ -1,6 +1,7 @@
 """Per-stage costs of the pipeline on this machine, each stage alone, to size a multi-GPU cluster on paper.
 
-    nice -n 5 .venv/bin/python benchmarks/stage_costs.py [--quick] [--out benchmarks/results/stage_costs.json]
+    nice -n 5 .venv/bin/python benchmarks/speed_stage_costs.py [--quick] \
+        [--out benchmarks/results/stage_costs.json]
 
 Measured (median of 3 timed runs after one warm-up, each stage alone, in one process unless said). The
 per-core figures are frames per CPU-second of this process (``time.process_time``) with every library
@@ -333,7 +334,7 @@ def main() -> None:
         decode_rows, encode_rows = measure_media(Path(tmp), 24 if args.quick else 60, repeats)
     ray_rows = measure_ray(repeats, args.quick)
     result = {
-        "command": "nice -n 5 .venv/bin/python benchmarks/stage_costs.py" + (" --quick" * args.quick),
+        "command": "nice -n 5 .venv/bin/python benchmarks/speed_stage_costs.py" + (" --quick" * args.quick),
         "machine": {"cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
                     "pyav": av.__version__, "ffmpeg_libavcodec": av.library_versions.get("libavcodec"),
                     "note": "shared machine (other people's tests and a training job run alongside): "

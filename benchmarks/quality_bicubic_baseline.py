@@ -4,9 +4,9 @@ The "Bicubic" row of the published tables is the LR upscaled by MATLAB ``imresiz
 and scored on Y (docs/evaluation.md). Published: Vid4 BI 23.78/0.6347, BD 21.80/0.5246;
 Set5 x4 28.42/0.8104, Set14 x4 26.00/0.7027.
 
-    python benchmarks/bicubic_baseline.py                         # Vid4 BI + BD, x4
-    python benchmarks/bicubic_baseline.py --sets vid4-bd --bd-method duf
-    python benchmarks/bicubic_baseline.py --sets set5 set14 --json out.json
+    python benchmarks/quality_bicubic_baseline.py                         # Vid4 BI + BD, x4
+    python benchmarks/quality_bicubic_baseline.py --sets vid4-bd --bd-method duf
+    python benchmarks/quality_bicubic_baseline.py --sets set5 set14 --json out.json
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from vsr_pipeline.degrade import crop_to_multiple, degrade_bd, degrade_bi, imresize, to_uint8
+from vsr_pipeline.metrics import SequenceScore
 
-from vsr_pipeline.degrade import crop_to_multiple, degrade_bd, degrade_bi, imresize, to_uint8  # noqa: E402
-from vsr_pipeline.metrics import SequenceScore  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DATA = ROOT.parent / "shared" / "data" / "benchmarks"
 VID4 = ("calendar", "city", "foliage", "walk")

@@ -1,16 +1,17 @@
 """Is CPU bf16 safe, and how fast is each precision/layout? Y-PSNR change and speed, on real clips.
 
-    python benchmarks/perf_precision.py [--models basicvsr espcn] [--weights espcn=PATH] [--frames 10]
-                                        [--repeats 3] [--threads 2] [--quick] [--json PATH]
+    python benchmarks/speed_precision.py [--models basicvsr espcn] [--weights espcn=PATH] [--frames 10]
+                                         [--repeats 3] [--threads 2] [--quick] [--json PATH]
 
 Ground truth: the first ``--frames`` frames of real clips from ``../shared/data/videos`` (bikes.mp4 whole
 frame, bigbuckbunny.mp4 centre crop), never the benchmark sets; LR: MATLAB bicubic x4 (``degrade_bi``, what
 the BI weights were trained on). Each model runs fp32 (default layout, what the pipeline's fp32 is), fp32
 channels-last, bf16 autocast NCHW and bf16 autocast channels-last (the pipeline's bf16), through the
-Upscaler's own ``run_model``; the variants are interleaved in every repeat and the median time per output
-frame is reported, with ``os.getloadavg()``. ``delta_db`` = Y-PSNR(variant) - Y-PSNR(fp32) against the
-ground truth (crop 4), per clip; a model may be listed in ``vsr_pipeline.precision.CPU_BF16_SAFE`` only
-when every clip's |delta| of the bf16 channels-last variant is below 0.02 dB.
+engine's own ``run_model`` (``vsr_pipeline.engine``); the variants are interleaved in every repeat and the
+median time per output frame is reported, with ``os.getloadavg()``. ``delta_db`` = Y-PSNR(variant) -
+Y-PSNR(fp32) against the ground truth (crop 4), per clip; a model may be listed in
+``vsr_pipeline.precision.CPU_BF16_SAFE`` only when every clip's |delta| of the bf16 channels-last variant is
+below 0.02 dB.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ import torch
 
 from models.registry import get_spec
 from vsr_pipeline.degrade import crop_to_multiple, degrade_bi
+from vsr_pipeline.engine import load_upscaler_model, make_forward, run_model
 from vsr_pipeline.media import FrameReader
 from vsr_pipeline.metrics import psnr_y
 from vsr_pipeline.precision import BF16_TOLERANCE_DB, Precision
-from workers.upscaler import load_upscaler_model, make_forward, run_model
 
 ROOT = Path(__file__).resolve().parent.parent
 VIDEOS = ROOT.parent / "shared" / "data" / "videos"

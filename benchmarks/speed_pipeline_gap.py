@@ -1,6 +1,6 @@
 """Where BasicVSR's pipeline loses to the model alone: four controlled checks (docs/benchmarks.md 8.3h).
 
-    .venv/bin/python benchmarks/pipeline_gap.py [--frames 60] [--repeats 5] [--out FILE]
+    .venv/bin/python benchmarks/speed_pipeline_gap.py [--frames 60] [--repeats 5] [--out FILE]
 
 BasicVSR x4 (REDS4 weights, bf16 with fp32 islands, 2 threads, the actor's heap reuse: the pipeline's CPU
 defaults) on the first ``--frames`` frames of bikes.mp4 shrunk 4x (68x160, MATLAB bicubic), one chunk:
@@ -13,7 +13,7 @@ defaults) on the first ``--frames`` frames of bikes.mp4 shrunk 4x (68x160, MATLA
   640x272 frames with x264 medium (the encoder's work for the pipeline's first chunk), at nice 0 and nice 19;
   the subprocess reports its own CPU time.
 - ``actor_start``: a fresh Ray actor's start-up split into Ray's part (request to the actor's code
-  running), ``import torch``, and building the Upscaler (model, weights, precision).
+  running), ``import torch``, and building the upscaler's ``Engine`` (model, weights, precision).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT.parent / "shared" / "data" / "videos" / "bikes.mp4"
-sys.path.insert(0, str(ROOT))
 
 SETTINGS: dict[str, Any] = {"threads": 2, "batch": 4, "precision": "bf16", "reuse_memory": True}
 
@@ -60,16 +59,16 @@ def side_encode(frames: int) -> dict[str, float]:
 
 class StartProbe:
     """Ray actor that times its own start: when its code first runs, after ``import torch``, after
-    building the Upscaler (epoch seconds, to compare with the driver's request time)."""
+    building the upscaler's Engine (epoch seconds, to compare with the driver's request time)."""
 
     def __init__(self) -> None:
         self.entered = time.time()
         import torch  # noqa: F401  (the import is what is timed)
 
         self.torch_done = time.time()
-        from workers.upscaler import Upscaler
+        from vsr_pipeline.engine import Engine
 
-        self.up = Upscaler("basicvsr", None, 4, "cpu", **SETTINGS)
+        self.up = Engine("basicvsr", None, 4, "cpu", **SETTINGS)
         self.built = time.time()
 
     def times(self) -> tuple[float, float, float]:
@@ -93,8 +92,9 @@ def main() -> None:
     import ray
 
     from vsr_pipeline.bench import make_clip
+    from vsr_pipeline.cluster import ray_session, reporting_errors
+    from vsr_pipeline.engine import Engine
     from vsr_pipeline.media import FrameReader
-    from vsr_pipeline.pipeline import ray_session, reporting_errors
     from workers.upscaler import Upscaler
 
     n = args.frames
@@ -106,7 +106,7 @@ def main() -> None:
             frames, _ = reader.read(n)
     result["size"] = f"{frames.shape[2]}x{frames.shape[1]}"
     whole = (slice(0, n), slice(0, n))
-    up = Upscaler("basicvsr", None, 4, "cpu", **SETTINGS)
+    up = Engine("basicvsr", None, 4, "cpu", **SETTINGS)
     up.process(*whole, frames)  # warm: this process's heap and primitives, as vsr bench's model-only
 
     def here() -> float:

@@ -1,9 +1,11 @@
-"""Ship a trained run: copy its best weights into models/zoo, score them with `vsr eval` on the benchmark
-sets, write the model card and a JSON record.
+"""Release step (maintainers, in a source checkout): ship a trained run into ``models/zoo``: copy its best
+weights, score them with `vsr eval` on the benchmark sets, write the model card and a JSON record.
 
-    python benchmarks/train_ship.py espcn_x4 [espcn_x3 ...] [--datasets set5 set14] [--quick]
-    python benchmarks/train_ship.py espcn_x4_stage2:espcn_x4     # run name : shipped name
+    python -m vsr_pipeline.train.release espcn_x4 [espcn_x3 ...] [--datasets set5 set14] [--quick]
+    python -m vsr_pipeline.train.release espcn_x4_stage2:espcn_x4     # run name : shipped name
 
+Run from the repository's root (``--repo`` says otherwise): it writes into the checkout, never into an
+installed package.
 Reads ``runs/<run>/`` (config.yaml, best.safetensors, checkpoints/*/state.json, metrics.jsonl). Writes
 ``models/zoo/<dir>/<name>.safetensors``, ``models/zoo/<dir>/<name>.md`` and
 ``benchmarks/results/train_<name>.json`` (``<name>`` is the run's unless given after a colon).
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path.cwd()
 ZOO_DIR = {"espcn": "espcn", "fsrcnn": "fsrcnn", "vespcn": "vespcn", "edvr-s": "edvr"}
 TARGETS = {  # issue 5 targets (Y-PSNR, BI)
     ("espcn", 4, "set5"): 30.3, ("espcn", 3, "set5"): 32.5, ("espcn", 2, "set5"): 36.0,
@@ -57,10 +59,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="+", help="run names (runs/<name>), or RUN:NAME to ship under NAME")
     ap.add_argument("--datasets", nargs="+", default=None)
-    ap.add_argument("--runs", type=Path, default=ROOT / "runs")
+    ap.add_argument("--repo", type=Path, default=Path.cwd(), help="the source checkout (default: here)")
+    ap.add_argument("--runs", type=Path, default=None, help="folder of training runs (default: REPO/runs)")
     ap.add_argument("--notes", default="", help="extra paragraph for the card (restarts, deviations)")
     ap.add_argument("--quick", action="store_true", help="Set5 only / no eval for video (smoke run)")
     args = ap.parse_args()
+    global ROOT
+    ROOT = args.repo.resolve()
+    if not (ROOT / "models" / "zoo").is_dir():
+        raise SystemExit(f"release: {ROOT} is not a vsr-pipeline checkout (no models/zoo); pass --repo")
+    args.runs = args.runs or ROOT / "runs"
     os.chdir(ROOT)
     import ray
 

@@ -1,6 +1,6 @@
 """How much temporal padding a recurrent model needs so chunked output matches whole-sequence output.
 
-    python benchmarks/chunk_padding.py [--model basicvsr --weights vimeo-bi] [--chunk 10]
+    python benchmarks/quality_chunk_padding.py [--model basicvsr --weights vimeo-bi] [--chunk 10]
         [--paddings 0 2 5 10 20] [--sequences calendar city] [--dataset ../shared/data/benchmarks/vid4]
 
 For each padding P, every sequence is split into chunks of `--chunk` core frames read with P
@@ -23,10 +23,10 @@ import torch
 
 from models.registry import get_spec, load_model
 from vsr_pipeline.degrade import crop_to_multiple, degrade_bi
+from vsr_pipeline.engine import run_model
 from vsr_pipeline.media import list_images, read_images
 from vsr_pipeline.metrics import psnr_y
 from vsr_pipeline.plan import plan_chunks
-from workers.upscaler import run_model
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,7 +1,7 @@
 """EDVR forward time on the CPU and the share of it spent in the deformable convolutions (issue 3).
 
-    python benchmarks/edvr_dcn.py [--quick] [--model edvr-m] [--size 64] [--frames-batch 1] [--repeats 5]
-                                  [--threads 1] [--json benchmarks/results/edvr_dcn.json]
+    python benchmarks/speed_edvr_dcn.py [--quick] [--model edvr-m] [--size 64] [--frames-batch 1]
+                                        [--repeats 5] [--threads 1] [--json benchmarks/results/edvr_dcn.json]
 
 Builds the model untrained (timing does not depend on the weights, except that the offsets are set to
 small random values so the sampling is fractional as after training), runs a ``(B, 5, 3, size, size)``

@@ -1,7 +1,7 @@
 """Held-out validation PSNR of weight files, on the validation crops of a training config.
 
-    python benchmarks/heldout_psnr.py configs/train/espcn_x3_from_x4.yaml WEIGHTS [WEIGHTS ...]
-    python benchmarks/heldout_psnr.py configs/train/espcn_x3_from_x4.yaml --start   # the run's step 0
+    python benchmarks/quality_heldout_psnr.py configs/train/espcn_x3_from_x4.yaml WEIGHTS [WEIGHTS ...]
+    python benchmarks/quality_heldout_psnr.py configs/train/espcn_x3_from_x4.yaml --start   # the run's step 0
 
 The crops a run validates on depend on its config (``val_photos``, ``val_crops``, ``val_patch``, seed), so
 runs with different settings cannot be compared by their logged PSNR; this scores any weights (and MATLAB

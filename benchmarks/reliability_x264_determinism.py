@@ -1,7 +1,12 @@
 """Is libx264's bitstream a function of its input frames alone? Encode the same short segment many times.
 
-    python benchmarks/x264_determinism.py [--runs 300] [--pipeline-runs 10] [--json PATH]
-    PYTHONMALLOC=malloc valgrind --track-origins=yes python benchmarks/x264_determinism.py --once [SETTING]
+    PYTHONPATH=. python benchmarks/reliability_x264_determinism.py [--runs 300] [--pipeline-runs 10] \
+        [--json PATH]
+    PYTHONPATH=. PYTHONMALLOC=malloc valgrind --track-origins=yes \
+        python benchmarks/reliability_x264_determinism.py --once [SETTING]
+
+The clips are made by the test suite's helpers (``tests.conftest``), which are not installed: run it from
+the repository root with ``PYTHONPATH=.``.
 
 First the encoder alone (below). Then the whole pipeline (second, as the order matters: see
 docs/benchmarks.md section 10): ``vsr upscale`` of that clip (seed 3, 40x24 -> 80x48) ``--pipeline-runs``
@@ -24,7 +29,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 import tempfile
 from collections import Counter
 from fractions import Fraction
@@ -34,13 +38,18 @@ import av
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import make_clip, textured_frames
-
 from models.registry import load_model
+from vsr_pipeline import UpscaleOptions, upscale
+from vsr_pipeline.cluster import ray_session
+from vsr_pipeline.engine import to_tensor, to_uint8
 from vsr_pipeline.media import VideoWriter, list_images, read_images
-from vsr_pipeline.pipeline import UpscaleOptions, ray_session, upscale
-from workers.upscaler import to_tensor, to_uint8
+
+try:
+    from tests.conftest import make_clip, textured_frames
+except ModuleNotFoundError as e:  # the test suite is not installed
+    if e.name != "tests":
+        raise
+    raise SystemExit("error: no module tests: run from the repository root with PYTHONPATH=.") from None
 
 SETTINGS: dict[str, tuple[int, dict[str, str]]] = {
     "crf18 (default)": (18, {}),

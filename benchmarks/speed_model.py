@@ -1,7 +1,7 @@
 """CPU time per output frame of every registered model, in one run.
 
-    python benchmarks/model_speed.py [--height 180 --width 320] [--repeats 3] [--threads 2] [--models a b ...]
-                                     [--json benchmarks/results/model_speed.json]
+    python benchmarks/speed_model.py [--height 180 --width 320] [--repeats 3] [--threads 2] [--models a b ...]
+                                    [--json benchmarks/results/model_speed.json]
 
 Each model is built with random weights (speed does not depend on the values) at x4, or at its largest
 scale below 4 where x4 is not defined, and run under ``torch.inference_mode`` in fp32 on a
@@ -99,7 +99,7 @@ def main() -> None:
                   flush=True)
     out = {
         "load_average_after": list(os.getloadavg()),
-        "command": "python benchmarks/model_speed.py " + " ".join(
+        "command": "python benchmarks/speed_model.py " + " ".join(
             f"--{k} {v}" for k, v in [("height", args.height), ("width", args.width),
                                       ("repeats", args.repeats), ("threads", args.threads)]),
         "torch": torch.__version__,

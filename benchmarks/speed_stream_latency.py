@@ -7,9 +7,9 @@ second of the run) and ``latency_frames`` (the model's bound: later frames neede
 computed). The whole process's wall time is measured too (Python and torch start-up included). Median of
 ``--repeats`` runs. CPU only; results to benchmarks/results/stream_latency.json.
 
-    nice -n 5 .venv/bin/python benchmarks/stream_latency.py            # ~3-6 min on 2 busy cores
-    nice -n 5 .venv/bin/python benchmarks/stream_latency.py --quick    # espcn only, 1 run
-    nice -n 5 .venv/bin/python benchmarks/stream_latency.py --models espcn   # rerun one model's rows
+    nice -n 5 .venv/bin/python benchmarks/speed_stream_latency.py            # ~3-6 min on 2 busy cores
+    nice -n 5 .venv/bin/python benchmarks/speed_stream_latency.py --quick    # espcn only, 1 run
+    nice -n 5 .venv/bin/python benchmarks/speed_stream_latency.py --models espcn   # rerun one model's rows
 """
 
 from __future__ import annotations

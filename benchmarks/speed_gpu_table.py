@@ -1,16 +1,19 @@
 """Issue 6's GPU table, runnable on the lent GPU machine, whose image has torch, numpy and OpenCV but not PyAV
-or Ray: the model alone (``workers.upscaler.Upscaler``, what the pipeline's actor runs) per precision, and
-each precision's Y-PSNR against fp32's on real frames. Also runs on the CPU (small sizes: a smoke test).
+or Ray: the model alone (``vsr_pipeline.engine.Engine``, what the pipeline's upscaler actor runs) per
+precision, and each precision's Y-PSNR against fp32's on real frames. Also runs on the CPU (small sizes: a
+smoke test). The GPU machine has no install of this project: run it there from the repository root with
+``PYTHONPATH=.`` so that ``vsr_pipeline`` and ``models`` import from the checkout.
 
     # here (PyAV): real frames of bikes.mp4 as PNGs, and the BasicVSR weights, into a carried folder
-    .venv/bin/python benchmarks/gpu_table.py --extract .gpu_carry
-    # on the GPU machine (carry .gpu_carry; plain python3 holds CUDA torch):
-    python3 benchmarks/gpu_table.py --device cuda --carry .gpu_carry --out $OUT/gpu_table.json
+    .venv/bin/python benchmarks/speed_gpu_table.py --extract .gpu_carry
+    # on the GPU machine (carry .gpu_carry; plain python3 holds CUDA torch; the checkout on the path):
+    PYTHONPATH=. python3 benchmarks/speed_gpu_table.py --device cuda --carry .gpu_carry \
+        --out $OUT/gpu_table.json
 
 - ``speed``: BasicVSR x4 on one ``--frames``-frame sequence of ``--basicvsr-size`` LR (default 180x320, the
   issue's "x4 from 320x180"; random content: speed does not depend on it), and ESPCN x4 on ``--frames`` frames
   of 272x640 in batches of ``--batch``; per precision, the median of ``--repeats`` calls after a warm-up, the
-  time including the uint8 output's copy back to the host (``Upscaler.process``), ``torch.compile`` too with
+  time including the uint8 output's copy back to the host (``Engine.process``), ``torch.compile`` too with
   ``--compile``; peak device memory.
 - ``quality``: BasicVSR x4 (REDS4) on the first ``--quality-frames`` frames of bikes.mp4 (640x272 ground
   truth, LR by MATLAB bicubic x4), per precision: Y-PSNR against the ground truth (crop 4) and its
@@ -29,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 BIKES = ROOT.parent / "shared" / "data" / "videos" / "bikes.mp4"
 WEIGHTS_FILE = "basicvsr_reds4.pth"
 
@@ -58,7 +60,7 @@ def read_frames(folder: Path, frames: int) -> Any:
 
     paths = sorted(folder.glob("*.png"))[:frames]
     if not paths:
-        sys.exit(f"gpu_table: error: no PNG frames in {folder} (run --extract first)")
+        sys.exit(f"speed_gpu_table: error: no PNG frames in {folder} (run --extract first)")
     return np.stack([cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths])
 
 
@@ -91,7 +93,7 @@ def speed(args: argparse.Namespace, weights: str | None) -> list[dict[str, Any]]
     import numpy as np
     import torch
 
-    from workers.upscaler import Upscaler
+    from vsr_pipeline.engine import Engine
 
     rng = np.random.default_rng(0)
     h, w = (int(v) for v in args.basicvsr_size.split("x"))
@@ -103,8 +105,8 @@ def speed(args: argparse.Namespace, weights: str | None) -> list[dict[str, Any]]
             for compile_ in ([False, True] if args.compile else [False]):
                 if args.device.startswith("cuda"):
                     torch.cuda.reset_peak_memory_stats()
-                up = Upscaler(model, model_weights, 4, args.device, args.threads, args.batch,
-                              precision=precision, compile=compile_)
+                up = Engine(model, model_weights, 4, args.device, args.threads, args.batch,
+                            precision=precision, compile=compile_)
                 seconds = time_calls(up, lr, args.repeats, chunked, args.batch)
                 median = statistics.median(seconds)
                 row = {"model": model, "lr": f"{width}x{height}", "frames": args.frames,
@@ -124,15 +126,15 @@ def quality(args: argparse.Namespace, weights: str | None) -> list[dict[str, Any
     import numpy as np
 
     from vsr_pipeline.degrade import crop_to_multiple, degrade_bi
+    from vsr_pipeline.engine import Engine
     from vsr_pipeline.metrics import psnr_y
-    from workers.upscaler import Upscaler
 
     gt = np.ascontiguousarray(crop_to_multiple(read_frames(args.carry / "bikes", args.quality_frames), 4))
     lr = degrade_bi(gt, 4)
     n = len(lr)
     rows = []
     for precision in ["fp32", *[p for p in args.precisions if p != "fp32"]]:
-        up = Upscaler("basicvsr", weights, 4, args.device, args.threads, args.batch, precision=precision)
+        up = Engine("basicvsr", weights, 4, args.device, args.threads, args.batch, precision=precision)
         sr = up.process(slice(0, n), slice(0, n), lr)
         psnr = float(np.mean([psnr_y(s, g, crop_border=4) for s, g in zip(sr, gt, strict=True)]))
         rows.append({"precision": precision, "frames": n, "psnr_y": round(psnr, 4),

@@ -2,8 +2,8 @@
 
     python -m pip download basicsr==1.4.2 --no-deps -d /tmp/bsr
     tar xzf /tmp/bsr/basicsr-1.4.2.tar.gz -C /tmp/bsr
-    python benchmarks/edvr_vs_basicsr.py --basicsr-src /tmp/bsr/basicsr-1.4.2/basicsr [--quick]
-                                         [--json benchmarks/results/edvr_vs_basicsr.json]
+    python benchmarks/models_edvr_vs_basicsr.py --basicsr-src /tmp/bsr/basicsr-1.4.2/basicsr [--quick]
+                                                [--json benchmarks/results/edvr_vs_basicsr.json]
 
 BasicSR's architecture files are loaded from its source tree without installing the package (whose import
 pulls in data, losses and a CUDA-built torchvision): ``basicsr.utils`` and the registry are replaced by

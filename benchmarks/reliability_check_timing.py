@@ -1,6 +1,6 @@
 """Compare an upscaled video with its source: frame count, PTS sequence, duration, copied audio packets.
 
-    python benchmarks/check_timing.py SOURCE OUTPUT [--json]
+    python benchmarks/reliability_check_timing.py SOURCE OUTPUT [--json]
 
 Exits 1 when any property differs. PTS are compared as exact fractions of a second
 (source pts * source time base == output pts * output time base).

@@ -1,6 +1,6 @@
 """Peak memory of `vsr upscale` on a clip and on the same clip looped N times.
 
-    python benchmarks/peak_memory.py CLIP [--frames 30 --downscale 8] [--loops 10] [--model basicvsr] [--json]
+    python benchmarks/memory_peak.py CLIP [--frames 30 --downscale 8] [--loops 10] [--model basicvsr] [--json]
 
 The short clip is the first `--frames` frames of CLIP shrunk `--downscale` times (MATLAB bicubic,
 so a CPU run stays short); the long clip repeats its packets `--loops` times.
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import av
 
-from vsr_pipeline.bench import memory_kb, process_tree
 from vsr_pipeline.degrade import crop_to_multiple, degrade_bi
 from vsr_pipeline.media import FrameReader, VideoWriter
+from vsr_pipeline.procstat import memory_kb, process_tree
 
 
 def loop_clip(clip: Path, loops: int, out: Path) -> Path:

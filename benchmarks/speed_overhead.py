@@ -1,10 +1,10 @@
 """Fixed costs beside the model on the CPU: Ray idle, the bench's own sampler, an upscaler's start-up.
 
-    python benchmarks/overhead_costs.py [--seconds 15]
+    python benchmarks/speed_overhead.py [--seconds 15]
 
 - **Ray idle**: CPU seconds per wall second of every process of an in-process Ray session (raylet, GCS,
   log monitor, idle workers) while nothing runs.
-- **bench sampler**: the driver's CPU per wall second while ``vsr_pipeline.bench.TreeSampler`` samples a
+- **bench sampler**: the driver's CPU per wall second while ``vsr_pipeline.procstat.TreeSampler`` samples a
   tree holding three idle actors with BasicVSR loaded, at its defaults and at the old settings (every 0.1 s
   with PSS every 5th sample; every 0.5 s with PSS every 4th).
 - **start-up**: an upscaler's ``import torch``, model build + weight load (BasicVSR, bf16), measured in a
@@ -21,15 +21,15 @@ import subprocess
 import sys
 import time
 
-from vsr_pipeline.bench import TreeSampler, cpu_seconds, process_tree
-from vsr_pipeline.pipeline import ray_session
+from vsr_pipeline.cluster import ray_session
+from vsr_pipeline.procstat import TreeSampler, cpu_seconds, process_tree
 
 STARTUP = """
 import time; t0 = time.perf_counter()
 import torch; t1 = time.perf_counter()
 from models.registry import get_spec
-from workers.upscaler import Upscaler
-Upscaler(get_spec("basicvsr"), None, 4, "cpu", 2, 4, precision="bf16"); t2 = time.perf_counter()
+from vsr_pipeline.engine import Engine
+Engine(get_spec("basicvsr"), None, 4, "cpu", 2, 4, precision="bf16"); t2 = time.perf_counter()
 print(round(t1 - t0, 2), round(t2 - t1, 2))
 """
 
@@ -52,7 +52,7 @@ def main() -> None:
         @ray.remote(num_cpus=0)
         class Holder:
             def __init__(self) -> None:
-                from workers.upscaler import load_upscaler_model
+                from vsr_pipeline.engine import load_upscaler_model
 
                 self.model = load_upscaler_model("basicvsr", None, 4)
 

@@ -7,7 +7,7 @@ sequential ``FrameReader`` decode, and reports frames/s (median of ``--repeats``
 counts interleaved; actors started and ready before the clock starts) and the seek overhead (frames
 decoded / frames delivered).
 
-    nice -n 5 .venv/bin/python benchmarks/parallel_decode.py
+    nice -n 5 .venv/bin/python benchmarks/speed_parallel_decode.py
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,13 +25,11 @@ import av
 import numpy as np
 import ray
 
+from vsr_pipeline.media import FrameReader, probe
+from vsr_pipeline.media.seek import scan, seek_problem
+from workers.decoder import Decoder, assign_batches
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from vsr_pipeline.media import FrameReader, probe  # noqa: E402
-from vsr_pipeline.media.seek import scan, seek_problem  # noqa: E402
-from workers.decoder import Decoder, assign_batches  # noqa: E402
-
 VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 OUT = ROOT / "benchmarks" / "results" / "parallel_decode.json"
 
@@ -127,7 +124,7 @@ def main() -> None:
             rows.append(bench_clip(path, label, args.batch, args.repeats, args.decoders))
     ray.shutdown()
     result = {
-        "command": "nice -n 5 .venv/bin/python benchmarks/parallel_decode.py",
+        "command": "nice -n 5 .venv/bin/python benchmarks/speed_parallel_decode.py",
         "batch": args.batch, "repeats": args.repeats, "cpu_count": os.cpu_count(),
         "load_avg_at_end": os.getloadavg(), "python": platform.python_version(), "pyav": av.__version__,
         "ray": ray.__version__, "clips": rows,

@@ -11,7 +11,7 @@ Checks every good output (frame count, every frame's PTS, size, audio packets by
 corrupt file alone failed, the upscalers' nodes and busy share; and, for every clip, that 1 and 3 seeking
 decoders give exactly the sequential decode. Writes benchmarks/results/batch_cluster.json.
 
-    python benchmarks/batch_cluster.py [--model vespcn] [--frames 16] [--keep DIR]
+    python benchmarks/scaling_batch_cluster.py [--model vespcn] [--frames 16] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 #: (source, clips, width): bigbuckbunny has the audio
 SOURCES = [("bigbuckbunny.mp4", 6, 160), ("bikes.mp4", 10, 160), ("tree.avi", 4, 160)]

@@ -1,10 +1,11 @@
 """ESPCN x4 per-chunk time with glibc's malloc defaults and with the actor's heap reuse; the naive loop as a
 script and in the bench's spawned child (docs/benchmarks.md section 8.3f).
 
-    .venv/bin/python benchmarks/heap_reuse.py [--frames 48] [--naive-runs 2] [--naive-only] [--out FILE]
+    .venv/bin/python benchmarks/speed_heap_reuse.py [--frames 48] [--naive-runs 2] [--naive-only] [--out FILE]
 
-- passes: in a fresh interpreter each, ``Upscaler("espcn").process`` on the first ``--frames`` frames of
-  bikes.mp4 (640x272) in chunks of 16, five passes, with ``reuse_memory`` off (glibc defaults) and on.
+- passes: in a fresh interpreter each, ``Engine("espcn").process`` (``vsr_pipeline.engine``) on the first
+  ``--frames`` frames of bikes.mp4 (640x272) in chunks of 16, five passes, with ``reuse_memory`` off (glibc
+  defaults) and on.
 - naive: ``vsr_pipeline.bench.naive_loop`` on the same frames (a clip made once, by this parent), as a plain
   script in a fresh interpreter and through ``naive_in_fresh_process`` (what ``vsr bench`` times),
   alternating, ``--naive-runs`` times each (``--naive-only``: without the passes).
@@ -26,13 +27,13 @@ CLIP = ROOT.parent / "shared" / "data" / "videos" / "bikes.mp4"
 
 
 def passes(frames: int, reuse: bool) -> list[float]:
+    from vsr_pipeline.engine import Engine
     from vsr_pipeline.media import FrameReader
-    from workers.upscaler import Upscaler
 
     with FrameReader(CLIP) as reader:
         lr, _ = reader.read(frames)
-    up = Upscaler("espcn", None, 4, "cpu", threads=os.cpu_count() or 1, precision="fp32-cl",
-                  reuse_memory=reuse)
+    up = Engine("espcn", None, 4, "cpu", threads=os.cpu_count() or 1, precision="fp32-cl",
+                reuse_memory=reuse)
     out = []
     for _ in range(5):
         t = time.perf_counter()
@@ -47,7 +48,7 @@ def naive(clip: Path, child: bool) -> float:
     import torch
 
     from vsr_pipeline.bench import BenchOptions, naive_in_fresh_process, naive_loop
-    from workers.upscaler import load_upscaler_model
+    from vsr_pipeline.engine import load_upscaler_model
 
     opts = BenchOptions(model="espcn", input=str(CLIP))
     threads = os.cpu_count() or 1

@@ -2,8 +2,13 @@
 (`python -m vsr_pipeline.cli ...` in a subprocess), with its exit code, its stderr error line, whether a
 traceback appeared and whether anything was left under the output's name.
 
-    python benchmarks/bad_input_table.py          # all -> benchmarks/results/bad_input_table.{json,md}
-    python benchmarks/bad_input_table.py --quick  # only the cases that must fail
+    PYTHONPATH=. python benchmarks/reliability_bad_input_table.py          # all cases
+    PYTHONPATH=. python benchmarks/reliability_bad_input_table.py --quick  # only the cases that must fail
+
+Writes benchmarks/results/bad_input_table.{json,md}.
+
+The cases come from the test suite (``tests.test_bad_input``), which is not installed: run it from the
+repository root with ``PYTHONPATH=.``.
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+try:
+    from tests.test_bad_input import CASES, OK
+except ModuleNotFoundError as e:  # the test suite is not installed
+    if e.name != "tests":
+        raise
+    raise SystemExit("error: no module tests: run from the repository root with PYTHONPATH=.") from None
 
-from tests.test_bad_input import CASES, OK  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:

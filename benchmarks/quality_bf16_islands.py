@@ -1,6 +1,7 @@
 """Which float32 islands make BasicVSR's bf16 autocast safe? An ablation on real frames.
 
-    python benchmarks/bf16_islands.py [--frames 12] [--threads 1] [--modes fp32cl bf16 ...] [--json PATH]
+    python benchmarks/quality_bf16_islands.py [--frames 12] [--threads 1] [--modes fp32cl bf16 ...]
+                                              [--json PATH]
 
 BasicVSR (``models/video/basicvsr.py``) keeps, under autocast, SPyNet and each propagation trunk's input
 convolution in float32, so its recurrent state stays float32. This script switches those islands off again
@@ -27,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from perf_precision import clips
+from speed_precision import clips
 
 from models.motion.spynet import SpyNet
 from models.video import basicvsr as bv
 from vsr_pipeline.degrade import crop_to_multiple, degrade_bi
+from vsr_pipeline.engine import load_upscaler_model, run_model
 from vsr_pipeline.media import FrameReader
 from vsr_pipeline.metrics import psnr_y
-from workers.upscaler import load_upscaler_model, run_model
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")

@@ -12,8 +12,8 @@ Chunks recomputed: every run logs each chunk it submits (``--debug``); submissio
 are work lost to kills (chunks in flight at the moment of a kill). A chunk the ledger had recorded must
 never be submitted again; the script checks that too.
 
-    python benchmarks/kill_resume.py            # 10 kills, 180 frames 160x120 -> x4, 30 chunks
-    python benchmarks/kill_resume.py --quick    # 3 kills, 36 frames, 6 chunks
+    python benchmarks/reliability_kill_resume.py            # 10 kills, 180 frames 160x120 -> x4, 30 chunks
+    python benchmarks/reliability_kill_resume.py --quick    # 3 kills, 36 frames, 6 chunks
 """
 
 from __future__ import annotations

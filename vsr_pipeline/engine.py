@@ -1,0 +1,363 @@
+"""The inference engine: a model on a device turning LR frame windows (uint8, numpy) into HR frames.
+
+Plain torch, no Ray: ``Engine`` holds one model with its precision, tiling, batch and memory policy; the
+Ray actor (``workers.upscaler.Upscaler``), the live-stream executor, ``vsr bench`` and the benchmarks all
+call it. Functions: ``run_model`` (a chunk's window -> its kept HR frames, by temporal kind), ``run_windows``
+(pre-aligned windows), ``make_forward`` (precision + tiles around a module), ``to_tensor``/``to_uint8``
+(uint8 (T, H, W, 3) <-> float (T, 3, H, W) in [0, 1]).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from models.registry import ModelSpec, build_model, get_spec, register, resolve_weights
+from models.weights import load_weights
+from vsr_pipeline.heap import reuse_freed_memory
+from vsr_pipeline.precision import FP32_CPU, Precision, make_precision
+from vsr_pipeline.tiling import DEFAULT_OVERLAP, back_off, free_cached, is_out_of_memory, tiled_forward
+from vsr_pipeline.windows import window_table
+
+if TYPE_CHECKING:
+    from vsr_pipeline.options import ModelSettings
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but no CUDA device is available")
+    return torch.device(device)
+
+
+def to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float32 (..., 3, H, W) in [0, 1] on ``device``; float16 input is taken as
+    already in [0, 1] (pre-aligned windows)."""
+    if not frames.flags.writeable or not frames.flags.c_contiguous:  # Ray hands out read-only views
+        frames = np.array(frames, order="C")
+    t = torch.from_numpy(frames)
+    if device.type == "cuda":  # uint8 crosses the bus (1/4 of float32's bytes), from pinned memory, async
+        t = t.pin_memory().to(device, non_blocking=True)
+    t = t.movedim(-1, -3)
+    if frames.dtype == np.uint8:
+        return t.float().div_(255.0)
+    return t.float()
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """float (T, 3, H, W) in [0, 1] -> uint8 (T, H, W, 3), rounded as BasicSR's tensor2img does.
+
+    Quantised on the tensor's device (on a GPU only uint8 comes back), from float32 (a bf16/fp16 output
+    is widened first: bf16 cannot hold every 8-bit level)."""
+    out = frames.float().clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+    return np.ascontiguousarray(out.permute(0, 2, 3, 1).cpu().numpy())
+
+
+def forward_full(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: int) -> torch.Tensor:
+    """``model(x)`` with ``x`` padded to exactly ``batch`` items (the last one repeated, its outputs dropped).
+
+    Every forward pass then has the same shape and memory layout, whatever the chunking: convolution
+    kernels pick their algorithm by shape and layout (on the CPU a batch of 1 takes another path than a
+    batch of 2+, and channels-last another than contiguous, a few 1e-7 apart, enough to flip a rounded
+    output value), so this is what makes chunked output equal whole-video output bit for bit. Cost: at
+    most ``batch - 1`` extra items per chunk.
+    """
+    return model(pad_batch(x, batch))[: len(x)]
+
+
+def make_forward(
+    model: Callable[..., torch.Tensor],
+    precision: Precision = FP32_CPU,
+    tile: int | None = None,
+    overlap: int = DEFAULT_OVERLAP,
+) -> Callable[..., torch.Tensor]:
+    """``model`` run in ``precision`` (autocast and memory layout), on blended ``tile``-pixel crops when
+    ``tile`` is set (``vsr_pipeline.tiling``). fp32 without tiles is ``model`` itself. Keyword arguments
+    (a recurrent model's ``keep``) go to ``model``."""
+    if precision.name == "fp32" and not tile:
+        return model
+
+    def one(x: torch.Tensor, **kw: Any) -> torch.Tensor:
+        with precision.autocast():
+            return model(precision.layout(x), **kw)
+
+    if not tile:
+        return one
+    return lambda x, **kw: tiled_forward(partial(one, **kw), x, tile, overlap)
+
+
+def pad_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """``x`` with its last item repeated until it holds ``batch`` items, always contiguous (a padded batch
+    and a full one must also share their memory layout, or kernels differ again)."""
+    if len(x) >= batch:
+        return x.contiguous()
+    return torch.cat([x, x[-1:].expand(batch - len(x), *x.shape[1:])]).contiguous()
+
+
+@torch.inference_mode()
+def run_model(
+    model: Callable[..., torch.Tensor],
+    temporal: str,
+    frames: np.ndarray,
+    device: torch.device,
+    batch: int = 4,
+    radius: int = 0,
+    keep: slice | None = None,
+) -> np.ndarray:
+    """Run ``model`` over LR frames uint8 (T, H, W, 3); returns HR uint8 (T, sH, sW, 3).
+
+    Recurrent video models see the whole window as one sequence; single-image models run
+    per frame in mini-batches of ``batch``; window models (``radius`` frames each side) get
+    ``batch`` windows of ``2 * radius + 1`` frames per forward, edge frames replicated at the
+    ends of ``frames`` (``vsr_pipeline.windows``). Mini-batches are always ``batch`` items
+    (``forward_full``). With ``keep``, only those output frames are computed and returned
+    (the others of the chunk are context). ``model`` is any callable on tensors, e.g.
+    ``make_forward(module, precision, tile)``.
+    """
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected frames of shape (T, H, W, 3), got {frames.shape}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if temporal == "recurrent":  # the model reconstructs only the kept frames (BasicVSR.forward)
+        return to_uint8(model(to_tensor(frames, device).unsqueeze(0), keep=keep)[0])
+    if temporal == "none":
+        if keep is not None:
+            frames = frames[keep]
+        parts = [
+            to_uint8(forward_full(model, to_tensor(frames[i : i + batch], device), batch))
+            for i in range(0, len(frames), batch)
+        ]
+        return np.concatenate(parts)
+    if temporal == "window":
+        table = torch.from_numpy(window_table(len(frames), radius, keep)).to(device)
+        lr = to_tensor(frames, device)  # (L, 3, H, W): each frame converted once, gathered per window
+        parts = [
+            to_uint8(forward_full(model, lr[table[i : i + batch]], batch))
+            for i in range(0, len(table), batch)
+        ]
+        return np.concatenate(parts)
+    raise ValueError(f"temporal mode {temporal!r} is not supported by this pipeline")
+
+
+@torch.inference_mode()
+def run_windows(
+    model: Callable[[torch.Tensor], torch.Tensor], windows: np.ndarray, device: torch.device, batch: int = 4
+) -> np.ndarray:
+    """Run a window model over ready-made windows (T, 2r+1, H, W, 3), uint8 or float16 in [0, 1] (the
+    aligner's output); returns HR uint8 (T, sH, sW, 3)."""
+    if windows.ndim != 5 or windows.shape[-1] != 3:
+        raise ValueError(f"expected windows of shape (T, 2r+1, H, W, 3), got {windows.shape}")
+    parts = [
+        to_uint8(forward_full(model, to_tensor(windows[i : i + batch], device), batch))
+        for i in range(0, len(windows), batch)
+    ]
+    return np.concatenate(parts)
+
+
+def use_spec(model: str | ModelSpec) -> ModelSpec:
+    """The spec of ``model``. A spec handed over by the driver is registered in this process if it lacks it,
+    so models a Python caller registers at run time work inside Ray actors too (same name, different spec:
+    ``ModelError``)."""
+    if isinstance(model, ModelSpec):
+        register(model)
+        return model
+    return get_spec(model)
+
+
+def load_upscaler_model(
+    model: str, weights: str | None, scale: int, backbone: str | None = None
+) -> torch.nn.Module:
+    """Build ``model`` (with ``backbone`` for video models that accept one), load its weights strictly
+    (after building, so the backbone's parameters are part of the checkpoint), eval mode, CPU."""
+    overrides = {} if backbone is None else {"backbone": backbone}
+    net = build_model(model, scale, **overrides)
+    path = resolve_weights(model, weights, scale)
+    if path is not None:
+        load_weights(net, path, strict=True)
+    return net.eval()
+
+
+def set_threads(threads: int) -> int:
+    """Use ``threads`` intra-op threads (0: leave torch's choice); returns the count in force.
+
+    Ray starts a ``num_cpus=1`` actor with ``OMP_NUM_THREADS=1``; torch reads that at start-up, so the
+    count the pipeline gives the actor (all cores on the CPU: the decoder and encoder are mostly idle
+    while the model runs) must be set explicitly, and for OpenCV too.
+    """
+    if threads > 0:
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        try:
+            import cv2
+
+            cv2.setNumThreads(threads)
+        except ImportError:  # pragma: no cover - OpenCV is a dependency, but the model needs none of it
+            pass
+    return torch.get_num_threads()
+
+
+
+def engine_arguments(settings: ModelSettings, spec: ModelSpec | None = None, device: str | None = None,
+                     threads: int = 0, reuse_memory: bool = False) -> dict[str, Any]:
+    """``Engine``'s constructor arguments for ``settings`` (what a Ray actor of it is started with).
+    ``spec`` travels as an object so a model a Python caller registered at run time works in an actor;
+    ``device`` overrides ``settings.device`` (the job's resolved device)."""
+    return {
+        "model": spec or settings.model,
+        "weights": settings.weights,
+        "scale": settings.scale,
+        "device": device or settings.device,
+        "threads": threads,
+        "batch": settings.batch,
+        "backbone": None if settings.backbone is None else get_spec(settings.backbone),
+        "precision": settings.precision,
+        "tile": settings.tile,
+        "overlap": settings.overlap,
+        "compile": settings.compile,
+        "reuse_memory": reuse_memory,
+    }
+
+
+class Engine:
+    """Holds one model; ``process`` upscales a chunk's window and returns its core frames.
+
+    ``reuse_memory`` keeps freed large buffers in this process's heap for the next chunk instead of
+    returning them to the OS (``vsr_pipeline.heap``; the pipeline's actors use it: 1.8x faster ESPCN x4 at
+    272x640); it changes malloc for the whole process, so it is off for an Engine built in a caller's.
+
+    ``precision`` (``auto|fp32|bf16|fp16``, ``vsr_pipeline.precision``), ``tile`` (LR pixels; None: whole
+    frames) and ``compile`` (``torch.compile``, fixed shapes) choose how the forward pass runs. An
+    out-of-memory error is retried with tiles, then smaller tiles, then a smaller batch
+    (``vsr_pipeline.tiling.back_off``); the smaller setting is kept for later chunks, so their shapes stay
+    fixed again (chunks before the back-off ran whole, and may differ from tiled ones by float rounding).
+    """
+
+    def __init__(
+        self,
+        model: str | ModelSpec,
+        weights: str | None,
+        scale: int,
+        device: str = "auto",
+        threads: int = 0,
+        batch: int = 4,
+        backbone: str | ModelSpec | None = None,
+        precision: str = "fp32",
+        tile: int | None = None,
+        overlap: int = DEFAULT_OVERLAP,
+        compile: bool = False,
+        reuse_memory: bool = False,
+    ):
+        if reuse_memory:  # process-wide: for an actor's own process (vsr_pipeline.heap)
+            reuse_freed_memory(True)
+        self.threads = set_threads(threads)
+        self.device = resolve_device(device)
+        self.spec = use_spec(model)
+        self.batch = batch
+        self.precision = make_precision(precision, self.device, self.spec.name)
+        self.tile, self.overlap = tile, overlap
+        self.backoffs: list[dict[str, int | None]] = []
+        body = None if backbone is None else use_spec(backbone).name
+        self.model = self.precision.prepare(load_upscaler_model(self.spec.name, weights, scale, body))
+        self.compiled: Callable[[torch.Tensor], torch.Tensor] = (
+            torch.compile(self.model, dynamic=False) if compile else self.model  # type: ignore[assignment]
+        )
+        self.forward = make_forward(self.compiled, self.precision, self.tile, self.overlap)
+        self._busy = {"busy_s": 0.0, "calls": 0, "frames": 0, "first": None, "last": None}
+
+    @classmethod
+    def from_settings(cls, settings: ModelSettings, **kwargs: Any) -> Engine:
+        """An engine for ``settings``; ``kwargs`` as :func:`engine_arguments`'s (spec, device, threads,
+        reuse_memory)."""
+        return cls(**engine_arguments(settings, **kwargs))
+
+    def _timed(self, run: Callable[[], np.ndarray]) -> np.ndarray:
+        """``run()``, its wall time added to the busy account (``stats``)."""
+        start = time.time()
+        out = run()
+        end = time.time()
+        b = self._busy
+        b["busy_s"] += end - start
+        b["calls"] += 1
+        b["frames"] += len(out)
+        b["first"] = start if b["first"] is None else b["first"]
+        b["last"] = end
+        return out
+
+    def stats(self) -> dict[str, float | int | str | None]:
+        """Busy seconds, calls and HR frames so far, and the wall-clock (epoch) start of the first call and
+        end of the last: what the busy share of a run is computed from."""
+        return dict(self._busy)
+
+    def device_type(self) -> str:
+        return self.device.type
+
+    def _with_backoff(self, run: Callable[[], np.ndarray], frame_size: tuple[int, int]) -> np.ndarray:
+        while True:
+            try:
+                return run()
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                smaller = back_off(self.tile, self.batch, frame_size)
+                if smaller is None:
+                    raise
+                free_cached(self.device)
+                log.warning(
+                    "out of memory with tile %s, batch %d: retrying with tile %s, batch %d",
+                    self.tile, self.batch, *smaller,
+                )
+                self.backoffs.append({"tile": smaller[0], "batch": smaller[1]})
+                self.tile, self.batch = smaller
+                self.forward = make_forward(self.compiled, self.precision, self.tile, self.overlap)
+
+    def process(self, window: slice, keep: slice, *batches: np.ndarray) -> np.ndarray:
+        """Upscale one chunk: ``batches`` are consecutive decode batches, ``window`` the chunk's
+        frames within their concatenation, ``keep`` its core frames within the window."""
+        frames = batches[0] if len(batches) == 1 else np.concatenate(batches)
+        frames = frames[window]
+        return self._timed(lambda: self._with_backoff(
+            lambda: run_model(
+                self.forward, self.spec.temporal, frames, self.device, self.batch, self.spec.radius, keep
+            ),
+            frames.shape[1:3],
+        ))
+
+    def process_windows(self, windows: np.ndarray) -> np.ndarray:
+        """Upscale one chunk of pre-aligned windows (T, 2r+1, H, W, 3) from the ``Aligner``."""
+        if self.spec.temporal != "window":
+            raise ValueError(f"model {self.spec.name} is not a window model; it takes no aligned windows")
+        if windows.ndim != 5 or windows.shape[1] != 2 * self.spec.radius + 1:
+            raise ValueError(
+                f"model {self.spec.name} takes windows of {2 * self.spec.radius + 1} frames, "
+                f"got shape {windows.shape}"
+            )
+        return self._timed(lambda: self._with_backoff(
+            lambda: run_windows(self.forward, windows, self.device, self.batch), windows.shape[2:4]
+        ))
+
+    def settings(self) -> dict[str, object]:
+        """What the forward pass runs with now (after any back-off)."""
+        return {
+            "precision": self.precision.name,
+            "channels_last": self.precision.channels_last,
+            "threads": self.threads,
+            "batch": self.batch,
+            "tile": self.tile,
+            "backoffs": list(self.backoffs),
+        }
+
+    def device_name(self) -> str:
+        if self.device.type == "cuda":
+            return f"{torch.cuda.get_device_name(self.device)} ({self.precision.name})"
+        return f"cpu ({torch.get_num_threads()} threads, {self.precision.name})"

@@ -1,0 +1,156 @@
+"""Executors: where the scheduler's stages run (``vsr_pipeline.scheduler.Executor``).
+
+- :class:`RayExecutor`: the file and batch pipeline. Decoder, (Motion, Aligner,) Upscaler and Encoder are Ray
+  actors; frames move between them as object references, never through the driver. The upscalers are an
+  ``UpscalerPool`` (one job's own, or shared by every video of a batch).
+- :class:`LocalExecutor`: the live stream. The inference engine and the encoder each run on one thread of this
+  process (a forward pass and an encode overlap; each keeps its chunks in order), no Ray, lowest latency.
+
+Both take the same :class:`~vsr_pipeline.scheduler.ChunkWork` and return the encoder's ``(segment, frames)``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from vsr_pipeline.cluster import root_cause
+from vsr_pipeline.media import VideoInfo
+from vsr_pipeline.scheduler import ChunkWork
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RayDecoders:
+    """Decoder actors of one input: ``owners`` gives each decode batch's decoder (parallel, seeking), or is
+    None for one sequential decoder."""
+
+    actors: list[Any]
+    owners: list[int] | None = None
+
+    def read(self, b: int, n: int) -> tuple[Any, Any]:
+        if self.owners is None:
+            return self.actors[0].read.options(num_returns=2).remote(n)  # type: ignore[no-any-return]
+        return self.actors[self.owners[b]].read_batch.options(num_returns=2).remote(b, n)  # type: ignore[no-any-return]
+
+    def skip(self, n: int) -> Any:
+        """Sequential only: every frame is decoded, so every undecodable one is reported."""
+        return self.actors[0].skip.remote(n) if self.owners is None else None
+
+    def fetch(self, handle: Any) -> Any:
+        import ray
+
+        return ray.get(handle)
+
+    def corrupt(self) -> list[dict[str, Any]]:
+        """Frames found undecodable, by index (index, pts, time_s, reason)."""
+        import ray
+
+        found = {c["index"]: c for a in self.actors for c in ray.get(a.corrupt.remote())}
+        return [found[k] for k in sorted(found)]
+
+    def kill(self) -> None:
+        import ray
+
+        for a in self.actors:
+            ray.kill(a)
+
+
+def start_decoders(info: VideoInfo, batch: int, fps: Any, on_corrupt: str, count: int,
+                   parallel: bool = True) -> RayDecoders:
+    """``count`` seeking decoder actors where seeking is exact for this input, else one sequential."""
+    import ray
+
+    from vsr_pipeline.media.seek import scan, seek_problem
+    from workers.decoder import Decoder, assign_batches
+
+    make = ray.remote(num_cpus=0)(Decoder)
+    args = (str(info.path), fps, on_corrupt)
+    if parallel and count > 1:
+        index = scan(info.path)
+        problem = seek_problem(index, info, on_corrupt)
+        if problem is None:
+            owners = assign_batches(info.frames, batch, count, index.keyframes)
+            used = max(owners, default=0) + 1
+            return RayDecoders([make.remote(*args) for _ in range(used)], owners)
+        log.info("%s: decoding sequentially (%s)", info.path, problem)
+    return RayDecoders([make.remote(*args)])
+
+
+@dataclass
+class RayExecutor:
+    """Actor handles of one job (``upscalers`` an ``UpscalerPool``); ``motion`` and ``aligner`` only with
+    ``--align``."""
+
+    upscalers: Any
+    encoder: Any
+    motion: Any = None
+    aligner: Any = None
+    #: actors' ``ready()`` references not yet waited for: waited for (raising a constructor's error) before
+    #: the first chunk goes to them
+    ready: list[Any] = field(default_factory=list)
+
+    def wait_ready(self) -> None:
+        import ray
+
+        refs, self.ready = self.ready, []
+        if refs:
+            ray.get(refs)
+
+    def submit(self, work: ChunkWork) -> Any:
+        self.wait_ready()
+        window, keep, batches = work.window, work.chunk.keep, work.batches
+        if self.motion is None:
+            hr = self.upscalers.process(window, keep, batches)
+        else:
+            flows = self.motion.process.remote(window, keep, *batches)
+            aligned = self.aligner.process.remote(window, keep, flows, *batches)
+            hr = self.upscalers.process_windows(aligned)
+        return self.encoder.write_segment.remote(work.chunk.index, hr, work.pts)
+
+    def wait(self, handles: list[Any], timeout: float | None) -> list[Any]:
+        import ray
+
+        ready, _ = ray.wait(handles, num_returns=1, timeout=timeout)
+        return list(ready)
+
+    def result(self, handle: Any) -> Any:
+        import ray
+        from ray.exceptions import RayError
+
+        try:
+            return ray.get(handle)
+        except RayError as exc:
+            cause = root_cause(exc)
+            if cause is exc:
+                raise
+            raise cause from None
+
+
+class LocalExecutor:
+    """The engine (``vsr_pipeline.engine.Engine``) and an encoder (anything with ``write_segment(index,
+    frames, pts)``) on one thread each. ``close`` waits for what was submitted."""
+
+    def __init__(self, engine: Any, encoder: Any):
+        self.engine, self.encoder = engine, encoder
+        self._upscale = cf.ThreadPoolExecutor(1, thread_name_prefix="vsr-upscale")
+        self._encode = cf.ThreadPoolExecutor(1, thread_name_prefix="vsr-encode")
+
+    def submit(self, work: ChunkWork) -> cf.Future[Any]:
+        hr = self._upscale.submit(self.engine.process, work.window, work.chunk.keep, *work.batches)
+        return self._encode.submit(lambda: self.encoder.write_segment(work.chunk.index, hr.result(),
+                                                                      work.pts))
+
+    def wait(self, handles: list[Any], timeout: float | None) -> list[Any]:
+        done, _ = cf.wait(handles, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        return [h for h in handles if h in done]
+
+    def result(self, handle: Any) -> Any:
+        return handle.result()
+
+    def close(self) -> None:
+        self._upscale.shutdown(wait=True)
+        self._encode.shutdown(wait=True)

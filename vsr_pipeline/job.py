@@ -1,0 +1,367 @@
+"""One upscale job of a file or image folder: probe, plan chunks, run them on Ray actors, join the output.
+
+``upscale`` is the whole job; ``plan_job`` + ``run_job`` are its two halves, which ``vsr batch`` calls for
+each of its videos with one upscaler pool shared by all of them. The chunks go through the one scheduler
+(``vsr_pipeline.scheduler``) on a ``RayExecutor``: Decoder -> [Motion -> Aligner] -> Upscaler -> Encoder,
+each stage receiving object references from the one before. A ledger beside the output records every
+finished segment (``vsr_pipeline.ledger``), so a rerun with the same settings redoes only the others, and the
+output appears under its name only when it is complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.registry import ModelSpec, resolve_weights
+from vsr_pipeline.cluster import ray_session, reporting_errors, restart_policy
+from vsr_pipeline.errors import InterruptedJob
+from vsr_pipeline.media import MediaError, VideoInfo, probe
+from vsr_pipeline.media.seek import SeekError
+from vsr_pipeline.options import (
+    UpscaleOptions,
+    check_memory,
+    check_options,
+    check_paths,
+    check_perf_options,
+)
+from vsr_pipeline.plan import Chunk, default_chunk, plan_chunks
+from vsr_pipeline.scheduler import ChunkWork, decoded_chunks, run_chunks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class UpscaleResult:
+    input: str
+    output: str
+    model: str
+    weights: str | None
+    backbone: str | None
+    align: str | None
+    device: str
+    frames_in: int
+    frames_out: int
+    width_in: int
+    height_in: int
+    width_out: int
+    height_out: int
+    fps_in: float
+    chunk: int
+    padding: int
+    chunks: int
+    seconds: float
+    fps: float  # frames computed in this run per second
+    chunks_resumed: int = 0  # chunks a previous run had finished (taken from the ledger)
+    chunks_computed: int = 0  # chunks computed in this run
+    retries: int = 0  # failed chunk attempts that were retried
+    on_corrupt: str = "repeat"
+    corrupt_frames: int = 0  # frames the decoder could not produce
+    corrupt: list[dict[str, Any]] = field(default_factory=list)  # the first 100: index, pts, time_s, reason
+    #: wall seconds the job's own upscalers spent inside their forward calls (summed over actors; None when
+    #: the upscalers were shared with other jobs): ``seconds`` minus this is what the pipeline itself cost
+    model_seconds: float | None = None
+    #: seconds from the job's start to its first forward call (actor start-up, the first chunk's decode),
+    #: and from its last forward call's end to the job's end (the last chunk's encode, joining); None with
+    #: shared upscalers
+    model_head_s: float | None = None
+    model_tail_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class JobPlan:
+    """A checked, probed and chunked job: everything ``run_job`` needs besides the workers."""
+
+    input_path: Path
+    output: Path
+    opts: UpscaleOptions
+    spec: ModelSpec
+    info: VideoInfo
+    chunk: int
+    padding: int
+    chunks: list[Chunk]
+
+
+def plan_job(
+    input_path: str | Path,
+    output: str | Path,
+    opts: UpscaleOptions,
+    device: Any,
+    spec: ModelSpec | None = None,
+) -> JobPlan:
+    """Check ``opts`` (unless ``spec``, what ``check_options`` returned, says that is done) and the paths,
+    probe the input, size and plan its chunks (nothing is started)."""
+    input_path, output = Path(input_path), Path(output)
+    spec = check_options(opts) if spec is None else spec
+    check_paths(input_path, output, opts.overwrite)
+    check_perf_options(spec, opts, device)
+    info = probe(input_path, fps=opts.fps)
+    check_memory(info, opts.scale, opts.batch)
+    padding = spec.default_padding if opts.padding is None else opts.padding
+    chunk = opts.chunk or default_chunk(info.width, info.height, info.frames, padding,
+                                        spec.chunk_bytes_per_pixel)
+    return JobPlan(input_path, output, opts, spec, info, chunk, padding,
+                   plan_chunks(info.frames, chunk, padding))
+
+
+def job_settings(
+    spec: ModelSpec, opts: UpscaleOptions, info: VideoInfo, chunk: int, padding: int, device: str
+) -> dict[str, Any]:
+    """What made a job's segments: the ledger reuses them only when every one of these is equal."""
+    from vsr_pipeline.ledger import file_sha256, input_fingerprint
+
+    weights = resolve_weights(spec.name, opts.weights, opts.scale)
+    return {
+        "model": spec.name,
+        "weights": opts.weights or spec.default_weights,
+        "weights_sha256": file_sha256(weights) if weights is not None else None,
+        "scale": opts.scale,
+        "backbone": opts.backbone,
+        "align": opts.align,
+        "aligned_dtype": opts.aligned_dtype if opts.align else None,
+        "batch": opts.batch,
+        # segments made in another precision or tiling differ slightly; "auto" is recorded as what it
+        # resolves to, so a CLI run (auto) and an API run (fp32) that compute the same way share segments
+        "precision": _resolved_precision(opts.precision, device, spec.name),
+        "tile": [opts.tile, opts.overlap] if opts.tile else None,
+        "device": device,
+        "codec": opts.codec,
+        "crf": opts.crf,
+        "preset": opts.preset,
+        "chunk": chunk,
+        "padding": padding,
+        "fps": str(opts.fps) if opts.fps is not None else None,
+        "on_corrupt": opts.on_corrupt,
+        "frames": info.frames,
+        "input": input_fingerprint(info.path),
+    }
+
+
+def _resolved_precision(precision: str, device: str, model: str) -> str:
+    import torch
+
+    from vsr_pipeline.precision import resolve_precision
+
+    try:
+        return resolve_precision(precision, torch.device(device), model)
+    except ValueError:
+        return precision
+
+
+def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions | None = None) -> UpscaleResult:
+    """Upscale a video file or image folder to ``output`` (video file or PNG folder).
+
+    Resumable: finished chunks are recorded in a ledger beside the output (``vsr_pipeline.ledger``) and
+    a rerun with the same settings and input redoes only the others. A chunk whose upscaling or encoding
+    fails (exception, or a worker process that dies) is retried ``opts.retries`` times.
+    """
+    from vsr_pipeline.engine import resolve_device
+    from vsr_pipeline.upscaler_pool import Placement, UpscalerPool
+
+    opts = opts or UpscaleOptions()
+    spec = check_options(opts)  # option errors before device errors
+    device = resolve_device(opts.device)
+    plan = plan_job(input_path, output, opts, device, spec)
+    gpu = device.type == "cuda"
+    cpus = os.cpu_count() or 1
+    # On the CPU the one upscaler takes a slot but runs on every core: the decoder and encoder are mostly idle
+    # while the model runs. With alignment on a GPU the three torch stages share it (fractions summing to 1).
+    placement = Placement(1, 0 if gpu else 1, (0.5 if opts.align else 1.0) if gpu else 0, 0 if gpu else cpus)
+
+    def start_pool() -> UpscalerPool:
+        return UpscalerPool.start(plan.spec, placement, opts.model_settings(), str(device),
+                                  restart_policy(opts.retries))
+
+    return run_job(plan, device.type, start_pool)
+
+
+def run_job(
+    plan: JobPlan,
+    device_type: str,
+    pool: Any,
+    cancel: threading.Event | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> UpscaleResult:
+    """Run a planned job: its own decoder, encoder (and motion/aligner) actors, upscalers from ``pool`` (an
+    ``UpscalerPool`` shared with other jobs, or a function that starts one for this job alone, killed at
+    the end). ``cancel`` set by another thread stops the job like Ctrl-C; ``on_chunk(frames)`` is called
+    as each chunk is recorded. Ray must be running when ``pool`` is shared."""
+    import ray
+
+    from vsr_pipeline.executors import RayExecutor, start_decoders
+    from vsr_pipeline.ledger import Ledger
+    from workers.aligner import Aligner
+    from workers.encoder import Encoder, check_encoder, is_video_path, join_segments
+    from workers.motion import Motion
+
+    opts, spec, info, chunks = plan.opts, plan.spec, plan.info, plan.chunks
+    input_path, output = plan.input_path, plan.output
+    encode = opts.encode_settings()
+    started, started_epoch = time.perf_counter(), time.time()
+    if is_video_path(output):  # a codec/container/setting that cannot work fails now, naming the output
+        check_encoder(output, info, opts.scale, encode)
+    ledger = Ledger.open(output, job_settings(spec, opts, info, plan.chunk, plan.padding, device_type),
+                         opts.resume)
+    resumed = len(ledger.done)
+    todo = {c.index for c in chunks} - set(ledger.done)
+    stats: dict[str, int] = {"computed": 0, "computed_frames": 0, "retries": 0}
+    own_pool = callable(pool)
+    model_seconds: float | None = None
+    busy: list[dict[str, Any]] = []
+
+    def record(work: ChunkWork, result: tuple[str | None, int]) -> None:
+        c = work.chunk
+        ledger.record(c.index, c.start, c.stop, *result)
+        if on_chunk is not None:
+            on_chunk(c.core)
+
+    def run(executor: RayExecutor, decoders: Any, todo: set[int]) -> None:
+        done = run_chunks(
+            decoded_chunks(chunks, todo, plan.chunk, decoders, info.frames), executor,
+            max_inflight=opts.max_inflight, retries=opts.retries, on_done=record, cancel=cancel,
+            progress=opts.progress, total=info.frames,
+            initial=sum(c.core for c in chunks if c.index not in todo), desc=f"{opts.model} x{opts.scale}")
+        for k in stats:
+            stats[k] += done[k]
+
+    try:
+        with ray_session(opts.address):
+            gpu = device_type == "cuda"
+            cpus = os.cpu_count() or 1
+            restarts = restart_policy(opts.retries)
+            gpu_share = (0.5 if opts.align else 1.0) if gpu else 0
+            stage_device = "auto" if gpu else "cpu"  # resolved on the actor's own node
+            upscalers = pool() if own_pool else pool
+            decoders = start_decoders(info, plan.chunk, opts.fps, opts.on_corrupt, opts.decoders)
+            actors = list(decoders.actors)
+            motion = aligner = None
+            if opts.align:
+                motion = ray.remote(num_cpus=0, num_gpus=gpu_share / 2, **restarts)(
+                    reporting_errors(Motion)
+                ).remote(opts.align, spec.radius, stage_device, 0 if gpu else cpus)
+                aligner = ray.remote(num_cpus=0, num_gpus=gpu_share / 2, **restarts)(
+                    reporting_errors(Aligner)
+                ).remote(spec.radius, opts.aligned_dtype, stage_device, 0 if gpu else max(1, cpus // 2))
+                actors += [motion, aligner]
+            encoder = ray.remote(num_cpus=0, **restarts)(reporting_errors(Encoder)).remote(
+                str(output), info, opts.scale, encode, str(ledger.segments))
+            actors.append(encoder)
+            try:
+                # Waited for at the first chunk's submission, after its decode was asked for: the first
+                # decode overlaps the upscaler's start-up (torch import, weights) instead of following it.
+                ready = ((upscalers.ready() if own_pool else [])
+                         + [a.ready.remote() for a in (motion, aligner, encoder) if a is not None])
+                log.debug("workers starting: %d of %d chunk(s) to compute", len(todo), len(chunks))
+                executor = RayExecutor(upscalers, encoder, motion, aligner, ready)
+                try:
+                    run(executor, decoders, todo)
+                except SeekError as exc:  # not exact after all: the remaining chunks decode sequentially
+                    log.warning("%s: %s; decoding the rest sequentially", input_path, exc)
+                    decoders.kill()
+                    decoders = start_decoders(info, plan.chunk, opts.fps, opts.on_corrupt, 1, parallel=False)
+                    actors += decoders.actors
+                    run(executor, decoders, {c.index for c in chunks} - set(ledger.done))
+                executor.wait_ready()  # when nothing was submitted (every chunk resumed): errors still count
+                device_name = upscalers.device_name()
+                corrupt = decoders.corrupt()
+                if own_pool:
+                    busy = [s for s in upscalers.stats() if s["first"] is not None]
+                    model_seconds = round(sum(float(s["busy_s"]) for s in busy), 3)
+            finally:
+                for actor in actors:
+                    ray.kill(actor)
+                if own_pool:
+                    upscalers.kill()
+        ledger.extra["corrupt"] = _merge_corrupt(ledger.extra.get("corrupt", []), corrupt)
+        ledger.save()
+        done = [ledger.done[c.index] for c in chunks]
+        segments = [ledger.segments / d["file"] for d in done if d["file"] is not None]
+        frames_out = sum(d["frames"] for d in done)
+        if not segments:
+            raise MediaError(f"{input_path}: every frame was skipped as undecodable; no output written")
+        join_segments(output, segments, info, opts.overwrite)
+    except KeyboardInterrupt:
+        _keep_if_useful(ledger)
+        raise InterruptedJob(
+            f"interrupted: {len(ledger.done)} of {len(chunks)} chunks are done; run the same command again "
+            f"to resume"
+        ) from None
+    except BaseException:
+        _keep_if_useful(ledger)
+        raise
+    corrupt = ledger.extra["corrupt"]
+    ledger.remove()
+    if corrupt:
+        log.warning(
+            "%s: %d frame(s) could not be decoded (%s): %s", input_path, len(corrupt),
+            "left out" if opts.on_corrupt == "skip" else "previous frame repeated",
+            _where(corrupt),
+        )
+    expected = info.frames - (len(corrupt) if opts.on_corrupt == "skip" else 0)
+    if frames_out != expected:
+        raise RuntimeError(f"wrote {frames_out} frames but expected {expected}")
+    seconds = time.perf_counter() - started
+    ended_epoch = time.time()
+    return UpscaleResult(
+        input=str(input_path),
+        output=str(output),
+        model=spec.name,
+        weights=opts.weights or spec.default_weights,
+        backbone=opts.backbone,
+        align=opts.align,
+        device=device_name,
+        frames_in=info.frames,
+        frames_out=frames_out,
+        width_in=info.width,
+        height_in=info.height,
+        width_out=info.width * opts.scale,
+        height_out=info.height * opts.scale,
+        fps_in=float(info.fps) if info.fps else 0.0,
+        chunk=plan.chunk,
+        padding=plan.padding,
+        chunks=len(chunks),
+        seconds=round(seconds, 3),
+        fps=round(stats["computed_frames"] / seconds, 3) if seconds > 0 else 0.0,
+        chunks_resumed=resumed,
+        chunks_computed=stats["computed"],
+        retries=stats["retries"],
+        on_corrupt=opts.on_corrupt,
+        corrupt_frames=len(corrupt),
+        corrupt=corrupt[:100],
+        model_seconds=model_seconds,
+        # actors' epoch clocks against the driver's: exact on one node, good to the clock skew across nodes
+        model_head_s=round(min(float(s["first"]) for s in busy) - started_epoch, 3) if busy else None,
+        model_tail_s=round(ended_epoch - max(float(s["last"]) for s in busy), 3) if busy else None,
+    )
+
+
+def _keep_if_useful(ledger: Any) -> None:
+    """After a failure: keep the job folder when it holds finished chunks (to resume), else remove it."""
+    if ledger.done:
+        ledger.release()
+    else:
+        ledger.remove()
+
+
+def _merge_corrupt(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_index = {c["index"]: c for c in old}
+    by_index.update({c["index"]: c for c in new})
+    return [by_index[k] for k in sorted(by_index)]
+
+
+def _where(corrupt: list[dict[str, Any]]) -> str:
+    """``frame 7 (0.280 s), ...`` for the first few."""
+    parts = [
+        f"frame {c['index']}" + (f" ({c['time_s']:.3f} s)" if c.get("time_s") is not None else "")
+        for c in corrupt[:5]
+    ]
+    return ", ".join(parts) + (f" and {len(corrupt) - 5} more" if len(corrupt) > 5 else "")

@@ -1,0 +1,254 @@
+"""Settings of a job, typed, with defaults defined once (the CLI's flags take their defaults from here).
+
+- :class:`ModelSettings`: what computes the HR frames (model, weights, scale, device, forward-pass precision,
+  batch, tiles); handed whole to the inference engine (``vsr_pipeline.engine.Engine.from_settings``).
+- :class:`~vsr_pipeline.media.EncodeSettings`: how they are encoded (codec, crf, preset); handed whole to
+  every encoder.
+- :class:`UpscaleOptions`: one job: the two above as flat fields (so a Python caller writes
+  ``UpscaleOptions(model="espcn", crf=0)``), plus chunking, decoding, resuming and retries;
+  ``model_settings()`` and ``encode_settings()`` give the typed groups.
+
+The ``check_*`` functions refuse values that cannot work with a one-line ``UsageError`` before anything
+is read or started. No torch or Ray at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vsr_pipeline.errors import ResourceError, UsageError
+from vsr_pipeline.media import EncodeSettings, VideoInfo
+from vsr_pipeline.media.reader import ON_CORRUPT
+
+if TYPE_CHECKING:
+    from models.registry import ModelSpec
+
+#: Flow estimators ``--align`` refuses: nothing trained exists for them alone (VESPCN's motion compensation
+#: is learnt jointly with VESPCN), so their flow would be noise.
+UNTRAINED_ESTIMATORS = frozenset({"vespcn"})
+RESUME_MODES = ("auto", "require", "never")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """What computes the HR frames and how the forward pass runs."""
+
+    model: str = "basicvsr"
+    #: a registered weights name (``vsr models``) or a checkpoint path; None: the model's default
+    weights: str | None = None
+    scale: int = 4
+    device: str = "auto"
+    #: single-image model used as the body of a video model whose spec accepts_backbone
+    backbone: str | None = None
+    #: frames (single-image models) or windows (window models) per forward pass
+    batch: int = 4
+    #: auto|fp32|fp32-cl|bf16|fp16 (``vsr_pipeline.precision``)
+    precision: str = "auto"
+    #: LR tile size for frames that do not fit (None: whole frames; out-of-memory still backs off to tiles)
+    tile: int | None = None
+    #: LR pixels shared by neighbouring tiles, blended linearly
+    overlap: int = 16
+    #: torch.compile the model (fixed shapes)
+    compile: bool = False
+
+
+_M, _E = ModelSettings, EncodeSettings
+
+
+@dataclass
+class UpscaleOptions:
+    """One upscale job. Model and encode fields default to :class:`ModelSettings` and
+    :class:`~vsr_pipeline.media.EncodeSettings`."""
+
+    model: str = _M.model
+    weights: str | None = _M.weights
+    scale: int = _M.scale
+    device: str = _M.device
+    backbone: str | None = _M.backbone
+    batch: int = _M.batch
+    precision: str = _M.precision
+    tile: int | None = _M.tile
+    overlap: int = _M.overlap
+    compile: bool = _M.compile
+    codec: str = _E.codec
+    crf: int = _E.crf
+    preset: str = _E.preset
+    #: core frames per chunk (None: ``vsr_pipeline.plan.default_chunk``)
+    chunk: int | None = None
+    #: context frames each side of a chunk (None: the model's ``ModelSpec.default_padding``)
+    padding: int | None = None
+    #: join a Ray cluster (``auto``, ``ray://host:10001``); None: Ray in-process
+    address: str | None = None
+    overwrite: bool = False
+    #: frame rate of a folder-of-frames input (None: 25)
+    fps: Fraction | None = None
+    #: chunks in flight at once (backpressure: memory stays flat whatever the video's length)
+    max_inflight: int = 2
+    progress: bool = True
+    #: flow estimator for the Motion + Aligner stages (window models); None: the model aligns itself
+    align: str | None = None
+    #: dtype of pre-aligned windows between the Aligner and the Upscaler: "uint8" or "float16"
+    aligned_dtype: str = "uint8"
+    #: a frame the decoder cannot produce: "repeat" the previous one (default), "skip" it, or "fail"
+    on_corrupt: str = "repeat"
+    #: "auto": reuse a matching ledger's finished chunks; "require": refuse to start over; "never"
+    resume: str = "auto"
+    #: further attempts for a chunk whose upscaling or encoding failed
+    retries: int = 2
+    #: decoders per input: > 1 seeks to keyframes and decodes in parallel where that is exact
+    #: (``vsr_pipeline.media.seek``), else one sequential decoder
+    decoders: int = 1
+
+    def model_settings(self) -> ModelSettings:
+        return ModelSettings(**{f.name: getattr(self, f.name) for f in fields(ModelSettings)})
+
+    def encode_settings(self) -> EncodeSettings:
+        return EncodeSettings(**{f.name: getattr(self, f.name) for f in fields(EncodeSettings)})
+
+
+def default(name: str) -> Any:
+    """The default of ``UpscaleOptions.<name>`` (what the CLI's flag defaults to)."""
+    return next(f.default for f in fields(UpscaleOptions) if f.name == name)
+
+
+def check_options(opts: UpscaleOptions) -> ModelSpec:
+    """Refuse option values that cannot work, before anything is read or started; returns the model's spec."""
+    from models.registry import get_spec, resolve_weights
+
+    spec = get_spec(opts.model)
+    if opts.scale not in spec.scales:
+        scales = ", ".join(str(s) for s in spec.scales)
+        raise UsageError(f"model {spec.name} supports scale {scales}, not {opts.scale}")
+    check_backbone(spec, opts.backbone, opts.scale)
+    check_align(spec, opts.align, opts.aligned_dtype)
+    if opts.batch < 1:
+        raise UsageError("--batch must be >= 1")
+    if opts.decoders < 1:
+        raise UsageError("--decoders must be >= 1")
+    if opts.on_corrupt not in ON_CORRUPT:
+        raise UsageError(f"--on-corrupt must be one of {', '.join(ON_CORRUPT)}, not {opts.on_corrupt!r}")
+    if opts.resume not in RESUME_MODES:
+        raise UsageError(f"resume must be auto, require or never, not {opts.resume!r}")
+    if (opts.chunk is not None and opts.chunk < 1) or (opts.padding is not None and opts.padding < 0):
+        raise UsageError("--chunk must be >= 1 and --padding >= 0")
+    if spec.temporal == "window" and opts.padding is not None:
+        from vsr_pipeline.windows import check_padding
+
+        try:
+            check_padding(spec.name, spec.radius, opts.padding)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    resolve_weights(spec.name, opts.weights, opts.scale)  # fail before starting anything
+    return spec
+
+
+def check_backbone(spec: ModelSpec, backbone: str | None, scale: int) -> None:
+    """``--backbone`` only for video models that accept one, naming a parametric single-image model that
+    supports ``scale``."""
+    if backbone is None:
+        return
+    if not spec.accepts_backbone:
+        raise UsageError(
+            f"model {spec.name} takes no --backbone (only models whose body is a single-image model do)"
+        )
+    from models.registry import get_spec
+
+    try:
+        body = get_spec(backbone)
+    except ValueError as exc:
+        raise UsageError(f"--backbone: {exc}") from None
+    if body.kind != "sisr" or not body.parametric:
+        raise UsageError(
+            f"--backbone {backbone} is not a trainable single-image model; choose one of: "
+            f"{', '.join(s.name for s in backbones())}"
+        )
+    if scale not in body.scales:
+        raise UsageError(
+            f"--backbone {backbone} supports scale {', '.join(map(str, body.scales))}, not {scale}"
+        )
+
+
+def backbones() -> list[ModelSpec]:
+    """Registered models usable as ``--backbone``."""
+    from models.registry import list_specs
+
+    return [s for s in list_specs() if s.kind == "sisr" and s.parametric]
+
+
+def check_align(spec: ModelSpec, align: str | None, aligned_dtype: str) -> None:
+    if align is None:
+        return
+    if spec.temporal != "window":
+        raise UsageError(
+            f"--align pre-aligns the frames of window models (VESPCN, EDVR); model {spec.name} is not one"
+        )
+    if aligned_dtype not in ("uint8", "float16"):
+        raise UsageError(f"aligned windows are uint8 or float16, not {aligned_dtype!r}")
+    from models.motion import list_flow_estimators
+
+    usable = [n for n in list_flow_estimators() if n not in UNTRAINED_ESTIMATORS]
+    if align in UNTRAINED_ESTIMATORS:
+        raise UsageError(
+            f"--align {align}: that estimator has no trained weights of its own (it is trained inside its "
+            f"video model); use one of: {', '.join(usable)}"
+        )
+    if align not in usable:
+        raise UsageError(f"--align: unknown flow estimator {align!r}; known: {', '.join(usable)}")
+
+
+def check_paths(input_path: Path, output: Path, overwrite: bool) -> None:
+    if output.resolve() == input_path.resolve():
+        raise UsageError(f"output {output} is the input; choose another output path")
+    if output.exists() and not overwrite:
+        raise UsageError(f"output {output} exists; pass --overwrite to replace it")
+    parent = output.resolve().parent
+    if not parent.is_dir():
+        raise UsageError(f"output directory {parent} does not exist")
+    probe_file = parent / f".{output.name}.vsr-write-test"
+    try:  # a real write: access() says yes to root even where nothing can be created
+        probe_file.touch()
+        probe_file.unlink()
+    except OSError as exc:
+        raise UsageError(f"output directory {parent} is not writable ({exc.strerror or exc})") from None
+
+
+def memory_estimate(info: VideoInfo, scale: int, batch: int = 1) -> int:
+    """A lower bound on the bytes one frame needs, whatever the batch or tiling: its HR output as float32
+    (the model's) plus three uint8 RGB copies (upscaler, object store, encoder). Activations are left out:
+    batching and tiling shrink them, and out-of-memory backs off to tiles."""
+    hr = info.width * scale * info.height * scale * 3
+    return hr * (4 + 3)
+
+
+def total_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(info: VideoInfo, scale: int, batch: int) -> None:
+    """Refuse, with the estimate, a frame whose processing cannot fit this machine's memory."""
+    need, have = memory_estimate(info, scale, batch), total_memory()
+    if have is not None and need > have:
+        raise ResourceError(
+            f"a {info.width}x{info.height} frame at x{scale} needs about {need / 2**30:.1f} GiB "
+            f"(output frame {info.width * scale}x{info.height * scale}); this machine has "
+            f"{have / 2**30:.1f} GiB, even with --batch 1 and tiles: downscale or crop the input first"
+        )
+
+
+def check_perf_options(spec: ModelSpec, opts: UpscaleOptions, device: Any) -> None:
+    """``--precision`` valid on ``device``; ``--tile`` at least twice ``--overlap``."""
+    from vsr_pipeline.precision import resolve_precision
+
+    try:
+        resolve_precision(opts.precision, device, spec.name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if opts.overlap < 0 or (opts.tile is not None and (opts.tile < 8 or 2 * opts.overlap > opts.tile)):
+        raise UsageError("--tile must be >= 8 and at least twice --overlap (>= 0)")

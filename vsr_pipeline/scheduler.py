@@ -1,0 +1,175 @@
+"""The one chunk scheduler: files, each video of a batch, and live streams all run through ``run_chunks``.
+
+A *source* yields :class:`ChunkWork` in order (a chunk, its decoded frames as the executor's handles, their
+pts): :func:`decoded_chunks` asks decoders for fixed-size batches (files), ``vsr_pipeline.streaming`` cuts
+frames into chunks as they arrive (live streams). An *executor* (``vsr_pipeline.executors``: Ray actors or
+local threads) runs each chunk's upscale and then its encode; the scheduler keeps at most ``max_inflight``
+chunks in flight (backpressure: memory stays flat whatever the length), hands each finished chunk to
+``on_done`` (the ledger of a file job), and resubmits a failed chunk up to ``retries`` times.
+
+Errors: a ``VsrError`` (the user's to fix) or ``SeekError`` (the job falls back to sequential decoding) ends
+the run at once; any other failure of a chunk (an exception in a stage, a dead worker) is retried, then
+raised as ``ChunkFailedError`` naming the chunk's frames. ``cancel`` set by another thread stops the run like
+Ctrl-C (``KeyboardInterrupt``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from vsr_pipeline.errors import ChunkFailedError, VsrError
+from vsr_pipeline.media.seek import SeekError
+from vsr_pipeline.plan import Chunk, batches_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChunkWork:
+    """One chunk to compute: its frames are ``batches`` (handles) concatenated, then ``[window]``."""
+
+    chunk: Chunk
+    window: slice
+    batches: list[Any]
+    pts: list[int | None]
+    attempt: int = 1
+
+
+class Executor(Protocol):
+    """Where the stages run. Handles are the executor's own (Ray object references, futures)."""
+
+    def submit(self, work: ChunkWork) -> Any:
+        """Start the chunk's upscale and then its encode; a handle to the encode's (segment, frames)."""
+
+    def wait(self, handles: list[Any], timeout: float | None) -> list[Any]:
+        """The handles of ``handles`` that are done (at least one, unless ``timeout`` passes first)."""
+
+    def result(self, handle: Any) -> Any:
+        """The finished handle's value; raises the stage's own exception (unwrapped)."""
+
+
+class Decoders(Protocol):
+    """Decoders of one input, asked for fixed-size batches (``vsr_pipeline.executors``)."""
+
+    def read(self, b: int, n: int) -> tuple[Any, Any]:
+        """Handles to batch ``b``'s ``n`` frames and their pts (sequential decoders: in order)."""
+
+    def skip(self, n: int) -> Any:
+        """Handle to decoding and dropping the next batch, or None where decoders seek."""
+
+    def fetch(self, handle: Any) -> Any:
+        """The value of a handle (pts lists)."""
+
+
+def decoded_chunks(chunks: list[Chunk], todo: set[int], batch: int, decoders: Decoders,
+                   tail_frames: int) -> Iterator[ChunkWork]:
+    """Work for the chunks in ``todo`` from fixed-size decode batches of ``batch`` frames, asked for just in
+    time. Every frame is decoded once (a chunk's padding is shared with its neighbours' batches); frames of
+    chunks not in ``todo`` (a resumed job's) are decoded and dropped, up to ``tail_frames``, so every
+    undecodable frame is still reported."""
+    frames_h: dict[int, Any] = {}
+    pts_h: dict[int, Any] = {}
+    skips: list[Any] = []
+    next_batch = 0
+    for c in chunks:
+        if c.index not in todo:
+            continue
+        need = batches_for(c, batch)
+        while next_batch <= need[-1]:
+            if next_batch < need[0]:
+                skips.append(decoders.skip(batch))
+            else:
+                frames_h[next_batch], pts_h[next_batch] = decoders.read(next_batch, batch)
+            next_batch += 1
+        for old in [b for b in frames_h if b < need[0]]:
+            del frames_h[old], pts_h[old]
+        offset = need[0] * batch
+        window = slice(c.read_start - offset, c.read_stop - offset)
+        pts = [p for b in need for p in decoders.fetch(pts_h[b])][window][c.keep]
+        if len(pts) != c.core:
+            raise RuntimeError(f"decoder returned too few frames for frames {c.start}-{c.stop - 1}")
+        yield ChunkWork(c, window, [frames_h[b] for b in need], pts)
+    while next_batch * batch < tail_frames:
+        skips.append(decoders.skip(batch))
+        next_batch += 1
+    for s in skips:
+        if s is not None:
+            decoders.fetch(s)
+
+
+def run_chunks(
+    work: Iterable[ChunkWork],
+    executor: Executor,
+    *,
+    max_inflight: int = 2,
+    retries: int = 0,
+    fatal: tuple[type[BaseException], ...] = (VsrError, SeekError),
+    on_done: Callable[[ChunkWork, Any], None] | None = None,
+    cancel: threading.Event | None = None,
+    progress: bool = False,
+    total: int | None = None,
+    initial: int = 0,
+    desc: str = "",
+) -> dict[str, int]:
+    """Run every chunk of ``work`` through ``executor``; returns counts: ``computed`` chunks,
+    ``computed_frames`` and ``retries``. ``on_done(work, result)`` follows each finished chunk, in the order
+    they finish (Ray: the encoder takes one caller's chunks in submission order). A failure of a class in
+    ``fatal`` is raised as it is; any other is retried, then ``ChunkFailedError``."""
+    from tqdm import tqdm
+
+    stats = {"computed": 0, "computed_frames": 0, "retries": 0}
+    pending: dict[Any, ChunkWork] = {}
+
+    def submit(job: ChunkWork) -> None:
+        log.debug("chunk %d submitted (attempt %d)", job.chunk.index, job.attempt)
+        pending[executor.submit(job)] = job
+
+    with tqdm(total=total, initial=initial, unit="frame", file=sys.stderr, disable=not progress,
+              dynamic_ncols=True, desc=desc) as bar:
+
+        def wait_one() -> None:
+            ready: list[Any] = []
+            while not ready:
+                if cancel is not None and cancel.is_set():
+                    raise KeyboardInterrupt
+                ready = executor.wait(list(pending), None if cancel is None else 0.5)
+            job = pending.pop(ready[0])
+            c = job.chunk
+            try:
+                result = executor.result(ready[0])
+            except fatal:
+                raise
+            except Exception as exc:
+                text = str(exc).strip()
+                reason = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+                if job.attempt > retries:
+                    raise ChunkFailedError(
+                        f"chunk {c.index} (frames {c.start}-{c.stop - 1}) failed {job.attempt} times, last: "
+                        f"{reason}; finished chunks are kept, rerun to resume"
+                    ) from None
+                log.warning("chunk %d (frames %d-%d) failed (%s); retrying", c.index, c.start, c.stop - 1,
+                            reason)
+                time.sleep(min(2.0, 0.25 * job.attempt))
+                job.attempt += 1
+                stats["retries"] += 1
+                submit(job)
+                return
+            if on_done is not None:
+                on_done(job, result)
+            stats["computed"] += 1
+            stats["computed_frames"] += c.core
+            bar.update(c.core)
+
+        for job in work:
+            submit(job)
+            while len(pending) >= max(1, max_inflight):
+                wait_one()
+        while pending:
+            wait_one()
+    return stats
