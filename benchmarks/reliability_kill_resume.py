@@ -12,8 +12,8 @@ Chunks recomputed: every run logs each chunk it submits (``--debug``); submissio
 are work lost to kills (chunks in flight at the moment of a kill). A chunk the ledger had recorded must
 never be submitted again; the script checks that too.
 
-    python benchmarks/reliability_kill_resume.py            # 10 kills, 180 frames 160x120 -> x4, 30 chunks
-    python benchmarks/reliability_kill_resume.py --quick    # 3 kills, 36 frames, 6 chunks
+    PYTHONPATH=. python benchmarks/reliability_kill_resume.py          # 10 kills, 180 frames 160x120 -> x4
+    PYTHONPATH=. python benchmarks/reliability_kill_resume.py --quick    # 3 kills, 36 frames, 6 chunks
 """
 
 from __future__ import annotations
@@ -32,14 +32,19 @@ from pathlib import Path
 import av
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from vsr_pipeline.ledger import job_dir
 
-from tests.conftest import make_clip, textured_frames  # noqa: E402
-from vsr_pipeline.ledger import job_dir  # noqa: E402
+try:  # the test suite's clip makers; tests/ is not installed
+    from tests.conftest import make_clip, textured_frames
+except ModuleNotFoundError as e:
+    if e.name != "tests":
+        raise
+    raise SystemExit("error: no module tests: run from the repository root with PYTHONPATH=.") from None
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SUBMIT = re.compile(r"chunk (\d+) submitted")
-READY = re.compile(r"workers ready")
+READY = re.compile(r"workers starting")  # vsr_pipeline.job logs it (--debug) as the actors start
 
 
 def decode(path: Path) -> tuple[list[int], np.ndarray]:

@@ -15,14 +15,13 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import make_clip, textured_frames
+from conftest import ROOT, make_clip, textured_frames
 from test_parallel_decode import encode_x264
 
-from vsr_pipeline.batch import EXIT_ALL_FAILED, EXIT_SOME_FAILED, BatchOptions, output_paths, run_batch
+from vsr_pipeline import UpscaleOptions, upscale
+from vsr_pipeline.batch_runner import EXIT_ALL_FAILED, EXIT_SOME_FAILED, BatchOptions, output_paths, run_batch
 from vsr_pipeline.errors import EXIT_INTERRUPTED, UsageError
 from vsr_pipeline.ledger import job_dir
-from vsr_pipeline.pipeline import UpscaleOptions, upscale
-from workers.encoder import FAULT_ENV
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -121,12 +120,13 @@ def test_ctrl_c_stops_the_batch_keeps_finished_videos_and_the_same_command_resum
     what `vsr upscale` makes of that input alone."""
     names = [inputs["a"], inputs["b"], inputs["vfr"]]
     outdir = tmp_path / "out"
-    cmd = [sys.executable, "-m", "vsr_pipeline.cli", "batch", *map(str, names), "-o", str(outdir),
-           "--model", "espcn", "--scale", "2", "--chunk", "4", "--crf", "0", "--upscalers", "1",
-           "--jobs", "1", "--json"]
-    # each segment's write waits 2 s, so the second video is caught between its chunks
-    proc = subprocess.Popen(cmd, env={**os.environ, FAULT_ENV: "delay:2"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
+    args = ["batch", *map(str, names), "-o", str(outdir), "--model", "espcn", "--scale", "2", "--chunk", "4",
+            "--crf", "0", "--upscalers", "1", "--jobs", "1", "--json"]
+    cmd = [sys.executable, "-m", "vsr_pipeline.cli", *args]
+    # each segment's write waits 2 s (tests/fault_cli.py installs the fault in that process), so the second
+    # video is caught between its chunks
+    slow = [sys.executable, "-m", "tests.fault_cli", "delay:2", "--", *args]
+    proc = subprocess.Popen(slow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     ledger_b = job_dir(outdir / "b.mp4") / "ledger.json"
     deadline = time.monotonic() + 240

@@ -18,7 +18,7 @@ from tests.conftest import make_clip, textured_frames
 from vsr_pipeline.cli import main
 from vsr_pipeline.config import load_model_config
 from vsr_pipeline.errors import EXIT_INTERNAL, VsrError
-from vsr_pipeline.media import FrameReader, probe
+from vsr_pipeline.media import EncodeSettings, FrameReader, probe
 from workers.encoder import Encoder
 
 #: Examples per property: 60 in the suite (derandomized, so CI is repeatable); VSR_FUZZ_EXAMPLES=N for a
@@ -165,7 +165,7 @@ def test_random_encoder_settings_fail_cleanly(codec: str, crf: int, preset: str)
         src.write_bytes(seed_file("mp4"))
         info = probe(src)
         try:
-            enc = Encoder(str(Path(d) / "out.mp4"), info, 2, codec, crf, preset, d)
+            enc = Encoder(str(Path(d) / "out.mp4"), info, 2, EncodeSettings(codec, crf, preset), d)
             enc.write_segment(0, textured_frames(2, 32, 32), [0, 1])
         except VsrError as exc:
             assert str(exc) and "\n" not in str(exc).strip()

@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 import torch
 
+from tests import faults
 from tests.conftest import ROOT, flip_packet_bytes, make_clip, textured_frames
 from tests.test_resume import PTS, clip, decode, opts, reference  # noqa: F401  (fixtures)
-from vsr_pipeline import errors
+from vsr_pipeline import UpscaleOptions, errors, upscale
 from vsr_pipeline.cli import main
+from vsr_pipeline.cluster import ray_session
 from vsr_pipeline.ledger import job_dir
 from vsr_pipeline.media import FrameReader
-from vsr_pipeline.pipeline import UpscaleOptions, ray_session, upscale
-from workers.encoder import FAULT_ENV
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -49,7 +49,7 @@ def test_failed_chunk_is_retried_and_output_is_identical(
 ) -> None:
     """``raise``: an exception in chunk 1's encoding; ``exit``: the encoder's process dies at chunk 1
     (Ray restarts the actor, the driver resubmits every chunk it lost)."""
-    monkeypatch.setenv(FAULT_ENV, f"{mode}:1:{tmp_path / 'fired'}")
+    faults.install(monkeypatch, f"{mode}:1:{tmp_path / 'fired'}")
     out = tmp_path / "out.mp4"
     res = upscale(clip, out, opts())
     assert (tmp_path / "fired").exists() and res.retries >= 1
@@ -63,7 +63,7 @@ def test_chunk_failing_every_time_fails_the_job_with_its_frames(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv(FAULT_ENV, "always:1")
+    faults.install(monkeypatch, "always:1")
     out = tmp_path / "out.mp4"
     code = main(["upscale", str(clip), "-o", str(out), "--model", "bicubic", "--scale", "2", "--chunk", "3",
                  "--retries", "1", "--no-progress"])
@@ -83,12 +83,12 @@ def test_ctrl_c_exits_130_without_output_and_resumes_to_the_same_file(
 ) -> None:
     """Ctrl-C (SIGINT), or SIGTERM from a scheduler: exit 130, one line, no output, a resumable ledger."""
     out = tmp_path / "out.mp4"
-    cmd = [sys.executable, "-m", "vsr_pipeline.cli", "upscale", str(clip), "-o", str(out), "--model",
-           "bicubic", "--scale", "2", "--chunk", "3", "--crf", "0", "--no-progress"]  # = opts()
-    env = {**os.environ, FAULT_ENV: "delay:1.5"}
+    # the CLI with every segment slowed by 1.5 s (tests/fault_cli.py installs the fault in that process)
+    cmd = [sys.executable, "-m", "tests.fault_cli", "delay:1.5", "--", "upscale", str(clip), "-o", str(out),
+           "--model", "bicubic", "--scale", "2", "--chunk", "3", "--crf", "0", "--no-progress"]  # = opts()
     # started with SIGINT ignored, as a background job of a non-interactive shell is (and as the test runner's
     # children may be): the CLI must still stop on it
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     ledger = job_dir(out) / "ledger.json"
     deadline = time.monotonic() + 120
@@ -276,7 +276,7 @@ def test_upscaler_process_killed_mid_job_is_restarted_and_output_is_identical(
 ) -> None:
     import threading
 
-    monkeypatch.setenv(FAULT_ENV, "delay:0.7")  # slow segments so the kill lands mid-job
+    faults.install(monkeypatch, "delay:0.7")  # slow segments so the kill lands mid-job
     out = tmp_path / "out.mp4"
     result: list[object] = []
     job = threading.Thread(target=lambda: result.append(upscale(clip, out, opts())))

@@ -13,13 +13,13 @@ import av
 import numpy as np
 import pytest
 
+from tests import faults
 from tests.conftest import make_clip, textured_frames
+from vsr_pipeline import UpscaleOptions, upscale
 from vsr_pipeline.errors import ChunkFailedError, UsageError
 from vsr_pipeline.ledger import Ledger, job_dir
 from vsr_pipeline.media import VideoWriter
 from vsr_pipeline.media.mux import concat_segments
-from vsr_pipeline.pipeline import UpscaleOptions, upscale
-from workers.encoder import FAULT_ENV
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -86,19 +86,16 @@ def test_concat_equals_the_segments_decoded_one_by_one(tmp_path: Path) -> None:
     assert dts == sorted(set(dts))  # strictly increasing across the joints
 
 
-def test_crash_then_rerun_redoes_only_unfinished_chunks(
-    clip: Path, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_crash_then_rerun_redoes_only_unfinished_chunks(clip: Path, reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
-    monkeypatch.setenv(FAULT_ENV, "always:2")
-    with pytest.raises(ChunkFailedError, match=r"chunk 2 \(frames 6-8\) failed 2 times"):
+    with faults.injected("always:2"), pytest.raises(ChunkFailedError,
+                                                     match=r"chunk 2 \(frames 6-8\) failed 2 times"):
         upscale(clip, out, opts(retries=1))
     assert not out.exists() and not list(tmp_path.glob("*partial*"))
     ledger = json.loads((job_dir(out) / "ledger.json").read_text())
     # chunks 0 and 1 finished; chunk 3 only if it was in flight when chunk 2 gave up
     assert {"0", "1"} <= set(ledger["done"]) <= {"0", "1", "3"}
     done_before = len(ledger["done"])
-    monkeypatch.delenv(FAULT_ENV)
     res = upscale(clip, out, opts())
     assert (res.chunks_resumed, res.chunks_computed) == (done_before, 4 - done_before)
     assert decode(out)[0] == decode(reference)[0]
@@ -107,18 +104,16 @@ def test_crash_then_rerun_redoes_only_unfinished_chunks(
     assert not job_dir(out).exists()
 
 
-def _half_done(clip: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(FAULT_ENV, "always:3")
-    with pytest.raises(ChunkFailedError):
+def _half_done(clip: Path, out: Path) -> None:
+    with faults.injected("always:3"), pytest.raises(ChunkFailedError):
         upscale(clip, out, opts(retries=0))
-    monkeypatch.delenv(FAULT_ENV)
 
 
 def test_changed_settings_start_over_and_say_why(
-    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    clip: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     out = tmp_path / "out.mp4"
-    _half_done(clip, out, monkeypatch)
+    _half_done(clip, out)
     with caplog.at_level(logging.WARNING):
         res = upscale(clip, out, opts(crf=20))
     assert (res.chunks_resumed, res.chunks_computed) == (0, 4)
@@ -126,12 +121,12 @@ def test_changed_settings_start_over_and_say_why(
 
 
 def test_changed_input_starts_over(
-    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    clip: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     src = tmp_path / "in.mp4"
     src.write_bytes(clip.read_bytes())
     out = tmp_path / "out.mp4"
-    _half_done(src, out, monkeypatch)
+    _half_done(src, out)
     make_clip(src, textured_frames(len(PTS), 32, 24, seed=1), pts=PTS, audio=True)
     with caplog.at_level(logging.WARNING):
         res = upscale(src, out, opts())
@@ -144,11 +139,11 @@ def test_resume_required_but_impossible_is_a_usage_error(clip: Path, tmp_path: P
     assert not (tmp_path / "out.mp4").exists()
 
 
-def test_png_folder_output_resumes(clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_png_folder_output_resumes(clip: Path, tmp_path: Path) -> None:
     whole = tmp_path / "whole"
     upscale(clip, whole, opts())
     out = tmp_path / "frames"
-    _half_done(clip, out, monkeypatch)
+    _half_done(clip, out)
     res = upscale(clip, out, opts())
     assert res.chunks_resumed >= 1 and res.chunks_resumed + res.chunks_computed == 4
     names = sorted(os.listdir(out))

@@ -32,7 +32,7 @@ _EXPORTS = {
     "UpscaleOptions": "vsr_pipeline.options",
     "ModelSettings": "vsr_pipeline.options",
     "EncodeSettings": "vsr_pipeline.media",
-    "BatchOptions": "vsr_pipeline.batch",
+    "BatchOptions": "vsr_pipeline.batch_runner",
     "stream_upscale": "vsr_pipeline.streaming",
     "evaluate": "vsr_pipeline.evaluate",
     "list_models": "vsr_pipeline.model_commands",
@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from vsr_pipeline.batch import BatchOptions
+    from vsr_pipeline.batch_runner import BatchOptions
     from vsr_pipeline.engine import Engine
     from vsr_pipeline.errors import ChunkFailedError, InterruptedJob, ResourceError, UsageError, VsrError
     from vsr_pipeline.evaluate import evaluate
@@ -70,7 +70,7 @@ def batch(inputs: list[str], outdir: str, opts: UpscaleOptions | None = None, **
     (``format``, ``upscalers``, ``threads``, ``jobs``)."""
     from pathlib import Path
 
-    from vsr_pipeline.batch import BatchOptions, run_batch
+    from vsr_pipeline.batch_runner import BatchOptions, run_batch
     from vsr_pipeline.options import UpscaleOptions
 
     return run_batch(list(inputs), BatchOptions(opts or UpscaleOptions(), Path(outdir), **batch_options))

@@ -296,7 +296,7 @@ def cmd_upscale(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_batch(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
-    from vsr_pipeline.batch import BatchOptions, read_list, run_batch
+    from vsr_pipeline.batch_runner import BatchOptions, read_list, run_batch
 
     inputs = list(args.inputs) + (read_list(args.list_file) if args.list_file else [])
     opts = BatchOptions(
