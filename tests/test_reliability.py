@@ -1,12 +1,16 @@
-"""Faults: a chunk that raises or a worker that dies is retried and the output is identical; a chunk that
-keeps failing fails the job naming its frames; Ctrl-C leaves no output and a resumable ledger; corrupt
-frames follow --on-corrupt; weights are data; no shell; Ray on loopback without a dashboard."""
+"""Faults: a chunk that meets a transient failure (an exception that need not recur, a worker that dies) is
+retried and the output is identical; one that keeps failing so fails the job naming its frames; an error that
+would recur fails at once with its own exit code, the model never run again; Ctrl-C leaves no output and a
+resumable ledger; corrupt frames follow --on-corrupt; weights are data; no shell; Ray on loopback without a
+dashboard."""
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import errno
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -24,10 +28,12 @@ from tests import faults
 from tests.conftest import ROOT, flip_packet_bytes, make_clip, textured_frames
 from tests.test_resume import PTS, clip, decode, opts, reference  # noqa: F401  (fixtures)
 from vsr_pipeline import UpscaleOptions, errors, upscale
+from vsr_pipeline.batch_runner import BatchOptions, run_batch
 from vsr_pipeline.cli import main
-from vsr_pipeline.cluster import ray_session
+from vsr_pipeline.cluster import is_lost_worker, ray_session
+from vsr_pipeline.errors import WorkerLostError, is_transient
 from vsr_pipeline.ledger import job_dir
-from vsr_pipeline.media import FrameReader
+from vsr_pipeline.media import FrameReader, MediaError
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -47,8 +53,8 @@ def test_failed_chunk_is_retried_and_output_is_identical(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``raise``: an exception in chunk 1's encoding; ``exit``: the encoder's process dies at chunk 1
-    (Ray restarts the actor, the driver resubmits every chunk it lost)."""
+    """``raise``: a transient exception (ConnectionError) in chunk 1's encoding; ``exit``: the encoder's
+    process dies at chunk 1 (Ray restarts the actor, the driver resubmits every chunk it lost)."""
     faults.install(monkeypatch, f"{mode}:1:{tmp_path / 'fired'}")
     out = tmp_path / "out.mp4"
     res = upscale(clip, out, opts())
@@ -69,8 +75,78 @@ def test_chunk_failing_every_time_fails_the_job_with_its_frames(
                  "--retries", "1", "--no-progress"])
     assert code == errors.EXIT_CHUNK
     line = one_error_line(capsys)
-    assert "chunk 1 (frames 3-5) failed 2 times" in line and "injected fault" in line
+    assert "chunk 1 (frames 3-5) failed 2 times, last: ConnectionError: injected fault" in line
     assert not out.exists() and (job_dir(out) / "ledger.json").exists()
+
+
+def test_which_failures_are_retried() -> None:
+    """Transient: Ray's system errors (as ``RayExecutor.result`` hands them on), memory, I/O of the moment;
+    everything else recurs."""
+    import ray.exceptions as rex
+
+    lost = [rex.ActorDiedError(), rex.WorkerCrashedError(), rex.NodeDiedError("n"), rex.OutOfMemoryError("m"),
+            rex.OwnerDiedError("ab" * 14, None, "")]
+    assert all(is_lost_worker(e) for e in lost)
+    assert not is_lost_worker(rex.RayTaskError("write_segment", "tb", ValueError("x")))
+    for exc in (WorkerLostError("ActorDiedError: ..."), MemoryError(), ConnectionResetError(), TimeoutError(),
+                OSError(errno.EIO, "Input/output error")):
+        assert is_transient(exc), exc
+    for exc in (ValueError("pts must increase"), TypeError(), RuntimeError("shape mismatch"), MediaError("x"),
+                FileNotFoundError(), PermissionError(), OSError(errno.ENOSPC, "No space left on device")):
+        assert not is_transient(exc), exc
+
+
+def _submissions(caplog: pytest.LogCaptureFixture) -> list[tuple[int, int]]:
+    """(chunk, attempt) of every chunk the scheduler handed to the model (its debug log)."""
+    return [r.args for r in caplog.records if r.getMessage().startswith("chunk ") and "submitted" in r.msg]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("mode", "code", "message"), [
+    ("input", errors.EXIT_INPUT, "injected: the encoder refuses chunk 1's frames"),
+    ("bug", errors.EXIT_INTERNAL, "chunk 1 (frames 3-5) failed: ValueError: injected bug at chunk 1 (bug:1) "
+     "(internal error: run with --debug for details); not retried"),
+])
+def test_error_that_recurs_fails_at_once_without_rerunning_the_model(
+    mode: str,
+    code: int,
+    message: str,
+    clip: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An encoder refusing a chunk's frames (MediaError: exit 3), a ValueError of our own stage code (a bug:
+    exit 1): the same chunk would fail the same way, so it is never resubmitted (the issue's file ran the
+    model three times, then exited 5)."""
+    faults.install(monkeypatch, f"{mode}:1")
+    out = tmp_path / "out.mp4"
+    with caplog.at_level(logging.DEBUG, logger="vsr_pipeline.scheduler"):
+        rc = main(["upscale", str(clip), "-o", str(out), "--model", "bicubic", "--scale", "2", "--chunk", "3",
+                   "--retries", "2", "--no-progress"])
+    assert rc == code
+    assert message in one_error_line(capsys)
+    sent = _submissions(caplog)
+    assert (1, 1) in sent and all(attempt == 1 for _, attempt in sent), sent
+    assert "retrying" not in caplog.text and not out.exists()
+
+
+def test_batch_counts_one_forward_call_per_chunk_when_an_error_recurs(
+    clip: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The upscalers' own count (``Engine.stats``): one forward call per chunk submitted, none repeated."""
+    faults.install(monkeypatch, "bug:1")
+    with caplog.at_level(logging.DEBUG, logger="vsr_pipeline.scheduler"):
+        summary = run_batch([str(clip)], BatchOptions(opts(retries=2), tmp_path / "out", upscalers=1))
+    sent = _submissions(caplog)
+    assert (1, 1) in sent and all(attempt == 1 for _, attempt in sent), sent
+    assert sum(summary["upscaler_calls"]) == len(sent)  # each chunk through the model once
+    video = summary["videos"][0]
+    assert video["status"] == "failed" and video["exit_code"] == errors.EXIT_INTERNAL
+    assert "chunk 1 (frames 3-5) failed: ValueError" in video["error"]
 
 
 @pytest.mark.slow

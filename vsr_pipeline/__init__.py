@@ -9,8 +9,10 @@ models, PyAV encode). The public Python API::
 - ``upscale(input, output, opts)`` -> ``UpscaleResult``: one video file or frame folder (resumable).
 - ``batch(inputs, outdir, opts)`` -> summary dict: many videos, one shared pool of upscalers.
 - ``stream_upscale(source, output, opts)`` -> dict: stdin (``"-"``) or a URL, written as it grows.
-- ``evaluate(dataset, opts, degradation)`` -> dict: Y-PSNR/SSIM against ground truth, beside bicubic.
-- ``degrade(input, output, scale, degradation)`` -> dict: LR material (MATLAB bicubic, blur + decimate).
+- ``evaluate(dataset, opts, degradation, crop_border)`` -> dict: Y-PSNR/SSIM, NIQE and tdiff against ground
+  truth, beside bicubic; ``degradation`` is a chain such as ``"bi"`` or ``"bi+h264:28"``.
+- ``degrade(input, output, scale, degradation)`` -> dict: LR material (MATLAB bicubic, blur + decimate, then
+  codec and noise stages).
 - ``list_models()`` -> dict: every registered model, its scales and installed weights.
 - ``UpscaleOptions`` (one job), ``ModelSettings``, ``EncodeSettings``, ``BatchOptions``: typed settings whose
   defaults are the CLI's. ``Engine``: the inference engine alone (numpy frames in and out, no Ray).
@@ -79,7 +81,8 @@ def batch(inputs: list[str], outdir: str, opts: UpscaleOptions | None = None, **
 def degrade(input_path: str, output: str, scale: int = 4, degradation: str = "bi", overwrite: bool = False
             ) -> dict[str, Any]:
     """Low-resolution material from ``input_path`` (``vsr degrade``): ``bi`` MATLAB-style antialiased
-    bicubic, ``bd`` Gaussian blur (sigma 1.6) then every ``scale``-th pixel."""
+    bicubic, ``bd`` Gaussian blur (sigma 1.6) then every ``scale``-th pixel, then the chain's stages
+    (``"bi+h264:28"``, ``"bd+mpeg4:8+noise:2"``; ``vsr_pipeline.degradation``)."""
     from vsr_pipeline.evaluate import degrade_file
 
     return degrade_file(input_path, output, scale, degradation, None, overwrite)

@@ -23,14 +23,19 @@ def markdown_report(summary: dict[str, Any], plot_name: str | None) -> str:
         f"- upscaler busy share: {100 * s['busy_share']:.1f}% (from the pool being ready to the last chunk)",
         f"- exit code: {s['exit_code']}",
         "",
-        "| # | input | output | status | frames | seconds | frames/s | started (s) | error |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| # | input | output | status | frames | seconds | frames/s | started (s) | check Y-PSNR mean / min "
+        "(dB) | flicker ratio | error |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for k, v in enumerate(s["videos"], 1):
         error = (v["error"] or "").replace("|", "\\|")
+        q = v.get("quality") or {}
+        check = (f"{q['check_psnr_y_mean']:.2f} / {q['check_psnr_y_min']:.2f}" if "check_psnr_y_mean" in q
+                 else "")
+        flicker = f"{q['flicker_ratio']:.3f}" if q.get("flicker_ratio") is not None else ""
         lines.append(
             f"| {k} | {v['input']} | {v['output']} | {v['status']} | {v['frames']} | {v['seconds']:.1f} | "
-            f"{v['fps']:.2f} | {v['started_s']:.1f} | {error} |"
+            f"{v['fps']:.2f} | {v['started_s']:.1f} | {check} | {flicker} | {error} |"
         )
     if plot_name:
         lines += ["", f"![frames per second over time]({plot_name})"]

@@ -64,8 +64,11 @@ class VideoOutcome:
     fps: float = 0.0
     chunks_resumed: int = 0
     exit_code: int = 0
+    timestamps_repaired: int = 0  # frames whose pts was missing, repeated or went backwards (repaired)
     started: float | None = None  # epoch seconds
     finished: float | None = None
+    manifest: str | None = None  # the provenance manifest beside the output (``vsr_pipeline.manifest``)
+    quality: dict[str, Any] | None = None  # the job's quality report (``vsr_pipeline.check``)
 
 
 @dataclass
@@ -159,6 +162,7 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
     with ray_session(opts.upscale.address):
         placement = choose_placement(opts)
         device = "auto" if placement.num_gpus else "cpu"
+        video_opts, precision_reason = _decide_precision(video_opts, spec, inputs, device, placement.threads)
         pool = UpscalerPool.start(spec, placement, video_opts.model_settings(), device,
                                   restart_policy(video_opts.retries))
         try:
@@ -182,6 +186,7 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
             pool.kill()
     ended = time.time()
     summary = _summary(outcomes, opts, placement, device_name, busy, timeline, started, ready, ended)
+    summary.update(precision=video_opts.precision, precision_reason=precision_reason)
     summary.update(write_reports(summary, timeline, opts.outdir, started))
     if any(o.status == "interrupted" for o in outcomes):
         done = sum(o.status in ("ok", "skipped") for o in outcomes)
@@ -190,6 +195,30 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
             f"(report: {summary['report']})"
         )
     return summary
+
+
+def _decide_precision(opts: UpscaleOptions, spec: Any, inputs: list[str], device: str, threads: int
+                      ) -> tuple[UpscaleOptions, str | None]:
+    """``precision auto`` decided once for the whole pool (``vsr_pipeline.autotune``) at the first readable
+    input's frame size, when the upscalers run on this machine's CPU. On GPUs or a cluster the actors apply
+    the hardware rule on their own node (``vsr_pipeline.precision``)."""
+    if opts.precision != "auto" or opts.address or device != "cpu":
+        return opts, None
+    import torch
+
+    from vsr_pipeline.autotune import choose_precision
+    from vsr_pipeline.media import MediaError, probe
+
+    for name in inputs:
+        try:
+            info = probe(name, fps=opts.fps)
+        except (MediaError, OSError):
+            continue
+        precision, reason = choose_precision(opts.model_settings(), torch.device("cpu"), info.width,
+                                             info.height, spec, threads)
+        log.info("batch: precision auto -> %s (%s)", precision, reason)
+        return replace(opts, precision=precision), reason
+    return opts, None
 
 
 def _run_all(one: Any, n: int, jobs: int, cancel: threading.Event) -> None:
@@ -248,12 +277,16 @@ def _run_video(
         outcome.seconds = result.seconds
         outcome.fps = result.fps
         outcome.chunks_resumed = result.chunks_resumed
+        outcome.manifest, outcome.quality = result.manifest, result.quality
+        outcome.timestamps_repaired = result.timestamps_repaired
     outcome.finished = time.time()
     _say(k, n, outcome)
 
 
 def _say(k: int, n: int, o: VideoOutcome) -> None:
     detail = f"{o.frames} frames in {o.seconds:.1f} s" if o.status == "ok" else o.error
+    if o.timestamps_repaired:
+        detail = f"{detail}; {o.timestamps_repaired} timestamp(s) repaired"
     print(f"[{k + 1}/{n}] {o.status}: {o.input} -> {o.output} ({detail})", file=sys.stderr, flush=True)
 
 

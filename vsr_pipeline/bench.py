@@ -181,6 +181,50 @@ def naive_in_fresh_process(model: str, weights: str | None, clip: Path, out: Pat
         return pool.submit(_naive_child, model, weights, clip, out, opts, threads).result()
 
 
+def stage_bound(up: Any, chunks: list[Any], clip: Path, info: Any, opts: BenchOptions, tmp: Path,
+                cores: int) -> dict[str, Any]:
+    """What the pipeline can reach on this machine: each stage measured alone, in this process, one after the
+    other (CPU seconds of every thread, and wall seconds): decode (``FrameReader``), the model on the
+    pipeline's chunks (the ``Engine``), encode of those HR frames as the pipeline's segments (one per chunk,
+    the job's encode settings). ``bound_fps`` = frames / max(model wall, encode wall, all CPU / cores): the
+    model and the encoder each run at most as fast as alone, and together they share the cores."""
+    from vsr_pipeline.media import FrameReader
+
+    def timed(run: Callable[[], Any]) -> tuple[Any, float, float]:
+        c, w = time.process_time(), time.perf_counter()
+        out = run()
+        return out, time.process_time() - c, time.perf_counter() - w
+
+    def decode() -> np.ndarray:
+        with FrameReader(clip) as reader:
+            return reader.read(info.frames)[0]
+
+    frames, dec_cpu, dec_wall = timed(decode)
+    n = len(frames)
+    hr, mod_cpu, mod_wall = timed(lambda: [up.process(slice(c.read_start, c.read_stop), c.keep, frames)
+                                           for c in chunks])
+    encode = opts.encode_settings()
+
+    def encode_all() -> None:
+        for k, part in enumerate(hr):
+            h, w = part.shape[1:3]
+            with encode.open_writer(tmp / f"alone{k}.mp4", w, h, info, overwrite=True) as writer:
+                writer.write(part, list(range(chunks[k].start, chunks[k].stop)))
+
+    _, enc_cpu, enc_wall = timed(encode_all)
+    hr.clear()
+    total_cpu = dec_cpu + mod_cpu + enc_cpu
+    bound_s = max(mod_wall, enc_wall, total_cpu / max(1, cores))
+    return {
+        "stage_cpu_s_per_frame": {"decode": round(dec_cpu / n, 5), "model": round(mod_cpu / n, 5),
+                                  "encode": round(enc_cpu / n, 5)},
+        "stage_wall_s": {"decode": round(dec_wall, 3), "model": round(mod_wall, 3),
+                         "encode": round(enc_wall, 3)},
+        "bound_fps": round(n / bound_s, 4),
+        "bound_by": ("model" if bound_s == mod_wall else "encode" if bound_s == enc_wall else "cores"),
+    }
+
+
 def _median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
@@ -189,6 +233,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
     import torch
 
     from models.weights import save_safetensors
+    from vsr_pipeline.autotune import choose_precision
     from vsr_pipeline.cluster import ray_session
     from vsr_pipeline.engine import Engine, resolve_device
     from vsr_pipeline.heap import release_free_memory, reuse_freed_memory
@@ -196,7 +241,6 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
     from vsr_pipeline.media import FrameReader, probe
     from vsr_pipeline.options import check_perf_options
     from vsr_pipeline.plan import default_chunk, plan_chunks
-    from vsr_pipeline.precision import resolve_precision
 
     spec = get_spec(opts.model)
     if opts.scale not in spec.scales:
@@ -225,8 +269,10 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         chunks = plan_chunks(n, chunk, padding)
         up_opts = replace(opts.job_options(), weights=weights, chunk=chunk, padding=padding)
         check_perf_options(spec, up_opts, device)
-        precision = resolve_precision(opts.precision, device, spec.name)
         threads = 0 if device.type == "cuda" else cpus
+        precision, precision_reason = choose_precision(up_opts.model_settings(),
+                                                       device, info.width, info.height, spec, threads)
+        up_opts = replace(up_opts, precision=precision)
         # like the pipeline's actor (malloc keeps freed buffers, vsr_pipeline.heap); the naive loop runs
         # with glibc's defaults, as peers' scripts do
         up = Engine.from_settings(replace(up_opts.model_settings(), precision=precision), spec=spec,
@@ -280,6 +326,13 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
                     times["naive"].append(res["seconds"])
                     naive_shares.append(res)
                 log(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v))
+        reuse_freed_memory(True)
+        bound = stage_bound(up, chunks, clip, info, opts, tmp, cpus)
+        reuse_freed_memory(False)
+        release_free_memory()
+        per_frame = bound["stage_cpu_s_per_frame"].items()
+        log("alone: " + ", ".join(f"{k} {v:.4f} CPU-s/frame" for k, v in per_frame)
+            + f"; bound {bound['bound_fps']:.3f} frames/s")
     fps = {k: n / _median(v) for k, v in times.items() if v and not k.startswith(("startup", "pipeline_"))}
     startup = _median(times["startup"])
     after_startup = n / max(1e-9, _median(times["pipeline"]) - startup)
@@ -290,7 +343,8 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         "model": spec.name, "weights": weights_note, "input": str(opts.input), "frames": n,
         "downscale": opts.downscale,
         "width": info.width, "height": info.height, "scale": opts.scale, "device": str(device),
-        "precision": precision, "threads": up.threads, "batch": opts.batch, "tile": opts.tile,
+        "precision": precision, "precision_reason": precision_reason, "threads": up.threads,
+        "batch": opts.batch, "tile": opts.tile,
         "chunk": chunk, "padding": padding, "chunks": len(chunks), "frames_computed_per_frame": computed / n,
         "repeats": opts.repeats,
         "model_fps": round(fps["model"], 4),
@@ -313,6 +367,8 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         "pipeline_tail_s": round(_median(times["pipeline_tail"]), 3),
         "pipeline_over_model_whole": round(fps["pipeline"] / fps["model_whole"], 3),
         "pipeline_over_naive": round(fps["pipeline"] / fps["naive"], 3) if "naive" in fps else None,
+        **bound,
+        "pipeline_over_bound": round(fps["pipeline"] / bound["bound_fps"], 3),
         "peak_rss_mb": round(max(s.peak_rss_kb for s in samplers) / 1024, 1),
         "peak_pss_mb": round(max(s.peak_pss_kb for s in samplers) / 1024, 1),
         "stage_busy": median_run.busy(),
@@ -341,6 +397,10 @@ def format_bench(r: dict[str, Any]) -> str:
         f"model-only time; {r['pipeline_outside_model_s']:.1f} s of the pipeline's wall time outside them "
         f"({r['pipeline_head_s']:.1f} s before the first, {r['pipeline_tail_s']:.1f} s after the last)",
         f"  naive loop   {naive} frames/s (fp32, swscale)",
+        f"  bound        {r['bound_fps']:.3f} frames/s (by {r['bound_by']}; CPU-s per frame alone: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in r["stage_cpu_s_per_frame"].items())
+        + f"): pipeline x{r['pipeline_over_bound']:.2f} of it",
+        f"  precision    {r['precision']} ({r['precision_reason']})",
         f"  peak memory  RSS {r['peak_rss_mb']:.0f} MB, PSS {r['peak_pss_mb']:.0f} MB (process tree)",
         "  busy (cores) " + ", ".join(f"{k} {v:.2f}" for k, v in r["stage_busy"].items() if v >= 0.005),
     ]

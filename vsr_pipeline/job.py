@@ -23,6 +23,7 @@ from models.registry import ModelSpec, resolve_weights
 from vsr_pipeline.cluster import ray_session, reporting_errors, restart_policy
 from vsr_pipeline.errors import InterruptedJob
 from vsr_pipeline.media import MediaError, VideoInfo, probe
+from vsr_pipeline.media.ingest import repair_message
 from vsr_pipeline.media.seek import SeekError
 from vsr_pipeline.options import (
     UpscaleOptions,
@@ -64,6 +65,9 @@ class UpscaleResult:
     on_corrupt: str = "repeat"
     corrupt_frames: int = 0  # frames the decoder could not produce
     corrupt: list[dict[str, Any]] = field(default_factory=list)  # the first 100: index, pts, time_s, reason
+    #: frames whose pts was missing, repeated or went backwards: each got the previous pts + one frame
+    timestamps_repaired: int = 0
+    deinterlaced: bool = False  # the input is interlaced and its frames were deinterlaced
     #: wall seconds the job's own upscalers spent inside their forward calls (summed over actors; None when
     #: the upscalers were shared with other jobs): ``seconds`` minus this is what the pipeline itself cost
     model_seconds: float | None = None
@@ -72,6 +76,14 @@ class UpscaleResult:
     #: shared upscalers
     model_head_s: float | None = None
     model_tail_s: float | None = None
+    #: the forward pass's precision, and why it was chosen (``vsr_pipeline.autotune``)
+    precision: str | None = None
+    precision_reason: str | None = None
+    #: the provenance manifest beside the output (``vsr_pipeline.manifest``), the quality report on a sample
+    #: of frames (``vsr_pipeline.check.quality_report``), and the seconds both took once the output was done
+    manifest: str | None = None
+    quality: dict[str, Any] | None = None
+    report_seconds: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +101,24 @@ class JobPlan:
     chunk: int
     padding: int
     chunks: list[Chunk]
+    #: why ``opts.precision`` is what it is (``auto`` is resolved by ``resolve_auto_precision``)
+    precision_reason: str = ""
+
+
+def resolve_auto_precision(plan: JobPlan, device: Any) -> JobPlan:
+    """``plan`` with ``precision auto`` decided for this machine at the input's frame size
+    (``vsr_pipeline.autotune``: hardware, then a cached timed probe); any other precision is kept."""
+    from dataclasses import replace
+
+    from vsr_pipeline.autotune import choose_precision
+
+    opts = plan.opts
+    threads = 0 if device.type == "cuda" else os.cpu_count() or 1  # as the job's upscaler will run
+    precision, reason = choose_precision(opts.model_settings(), device, plan.info.width, plan.info.height,
+                                         plan.spec, threads)
+    if opts.precision == "auto":
+        log.info("precision auto -> %s (%s)", precision, reason)
+    return replace(plan, opts=replace(opts, precision=precision), precision_reason=reason)
 
 
 def plan_job(
@@ -103,6 +133,9 @@ def plan_job(
     input_path, output = Path(input_path), Path(output)
     spec = check_options(opts) if spec is None else spec
     check_paths(input_path, output, opts.overwrite)
+    from vsr_pipeline.manifest import check_manifest_free
+
+    check_manifest_free(output, opts.overwrite)
     check_perf_options(spec, opts, device)
     info = probe(input_path, fps=opts.fps)
     check_memory(info, opts.scale, opts.batch)
@@ -143,6 +176,8 @@ def job_settings(
         "on_corrupt": opts.on_corrupt,
         "frames": info.frames,
         "input": input_fingerprint(info.path),
+        # only for interlaced inputs, so ledgers of progressive ones made before the flag still match
+        **({"deinterlace": opts.deinterlace} if info.interlaced else {}),
     }
 
 
@@ -170,7 +205,8 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions | N
     opts = opts or UpscaleOptions()
     spec = check_options(opts)  # option errors before device errors
     device = resolve_device(opts.device)
-    plan = plan_job(input_path, output, opts, device, spec)
+    plan = resolve_auto_precision(plan_job(input_path, output, opts, device, spec), device)
+    opts = plan.opts
     gpu = device.type == "cuda"
     cpus = os.cpu_count() or 1
     # On the CPU the one upscaler takes a slot but runs on every core: the decoder and encoder are mostly idle
@@ -209,8 +245,8 @@ def run_job(
     started, started_epoch = time.perf_counter(), time.time()
     if is_video_path(output):  # a codec/container/setting that cannot work fails now, naming the output
         check_encoder(output, info, opts.scale, encode)
-    ledger = Ledger.open(output, job_settings(spec, opts, info, plan.chunk, plan.padding, device_type),
-                         opts.resume)
+    settings = job_settings(spec, opts, info, plan.chunk, plan.padding, device_type)
+    ledger = Ledger.open(output, settings, opts.resume)
     resumed = len(ledger.done)
     todo = {c.index for c in chunks} - set(ledger.done)
     stats: dict[str, int] = {"computed": 0, "computed_frames": 0, "retries": 0}
@@ -241,7 +277,8 @@ def run_job(
             gpu_share = (0.5 if opts.align else 1.0) if gpu else 0
             stage_device = "auto" if gpu else "cpu"  # resolved on the actor's own node
             upscalers = pool() if own_pool else pool
-            decoders = start_decoders(info, plan.chunk, opts.fps, opts.on_corrupt, opts.decoders)
+            decoders = start_decoders(info, plan.chunk, opts.fps, opts.on_corrupt, opts.decoders,
+                                      deinterlace=opts.deinterlace)
             actors = list(decoders.actors)
             motion = aligner = None
             if opts.align:
@@ -267,12 +304,14 @@ def run_job(
                 except SeekError as exc:  # not exact after all: the remaining chunks decode sequentially
                     log.warning("%s: %s; decoding the rest sequentially", input_path, exc)
                     decoders.kill()
-                    decoders = start_decoders(info, plan.chunk, opts.fps, opts.on_corrupt, 1, parallel=False)
+                    decoders = start_decoders(info, plan.chunk, opts.fps, opts.on_corrupt, 1, parallel=False,
+                                              deinterlace=opts.deinterlace)
                     actors += decoders.actors
                     run(executor, decoders, {c.index for c in chunks} - set(ledger.done))
                 executor.wait_ready()  # when nothing was submitted (every chunk resumed): errors still count
                 device_name = upscalers.device_name()
                 corrupt = decoders.corrupt()
+                timestamps = decoders.timestamps()  # every frame is decoded each run: the whole file's
                 if own_pool:
                     busy = [s for s in upscalers.stats() if s["first"] is not None]
                     model_seconds = round(sum(float(s["busy_s"]) for s in busy), 3)
@@ -306,12 +345,15 @@ def run_job(
             "left out" if opts.on_corrupt == "skip" else "previous frame repeated",
             _where(corrupt),
         )
+    if timestamps["repaired"]:
+        log.warning("%s: %s", input_path, repair_message(timestamps["repaired"], timestamps["first"],
+                                                         timestamps["step"], info.time_base))
     expected = info.frames - (len(corrupt) if opts.on_corrupt == "skip" else 0)
     if frames_out != expected:
         raise RuntimeError(f"wrote {frames_out} frames but expected {expected}")
     seconds = time.perf_counter() - started
     ended_epoch = time.time()
-    return UpscaleResult(
+    result = UpscaleResult(
         input=str(input_path),
         output=str(output),
         model=spec.name,
@@ -337,11 +379,21 @@ def run_job(
         on_corrupt=opts.on_corrupt,
         corrupt_frames=len(corrupt),
         corrupt=corrupt[:100],
+        timestamps_repaired=timestamps["repaired"],
+        deinterlaced=timestamps["deinterlaced"],
         model_seconds=model_seconds,
         # actors' epoch clocks against the driver's: exact on one node, good to the clock skew across nodes
         model_head_s=round(min(float(s["first"]) for s in busy) - started_epoch, 3) if busy else None,
         model_tail_s=round(ended_epoch - max(float(s["last"]) for s in busy), 3) if busy else None,
+        precision=_resolved_precision(opts.precision, device_type, spec.name),
+        precision_reason=plan.precision_reason or None,
     )
+    from vsr_pipeline.manifest import write_job_manifest
+
+    path, result.quality = write_job_manifest(input_path, output, opts, info, settings, result.to_json(),
+                                              corrupt, started_epoch, ended_epoch)
+    result.manifest, result.report_seconds = str(path), round(time.perf_counter() - started - seconds, 3)
+    return result
 
 
 def _keep_if_useful(ledger: Any) -> None:

@@ -26,7 +26,7 @@ try:  # optional: ~8x faster separable filtering; the numpy path gives the same 
 except ImportError:  # pragma: no cover - cv2 is a project dependency
     cv2 = None
 
-__all__ = ["SequenceScore", "gaussian_window_1d", "psnr_y", "rgb_to_y", "score_frames", "ssim_y"]
+__all__ = ["SequenceScore", "gaussian_window_1d", "psnr_y", "rgb_to_y", "score_frames", "ssim_y", "tdiff_y"]
 
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966], dtype=np.float64)
 
@@ -123,6 +123,27 @@ def ssim_y(a: np.ndarray, b: np.ndarray, crop_border: int = 0, round_y: bool = F
     """Y-channel SSIM of two RGB frames ``(H, W, 3)`` in [0, 255] (BasicSR ``_ssim`` on float64 Y)."""
     ya, yb = _pair(a, b, crop_border, round_y)
     return _ssim_plane(ya, yb)
+
+
+def tdiff_y(pred: Iterable[np.ndarray], gt: Iterable[np.ndarray], crop_border: int = 0) -> float:
+    """Temporal flicker of ``pred`` against ``gt`` (two equally long RGB sequences, at least two frames).
+
+    ``tdiff = 1/(T-1) sum_{t=1}^{T-1} mean_pixels |(Y_p[t] - Y_p[t-1]) - (Y_g[t] - Y_g[t-1])|`` on BT.601 Y
+    (unrounded, ``crop_border`` dropped), in 8-bit levels: how much the error ``Y_p - Y_g`` changes from one
+    frame to the next. 0 for a perfect output and for any error that stays still; lower is better.
+    """
+    total, steps, previous = 0.0, 0, None
+    for p, g in zip(pred, gt, strict=True):
+        if p.shape != g.shape:
+            raise ValueError(f"shapes differ: {p.shape} vs {g.shape}")
+        error = _crop(rgb_to_y(p), crop_border) - _crop(rgb_to_y(g), crop_border)
+        if previous is not None:
+            total += float(np.mean(np.abs(error - previous)))
+            steps += 1
+        previous = error
+    if steps == 0:
+        raise ValueError("tdiff needs at least two frames")
+    return total / steps
 
 
 def score_frames(

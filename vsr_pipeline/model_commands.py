@@ -78,7 +78,7 @@ def _format_params(n: int | None) -> str:
 
 def format_models(rows: list[dict[str, Any]]) -> str:
     """The human table of ``vsr models``."""
-    lines = [f"{'model':<14} {'kind':<6} {'temporal':<15} {'params':>8} {'@':<3} {'scales':<8} "
+    lines = [f"{'model':<18} {'kind':<6} {'temporal':<15} {'params':>8} {'@':<3} {'scales':<8} "
              f"{'upsampling':<11} weights"]
     for r in rows:
         temporal = r["temporal"] + (f" r={r['radius']}" if r["radius"] else "")
@@ -89,7 +89,7 @@ def format_models(rows: list[dict[str, Any]]) -> str:
             weights = ", ".join(r["weights"]) or ("(none yet)" if r["needs_weights"] else "(none needed)")
             if r["default_weights"] in r["weights"]:
                 weights = weights.replace(r["default_weights"], r["default_weights"] + "*", 1)
-        lines.append(f"{r['name']:<14} {r['kind']:<6} {temporal:<15} {_format_params(r['params']):>8} "
+        lines.append(f"{r['name']:<18} {r['kind']:<6} {temporal:<15} {_format_params(r['params']):>8} "
                      f"x{r['params_scale']:<2} {','.join(map(str, r['scales'])):<8} {r['upsampling']:<11} "
                      f"{weights}")
     lines.append("params at the scale after @; * default weights; +bb: takes --backbone")

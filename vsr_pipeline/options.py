@@ -102,6 +102,8 @@ class UpscaleOptions:
     #: decoders per input: > 1 seeks to keyframes and decodes in parallel where that is exact
     #: (``vsr_pipeline.media.seek``), else one sequential decoder
     decoders: int = 1
+    #: deinterlace interlaced inputs (bwdif, one frame per frame; ``vsr_pipeline.media.ingest``)
+    deinterlace: bool = True
 
     def model_settings(self) -> ModelSettings:
         return ModelSettings(**{f.name: getattr(self, f.name) for f in fields(ModelSettings)})

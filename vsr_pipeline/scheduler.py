@@ -7,10 +7,13 @@ local threads) runs each chunk's upscale and then its encode; the scheduler keep
 chunks in flight (backpressure: memory stays flat whatever the length), hands each finished chunk to
 ``on_done`` (the ledger of a file job), and resubmits a failed chunk up to ``retries`` times.
 
-Errors: a ``VsrError`` (the user's to fix) or ``SeekError`` (the job falls back to sequential decoding) ends
-the run at once; any other failure of a chunk (an exception in a stage, a dead worker) is retried, then
-raised as ``ChunkFailedError`` naming the chunk's frames. ``cancel`` set by another thread stops the run like
-Ctrl-C (``KeyboardInterrupt``).
+Errors: a ``VsrError`` (the user's to fix: bad input, an encoder refusing its frames) or ``SeekError`` (the
+job falls back to sequential decoding) ends the run at once. Retries are for failures that need not recur
+(``vsr_pipeline.errors.is_transient``: a dead worker, a lost node or object, an out-of-memory kill, I/O
+trouble of the moment); a chunk that keeps meeting them is raised as ``ChunkFailedError`` naming its frames.
+Any other exception of a stage (a ValueError, TypeError, shape mismatch, ...) would fail the same way again:
+it ends the run at once as ``ChunkError`` with the exception's own exit code, without running the model
+again. ``cancel`` set by another thread stops the run like Ctrl-C (``KeyboardInterrupt``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from vsr_pipeline.errors import ChunkFailedError, VsrError
+from vsr_pipeline.errors import (
+    EXIT_INTERNAL,
+    ChunkError,
+    ChunkFailedError,
+    VsrError,
+    exit_code_and_message,
+    is_transient,
+)
 from vsr_pipeline.media.seek import SeekError
 from vsr_pipeline.plan import Chunk, batches_for
 
@@ -110,6 +120,7 @@ def run_chunks(
     max_inflight: int = 2,
     retries: int = 0,
     fatal: tuple[type[BaseException], ...] = (VsrError, SeekError),
+    transient: Callable[[BaseException], bool] = is_transient,
     on_done: Callable[[ChunkWork, Any], None] | None = None,
     cancel: threading.Event | None = None,
     progress: bool = False,
@@ -120,7 +131,8 @@ def run_chunks(
     """Run every chunk of ``work`` through ``executor``; returns counts: ``computed`` chunks,
     ``computed_frames`` and ``retries``. ``on_done(work, result)`` follows each finished chunk, in the order
     they finish (Ray: the encoder takes one caller's chunks in submission order). A failure of a class in
-    ``fatal`` is raised as it is; any other is retried, then ``ChunkFailedError``."""
+    ``fatal`` is raised as it is; one that is ``transient`` is retried, then ``ChunkFailedError``; any other
+    is ``ChunkError`` at once (it would recur)."""
     from tqdm import tqdm
 
     stats = {"computed": 0, "computed_frames": 0, "retries": 0}
@@ -148,11 +160,15 @@ def run_chunks(
             except Exception as exc:
                 text = str(exc).strip()
                 reason = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+                where = f"chunk {c.index} (frames {c.start}-{c.stop - 1})"
+                if not transient(exc):
+                    code = exit_code_and_message(exc)[0]
+                    bug = " (internal error: run with --debug for details)" if code == EXIT_INTERNAL else ""
+                    raise ChunkError(f"{where} failed: {reason}{bug}; not retried, it would fail the same "
+                                     f"way; finished chunks are kept", code) from exc
                 if job.attempt > retries:
-                    raise ChunkFailedError(
-                        f"chunk {c.index} (frames {c.start}-{c.stop - 1}) failed {job.attempt} times, last: "
-                        f"{reason}; finished chunks are kept, rerun to resume"
-                    ) from None
+                    raise ChunkFailedError(f"{where} failed {job.attempt} times, last: {reason}; finished "
+                                           f"chunks are kept, rerun to resume") from None
                 log.warning("chunk %d (frames %d-%d) failed (%s); retrying", c.index, c.start, c.stop - 1,
                             reason)
                 time.sleep(min(2.0, 0.25 * job.attempt))

@@ -26,6 +26,7 @@ Audio and subtitles are not copied (a warning says so).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
@@ -45,6 +46,14 @@ from models.registry import ModelSpec
 from vsr_pipeline.errors import InterruptedJob, UsageError, VsrError
 from vsr_pipeline.media import MediaError, VideoInfo, VideoWriter, frame_to_rgb
 from vsr_pipeline.media.errors import short_reason
+from vsr_pipeline.media.ingest import (
+    Deinterlacer,
+    TimestampRepair,
+    frame_step,
+    is_interlaced,
+    repair_message,
+    stream_rate,
+)
 from vsr_pipeline.options import UpscaleOptions, check_memory, check_options, check_paths, check_perf_options
 from vsr_pipeline.plan import LivePolicy, live_policy
 from vsr_pipeline.scheduler import ChunkWork, run_chunks
@@ -134,17 +143,21 @@ def _open_source(source: str, timeout: float) -> av.container.InputContainer:
 
 class _Decoder(threading.Thread):
     """Opens the source and decodes its first video stream. Puts on ``out``: ``("start", VideoInfo)``, then
-    ``(rgb (H, W, 3) uint8, pts)`` per frame, then ``_END``, or an exception instead. Frames whose pts does
-    not increase are dropped (counted). Opening and reading happen here, never in the caller's thread, so
-    Ctrl-C there is never swallowed inside PyAV's read callback (which would read as end of stream)."""
+    ``(rgb (H, W, 3) uint8, pts)`` per frame, then ``_END``, or an exception instead. Pts that are missing,
+    repeat or go backwards are repaired as the file reader does (``media.ingest.TimestampRepair``, counted
+    in ``timestamps``); interlaced frames are deinterlaced unless ``deinterlace`` is False (one frame of
+    delay). Opening and reading happen here, never in the caller's thread, so Ctrl-C there is never
+    swallowed inside PyAV's read callback (which would read as end of stream)."""
 
     def __init__(self, source: str, timeout: float, out: queue.Queue[Any], stop: threading.Event,
-                 on_corrupt: str):
+                 on_corrupt: str, deinterlace: bool = True):
         super().__init__(daemon=True, name="vsr-stream-decode")
         self.source, self.timeout, self.out, self.stop_event = source, timeout, out, stop
         self.name_shown = "stdin" if source == "-" else source
         self.on_corrupt = on_corrupt
-        self.dropped = 0
+        self.deinterlace = deinterlace
+        self.deinterlaced = False
+        self.timestamps = TimestampRepair(1)
         self.bad_packets = 0
         self.repeated = 0  # lost frames the previous frame stood in for
 
@@ -188,36 +201,35 @@ class _Decoder(threading.Thread):
             log.warning("%s: audio and subtitles are not copied from a stream input (video only)", name)
         stream = container.streams.video[0]
         stream.thread_type = "SLICE"  # frame threads would hold back one frame per thread
+        items = self.frames(container, stream)
+        # lost frames before the first decodable one have no frame to stand in for them: left out
+        first = next((f for f in items if isinstance(f, av.VideoFrame)), None)
+        if first is None:
+            raise MediaError(f"{name}: the video stream has no decodable frame")
+        interlaced = is_interlaced(stream, first)
+        frames: Iterator[av.VideoFrame | int | None] = itertools.chain([first], items)
+        if self.deinterlace and interlaced:
+            frames = Deinterlacer(Fraction(stream.time_base or Fraction(1, 90000)), name).filter(frames)
+            self.deinterlaced = True
         tags: tuple[int, int] | None = None
-        last: int | None = None
         good: np.ndarray | None = None
-        step = 1
-        for frame in self.frames(container, stream):
+        for frame in frames:
             if not isinstance(frame, av.VideoFrame):  # a lost frame: its packet's pts, or None
-                if self.on_corrupt == "repeat" and good is not None and frame is not None and frame > last:
-                    last = int(frame)
+                if self.on_corrupt == "repeat" and good is not None:
                     self.repeated += 1
-                    if not self._put((good, last)):
+                    if not self._put((good, self.timestamps.fix(frame, count=False))):
                         return
                 continue
             if tags is None:
                 tags = (int(frame.colorspace), int(frame.color_range or 0))
                 rgb = frame_to_rgb(frame, *tags)
-                info = _stream_info(self.source, container, stream, rgb, frame)
-                step = max(1, round(1 / (info.fps * info.time_base)))
+                info = _stream_info(self.source, container, stream, rgb, frame, interlaced)
+                self.timestamps = TimestampRepair(frame_step(stream_rate(stream) or info.fps, info.time_base))
                 self._put(("start", info))
-            pts = frame.pts if frame.pts is not None else frame.dts
-            if pts is None:
-                pts = 0 if last is None else last + step
-            if last is not None and pts <= last:
-                self.dropped += 1
-                continue
-            last = int(pts)
+            pts = self.timestamps.fix(frame.pts if frame.pts is not None else frame.dts)
             good = frame_to_rgb(frame, *tags)
-            if not self._put((good, last)):
+            if not self._put((good, pts)):
                 return
-        if tags is None:
-            raise MediaError(f"{name}: the video stream has no decodable frame")
         self._put(_END)
 
     def _put(self, item: Any) -> bool:
@@ -280,7 +292,7 @@ def _writer(output: Path, info: VideoInfo, opts: UpscaleOptions) -> VideoWriter:
 
 
 def _stream_info(source: str, container: av.container.InputContainer, s: Any, first: np.ndarray,
-                 first_frame: av.VideoFrame) -> VideoInfo:
+                 first_frame: av.VideoFrame, interlaced: bool = False) -> VideoInfo:
     """A VideoInfo for the stream (frames 0: unknown), from its first frame (``first``: it as RGB)."""
     rate = s.average_rate or s.codec_context.framerate or s.guessed_rate or 25
     return VideoInfo(
@@ -289,7 +301,7 @@ def _stream_info(source: str, container: av.container.InputContainer, s: Any, fi
         pix_fmt=first_frame.format.name, bit_depth=8, color_range=int(first_frame.color_range or 0),
         color_primaries=int(first_frame.color_primaries), color_trc=int(first_frame.color_trc),
         colorspace=int(first_frame.colorspace), rotation=int(first_frame.rotation or 0),
-        container=container.format.name,
+        container=container.format.name, interlaced=interlaced,
     )
 
 
@@ -299,7 +311,8 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
 
     Returns input, output, model, frames_in, frames_out, width/height in and out, seconds, fps (frames out
     per second of the run), first_frame_s (start to the first output frame on disk), latency_frames (see the
-    module docstring), chunk and padding (recurrent models), dropped_frames (non-increasing pts),
+    module docstring), chunk and padding (recurrent models), timestamps_repaired (frames whose pts was
+    missing, repeated or went backwards), deinterlaced,
     bad_packets, repeated_frames (lost frames the previous one stood in for) and interrupted. ``timeout``:
     seconds a URL may take to open or to send more data.
     """
@@ -329,7 +342,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
     interrupted = False
     failure: BaseException | None = None
     try:
-        decoder = _Decoder(source, timeout, frames_q, stop, opts.on_corrupt)
+        decoder = _Decoder(source, timeout, frames_q, stop, opts.on_corrupt, opts.deinterlace)
         decoder.start()  # connects and decodes while the model loads
         # a stream is this process's one job: freed buffers serve the next chunk (vsr_pipeline.heap)
         engine = Engine.from_settings(opts.model_settings(), spec=spec, device=str(device), reuse_memory=True)
@@ -383,8 +396,9 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
             raise type(failure)(f"{str(failure).splitlines()[0]}; {held}") from None
         raise failure
     seconds = time.perf_counter() - started
-    if decoder.dropped:
-        log.warning("%s: %d frame(s) with non-increasing pts were dropped", name, decoder.dropped)
+    ts = decoder.timestamps
+    if ts.repaired:
+        log.warning("%s: %s", name, repair_message(ts.repaired, ts.first, ts.step, info.time_base))
     return {
         "input": source,
         "output": str(output),
@@ -402,7 +416,12 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         "chunk": policy.core if policy.whole else None,
         "padding": policy.context if policy.whole else None,
         "device": engine.device_name(),
-        "dropped_frames": decoder.dropped,
+        "precision": engine.precision.name,
+        # a live stream does not wait for a timed probe (vsr_pipeline.autotune): hardware + quality table
+        "precision_reason": f"--precision {opts.precision}" if opts.precision != "auto" else
+        "live stream: the hardware and quality rule of vsr_pipeline.precision, no timed probe",
+        "timestamps_repaired": decoder.timestamps.repaired,
+        "deinterlaced": decoder.deinterlaced,
         "bad_packets": decoder.bad_packets,
         "repeated_frames": decoder.repeated,
         "interrupted": False,

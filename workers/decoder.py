@@ -19,8 +19,9 @@ from vsr_pipeline.media import FrameReader
 class Decoder:
     """Plain class wrapped by ``ray.remote`` in the pipeline; one per input."""
 
-    def __init__(self, path: str, fps: Fraction | None = None, on_corrupt: str = "fail"):
-        self.reader = FrameReader(path, fps=fps, on_corrupt=on_corrupt)
+    def __init__(self, path: str, fps: Fraction | None = None, on_corrupt: str = "fail",
+                 deinterlace: bool = True):
+        self.reader = FrameReader(path, fps=fps, on_corrupt=on_corrupt, deinterlace=deinterlace)
 
     def read(self, n: int) -> tuple[np.ndarray, list[int | None]]:
         """The next ``n`` frames (fewer at the end) and their PTS (``None``: a lost frame to leave out)."""
@@ -49,6 +50,13 @@ class Decoder:
     def corrupt(self) -> list[dict[str, Any]]:
         """Frames found undecodable so far (index, pts, time_s, reason)."""
         return [asdict(c) for c in self.reader.corrupt]
+
+    def timestamps(self) -> dict[str, Any]:
+        """Timestamp repairs so far: ``repaired`` frames, the ``first`` one's index (None: none), ``step``
+        (one frame duration in the time base) and whether frames are ``deinterlaced``."""
+        t = self.reader.timestamps
+        return {"repaired": t.repaired, "first": t.first, "step": t.step,
+                "deinterlaced": self.reader.deinterlace}
 
     def close(self) -> None:
         self.reader.close()

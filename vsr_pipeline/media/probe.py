@@ -12,6 +12,7 @@ from av.container import InputContainer
 
 from .errors import MediaError, short_reason
 from .images import image_size, list_images
+from .ingest import is_interlaced
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class VideoInfo:
     subtitles: tuple[StreamSummary, ...] = field(default=())
     container: str = ""
     is_image_folder: bool = False
+    #: the stream's field order says interlaced, or its first frame is flagged so (``media.ingest``)
+    interlaced: bool = False
 
     @property
     def colour(self) -> ColourTags:
@@ -187,6 +190,7 @@ def probe(path: str | os.PathLike[str], fps: Fraction | float | int | None = Non
             color_primaries=int(first.color_primaries), color_trc=int(first.color_trc),
             colorspace=int(first.colorspace), rotation=int(first.rotation or 0), start_pts=int(start),
             has_audio=bool(audio), audio=audio, subtitles=subs, container=container.format.name,
+            interlaced=is_interlaced(vs, first),
         )
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from .colour import frame_to_rgb
 from .errors import MediaError, short_reason
 from .images import list_images, read_images
+from .ingest import Deinterlacer, TimestampRepair, frame_step, stream_rate
 from .probe import VideoInfo, open_input, probe
 from .seek import SeekError, StreamIndex, scan, seek_problem
 
@@ -50,7 +51,11 @@ class FrameReader:
     ``read(n)`` returns ``(frames, pts)``: frames (t, H, W, 3) uint8 RGB C-contiguous, pts a list of ints
     in ``info.time_base`` (for image folders pts = index). t < n only at the end, t == 0 at EOF.
     Colours are converted with the matrix/range of the stream's tags (see :mod:`.colour`); frames
-    without pts get their dts, else the previous pts plus one frame duration.
+    without pts get their dts. Pts that are still missing, repeat or go backwards are repaired
+    (:class:`.ingest.TimestampRepair`: the previous pts plus one frame duration, from the stream's frame
+    rate, else the container's; ``timestamps_repaired`` counts them); valid increasing pts are kept
+    exactly. Interlaced inputs (``info.interlaced``) are deinterlaced unless ``deinterlace`` is False
+    (:class:`.ingest.Deinterlacer`: bwdif, one frame per frame, pts kept).
 
     Decode errors in the middle of the stream follow ``on_corrupt`` (see :data:`ON_CORRUPT`); a frame is
     counted as lost when its packet fails to decode, or, at the end, when the decoder gave fewer frames
@@ -63,12 +68,14 @@ class FrameReader:
     """
 
     def __init__(self, path: str | os.PathLike[str], fps: Fraction | float | int | None = None,
-                 on_corrupt: str = "fail"):
+                 on_corrupt: str = "fail", deinterlace: bool = True):
         if on_corrupt not in ON_CORRUPT:
             raise ValueError(f"on_corrupt must be one of {', '.join(ON_CORRUPT)}, got {on_corrupt!r}")
         self.path = Path(path)
         self.on_corrupt = on_corrupt
         self.info: VideoInfo = probe(self.path, fps=fps)
+        self.deinterlace = deinterlace and self.info.interlaced
+        self.timestamps = TimestampRepair(1)
         self.corrupt: list[CorruptFrame] = []
         self._index = 0
         self._container = None
@@ -84,10 +91,14 @@ class FrameReader:
         self._container = open_input(self.path)
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
-        self._frames = self._decode(stream)
-        step = (1 / (self.info.fps * self.info.time_base)) if self.info.fps else Fraction(1)
-        self._step = max(1, round(step))
-        self._last_pts: int | None = None
+        rate = stream_rate(stream) or self.info.fps
+        self.timestamps = TimestampRepair(frame_step(rate, self.info.time_base))
+        self._frames = self._source(stream)
+
+    @property
+    def timestamps_repaired(self) -> int:
+        """Frames whose pts was missing, repeated or went backwards, and was repaired."""
+        return self.timestamps.repaired
 
     @property
     def position(self) -> int:
@@ -101,9 +112,18 @@ class FrameReader:
         return self._stream_index
 
     def _packet_pts(self) -> list[int] | None:
-        """Sorted pts of every video packet (demuxing only), or None when some packet has none."""
+        """Sorted pts of every video packet (demuxing only), or None when they need repair (some packet has
+        none, or they repeat or go backwards: decoded frames cannot be matched to packets by pts)."""
         index = self.stream_index()
-        return None if index.missing_pts else list(index.pts)
+        return None if index.missing_pts or index.repair is not None else list(index.pts)
+
+    def _source(self, stream: av.video.stream.VideoStream, packets: Iterator[av.Packet] | None = None,
+                start: int = 0) -> Iterator[av.VideoFrame | _Lost]:
+        """:meth:`_decode`'s frames, deinterlaced when the input is interlaced and ``deinterlace`` is on."""
+        frames = self._decode(stream, packets, start)
+        if not self.deinterlace:
+            return frames
+        return Deinterlacer(self.info.time_base, str(self.path)).filter(frames)
 
     def _decode(self, stream: av.video.stream.VideoStream, packets: Iterator[av.Packet] | None = None,
                 start: int = 0) -> Iterator[av.VideoFrame | _Lost]:
@@ -183,26 +203,26 @@ class FrameReader:
         if index == self._index:
             return
         idx = self.stream_index()
-        problem = seek_problem(idx, self.info, self.on_corrupt)
+        problem = seek_problem(idx, self.info, self.on_corrupt, self.deinterlace)
         if problem is not None:
             raise SeekError(f"{self.path}: cannot seek exactly ({problem}); decode sequentially")
         self._good = None
         self._index = index
         self._seeked = index > 0
-        self._last_pts = idx.pts[index - 1] if index > 0 else None
+        self.timestamps.restart(idx.pts[index - 1] if index > 0 else None, index)
         if index == idx.frames:
             self._frames = iter(())
             return
         stream = self._container.streams.video[0]  # type: ignore[union-attr]
         if index == 0:
             self._restart()
-            self._frames = self._decode(self._container.streams.video[0])  # type: ignore[union-attr]
+            self._frames = self._source(self._container.streams.video[0])  # type: ignore[union-attr]
             return
         packets = self._seek_packets(stream, idx, index)
         if packets is None:  # no usable seek point: decode from the start, dropping frames before index
             self._restart()
             stream = self._container.streams.video[0]  # type: ignore[union-attr]
-        self._frames = self._decode(stream, packets, start=index)
+        self._frames = self._source(stream, packets, start=index)
 
     def _restart(self) -> None:
         """Reopen the file: the decoder starts afresh at its beginning."""
@@ -272,14 +292,12 @@ class FrameReader:
             if frame is None:
                 break
             if isinstance(frame, _Lost):
-                pts = self._lost_frame(frame)
+                pts = self.timestamps.fix(frame.pts, count=False)
+                self._lost_frame(frame, pts)
                 rgb = self._stand_in()
             else:
                 rgb = frame_to_rgb(frame, info.colorspace, info.color_range)
-                pts = frame.pts if frame.pts is not None else frame.dts
-                if pts is None:
-                    last = self._last_pts
-                    pts = last + self._step if last is not None else self._index * self._step
+                pts = self.timestamps.fix(frame.pts if frame.pts is not None else frame.dts)
                 self._good = rgb
             if out is None:
                 out = np.empty((n, *rgb.shape), np.uint8)
@@ -288,7 +306,6 @@ class FrameReader:
                                  f"expected {out.shape[2]}x{out.shape[1]} (resolution changes mid-stream)")
             out[len(pts_out)] = rgb
             keep.append(not isinstance(frame, _Lost))
-            self._last_pts = int(pts)
             pts_out.append(int(pts))
             self._index += 1
         if out is None:
@@ -317,20 +334,14 @@ class FrameReader:
             self._frames = itertools.chain(ahead, self._frames)
         return self._good
 
-    def _lost_frame(self, lost: _Lost) -> int:
-        """Record a lost frame (or raise with ``fail``); returns the pts its stand-in gets."""
-        if lost.pts is not None:
-            pts = int(lost.pts)
-        else:
-            last = self._last_pts
-            pts = last + self._step if last is not None else self._index * self._step
+    def _lost_frame(self, lost: _Lost, pts: int) -> None:
+        """Record a lost frame whose stand-in gets ``pts`` (or raise with ``fail``)."""
         time_s = float(pts * self.info.time_base) if self.info.time_base else None
         if self.on_corrupt == "fail":
             where = f" at {time_s:.3f} s" if time_s is not None else ""
             raise MediaError(f"{self.path}: frame {self._index}{where} cannot be decoded ({lost.reason}); "
                              f"--on-corrupt repeat or skip carries on")
         self.corrupt.append(CorruptFrame(self._index, pts, time_s, lost.reason))
-        return pts
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, int]]:
         """Frames one by one as ((H, W, 3) array, pts)."""

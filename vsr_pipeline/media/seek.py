@@ -37,6 +37,9 @@ class StreamIndex:
     ``keyframes``: indices into ``pts`` of keyframe packets, ascending; ``key_dts``: their dts (or None);
     ``problem``: why seeking cannot be exact (None when it can, as far as demuxing can tell).
     ``pts`` keeps duplicates; after a demux error it holds the packets read before it.
+    ``repair``: why the decoded frames' pts will need repairing (:class:`.ingest.TimestampRepair`): a packet
+    without pts, pts shared or going backwards; None when they are valid. Such a stream is decoded
+    sequentially and its lost frames are found by count, not by pts.
     Image folders: ``pts = 0..n-1``, every frame a keyframe.
     """
 
@@ -46,6 +49,7 @@ class StreamIndex:
     problem: str | None = None
     is_image_folder: bool = False
     missing_pts: bool = False  # some packet had no pts (``pts`` then lists only those that had one)
+    repair: str | None = None
 
     @property
     def frames(self) -> int:
@@ -71,15 +75,17 @@ def scan(path: str | os.PathLike[str]) -> StreamIndex:
     """Demux the first video stream of ``path`` (no decoding) into a :class:`StreamIndex`.
 
     Packets without data are ignored (as :class:`FrameReader` does). ``problem`` is set when a packet has
-    no pts, two packets share a pts, or the demuxer fails before the end.
+    no pts, two packets share a pts, pts go backwards (see :func:`backwards_at`), or the demuxer fails
+    before the end; ``repair`` for the first three.
     """
     p = Path(path)
     if p.is_dir():
         n = len(list_images(p))
         return StreamIndex(tuple(range(n)), tuple(range(n)), (None,) * n, None, is_image_folder=True)
     pts: list[int] = []
+    dts: list[int | None] = []
     keys: list[tuple[int, int | None]] = []  # (pts, dts) of keyframe packets
-    problem = None
+    problem = repair = None
     missing = False
     with open_input(p) as c:
         if not c.streams.video:
@@ -89,17 +95,22 @@ def scan(path: str | os.PathLike[str]) -> StreamIndex:
                 if not packet.size:
                     continue
                 if packet.pts is None:
-                    problem = problem or f"video packet {len(pts)} has no pts"
+                    repair = repair or f"video packet {len(pts)} has no pts"
                     missing = True
                     continue
                 pts.append(int(packet.pts))
+                dts.append(None if packet.dts is None else int(packet.dts))
                 if packet.is_keyframe:
-                    keys.append((int(packet.pts), None if packet.dts is None else int(packet.dts)))
+                    keys.append((int(packet.pts), dts[-1]))
         except av.FFmpegError as exc:
-            problem = problem or f"demuxing stops after packet {len(pts)} ({short_reason(exc)})"
+            problem = f"demuxing stops after packet {len(pts)} ({short_reason(exc)})"
     order = sorted(pts)
-    if problem is None and len(set(order)) != len(order):
-        problem = f"{len(order) - len(set(order))} video packets share a pts with another"
+    if repair is None and len(set(order)) != len(order):
+        repair = f"{len(order) - len(set(order))} video packets share a pts with another"
+    back = backwards_at(pts, dts) if repair is None else None
+    if back is not None:
+        repair = f"pts go backwards at video packet {back}"
+    problem = repair or problem
     if problem is None and not keys:
         problem = "no keyframe packets"
     first = {}
@@ -107,14 +118,42 @@ def scan(path: str | os.PathLike[str]) -> StreamIndex:
         first.setdefault(v, i)
     keys.sort()
     return StreamIndex(tuple(order), tuple(first[k] for k, _ in keys), tuple(d for _, d in keys), problem,
-                       missing_pts=missing)
+                       missing_pts=missing, repair=repair)
 
 
-def seek_problem(index: StreamIndex, info: VideoInfo | None = None, on_corrupt: str = "fail") -> str | None:
+#: Packets by which a decoder may reorder frames (H.264/HEVC hold at most 16 in their picture buffer)
+REORDER_WINDOW = 16
+
+
+def backwards_at(pts: list[int], dts: list[int | None]) -> int | None:
+    """The first packet (demux order) whose timestamps go backwards, or None: its dts is not above the
+    previous packet's, its pts is below its dts, or its pts is below a pts more than
+    :data:`REORDER_WINDOW` packets earlier (reordering reaches no further, so the decoder would put out
+    a frame with an earlier pts after a later one)."""
+    last_dts: int | None = None
+    best = None  # the highest pts among packets more than REORDER_WINDOW before this one
+    for i, (p, d) in enumerate(zip(pts, dts, strict=True)):
+        if d is not None:
+            if (last_dts is not None and d <= last_dts) or p < d:
+                return i
+            last_dts = d
+        if i > REORDER_WINDOW:
+            old = pts[i - REORDER_WINDOW - 1]
+            best = old if best is None else max(best, old)
+            if p < best:
+                return i
+    return None
+
+
+def seek_problem(index: StreamIndex, info: VideoInfo | None = None, on_corrupt: str = "fail",
+                 deinterlace: bool = False) -> str | None:
     """Why a reader positioned by seeking might not give exactly the sequential frames, or None.
 
-    Static reasons, decided before decoding: packets without pts or with duplicate pts, a demux error, no
-    keyframe, a packet count that differs from probe's frame count, an unknown ``on_corrupt``.
+    Static reasons, decided before decoding: packets without pts or with pts that repeat or go backwards
+    (their repair counts from the first frame), a demux error, no keyframe, a packet count that differs
+    from probe's frame count, an unknown ``on_corrupt``, an interlaced input to be deinterlaced
+    (``deinterlace``: the filter sees each frame's neighbours, so the first frame after a seek would
+    differ).
     Image folders are always seekable. Two cases are only seen while decoding, and the seeking reader
     raises :class:`SeekError` there: a decoded frame whose pts is not a packet pts, and (``repeat``/``skip``)
     a lost frame whose stand-in would come from before the seek point. Corruption the decoder conceals
@@ -128,10 +167,13 @@ def seek_problem(index: StreamIndex, info: VideoInfo | None = None, on_corrupt: 
         return index.problem
     if info is not None and info.frames != index.frames:
         return f"probe counts {info.frames} frames but the stream has {index.frames} packets"
+    if deinterlace and info is not None and info.interlaced:
+        return "interlaced frames are deinterlaced with their neighbours"
     return None
 
 
-def seekable(path_or_info: str | os.PathLike[str] | VideoInfo, on_corrupt: str = "fail") -> bool:
+def seekable(path_or_info: str | os.PathLike[str] | VideoInfo, on_corrupt: str = "fail",
+             deinterlace: bool = False) -> bool:
     """True when decoders seeking into this input give exactly the sequential decode (see seek_problem)."""
     info = path_or_info if isinstance(path_or_info, VideoInfo) else probe(path_or_info)
-    return seek_problem(scan(info.path), info, on_corrupt) is None
+    return seek_problem(scan(info.path), info, on_corrupt, deinterlace) is None

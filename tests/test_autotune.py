@@ -1,0 +1,115 @@
+"""``--precision auto`` chosen by this machine (``vsr_pipeline.autotune``): the hardware decides the
+candidates, a timed probe of the real model picks among them, the result is cached per machine, model and
+frame size, and a forced precision always wins."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from vsr_pipeline import autotune, precision
+from vsr_pipeline.options import ModelSettings
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture()
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path))
+    return tmp_path / "autotune.json"
+
+
+@pytest.fixture()
+def probes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, tuple[int, ...]]]:
+    """Every timed candidate: (model, precision, frames shape); the real timing still runs."""
+    calls: list[tuple[str, str, tuple[int, ...]]] = []
+    real = autotune.time_candidate
+
+    def spy(spec, settings, device, frames, threads=0, beat=float("inf")):  # type: ignore[no-untyped-def]
+        calls.append((spec.name, settings.precision, frames.shape))
+        return real(spec, settings, device, frames, threads, beat)
+
+    monkeypatch.setattr(autotune, "time_candidate", spy)
+    return calls
+
+
+def test_candidates_follow_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.registry import get_spec
+
+    basicvsr, espcn = get_spec("basicvsr"), get_spec("espcn")
+    monkeypatch.setattr(autotune, "cpu_has_bf16", lambda: True)
+    assert set(autotune.candidates(basicvsr, CPU)[0]) == {"bf16", "fp32", "fp32-cl"}
+    assert "bf16" not in autotune.candidates(espcn, CPU)[0]  # the quality gate: -0.07 dB measured
+    monkeypatch.setattr(autotune, "cpu_has_bf16", lambda: False)  # an AVX2-only CPU: bf16 is emulated
+    allowed, why = autotune.candidates(basicvsr, CPU)
+    assert set(allowed) == {"fp32", "fp32-cl"} and "without bf16 units" in why
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+    assert autotune.candidates(basicvsr, torch.device("cuda"))[0] == ["fp16"]
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    assert autotune.candidates(basicvsr, torch.device("cuda"))[0] == ["fp16", "bf16"]
+
+
+def test_probe_picks_the_fastest_and_is_cached_per_model_and_size(cache: Path, probes: list) -> None:
+    settings = ModelSettings(model="espcn", scale=2, batch=2)
+    choice, reason = autotune.choose_precision(settings, CPU, 24, 16)
+    assert choice in ("fp32", "fp32-cl") and "probe" in reason
+    assert sorted(p for _, p, _ in probes) == ["fp32", "fp32-cl"]
+    entry = next(iter(json.loads(cache.read_text()).values()))
+    assert entry["choice"] == choice == min(entry["seconds"], key=entry["seconds"].get)
+
+    probes.clear()
+    again, why = autotune.choose_precision(settings, CPU, 24, 16)  # same machine, model and size: no probe
+    assert again == choice and "cached" in why and probes == []
+
+    autotune.choose_precision(settings, CPU, 32, 16)  # another frame size: probed again
+    assert len(probes) == 2 and probes[0][2][1:3] == (16, 32)
+    probes.clear()
+    autotune.choose_precision(ModelSettings(model="espcn", scale=3, batch=2), CPU, 24, 16)  # another scale
+    assert len(probes) == 2
+    probes.clear()
+    other = ModelSettings(model="vespcn", scale=4, batch=1)  # another model
+    autotune.choose_precision(other, CPU, 24, 16)
+    assert {m for m, _, _ in probes} == {"vespcn"}
+    assert len(json.loads(cache.read_text())) == 4
+
+
+def test_a_cache_from_other_hardware_is_not_used(cache: Path, probes: list,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = ModelSettings(model="espcn", scale=2, batch=2)
+    autotune.choose_precision(settings, CPU, 24, 16)
+    probes.clear()
+    monkeypatch.setattr(autotune, "_cpu_name", lambda: "another CPU")
+    autotune.choose_precision(settings, CPU, 24, 16)
+    assert len(probes) == 2
+
+
+def test_a_forced_precision_wins_and_probes_nothing(cache: Path, probes: list,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(autotune, "cpu_has_bf16", lambda: False)
+    choice, reason = autotune.choose_precision(ModelSettings(model="basicvsr", precision="bf16"), CPU, 64, 48)
+    assert (choice, reason) == ("bf16", "--precision bf16") and probes == [] and not cache.exists()
+    with pytest.raises(ValueError, match="CUDA"):
+        autotune.choose_precision(ModelSettings(model="espcn", precision="fp16"), CPU, 64, 48)
+
+
+def test_one_candidate_needs_no_probe(cache: Path, probes: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    choice, _ = autotune.choose_precision(ModelSettings(model="espcn"), torch.device("cuda"), 64, 48)
+    assert choice == "fp16" and probes == []
+
+
+def test_the_job_reports_its_choice_and_why(tmp_path: Path, cache: Path) -> None:
+    from tests.conftest import make_clip, textured_frames
+    from vsr_pipeline import UpscaleOptions, upscale
+
+    clip = make_clip(tmp_path / "in.mp4", textured_frames(4, 24, 16))
+    opts = UpscaleOptions(model="espcn", scale=2, crf=0, progress=False)
+    result = upscale(clip, tmp_path / "out.mkv", opts)
+    assert result.precision in ("fp32", "fp32-cl") and "probe" in (result.precision_reason or "")
+    forced = upscale(clip, tmp_path / "forced.mkv", UpscaleOptions(model="espcn", scale=2, crf=0,
+                                                                    precision="fp32", progress=False))
+    assert (forced.precision, forced.precision_reason) == ("fp32", "--precision fp32")
+    assert precision.resolve_precision("auto", CPU, "espcn") in ("fp32", "fp32-cl")

@@ -1,0 +1,192 @@
+"""``--precision auto`` decided by this machine: what its hardware allows, then a short timed probe.
+
+1. Candidates (``candidates``): the quality gate stays ``vsr_pipeline.precision`` (bf16 only for a model
+   whose measured ``ModelSpec.bf16_delta_db`` is within ``BF16_TOLERANCE_DB``), and the hardware must have
+   the units: CPU bf16 only where oneDNN reports native bf16 (``cpu_has_bf16``: AVX-512 BF16 / AMX); CUDA
+   fp16, plus bf16 for a bf16-safe model on compute capability 8.0 or newer. fp32 and fp32 channels-last
+   are always allowed on the CPU (the same float32 arithmetic, other kernels).
+2. Where more than one candidate remains, each is timed on the real model and weights with input of the
+   job's frame size (a few frames: ``PROBE_FRAMES`` for a recurrent model, one batch otherwise), after a
+   warm-up call; the fastest per frame wins.
+3. The result is cached per machine (CPU model, capability, cores; GPU name and capability; torch version),
+   model, weights, scale, batch, tile and frame size, in ``cache_path()`` (``$VSR_CACHE_DIR/autotune.json``,
+   else ``$XDG_CACHE_HOME/vsr-pipeline/``, else ``~/.cache/vsr-pipeline/``): later runs reuse it. A forced
+   ``--precision`` always wins and probes nothing.
+
+The decision and why go to the log and to ``vsr upscale --json`` (``precision``, ``precision_reason``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.registry import ModelSpec, get_spec
+from vsr_pipeline.options import ModelSettings
+from vsr_pipeline.precision import cpu_bf16_safe, cpu_has_bf16, resolve_precision
+
+log = logging.getLogger(__name__)
+
+#: Frames a recurrent model is timed on (per-frame cost is what matters; a chunk's length is not needed).
+PROBE_FRAMES = 3
+#: Timed calls per candidate after the warm-up; the fastest counts (the least disturbed by other load).
+PROBE_CALLS = 2
+#: A candidate whose warm-up is this many times slower than the best so far is not timed further.
+SLOWER = 3.0
+
+
+def cache_path() -> Path:
+    """Where probe results are kept between runs."""
+    if os.environ.get("VSR_CACHE_DIR"):
+        return Path(os.environ["VSR_CACHE_DIR"]) / "autotune.json"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "vsr-pipeline" / "autotune.json"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """What makes one machine's timings differ from another's."""
+    out: dict[str, Any] = {"torch": torch.__version__, "arch": platform.machine()}
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+        out["capability"] = list(torch.cuda.get_device_capability(device))
+    else:
+        out.update(cpu=_cpu_name(), capability=torch.backends.cpu.get_cpu_capability(),
+                   bf16_units=cpu_has_bf16(), cores=os.cpu_count() or 1, threads=torch.get_num_threads())
+    return out
+
+
+def candidates(spec: ModelSpec, device: torch.device) -> tuple[list[str], str]:
+    """The precisions ``auto`` may choose for ``spec`` on ``device``, and why (one line)."""
+    safe = spec.name in cpu_bf16_safe()
+    if device.type == "cuda":
+        if safe and torch.cuda.get_device_capability(device)[0] >= 8:
+            return ["fp16", "bf16"], "CUDA: fp16, or bf16 (measured safe here, compute capability >= 8)"
+        return ["fp16"], "CUDA: fp16"
+    if not safe:
+        return ["fp32", "fp32-cl"], (f"CPU: bf16 not measured within tolerance for {spec.name}; "
+                                     "fp32 in either memory layout")
+    if not cpu_has_bf16():
+        return ["fp32", "fp32-cl"], (f"CPU {torch.backends.cpu.get_cpu_capability()} without bf16 units "
+                                     "(bf16 would be emulated); fp32 in either memory layout")
+    return ["bf16", "fp32-cl", "fp32"], "CPU with bf16 units; bf16 measured safe for this model"
+
+
+def _probe_input(spec: ModelSpec, settings: ModelSettings, width: int, height: int) -> np.ndarray:
+    """Frames of the job's size with texture (the time of a dense model does not depend on their content)."""
+    n = PROBE_FRAMES if spec.temporal == "recurrent" else settings.batch + 2 * spec.radius
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return np.stack([np.roll(base, k, axis=1) for k in range(n)])
+
+
+def time_candidate(spec: ModelSpec, settings: ModelSettings, device: torch.device, frames: np.ndarray,
+                   threads: int = 0, beat: float = float("inf")) -> float:
+    """Seconds per output frame of the real model in ``settings.precision`` on ``frames``. A candidate whose
+    warm-up call already took over ``SLOWER`` times ``beat`` (the best so far, per frame) is not timed
+    further: its warm-up figure is returned."""
+    from vsr_pipeline.engine import Engine
+
+    engine = Engine.from_settings(settings, spec=spec, device=str(device), threads=threads)
+    n = len(frames) - 2 * spec.radius
+    window, keep = slice(0, len(frames)), slice(spec.radius, spec.radius + n)
+    start = time.perf_counter()
+    engine.process(window, keep, frames)  # warm-up: oneDNN primitives, allocations
+    warm = (time.perf_counter() - start) / n
+    if warm > SLOWER * beat:
+        return warm
+    best = float("inf")
+    for _ in range(PROBE_CALLS):
+        start = time.perf_counter()
+        engine.process(window, keep, frames)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best / n
+
+
+def _key(spec: ModelSpec, settings: ModelSettings, device: torch.device, width: int, height: int) -> str:
+    return json.dumps({"machine": machine(device), "model": spec.name, "weights": settings.weights,
+                       "scale": settings.scale, "batch": settings.batch, "tile": settings.tile,
+                       "backbone": settings.backbone, "size": [width, height]}, sort_keys=True)
+
+
+def _load_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_cache(path: Path, cache: dict[str, Any]) -> None:
+    """Atomically (a temporary file renamed); a cache that cannot be written is only a warning."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("precision probe: cannot write the cache %s (%s); the next run probes again", path, exc)
+
+
+def choose_precision(settings: ModelSettings, device: torch.device, width: int, height: int,
+                     spec: ModelSpec | None = None, threads: int = 0) -> tuple[str, str]:
+    """The concrete precision for ``settings`` on ``device`` at ``width`` x ``height`` frames, and why.
+
+    ``settings.precision`` other than ``auto`` is returned as it is (validated). ``threads``: torch threads
+    the probe runs with (0: leave them)."""
+    spec = spec or get_spec(settings.model)
+    if settings.precision != "auto":
+        return resolve_precision(settings.precision, device, spec.name), f"--precision {settings.precision}"
+    allowed, why = candidates(spec, device)
+    if len(allowed) == 1:
+        return allowed[0], why
+    path = cache_path()
+    key = _key(spec, settings, device, width, height)
+    entry = _load_cache(path).get(key)
+    if isinstance(entry, dict) and entry.get("choice") in allowed and set(entry.get("seconds", {})) == set(
+            allowed):
+        return entry["choice"], f"{why}; cached probe {_figures(entry['seconds'])} ({path})"
+    frames = _probe_input(spec, settings, width, height)
+    seconds: dict[str, float] = {}
+    for c in allowed:
+        beat = min(seconds.values(), default=float("inf"))
+        seconds[c] = round(time_candidate(spec, replace(settings, precision=c), device, frames, threads,
+                                          beat), 5)
+    choice = min(allowed, key=seconds.__getitem__)
+    cache = _load_cache(path)
+    cache[key] = {"choice": choice, "seconds": seconds, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                              time.gmtime())}
+    _save_cache(path, cache)
+    _release_heap()
+    return choice, f"{why}; probe {_figures(seconds)} at {width}x{height}"
+
+
+def _figures(seconds: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f} s/frame" for k, v in sorted(seconds.items(), key=lambda kv: kv[1]))
+
+
+def _release_heap() -> None:
+    """Hand the probe's activations back to the OS (the driver keeps running the job)."""
+    from vsr_pipeline.heap import release_free_memory
+
+    release_free_memory()

@@ -1,0 +1,311 @@
+"""Provenance manifests: ``OUTPUT.vsr.json`` beside every finished file job, and ``vsr verify``.
+
+A manifest records what made an output and how to recognise it again: SHA-256 of the input and the
+output (a frame folder: of each file, plus one combined digest, the SHA-256 of the ``sha256sum``-style
+lines ``<hex>  <name>\\n`` in frame order), the model and its weights' SHA-256, every setting, software
+versions, device, start and end times (UTC, ISO 8601), the input-to-output frame and pts mapping, and the
+job's quality report (``vsr_pipeline.check``). It is written atomically after the output is complete, so
+it never exists for a failed job; an existing one is replaced only with ``overwrite``.
+
+``verify(MANIFEST)`` hashes the files again: the output is looked for beside the manifest (by its name, so
+the pair can be moved together), the input at its recorded path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from vsr_pipeline.errors import EXIT_INPUT, ResourceError, UsageError, VsrError
+from vsr_pipeline.ledger import file_sha256
+from vsr_pipeline.media import MediaError, VideoInfo, list_images, probe
+from vsr_pipeline.media.seek import scan
+from vsr_pipeline.options import UpscaleOptions
+
+log = logging.getLogger(__name__)
+
+MANIFEST_SUFFIX = ".vsr.json"
+MANIFEST_KIND = "vsr-pipeline upscale manifest"
+MANIFEST_VERSION = 1
+#: ``vsr verify``: a file's content differs from the manifest (a missing or unreadable file: EXIT_INPUT)
+EXIT_MISMATCH = 9
+
+
+class ManifestError(VsrError):
+    """A manifest that is missing, unreadable or not a manifest."""
+
+    exit_code = EXIT_INPUT
+
+
+def manifest_path(output: str | os.PathLike[str]) -> Path:
+    """``OUTPUT.vsr.json`` beside ``output`` (a video file or a frame folder)."""
+    out = Path(output)
+    return out.parent / f"{out.name}{MANIFEST_SUFFIX}"
+
+
+def check_manifest_free(output: str | os.PathLike[str], overwrite: bool) -> None:
+    """UsageError when a manifest for ``output`` exists and ``overwrite`` is off."""
+    path = manifest_path(output)
+    if path.exists() and not overwrite:
+        raise UsageError(f"manifest {path} exists (from an earlier job); pass --overwrite to replace it")
+
+
+def digest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """SHA-256 and size of a file; of a folder, every image in frame order and the combined digest."""
+    p = Path(path)
+    if not p.is_dir():
+        return {"sha256": file_sha256(p), "bytes": p.stat().st_size}
+    files = [{"name": f.name, "sha256": file_sha256(f), "bytes": f.stat().st_size} for f in list_images(p)]
+    return {"sha256": combined_sha256(files), "bytes": sum(f["bytes"] for f in files), "files": files}
+
+
+def combined_sha256(files: list[dict[str, Any]]) -> str:
+    return hashlib.sha256("".join(f"{f['sha256']}  {f['name']}\n" for f in files).encode()).hexdigest()
+
+
+def software() -> dict[str, str | None]:
+    """Versions of this package, Python, numpy, PyAV, FFmpeg's libavcodec (as PyAV reports it), torch, Ray."""
+    import av
+    import numpy as np
+
+    import vsr_pipeline
+
+    out: dict[str, str | None] = {
+        "vsr_pipeline": vsr_pipeline.__version__, "python": platform.python_version(),
+        "numpy": np.__version__,
+        "av": av.__version__, "libavcodec": ".".join(map(str, av.library_versions.get("libavcodec", ()))),
+        "ffmpeg": str(getattr(av, "ffmpeg_version_info", "")) or None,
+    }
+    for name in ("torch", "ray"):
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:
+            out[name] = None
+    return out
+
+
+def utc_iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def frame_mapping(
+    info: VideoInfo, output: Path, corrupt: list[dict[str, Any]], on_corrupt: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Timing of the output and one row per input frame: ``index_in``, ``pts_in`` (the input packet's, in
+    the input's time base; None when the input's packets carry none), ``index_out``, ``pts_out`` (the
+    output's, in its time base; None for a skipped frame), ``corrupt`` (undecodable: a stand-in, or left
+    out) and ``pts_repaired`` (the output frame's time differs from the input packet's)."""
+    idx_in = scan(info.path)
+    pts_in: list[int | None] = list(idx_in.pts)
+    if idx_in.missing_pts or idx_in.repair is not None:  # packet order is not frame order
+        pts_in = decoded_pts(info.path)
+    if len(pts_in) != info.frames:
+        pts_in = [None] * info.frames
+    idx_out = scan(output)
+    out_tb = None if idx_out.is_image_folder else probe(output).time_base
+    lost = {int(c["index"]) for c in corrupt}
+    rows: list[dict[str, Any]] = []
+    k = 0
+    for i, p in enumerate(pts_in):
+        if on_corrupt == "skip" and i in lost:
+            rows.append({"index_in": i, "pts_in": p, "index_out": None, "pts_out": None, "corrupt": True,
+                         "pts_repaired": False})
+            continue
+        if k >= idx_out.frames:
+            raise RuntimeError(f"{output}: {idx_out.frames} frames, fewer than the input's frames map to")
+        q = idx_out.pts[k]
+        repaired = out_tb is not None and (p is None or Fraction(p) * info.time_base != Fraction(q) * out_tb)
+        rows.append({"index_in": i, "pts_in": p, "index_out": k, "pts_out": q, "corrupt": i in lost,
+                     "pts_repaired": repaired})
+        k += 1
+    if k != idx_out.frames:
+        raise RuntimeError(f"{output}: {idx_out.frames} frames, but {k} input frames map to it")
+    timing = {"time_base_in": str(info.time_base), "time_base_out": str(out_tb) if out_tb else None,
+              "keyframes_out": list(idx_out.keyframes)}
+    return timing, rows
+
+
+def decoded_pts(path: str | os.PathLike[str]) -> list[int | None]:
+    """Every decoded frame's own pts (its dts where it has none), in the order the decoder gives them."""
+    import av
+
+    from vsr_pipeline.media.probe import open_input
+
+    with open_input(path) as c:
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            return [f.pts if f.pts is not None else f.dts for f in c.decode(stream)]
+        except av.FFmpegError:
+            return []
+
+
+def _settings(opts: UpscaleOptions) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, Fraction) else v for k, v in asdict(opts).items()}
+
+
+def write_job_manifest(
+    input_path: Path,
+    output: Path,
+    opts: UpscaleOptions,
+    info: VideoInfo,
+    settings: dict[str, Any],
+    result: dict[str, Any],
+    corrupt: list[dict[str, Any]],
+    started: float,
+    ended: float,
+) -> tuple[Path, dict[str, Any]]:
+    """Compute the quality report and write the manifest of a finished job; returns (its path, the report).
+    ``settings``: the job's ledger settings (``job.job_settings``), ``result``: ``UpscaleResult.to_json()``,
+    ``corrupt``: every undecodable frame, ``started``/``ended``: epoch seconds."""
+    from vsr_pipeline.check import assumed_degradation, quality_report
+
+    timing, rows = frame_mapping(info, output, corrupt, opts.on_corrupt)
+    degradation = assumed_degradation(result["model"], result["weights"])
+    pairs = [(r["index_in"], r["index_out"]) for r in rows if r["index_out"] is not None]
+    try:
+        quality = quality_report(input_path, output, opts.scale, degradation, pairs, timing["keyframes_out"],
+                                 opts.deinterlace)
+    except Exception as exc:  # the output is complete and stands: a report that fails says why, nothing more
+        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        log.warning("%s: no quality report (%s)", output, reason)
+        quality = {"error": reason}
+    frames = {"in": result["frames_in"], "out": result["frames_out"], "corrupt": len(corrupt),
+              "pts_repaired": sum(r["pts_repaired"] for r in rows)}
+    if "timestamps_repaired" in result:
+        frames["timestamps_repaired"] = result["timestamps_repaired"]
+    manifest = {
+        "kind": MANIFEST_KIND,
+        "version": MANIFEST_VERSION,
+        "input": {"path": str(input_path.resolve()), **digest(input_path)},
+        "output": {"path": str(output.resolve()), "name": output.name, **digest(output)},
+        "model": {"name": result["model"], "weights": result["weights"],
+                  "weights_sha256": settings.get("weights_sha256"), "scale": opts.scale,
+                  "backbone": opts.backbone, "align": opts.align, "degradation": degradation},
+        "settings": _settings(opts),  # as the job ran them (``precision auto`` resolved)
+        **{k: result[k] for k in ("precision", "precision_reason") if k in result},
+        "job_settings": settings,
+        "software": software(),
+        "device": result["device"],
+        "started": utc_iso(started),
+        "ended": utc_iso(ended),
+        "frames": frames,
+        "quality": quality,
+        **{k: v for k, v in timing.items() if k != "keyframes_out"},
+        "mapping": rows,
+    }
+    path = manifest_path(output)
+    try:
+        write_atomic(path, dumps(manifest), opts.overwrite)
+    except OSError as exc:
+        raise ResourceError(f"{output} is complete but its manifest {path} could not be written "
+                            f"({exc.strerror or exc})") from None
+    return path, quality
+
+
+def dumps(manifest: dict[str, Any]) -> str:
+    """Indented JSON with one line per mapping row (a long video's manifest stays readable)."""
+    head = json.dumps({k: v for k, v in manifest.items() if k != "mapping"}, indent=1, default=str)
+    rows = ",\n  ".join(json.dumps(r) for r in manifest.get("mapping", []))
+    return head[:-2] + (f',\n "mapping": [\n  {rows}\n ]\n}}\n' if rows else ',\n "mapping": []\n}\n')
+
+
+def write_atomic(path: Path, text: str, overwrite: bool) -> None:
+    """Write ``text`` to a hidden temporary sibling, fsync, rename over ``path`` (only with ``overwrite``
+    when ``path`` exists)."""
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists() and not overwrite:
+            raise UsageError(f"manifest {path} appeared while the job ran; not replaced")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ManifestError(f"{p}: no such manifest") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{p}: not a readable manifest ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict) or data.get("kind") != MANIFEST_KIND:
+        raise ManifestError(f"{p}: not a vsr manifest (no \"kind\": \"{MANIFEST_KIND}\")")
+    if data.get("version") != MANIFEST_VERSION:
+        raise ManifestError(f"{p}: manifest version {data.get('version')!r}; "
+                            f"this vsr reads version {MANIFEST_VERSION}")
+    return data
+
+
+def read_beside(output: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The manifest beside ``output``, or None when there is none (a bad one is an error)."""
+    path = manifest_path(output)
+    return read_manifest(path) if path.exists() else None
+
+
+def _check_one(role: str, target: Path, rec: dict[str, Any]) -> dict[str, Any]:
+    """One file or folder against its record: status ``ok``, ``mismatch`` (``differs`` names the frame
+    files that differ, are missing or extra) or ``missing`` (absent or unreadable)."""
+    out: dict[str, Any] = {"role": role, "path": str(target), "expected": rec["sha256"], "actual": None,
+                           "status": "ok"}
+    try:
+        if not target.exists():
+            return out | {"status": "missing", "detail": "no such file or folder"}
+        if target.is_dir() != ("files" in rec):
+            return out | {"status": "mismatch",
+                          "detail": "is a folder" if target.is_dir() else "is a file, not a folder"}
+        now = digest(target)
+    except (OSError, MediaError) as exc:
+        return out | {"status": "missing", "detail": f"unreadable ({getattr(exc, 'strerror', None) or exc})"}
+    out["actual"] = now["sha256"]
+    if now["sha256"] == rec["sha256"]:
+        return out
+    out["status"] = "mismatch"
+    if "files" in rec:
+        old = {f["name"]: f["sha256"] for f in rec["files"]}
+        new = {f["name"]: f["sha256"] for f in now["files"]}
+        out["differs"] = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
+        what = {n: "missing" if n not in new else "extra" if n not in old else "differs"
+                for n in out["differs"]}
+        out["detail"] = ", ".join(f"{n} {what[n]}" for n in out["differs"][:5]) + (
+            " ..." if len(out["differs"]) > 5 else "")
+    else:
+        out["detail"] = f"SHA-256 {now['sha256'][:16]}... differs from the recorded {rec['sha256'][:16]}..."
+    return out
+
+
+def verify(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Hash the manifest's input and output again; ``exit_code`` 0 when both match, ``EXIT_INPUT`` when one
+    is missing or unreadable, else ``EXIT_MISMATCH``; ``error`` names the first file that failed."""
+    started = time.perf_counter()
+    p = Path(path)
+    m = read_manifest(p)
+    try:
+        checks = [_check_one("input", Path(m["input"]["path"]), m["input"]),
+                  _check_one("output", p.parent / m["output"]["name"], m["output"])]
+    except (KeyError, TypeError) as exc:
+        raise ManifestError(f"{p}: manifest lacks a field ({exc})") from None
+    bad = [c for c in checks if c["status"] != "ok"]
+    missing = [c for c in bad if c["status"] == "missing"]
+    code = EXIT_INPUT if missing else EXIT_MISMATCH if bad else 0
+    first = (missing or bad or [None])[0]
+    error = None
+    if first is not None:
+        verb = "is missing or unreadable" if first["status"] == "missing" else "does not match the manifest"
+        error = f"{first['role']} {first['path']} {verb}: {first['detail']}"
+    return {"manifest": str(p), "ok": not bad, "files": checks, "error": error, "exit_code": code,
+            "seconds": round(time.perf_counter() - started, 3)}
