@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -40,13 +41,14 @@ SHOWN = ["bicubic", "espcn", "basicvsr:reds4", "realesrgan", "realesr-animevideo
 
 
 def make_dataset(out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
     for name, file, first, top, left in CLIPS:
         with FrameReader(VIDEOS / file) as reader:
             if first:
                 reader.read(first)
             frames, _ = reader.read(FRAMES)
         crop = np.ascontiguousarray(frames[:, top : top + H, left : left + W])
-        with ImageFolderWriter(out / name) as writer:
+        with ImageFolderWriter(out / name, overwrite=True) as writer:
             writer.write(crop, list(range(len(crop))))
     return out
 
@@ -79,6 +81,9 @@ def main() -> None:
             for entry in args.models:
                 model, _, weights = entry.partition(":")
                 keep = args.work / chain.replace("+", "_").replace(":", "") / entry.replace(":", "_")
+                if keep.exists():
+                    shutil.rmtree(keep)
+                keep.mkdir(parents=True)
                 opts = UpscaleOptions(model=model, weights=weights or None, progress=False, overwrite=True)
                 started = time.perf_counter()
                 r = evaluate(data, opts, chain, crop_border=4, keep=keep)

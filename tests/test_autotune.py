@@ -24,15 +24,17 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture()
 def probes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, tuple[int, ...]]]:
-    """Every timed candidate: (model, precision, frames shape); the real timing still runs."""
+    """Every timed candidate: (model, precision, frames shape); the real timing still runs. The machine is
+    taken as idle (a busy machine's probe is not cached: tested on its own)."""
     calls: list[tuple[str, str, tuple[int, ...]]] = []
-    real = autotune.time_candidate
+    real = autotune.time_candidates
 
-    def spy(spec, settings, device, frames, threads=0, beat=float("inf")):  # type: ignore[no-untyped-def]
-        calls.append((spec.name, settings.precision, frames.shape))
-        return real(spec, settings, device, frames, threads, beat)
+    def spy(spec, settings, device, frames, precisions, threads=0):  # type: ignore[no-untyped-def]
+        calls.extend((spec.name, p, frames.shape) for p in precisions)
+        return real(spec, settings, device, frames, precisions, threads)
 
-    monkeypatch.setattr(autotune, "time_candidate", spy)
+    monkeypatch.setattr(autotune, "time_candidates", spy)
+    monkeypatch.setattr(autotune.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     return calls
 
 
@@ -74,6 +76,30 @@ def test_probe_picks_the_fastest_and_is_cached_per_model_and_size(cache: Path, p
     autotune.choose_precision(other, CPU, 24, 16)
     assert {m for m, _, _ in probes} == {"vespcn"}
     assert len(json.loads(cache.read_text())) == 4
+
+
+def test_a_probe_on_a_busy_machine_is_kept_while_busy_and_redone_when_idle(
+        cache: Path, probes: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = ModelSettings(model="espcn", scale=2, batch=2)
+    monkeypatch.setattr(autotune.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    choice, reason = autotune.choose_precision(settings, CPU, 24, 16)
+    assert "machine busy" in reason and len(probes) == 2
+    again, why = autotune.choose_precision(settings, CPU, 24, 16)  # still busy: one choice for the session
+    assert again == choice and "busy machine" in why and len(probes) == 2
+    monkeypatch.setattr(autotune.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    autotune.choose_precision(settings, CPU, 24, 16)  # idle now: probed again, then cached for good
+    assert len(probes) == 4
+    autotune.choose_precision(settings, CPU, 24, 16)
+    assert len(probes) == 4
+
+
+def test_the_weights_do_not_change_the_cache_key(cache: Path, probes: list) -> None:
+    """Timing depends on the architecture, not the weights' values: another checkpoint reuses the probe."""
+    autotune.choose_precision(ModelSettings(model="espcn", scale=2, batch=2), CPU, 24, 16)
+    probes.clear()
+    other = ModelSettings(model="espcn", scale=2, batch=2, weights="photos-bi")
+    autotune.choose_precision(other, CPU, 24, 16)
+    assert probes == []
 
 
 def test_a_cache_from_other_hardware_is_not_used(cache: Path, probes: list,

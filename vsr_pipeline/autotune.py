@@ -7,11 +7,14 @@
    are always allowed on the CPU (the same float32 arithmetic, other kernels).
 2. Where more than one candidate remains, each is timed on the real model and weights with input of the
    job's frame size (a few frames: ``PROBE_FRAMES`` for a recurrent model, one batch otherwise), after a
-   warm-up call; the fastest per frame wins.
+   warm-up call, in turns (A, B, C, A, B, C: a burst of other load falls on all of them alike); the
+   fastest per frame wins.
 3. The result is cached per machine (CPU model, capability, cores; GPU name and capability; torch version),
-   model, weights, scale, batch, tile and frame size, in ``cache_path()`` (``$VSR_CACHE_DIR/autotune.json``,
-   else ``$XDG_CACHE_HOME/vsr-pipeline/``, else ``~/.cache/vsr-pipeline/``): later runs reuse it. A forced
-   ``--precision`` always wins and probes nothing.
+   model, scale, batch, tile, backbone and frame size (not the weights: their values do not change a dense
+   model's time) in ``cache_path()`` (``$VSR_CACHE_DIR/autotune.json``, else
+   ``$XDG_CACHE_HOME/vsr-pipeline/``, else ``~/.cache/vsr-pipeline/``); later runs reuse it. A probe taken
+   while the machine was busy (1-minute load above the core count) is marked so and redone at the first
+   run on an idle machine. A forced ``--precision`` always wins and probes nothing.
 
 The decision and why go to the log and to ``vsr upscale --json`` (``precision``, ``precision_reason``).
 """
@@ -40,7 +43,7 @@ log = logging.getLogger(__name__)
 PROBE_FRAMES = 3
 #: Timed calls per candidate after the warm-up; the fastest counts (the least disturbed by other load).
 PROBE_CALLS = 2
-#: A candidate whose warm-up is this many times slower than the best so far is not timed further.
+#: A candidate whose warm-up is this many times slower than the fastest warm-up is not timed further.
 SLOWER = 3.0
 
 
@@ -98,33 +101,50 @@ def _probe_input(spec: ModelSpec, settings: ModelSettings, width: int, height: i
     return np.stack([np.roll(base, k, axis=1) for k in range(n)])
 
 
-def time_candidate(spec: ModelSpec, settings: ModelSettings, device: torch.device, frames: np.ndarray,
-                   threads: int = 0, beat: float = float("inf")) -> float:
-    """Seconds per output frame of the real model in ``settings.precision`` on ``frames``. A candidate whose
-    warm-up call already took over ``SLOWER`` times ``beat`` (the best so far, per frame) is not timed
-    further: its warm-up figure is returned."""
+def time_candidates(spec: ModelSpec, settings: ModelSettings, device: torch.device, frames: np.ndarray,
+                    precisions: list[str], threads: int = 0) -> dict[str, float]:
+    """Seconds per output frame of the real model in each of ``precisions`` on ``frames``.
+
+    Every candidate is built and warmed up first (oneDNN primitives, allocations); one whose warm-up took
+    over ``SLOWER`` times the fastest warm-up keeps that figure and is not timed further. The others are
+    then timed in turns, ``PROBE_CALLS`` rounds of one call each (A, B, C, A, B, C): a burst of load from
+    another process falls on all of them alike, and each keeps its fastest call."""
     from vsr_pipeline.engine import Engine
 
-    engine = Engine.from_settings(settings, spec=spec, device=str(device), threads=threads)
     n = len(frames) - 2 * spec.radius
     window, keep = slice(0, len(frames)), slice(spec.radius, spec.radius + n)
-    start = time.perf_counter()
-    engine.process(window, keep, frames)  # warm-up: oneDNN primitives, allocations
-    warm = (time.perf_counter() - start) / n
-    if warm > SLOWER * beat:
-        return warm
-    best = float("inf")
-    for _ in range(PROBE_CALLS):
+
+    def once(engine: Engine) -> float:
         start = time.perf_counter()
         engine.process(window, keep, frames)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best / n
+        return (time.perf_counter() - start) / n
+
+    engines = {c: Engine.from_settings(replace(settings, precision=c), spec=spec, device=str(device),
+                                       threads=threads) for c in precisions}
+    seconds = {c: once(e) for c, e in engines.items()}  # the warm-ups
+    fastest = min(seconds.values())
+    timed = {c: float("inf") for c in precisions if seconds[c] <= SLOWER * fastest}
+    for _ in range(PROBE_CALLS):
+        for c in timed:
+            timed[c] = min(timed[c], once(engines[c]))
+    return {c: round(timed.get(c, seconds[c]), 5) for c in precisions}
+
+
+def _busy(device: torch.device) -> str | None:
+    """Why a probe on this machine now would not be representative (other processes using the CPU), else
+    None. A result taken under load is cached marked so: reused while the machine stays busy (one choice for
+    a whole busy session), probed again at the first idle run."""
+    if device.type == "cuda" or not hasattr(os, "getloadavg"):
+        return None
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    return f"machine busy: load {load:.1f} on {cores} cores" if load > cores else None
 
 
 def _key(spec: ModelSpec, settings: ModelSettings, device: torch.device, width: int, height: int) -> str:
-    return json.dumps({"machine": machine(device), "model": spec.name, "weights": settings.weights,
+    # not the weights: their values do not change the time of a dense model, only its architecture does
+    return json.dumps({"machine": machine(device), "model": spec.name,
                        "scale": settings.scale, "batch": settings.batch, "tile": settings.tile,
                        "backbone": settings.backbone, "size": [width, height]}, sort_keys=True)
 
@@ -163,22 +183,22 @@ def choose_precision(settings: ModelSettings, device: torch.device, width: int, 
     path = cache_path()
     key = _key(spec, settings, device, width, height)
     entry = _load_cache(path).get(key)
-    if isinstance(entry, dict) and entry.get("choice") in allowed and set(entry.get("seconds", {})) == set(
-            allowed):
-        return entry["choice"], f"{why}; cached probe {_figures(entry['seconds'])} ({path})"
+    busy = _busy(device)
+    valid = (isinstance(entry, dict) and entry.get("choice") in allowed
+             and set(entry.get("seconds", {})) == set(allowed))
+    if valid and not (entry.get("busy") and busy is None):  # a probe taken under load is redone when idle
+        note = " (probed on a busy machine)" if entry.get("busy") else ""
+        return entry["choice"], f"{why}; cached probe {_figures(entry['seconds'])}{note} ({path})"
     frames = _probe_input(spec, settings, width, height)
-    seconds: dict[str, float] = {}
-    for c in allowed:
-        beat = min(seconds.values(), default=float("inf"))
-        seconds[c] = round(time_candidate(spec, replace(settings, precision=c), device, frames, threads,
-                                          beat), 5)
+    seconds = time_candidates(spec, settings, device, frames, allowed, threads)
     choice = min(allowed, key=seconds.__getitem__)
     cache = _load_cache(path)
-    cache[key] = {"choice": choice, "seconds": seconds, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                              time.gmtime())}
+    cache[key] = {"choice": choice, "seconds": seconds, "busy": busy is not None,
+                  "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _save_cache(path, cache)
     _release_heap()
-    return choice, f"{why}; probe {_figures(seconds)} at {width}x{height}"
+    note = f" ({busy})" if busy else ""
+    return choice, f"{why}; probe {_figures(seconds)} at {width}x{height}{note}"
 
 
 def _figures(seconds: dict[str, float]) -> str:
