@@ -185,3 +185,38 @@ def test_dead_url_fails_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 3
     line = one_line_error(capsys.readouterr().err)
     assert "http://127.0.0.1:9/x.ts" in line and not (tmp_path / "o.mkv").exists()
+
+
+def test_stdin_stream_writes_a_manifest_that_verifies_with_a_copy_of_the_input(clip: Path,
+                                                                            tmp_path: Path) -> None:
+    """A stream is read once: its manifest records the SHA-256 of the bytes piped in and each frame's pts;
+    `vsr verify` checks the output and, given a saved copy of the stream with --input, the input too."""
+    import hashlib
+    import json
+
+    out = tmp_path / "out.mkv"
+    run = vsr("upscale", "-", "-o", str(out), "--model", "espcn", "--no-progress", "--json",
+              stdin=clip.read_bytes())
+    assert run.returncode == 0, run.stderr.decode()
+    result = json.loads(run.stdout.decode().strip().splitlines()[-1])
+    manifest = json.loads(Path(result["manifest"]).read_text())
+    assert manifest["input"]["sha256"] == hashlib.sha256(clip.read_bytes()).hexdigest()
+    assert manifest["input"]["path"] is None and manifest["input"]["source"] == "stdin"
+    assert manifest["output"]["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    with av.open(str(clip)) as c:
+        pts_in = [f.pts for f in c.decode(video=0)]
+    assert [r["pts_in"] for r in manifest["mapping"]] == pts_in == [r["pts_out"] for r in manifest["mapping"]]
+    assert [r["index_out"] for r in manifest["mapping"]] == list(range(FRAMES))
+
+    alone = vsr("verify", result["manifest"], "--json")  # the piped bytes are gone: input cannot be checked
+    assert alone.returncode == 3 and b"--input" in alone.stderr
+    ok = vsr("verify", result["manifest"], "--input", str(clip), "--json")
+    assert ok.returncode == 0, ok.stderr.decode()
+    other = tmp_path / "other.ts"
+    other.write_bytes(clip.read_bytes()[:-188])  # one TS packet short
+    assert vsr("verify", result["manifest"], "--input", str(other)).returncode == 9
+    again = vsr("upscale", "-", "-o", str(tmp_path / "again.mkv"), "--model", "espcn", "--no-progress",
+                stdin=clip.read_bytes())
+    assert again.returncode == 0
+    assert vsr("upscale", "-", "-o", str(out), "--model", "espcn", "--no-progress",
+               stdin=clip.read_bytes()).returncode == 2  # output and manifest exist: not replaced unasked

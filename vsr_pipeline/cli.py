@@ -231,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     vf = sub.add_parser("verify", help="hash a job's input and output again and compare with its manifest")
     vf.add_argument("manifest", help="the OUTPUT.vsr.json written beside an output")
+    vf.add_argument("--input", dest="input_copy",
+                    help="check this file as the input (for a live stream: a saved copy of what was piped)")
     _common(vf)
 
     ck = sub.add_parser(
@@ -384,7 +386,7 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     from vsr_pipeline.manifest import verify
 
-    result = verify(args.manifest)
+    result = verify(args.manifest, args.input_copy)
     if not args.json:
         for f in result["files"]:
             detail = f" ({f['detail']})" if f.get("detail") else ""

@@ -212,6 +212,56 @@ def write_job_manifest(
     return path, quality
 
 
+def write_stream_manifest(source: str, output: Path, opts: UpscaleOptions, result: dict[str, Any],
+                          read: dict[str, Any] | None, mapping: list[tuple[int | None, int, bool]],
+                          started: float, ended: float) -> Path:
+    """The manifest of a finished live-stream job (``vsr upscale -``, URLs). The input was read once: its
+    record is the SHA-256 and size of the bytes read from stdin (``read``), or, for a URL that FFmpeg read,
+    no hash (``path`` is None either way; ``vsr verify --input COPY`` checks a saved copy). ``mapping``: per
+    frame handed to the model, (pts as read, pts given, stand-in for a lost frame); frames are written in
+    that order, so the output index is the input index."""
+    settings = _settings(opts)
+    weights = None
+    if opts.model:
+        from models.registry import resolve_weights
+
+        path = resolve_weights(opts.model, opts.weights, opts.scale)
+        weights = file_sha256(path) if path is not None else None
+    written = result["frames_out"]
+    rows = [{"index_in": k, "pts_in": p_in, "index_out": k if k < written else None,
+             "pts_out": p_out if k < written else None, "pts_repaired": p_in != p_out and not standin,
+             "corrupt": standin} for k, (p_in, p_out, standin) in enumerate(mapping)]
+    source_record: dict[str, Any] = {"path": None, "source": "stdin" if source == "-" else source}
+    if read is not None:
+        source_record |= read | {"note": "SHA-256 of the bytes read from stdin (a stream is read once)"}
+    else:
+        source_record |= {"sha256": None, "note": "a URL read by FFmpeg: its bytes were not hashed"}
+    manifest = {
+        "kind": MANIFEST_KIND,
+        "version": MANIFEST_VERSION,
+        "input": source_record,
+        "output": {"path": str(output.resolve()), "name": output.name, **digest(output)},
+        "model": {"name": result["model"], "weights": opts.weights, "weights_sha256": weights,
+                  "scale": opts.scale, "backbone": opts.backbone},
+        "settings": settings,
+        **{k: result[k] for k in ("precision", "precision_reason") if k in result},
+        "software": software(),
+        "device": result["device"],
+        "started": utc_iso(started),
+        "ended": utc_iso(ended),
+        "frames": {"in": result["frames_in"], "out": written, "corrupt": result.get("repeated_frames", 0),
+                   "pts_repaired": sum(r["pts_repaired"] for r in rows)},
+        "mapping": rows,
+    }
+    path = manifest_path(output)
+    try:
+        write_atomic(path, dumps(manifest), opts.overwrite)
+    except OSError as exc:
+        raise ResourceError(f"{output} is complete but its manifest {path} could not be written "
+                            f"({exc.strerror or exc})") from None
+    return path
+
+
 def dumps(manifest: dict[str, Any]) -> str:
     """Indented JSON with one line per mapping row (a long video's manifest stays readable)."""
     head = json.dumps({k: v for k, v in manifest.items() if k != "mapping"}, indent=1, default=str)
@@ -288,15 +338,29 @@ def _check_one(role: str, target: Path, rec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def verify(path: str | os.PathLike[str]) -> dict[str, Any]:
+def verify(path: str | os.PathLike[str], input_copy: str | os.PathLike[str] | None = None
+           ) -> dict[str, Any]:
     """Hash the manifest's input and output again; ``exit_code`` 0 when both match, ``EXIT_INPUT`` when one
-    is missing or unreadable, else ``EXIT_MISMATCH``; ``error`` names the first file that failed."""
+    is missing or unreadable, else ``EXIT_MISMATCH``; ``error`` names the first file that failed.
+    ``input_copy``: check this file against the input's record instead (a live stream's input has no path:
+    a saved copy of what was piped in; without one, or for a URL that was not hashed, the input counts as
+    missing)."""
     started = time.perf_counter()
     p = Path(path)
     m = read_manifest(p)
     try:
-        checks = [_check_one("input", Path(m["input"]["path"]), m["input"]),
-                  _check_one("output", p.parent / m["output"]["name"], m["output"])]
+        inp = m["input"]
+        unverifiable = {"role": "input", "path": inp.get("source") or inp.get("path"), "actual": None,
+                        "expected": inp.get("sha256"), "status": "missing"}
+        if inp.get("sha256") is None:
+            check_in = unverifiable | {"detail": "no hash recorded (a URL FFmpeg read): cannot be verified"}
+        elif input_copy is not None:
+            check_in = _check_one("input", Path(input_copy), inp)
+        elif inp.get("path") is None:
+            check_in = unverifiable | {"detail": "read once from a stream: pass --input with a saved copy"}
+        else:
+            check_in = _check_one("input", Path(inp["path"]), inp)
+        checks = [check_in, _check_one("output", p.parent / m["output"]["name"], m["output"])]
     except (KeyError, TypeError) as exc:
         raise ManifestError(f"{p}: manifest lacks a field ({exc})") from None
     bad = [c for c in checks if c["status"] != "ok"]

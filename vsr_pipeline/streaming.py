@@ -26,45 +26,30 @@ Audio and subtitles are not copied (a warning says so).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import av
 import numpy as np
 
 from models.registry import ModelSpec
 from vsr_pipeline.errors import InterruptedJob, UsageError, VsrError
-from vsr_pipeline.media import MediaError, VideoInfo, VideoWriter, frame_to_rgb
-from vsr_pipeline.media.errors import short_reason
+from vsr_pipeline.media import MediaError, VideoInfo, VideoWriter
 from vsr_pipeline.media.ingest import (
-    Deinterlacer,
-    TimestampRepair,
-    frame_step,
-    is_interlaced,
     repair_message,
-    stream_rate,
 )
 from vsr_pipeline.options import UpscaleOptions, check_memory, check_options, check_paths, check_perf_options
 from vsr_pipeline.plan import LivePolicy, live_policy
 from vsr_pipeline.scheduler import ChunkWork, run_chunks
+from vsr_pipeline.stream_source import END, StreamDecoder, check_stdin, is_stream_source
 
 log = logging.getLogger(__name__)
 
-#: URL schemes FFmpeg's protocols open (``-`` is stdin).
-STREAM_SCHEMES = frozenset({
-    "http", "https", "rtsp", "rtsps", "rtmp", "rtmps", "rtmpt", "rtp", "srt", "udp", "tcp", "pipe", "hls",
-    "mms", "mmsh", "mmst", "ftp", "sftp", "tls", "unix",
-})
 #: Output containers that can be written as they grow.
 STREAM_OUTPUTS = {".mkv": "matroska", ".mp4": "mp4", ".mov": "mov", ".ts": "mpegts"}
 FRAGMENTED_MP4 = "frag_keyframe+empty_moov+default_base_moof"
@@ -73,30 +58,6 @@ QUEUE_FRAMES = 32
 #: Seconds a URL may take to open and, later, to deliver more data.
 DEFAULT_TIMEOUT = 10.0
 
-#: Demuxer options: no wait for 20 frames to estimate the frame rate before the first is handed out (a live
-#: stream would start that much later); the rate comes from the codec's headers, else 25.
-PROBE_OPTIONS = {"fpsprobesize": "0"}
-
-_END = object()
-
-
-class _Pipe:
-    """stdin for PyAV: ``read(n)`` returns the bytes that have arrived (at least one, ``b""`` at the end)
-    instead of blocking until ``n`` (a live pipe would stall until PyAV's 32 KiB buffer filled)."""
-
-    def __init__(self, raw: Any):
-        self.raw = raw
-
-    def read(self, n: int) -> bytes:
-        return bytes(self.raw.read1(n))
-
-
-def is_stream_source(s: str) -> bool:
-    """``-`` (stdin) or a URL with an FFmpeg network/pipe protocol (``http://``, ``rtsp://``, ``pipe:``)."""
-    if s == "-":
-        return True
-    scheme = urlsplit(s).scheme.lower()
-    return (scheme in STREAM_SCHEMES and "://" in s) or scheme == "pipe"
 
 
 def _check(source: str, output: Path, opts: UpscaleOptions) -> ModelSpec:
@@ -111,136 +72,10 @@ def _check(source: str, output: Path, opts: UpscaleOptions) -> ModelSpec:
         raise UsageError(f"output {output}: a stream is written progressively to "
                          f"{', '.join(STREAM_OUTPUTS)}, not {output.suffix or 'a folder'}")
     check_paths(Path(source), output, opts.overwrite)
+    from vsr_pipeline.manifest import check_manifest_free
+
+    check_manifest_free(output, opts.overwrite)
     return spec
-
-
-def _check_stdin() -> None:
-    """stdin must be a pipe or file that holds data (UsageError / MediaError, one line)."""
-    stdin = sys.stdin.buffer
-    if stdin.isatty():
-        raise UsageError("input - reads a video from stdin, but stdin is a terminal; pipe one in "
-                         "(cat clip.ts | vsr upscale - -o out.mkv)")
-    if not stdin.peek(1):  # type: ignore[attr-defined]
-        raise MediaError("stdin: empty input (no bytes)")
-
-
-def _open_source(source: str, timeout: float) -> av.container.InputContainer:
-    """Open stdin or the URL for sequential reading (MediaError, one line, on failure)."""
-    name = "stdin" if source == "-" else source
-    try:
-        if source == "-":
-            stdin = _Pipe(sys.stdin.buffer)
-            return av.open(stdin, mode="r", options=PROBE_OPTIONS, metadata_errors="replace")
-        return av.open(source, mode="r", options=PROBE_OPTIONS, timeout=(timeout, timeout),
-                       metadata_errors="replace")
-    except av.FFmpegError as exc:
-        hint = " (an MP4 must be fragmented to be read from a pipe; MPEG-TS or MKV stream as is)" \
-            if source == "-" and "moov" in str(exc) else ""
-        raise MediaError(f"{name}: cannot open as a video stream ({short_reason(exc)}){hint}") from None
-    except OSError as exc:
-        raise MediaError(f"{name}: cannot open ({short_reason(exc)})") from None
-
-
-class _Decoder(threading.Thread):
-    """Opens the source and decodes its first video stream. Puts on ``out``: ``("start", VideoInfo)``, then
-    ``(rgb (H, W, 3) uint8, pts)`` per frame, then ``_END``, or an exception instead. Pts that are missing,
-    repeat or go backwards are repaired as the file reader does (``media.ingest.TimestampRepair``, counted
-    in ``timestamps``); interlaced frames are deinterlaced unless ``deinterlace`` is False (one frame of
-    delay). Opening and reading happen here, never in the caller's thread, so Ctrl-C there is never
-    swallowed inside PyAV's read callback (which would read as end of stream)."""
-
-    def __init__(self, source: str, timeout: float, out: queue.Queue[Any], stop: threading.Event,
-                 on_corrupt: str, deinterlace: bool = True):
-        super().__init__(daemon=True, name="vsr-stream-decode")
-        self.source, self.timeout, self.out, self.stop_event = source, timeout, out, stop
-        self.name_shown = "stdin" if source == "-" else source
-        self.on_corrupt = on_corrupt
-        self.deinterlace = deinterlace
-        self.deinterlaced = False
-        self.timestamps = TimestampRepair(1)
-        self.bad_packets = 0
-        self.repeated = 0  # lost frames the previous frame stood in for
-
-    def frames(self, container: av.container.InputContainer, stream: Any) -> Any:
-        """Decoded frames, and for a packet that fails to decode its pts (an int, or None): with
-        ``on_corrupt`` repeat the previous frame stands in at that pts, with skip it is left out, with fail
-        it is a MediaError."""
-        for packet in container.demux(stream):
-            try:
-                yield from stream.decode(packet)
-            except av.FFmpegError as exc:
-                if packet.size == 0:
-                    return
-                if self.on_corrupt == "fail":
-                    raise MediaError(f"{self.name_shown}: a packet cannot be decoded ({short_reason(exc)}); "
-                                     f"--on-corrupt repeat or skip carries on") from None
-                self.bad_packets += 1
-                if self.bad_packets == 1:
-                    log.warning("%s: a packet cannot be decoded (%s): %s", self.name_shown,
-                                short_reason(exc), "previous frame repeated" if self.on_corrupt == "repeat"
-                                else "frame left out")
-                yield packet.pts
-
-    def run(self) -> None:
-        try:
-            container = _open_source(self.source, self.timeout)
-            try:
-                self._decode(container)
-            finally:
-                container.close()
-        except av.FFmpegError as exc:
-            self._put(MediaError(f"{self.name_shown}: reading the stream failed ({short_reason(exc)})"))
-        except Exception as exc:
-            self._put(exc)
-
-    def _decode(self, container: av.container.InputContainer) -> None:
-        name = self.name_shown
-        if not container.streams.video:
-            raise MediaError(f"{name}: no video stream")
-        if container.streams.audio or container.streams.subtitles:
-            log.warning("%s: audio and subtitles are not copied from a stream input (video only)", name)
-        stream = container.streams.video[0]
-        stream.thread_type = "SLICE"  # frame threads would hold back one frame per thread
-        items = self.frames(container, stream)
-        # lost frames before the first decodable one have no frame to stand in for them: left out
-        first = next((f for f in items if isinstance(f, av.VideoFrame)), None)
-        if first is None:
-            raise MediaError(f"{name}: the video stream has no decodable frame")
-        interlaced = is_interlaced(stream, first)
-        frames: Iterator[av.VideoFrame | int | None] = itertools.chain([first], items)
-        if self.deinterlace and interlaced:
-            frames = Deinterlacer(Fraction(stream.time_base or Fraction(1, 90000)), name).filter(frames)
-            self.deinterlaced = True
-        tags: tuple[int, int] | None = None
-        good: np.ndarray | None = None
-        for frame in frames:
-            if not isinstance(frame, av.VideoFrame):  # a lost frame: its packet's pts, or None
-                if self.on_corrupt == "repeat" and good is not None:
-                    self.repeated += 1
-                    if not self._put((good, self.timestamps.fix(frame, count=False))):
-                        return
-                continue
-            if tags is None:
-                tags = (int(frame.colorspace), int(frame.color_range or 0))
-                rgb = frame_to_rgb(frame, *tags)
-                info = _stream_info(self.source, container, stream, rgb, frame, interlaced)
-                self.timestamps = TimestampRepair(frame_step(stream_rate(stream) or info.fps, info.time_base))
-                self._put(("start", info))
-            pts = self.timestamps.fix(frame.pts if frame.pts is not None else frame.dts)
-            good = frame_to_rgb(frame, *tags)
-            if not self._put((good, pts)):
-                return
-        self._put(_END)
-
-    def _put(self, item: Any) -> bool:
-        """Queue ``item``; False when the job was stopped first."""
-        while not self.stop_event.is_set():
-            try:
-                self.out.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
 
 
 class _ProgressiveEncoder:
@@ -291,20 +126,6 @@ def _writer(output: Path, info: VideoInfo, opts: UpscaleOptions) -> VideoWriter:
                                               container_options=container)
 
 
-def _stream_info(source: str, container: av.container.InputContainer, s: Any, first: np.ndarray,
-                 first_frame: av.VideoFrame, interlaced: bool = False) -> VideoInfo:
-    """A VideoInfo for the stream (frames 0: unknown), from its first frame (``first``: it as RGB)."""
-    rate = s.average_rate or s.codec_context.framerate or s.guessed_rate or 25
-    return VideoInfo(
-        path=source, width=first.shape[1], height=first.shape[0], frames=0, fps=Fraction(rate),
-        time_base=Fraction(s.time_base or Fraction(1, 90000)), duration_s=0.0, codec=s.codec_context.name,
-        pix_fmt=first_frame.format.name, bit_depth=8, color_range=int(first_frame.color_range or 0),
-        color_primaries=int(first_frame.color_primaries), color_trc=int(first_frame.color_trc),
-        colorspace=int(first_frame.colorspace), rotation=int(first_frame.rotation or 0),
-        container=container.format.name, interlaced=interlaced,
-    )
-
-
 def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
                    timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
     """Upscale stdin (``-``) or a URL to ``output`` (.mkv, .mp4/.mov fragmented, .ts), written as it grows.
@@ -313,13 +134,14 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
     per second of the run), first_frame_s (start to the first output frame on disk), latency_frames (see the
     module docstring), chunk and padding (recurrent models), timestamps_repaired (frames whose pts was
     missing, repeated or went backwards), deinterlaced,
-    bad_packets, repeated_frames (lost frames the previous one stood in for) and interrupted. ``timeout``:
+    bad_packets, repeated_frames (lost frames the previous one stood in for), interrupted and manifest
+    (``OUTPUT.vsr.json``: ``vsr_pipeline.manifest.write_stream_manifest``). ``timeout``:
     seconds a URL may take to open or to send more data.
     """
     from vsr_pipeline.engine import Engine, resolve_device
     from vsr_pipeline.executors import LocalExecutor
 
-    started = time.perf_counter()
+    started, started_epoch = time.perf_counter(), time.time()
     output = Path(output)
     spec = _check(source, output, opts)
     try:
@@ -331,18 +153,18 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
                          spec.default_padding)
     name = "stdin" if source == "-" else source
     if source == "-":
-        _check_stdin()
+        check_stdin()
     stop = threading.Event()
     frames_q: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_FRAMES)
     writer: VideoWriter | None = None
     sink: _ProgressiveEncoder | None = None
     executor: LocalExecutor | None = None
-    decoder: _Decoder | None = None
+    decoder: StreamDecoder | None = None
     state = {"in": 0}
     interrupted = False
     failure: BaseException | None = None
     try:
-        decoder = _Decoder(source, timeout, frames_q, stop, opts.on_corrupt, opts.deinterlace)
+        decoder = StreamDecoder(source, timeout, frames_q, stop, opts.on_corrupt, opts.deinterlace)
         decoder.start()  # connects and decodes while the model loads
         # a stream is this process's one job: freed buffers serve the next chunk (vsr_pipeline.heap)
         engine = Engine.from_settings(opts.model_settings(), spec=spec, device=str(device), reuse_memory=True)
@@ -399,7 +221,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
     ts = decoder.timestamps
     if ts.repaired:
         log.warning("%s: %s", name, repair_message(ts.repaired, ts.first, ts.step, info.time_base))
-    return {
+    result = {
         "input": source,
         "output": str(output),
         "model": spec.name,
@@ -426,9 +248,16 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         "repeated_frames": decoder.repeated,
         "interrupted": False,
     }
+    from vsr_pipeline.manifest import write_stream_manifest
+
+    pipe = decoder.pipe
+    read = {"sha256": pipe.sha256.hexdigest(), "bytes": pipe.bytes} if pipe is not None else None
+    result["manifest"] = str(write_stream_manifest(source, output, opts, result, read, decoder.mapping,
+                                                   started_epoch, time.time()))
+    return result
 
 
-def _let_go(decoder: _Decoder | None) -> None:
+def _let_go(decoder: StreamDecoder | None) -> None:
     """Give the decode thread a second to see the stop (it closes the input); one blocked in a read is a
     daemon and is left behind."""
     if decoder is not None and decoder.is_alive():
@@ -452,7 +281,7 @@ def _live_chunks(frames_q: queue.Queue[Any], policy: LivePolicy, state: dict[str
                 return
             item = _get(frames_q)
             while True:
-                if item is _END:
+                if item is END:
                     eof = True
                     break
                 if isinstance(item, BaseException):

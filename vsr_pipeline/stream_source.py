@@ -1,0 +1,215 @@
+"""A live stream's source: stdin or a URL opened once, decoded front to back on a thread of its own.
+
+``StreamDecoder`` puts ``("start", VideoInfo)``, then ``(rgb (H, W, 3) uint8, pts)`` per frame, then ``END``
+(or an exception) on a bounded queue; timestamps are repaired and interlaced frames deinterlaced as the file
+reader does (``vsr_pipeline.media.ingest``), and stdin's bytes are hashed as they pass (``StdinPipe``) for the
+job's manifest. ``vsr_pipeline.streaming`` cuts the frames into chunks for the scheduler.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import queue
+import sys
+import threading
+from collections.abc import Iterator
+from fractions import Fraction
+from typing import Any
+from urllib.parse import urlsplit
+
+import av
+import numpy as np
+
+from vsr_pipeline.errors import UsageError
+from vsr_pipeline.media import MediaError, VideoInfo, frame_to_rgb
+from vsr_pipeline.media.errors import short_reason
+from vsr_pipeline.media.ingest import Deinterlacer, TimestampRepair, frame_step, is_interlaced, stream_rate
+
+log = logging.getLogger(__name__)
+
+#: URL schemes FFmpeg's protocols open (``-`` is stdin).
+STREAM_SCHEMES = frozenset({
+    "http", "https", "rtsp", "rtsps", "rtmp", "rtmps", "rtmpt", "rtp", "srt", "udp", "tcp", "pipe", "hls",
+    "mms", "mmsh", "mmst", "ftp", "sftp", "tls", "unix",
+})
+#: Demuxer options: no wait for 20 frames to estimate the frame rate before the first is handed out (a live
+#: stream would start that much later); the rate comes from the codec's headers, else 25.
+PROBE_OPTIONS = {"fpsprobesize": "0"}
+
+END = object()
+
+
+class StdinPipe:
+    """stdin for PyAV: ``read(n)`` returns the bytes that have arrived (at least one, ``b""`` at the end)
+    instead of blocking until ``n`` (a live pipe would stall until PyAV's 32 KiB buffer filled)."""
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+        self.sha256 = hashlib.sha256()  # of every byte read: the stream's provenance (vsr_pipeline.manifest)
+        self.bytes = 0
+
+    def read(self, n: int) -> bytes:
+        data = bytes(self.raw.read1(n))
+        self.sha256.update(data)
+        self.bytes += len(data)
+        return data
+
+
+def is_stream_source(s: str) -> bool:
+    """``-`` (stdin) or a URL with an FFmpeg network/pipe protocol (``http://``, ``rtsp://``, ``pipe:``)."""
+    if s == "-":
+        return True
+    scheme = urlsplit(s).scheme.lower()
+    return (scheme in STREAM_SCHEMES and "://" in s) or scheme == "pipe"
+
+
+def check_stdin() -> None:
+    """stdin must be a pipe or file that holds data (UsageError / MediaError, one line)."""
+    stdin = sys.stdin.buffer
+    if stdin.isatty():
+        raise UsageError("input - reads a video from stdin, but stdin is a terminal; pipe one in "
+                         "(cat clip.ts | vsr upscale - -o out.mkv)")
+    if not stdin.peek(1):  # type: ignore[attr-defined]
+        raise MediaError("stdin: empty input (no bytes)")
+
+
+def open_source(source: str, timeout: float, stdin: StdinPipe | None = None) -> av.container.InputContainer:
+    """Open stdin (through ``stdin``) or the URL for sequential reading (MediaError, one line, on failure)."""
+    name = "stdin" if source == "-" else source
+    try:
+        if source == "-":
+            stdin = stdin or StdinPipe(sys.stdin.buffer)
+            return av.open(stdin, mode="r", options=PROBE_OPTIONS, metadata_errors="replace")
+        return av.open(source, mode="r", options=PROBE_OPTIONS, timeout=(timeout, timeout),
+                       metadata_errors="replace")
+    except av.FFmpegError as exc:
+        hint = " (an MP4 must be fragmented to be read from a pipe; MPEG-TS or MKV stream as is)" \
+            if source == "-" and "moov" in str(exc) else ""
+        raise MediaError(f"{name}: cannot open as a video stream ({short_reason(exc)}){hint}") from None
+    except OSError as exc:
+        raise MediaError(f"{name}: cannot open ({short_reason(exc)})") from None
+
+
+class StreamDecoder(threading.Thread):
+    """Opens the source and decodes its first video stream. Puts on ``out``: ``("start", VideoInfo)``, then
+    ``(rgb (H, W, 3) uint8, pts)`` per frame, then ``END``, or an exception instead. Pts that are missing,
+    repeat or go backwards are repaired as the file reader does (``media.ingest.TimestampRepair``, counted
+    in ``timestamps``); interlaced frames are deinterlaced unless ``deinterlace`` is False (one frame of
+    delay). Opening and reading happen here, never in the caller's thread, so Ctrl-C there is never
+    swallowed inside PyAV's read callback (which would read as end of stream)."""
+
+    def __init__(self, source: str, timeout: float, out: queue.Queue[Any], stop: threading.Event,
+                 on_corrupt: str, deinterlace: bool = True):
+        super().__init__(daemon=True, name="vsr-stream-decode")
+        self.source, self.timeout, self.out, self.stop_event = source, timeout, out, stop
+        self.name_shown = "stdin" if source == "-" else source
+        self.on_corrupt = on_corrupt
+        self.deinterlace = deinterlace
+        self.deinterlaced = False
+        self.timestamps = TimestampRepair(1)
+        self.bad_packets = 0
+        self.repeated = 0  # lost frames the previous frame stood in for
+        self.pipe = StdinPipe(sys.stdin.buffer) if source == "-" else None
+        #: per frame handed on: (pts as read or None, pts given, a stand-in for a lost frame)
+        self.mapping: list[tuple[int | None, int, bool]] = []
+
+    def frames(self, container: av.container.InputContainer, stream: Any) -> Any:
+        """Decoded frames, and for a packet that fails to decode its pts (an int, or None): with
+        ``on_corrupt`` repeat the previous frame stands in at that pts, with skip it is left out, with fail
+        it is a MediaError."""
+        for packet in container.demux(stream):
+            try:
+                yield from stream.decode(packet)
+            except av.FFmpegError as exc:
+                if packet.size == 0:
+                    return
+                if self.on_corrupt == "fail":
+                    raise MediaError(f"{self.name_shown}: a packet cannot be decoded ({short_reason(exc)}); "
+                                     f"--on-corrupt repeat or skip carries on") from None
+                self.bad_packets += 1
+                if self.bad_packets == 1:
+                    log.warning("%s: a packet cannot be decoded (%s): %s", self.name_shown,
+                                short_reason(exc), "previous frame repeated" if self.on_corrupt == "repeat"
+                                else "frame left out")
+                yield packet.pts
+
+    def run(self) -> None:
+        try:
+            container = open_source(self.source, self.timeout, self.pipe)
+            try:
+                self._decode(container)
+            finally:
+                container.close()
+        except av.FFmpegError as exc:
+            self._put(MediaError(f"{self.name_shown}: reading the stream failed ({short_reason(exc)})"))
+        except Exception as exc:
+            self._put(exc)
+
+    def _decode(self, container: av.container.InputContainer) -> None:
+        name = self.name_shown
+        if not container.streams.video:
+            raise MediaError(f"{name}: no video stream")
+        if container.streams.audio or container.streams.subtitles:
+            log.warning("%s: audio and subtitles are not copied from a stream input (video only)", name)
+        stream = container.streams.video[0]
+        stream.thread_type = "SLICE"  # frame threads would hold back one frame per thread
+        items = self.frames(container, stream)
+        # lost frames before the first decodable one have no frame to stand in for them: left out
+        first = next((f for f in items if isinstance(f, av.VideoFrame)), None)
+        if first is None:
+            raise MediaError(f"{name}: the video stream has no decodable frame")
+        interlaced = is_interlaced(stream, first)
+        frames: Iterator[av.VideoFrame | int | None] = itertools.chain([first], items)
+        if self.deinterlace and interlaced:
+            frames = Deinterlacer(Fraction(stream.time_base or Fraction(1, 90000)), name).filter(frames)
+            self.deinterlaced = True
+        tags: tuple[int, int] | None = None
+        good: np.ndarray | None = None
+        for frame in frames:
+            if not isinstance(frame, av.VideoFrame):  # a lost frame: its packet's pts, or None
+                if self.on_corrupt == "repeat" and good is not None:
+                    self.repeated += 1
+                    fixed = self.timestamps.fix(frame, count=False)
+                    self.mapping.append((frame, fixed, True))
+                    if not self._put((good, fixed)):
+                        return
+                continue
+            if tags is None:
+                tags = (int(frame.colorspace), int(frame.color_range or 0))
+                rgb = frame_to_rgb(frame, *tags)
+                info = stream_info(self.source, container, stream, rgb, frame, interlaced)
+                self.timestamps = TimestampRepair(frame_step(stream_rate(stream) or info.fps, info.time_base))
+                self._put(("start", info))
+            read = frame.pts if frame.pts is not None else frame.dts
+            pts = self.timestamps.fix(read)
+            self.mapping.append((read, pts, False))
+            good = frame_to_rgb(frame, *tags)
+            if not self._put((good, pts)):
+                return
+        self._put(END)
+
+    def _put(self, item: Any) -> bool:
+        """Queue ``item``; False when the job was stopped first."""
+        while not self.stop_event.is_set():
+            try:
+                self.out.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+
+def stream_info(source: str, container: av.container.InputContainer, s: Any, first: np.ndarray,
+                 first_frame: av.VideoFrame, interlaced: bool = False) -> VideoInfo:
+    """A VideoInfo for the stream (frames 0: unknown), from its first frame (``first``: it as RGB)."""
+    rate = s.average_rate or s.codec_context.framerate or s.guessed_rate or 25
+    return VideoInfo(
+        path=source, width=first.shape[1], height=first.shape[0], frames=0, fps=Fraction(rate),
+        time_base=Fraction(s.time_base or Fraction(1, 90000)), duration_s=0.0, codec=s.codec_context.name,
+        pix_fmt=first_frame.format.name, bit_depth=8, color_range=int(first_frame.color_range or 0),
+        color_primaries=int(first_frame.color_primaries), color_trc=int(first_frame.color_trc),
+        colorspace=int(first_frame.colorspace), rotation=int(first_frame.rotation or 0),
+        container=container.format.name, interlaced=interlaced,
+    )
