@@ -210,3 +210,15 @@ def test_segments_starting_off_the_millisecond_keep_exact_pts(tmp_path: Path) ->
     clip = make_clip(tmp_path / "in.mp4", textured_frames(20, 32, 24), pts=pts, time_base=Fraction(1, 15360))
     upscale(clip, tmp_path / "out.mp4", opts(model="bicubic", chunk=8))
     assert decode(tmp_path / "out.mp4")[0] == [Fraction(p, 15360) for p in pts]
+
+
+def test_busy_share_counts_calls_after_the_last_recorded_chunk() -> None:
+    """A video whose chunks all failed after the last recorded chunk of another (its attempts still ran the
+    model): the span covers those calls, so the share stays a share (it read 6.45 in issue 20)."""
+    from vsr_pipeline.batch_runner import busy_share
+
+    stats = [{"busy_s": 9.0, "first": 100.0, "last": 110.0}]  # 9 s of forward calls between t=100 and 110
+    share = busy_share(stats, start=100.0, end=101.4)  # the last recorded chunk at t=101.4
+    assert share == pytest.approx(0.9) and share <= 1.0
+    two = [{"busy_s": 4.0, "first": 100.0, "last": 105.0}, {"busy_s": 0.0, "first": None, "last": None}]
+    assert busy_share(two, 100.0, 104.0) == pytest.approx(4.0 / (5.0 * 2))

@@ -291,7 +291,13 @@ def _say(k: int, n: int, o: VideoOutcome) -> None:
 
 
 def busy_share(stats: list[dict[str, Any]], start: float, end: float) -> float:
-    """Fraction of ``[start, end]`` the upscalers spent computing, over all of them."""
+    """Fraction of the upscalers' time they spent computing, over all of them: from ``start`` (the pool
+    ready) to ``end`` (the last chunk recorded), widened to every forward call's own start and end (epoch
+    ``first``/``last`` in ``stats``), so calls whose chunks were never recorded (a video that failed after
+    the last recorded chunk) count inside the span, and the share stays at most 1."""
+    firsts = [float(s["first"]) for s in stats if s.get("first") is not None]
+    lasts = [float(s["last"]) for s in stats if s.get("last") is not None]
+    start, end = min([start, *firsts]), max([end, *lasts])
     span = max(1e-9, end - start) * max(1, len(stats))
     return sum(float(s["busy_s"]) for s in stats) / span
 
@@ -342,7 +348,8 @@ def _summary(
         "upscaler_frames": [s.get("frames") for s in busy],
         "upscaler_calls": [s.get("calls") for s in busy],
         # from the pool being ready to the last chunk recorded: the span the upscalers could have worked
-        "busy_share": round(busy_share(busy, ready, last), 4) if timeline.events else 0.0,
+        "busy_share": round(busy_share(busy, ready, last), 4) if timeline.events or any(
+            s.get("busy_s") for s in busy) else 0.0,
         "startup_s": round(ready - started, 3),
         "exit_code": code,
     }
