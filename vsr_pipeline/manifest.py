@@ -203,13 +203,7 @@ def write_job_manifest(
         **{k: v for k, v in timing.items() if k != "keyframes_out"},
         "mapping": rows,
     }
-    path = manifest_path(output)
-    try:
-        write_atomic(path, dumps(manifest), opts.overwrite)
-    except OSError as exc:
-        raise ResourceError(f"{output} is complete but its manifest {path} could not be written "
-                            f"({exc.strerror or exc})") from None
-    return path, quality
+    return _write(output, manifest, opts.overwrite), quality
 
 
 def write_stream_manifest(source: str, output: Path, opts: UpscaleOptions, result: dict[str, Any],
@@ -253,9 +247,14 @@ def write_stream_manifest(source: str, output: Path, opts: UpscaleOptions, resul
                    "pts_repaired": sum(r["pts_repaired"] for r in rows)},
         "mapping": rows,
     }
+    return _write(output, manifest, opts.overwrite)
+
+
+def _write(output: Path, manifest: dict[str, Any], overwrite: bool) -> Path:
+    """The manifest of the complete ``output``, written atomically beside it; returns its path."""
     path = manifest_path(output)
     try:
-        write_atomic(path, dumps(manifest), opts.overwrite)
+        write_atomic(path, dumps(manifest), overwrite)
     except OSError as exc:
         raise ResourceError(f"{output} is complete but its manifest {path} could not be written "
                             f"({exc.strerror or exc})") from None
