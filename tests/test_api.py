@@ -18,6 +18,10 @@ from vsr_pipeline.options import ModelSettings, UpscaleOptions
 
 
 def test_every_exported_name_resolves_and_import_is_cheap() -> None:
+    import pkgutil
+
+    submodules = {m.name for m in pkgutil.iter_modules(vsr_pipeline.__path__)}
+    assert not submodules & set(vsr_pipeline.__all__)  # importing the submodule would replace the name
     for name in vsr_pipeline.__all__:
         assert getattr(vsr_pipeline, name) is not None, name
     code = "import sys, vsr_pipeline; print('torch' in sys.modules, 'ray' in sys.modules)"
@@ -60,3 +64,5 @@ def test_readme_example_upscales_a_real_clip_with_the_api(tmp_path: Path) -> Non
 
     with FrameReader(tmp_path / "out.mkv") as a, FrameReader(tmp_path / "batch" / "in.mkv") as b:
         assert np.array_equal(a.read(6)[0], b.read(6)[0])
+    lr = vsr_pipeline.degrade_video(str(clip), str(tmp_path / "lr.mkv"), scale=2, degradation="bi+h264:28")
+    assert (lr["frames"], lr["width"], lr["height"]) == (6, 24, 16)

@@ -15,7 +15,7 @@ from tests.conftest import ROOT, make_clip, textured_frames
 from vsr_pipeline.degradation import Degradation, DegradationError, Stage, parse_degradation
 from vsr_pipeline.degrade import degrade_bd, degrade_bi
 from vsr_pipeline.errors import UsageError
-from vsr_pipeline.evaluate import read_all
+from vsr_pipeline.evaluation import read_all
 from vsr_pipeline.media import ImageFolderWriter, list_images, read_images
 from vsr_pipeline.metrics import psnr_y
 

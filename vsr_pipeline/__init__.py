@@ -11,14 +11,16 @@ models, PyAV encode). The public Python API::
 - ``stream_upscale(source, output, opts)`` -> dict: stdin (``"-"``) or a URL, written as it grows.
 - ``evaluate(dataset, opts, degradation, crop_border)`` -> dict: Y-PSNR/SSIM, NIQE and tdiff against ground
   truth, beside bicubic; ``degradation`` is a chain such as ``"bi"`` or ``"bi+h264:28"``.
-- ``degrade(input, output, scale, degradation)`` -> dict: LR material (MATLAB bicubic, blur + decimate, then
-  codec and noise stages).
+- ``degrade_video(input, output, scale, degradation)`` -> dict: LR material (MATLAB bicubic, blur +
+  decimate, then codec and noise stages).
 - ``list_models()`` -> dict: every registered model, its scales and installed weights.
 - ``UpscaleOptions`` (one job), ``ModelSettings``, ``EncodeSettings``, ``BatchOptions``: typed settings whose
   defaults are the CLI's. ``Engine``: the inference engine alone (numpy frames in and out, no Ray).
 - Errors: ``VsrError`` and its subclasses carry the CLI's exit code (``exit_code``).
 
-Names are imported on first use, so ``import vsr_pipeline`` stays cheap (no torch, no Ray).
+No exported name is also a submodule's (importing ``vsr_pipeline.degrade`` would replace a function of that
+name on the package). Names are imported on first use, so ``import vsr_pipeline`` stays cheap (no torch,
+no Ray).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ _EXPORTS = {
     "EncodeSettings": "vsr_pipeline.media",
     "BatchOptions": "vsr_pipeline.batch_runner",
     "stream_upscale": "vsr_pipeline.streaming",
-    "evaluate": "vsr_pipeline.evaluate",
+    "evaluate": "vsr_pipeline.evaluation",
     "list_models": "vsr_pipeline.model_commands",
     "Engine": "vsr_pipeline.engine",
     "VsrError": "vsr_pipeline.errors",
@@ -50,14 +52,14 @@ _EXPORTS = {
 __all__ = [
     "BatchOptions", "ChunkFailedError", "EncodeSettings", "Engine", "InterruptedJob", "MediaError",
     "ModelSettings", "ResourceError", "UpscaleOptions", "UpscaleResult", "UsageError", "VsrError", "batch",
-    "degrade", "evaluate", "list_models", "stream_upscale", "upscale",
+    "degrade_video", "evaluate", "list_models", "stream_upscale", "upscale",
 ]
 
 if TYPE_CHECKING:
     from vsr_pipeline.batch_runner import BatchOptions
     from vsr_pipeline.engine import Engine
     from vsr_pipeline.errors import ChunkFailedError, InterruptedJob, ResourceError, UsageError, VsrError
-    from vsr_pipeline.evaluate import evaluate
+    from vsr_pipeline.evaluation import evaluate
     from vsr_pipeline.job import UpscaleResult, upscale
     from vsr_pipeline.media import EncodeSettings, MediaError
     from vsr_pipeline.model_commands import list_models
@@ -78,12 +80,12 @@ def batch(inputs: list[str], outdir: str, opts: UpscaleOptions | None = None, **
     return run_batch(list(inputs), BatchOptions(opts or UpscaleOptions(), Path(outdir), **batch_options))
 
 
-def degrade(input_path: str, output: str, scale: int = 4, degradation: str = "bi", overwrite: bool = False
-            ) -> dict[str, Any]:
+def degrade_video(input_path: str, output: str, scale: int = 4, degradation: str = "bi",
+                  overwrite: bool = False) -> dict[str, Any]:
     """Low-resolution material from ``input_path`` (``vsr degrade``): ``bi`` MATLAB-style antialiased
     bicubic, ``bd`` Gaussian blur (sigma 1.6) then every ``scale``-th pixel, then the chain's stages
     (``"bi+h264:28"``, ``"bd+mpeg4:8+noise:2"``; ``vsr_pipeline.degradation``)."""
-    from vsr_pipeline.evaluate import degrade_file
+    from vsr_pipeline.evaluation import degrade_file
 
     return degrade_file(input_path, output, scale, degradation, None, overwrite)
 

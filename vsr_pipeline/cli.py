@@ -365,7 +365,7 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_degrade(args: argparse.Namespace) -> dict[str, Any]:
-    from vsr_pipeline.evaluate import degrade_file
+    from vsr_pipeline.evaluation import degrade_file
 
     result = degrade_file(args.input, args.output, args.scale, args.degradation, args.fps, args.overwrite)
     if not args.json:
@@ -374,7 +374,7 @@ def cmd_degrade(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
-    from vsr_pipeline.evaluate import evaluate, format_table
+    from vsr_pipeline.evaluation import evaluate, format_table
 
     opts = _options(args)
     result = evaluate(args.dataset, opts, args.degradation, args.crop_border, args.niqe_model)

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vsr_pipeline.evaluate import bicubic_upscale
+from vsr_pipeline.evaluation import bicubic_upscale
 from vsr_pipeline.job import upscale
 from vsr_pipeline.media import FrameReader
 from vsr_pipeline.options import UpscaleOptions
