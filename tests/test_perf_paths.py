@@ -222,7 +222,8 @@ def test_bench_command_reports_every_variant(tmp_path: Path, capsys: pytest.Capt
     assert all(cpu[k] > 0 for k in ("decode", "model", "encode"))
     walls = r["stage_wall_s"]
     limit = max(walls["model"], walls["encode"], sum(cpu.values()) * 3 / (os.cpu_count() or 1))
-    assert r["bound_fps"] == pytest.approx(3 / limit, rel=1e-3)
+    slack = 0.0006  # the walls are rounded to 1 ms and the CPU figures to 10 us per frame in the JSON
+    assert 3 / (limit + slack) <= r["bound_fps"] <= 3 / max(limit - slack, 1e-9)
     assert r["pipeline_over_bound"] == pytest.approx(r["pipeline_fps"] / r["bound_fps"], abs=1e-3)
 
 
