@@ -4,6 +4,7 @@ Pickled checkpoints are only ever read with ``torch.load(weights_only=True)``: a
 code is refused. Formats read (``read_checkpoint`` reports which one):
 
 - ``safetensors``: a ``.safetensors`` file (our own format, written by ``convert``/``save_safetensors``);
+- ``delta``: a ``.safetensors`` file of differences from published weights (``models.weight_delta``);
 - ``basicsr-ema`` / ``basicsr``: BasicSR ``{'params_ema': ..., 'params': ...}`` (EMA weights preferred);
 - ``mmagic``: mmagic/mmedit ``{'state_dict': {'generator.<name>': ...}}`` (``generator_ema.`` preferred when
   present; other sub-networks such as the discriminator are dropped);
@@ -119,6 +120,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], st
         return read_ncnn(path), "ncnn"
     try:
         if path.suffix == ".safetensors":
+            from models.weight_delta import is_delta, read_delta
+
+            if is_delta(path):
+                return read_delta(path), "delta"
             state = load_file(str(path), device="cpu")
             if not state:
                 raise WeightsError(f"{path}: not a state dict (names -> tensors), got an empty file")

@@ -35,7 +35,7 @@ from vsr_pipeline.degrade import degrade_bd, degrade_bi, to_uint8
 from vsr_pipeline.errors import UsageError
 
 __all__ = ["KERNELS", "STAGES", "Degradation", "DegradationError", "Stage", "codec_round_trip",
-           "parse_degradation"]
+           "encode_decode", "parse_degradation"]
 
 Kernel = Literal["bi", "bd"]
 StageName = Literal["h264", "mpeg4", "noise"]
@@ -114,9 +114,9 @@ def parse_degradation(text: str | Degradation) -> Degradation:
     return Degradation(cast(Kernel, parts[0]), tuple(stages))
 
 
-def _codec_options(codec: str, value: int) -> dict[str, str]:
+def _codec_options(codec: str, value: int, preset: str = "medium") -> dict[str, str]:
     if codec == "h264":
-        return {"crf": str(value), "preset": "medium", "threads": "1"}
+        return {"crf": str(value), "preset": preset, "threads": "1"}
     # `ffmpeg -q:v Q` sets every frame's quality (lambda) to Q; PyAV cannot set a frame's quality, so pin the
     # rate control's quantiser and lambda to Q instead (I-frames too): the same decisions, the same frames.
     lam = str(value * _LAMBDA_PER_QP)
@@ -151,19 +151,21 @@ def _round_trip_child() -> None:
     """Child side of :func:`codec_round_trip`: ``.npy`` frames on stdin, ``.npy`` frames on stdout."""
     frames = np.load(io.BytesIO(sys.stdin.buffer.read()))
     out = io.BytesIO()
-    np.save(out, _encode_decode(frames, sys.argv[1], int(sys.argv[2])))
+    np.save(out, encode_decode(frames, sys.argv[1], int(sys.argv[2])))
     sys.stdout.buffer.write(out.getvalue())
 
 
-def _encode_decode(frames: np.ndarray, codec: str, value: int) -> np.ndarray:
-    """The packets go straight from encoder to decoder (no container: nothing about them changes)."""
+def encode_decode(frames: np.ndarray, codec: str, value: int, preset: str = "medium") -> np.ndarray:
+    """``frames`` through ``codec`` and back in this process (``preset``: x264's, for ``h264``). The packets
+    go straight from encoder to decoder (no container: nothing about them changes). Training draws its LR
+    with it; :func:`codec_round_trip` runs it in a fresh process for bit-repeatable evaluation LR."""
     t, h, w, _ = frames.shape
     ph, pw = h + h % 2, w + w % 2
     padded = np.pad(frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
     enc = av.CodecContext.create("libx264" if codec == "h264" else "mpeg4", "w")
     enc.width, enc.height, enc.pix_fmt = pw, ph, "yuv420p"
     enc.time_base, enc.framerate = Fraction(1, _FPS), Fraction(_FPS)
-    enc.options = _codec_options(codec, value)
+    enc.options = _codec_options(codec, value, preset)
     packets = []
     for i, frame in enumerate(padded):
         rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")

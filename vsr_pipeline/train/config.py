@@ -32,7 +32,11 @@ class DataConfig:
     ``videos``: video files or image-sequence folders. ``val_photos``/``val_videos`` are held out for
     validation (file names or stems). ``frames`` = window length (1 = single image). ``max_shift``: largest
     per-frame camera motion (HR pixels) of the synthetic camera paths drawn over photos; ``video_prob``:
-    share of windows cut from real clips instead of photos.
+    share of windows cut from real clips instead of photos. ``targets``: ``centre`` (window models: the HR
+    centre frame) or ``all`` (recurrent models such as BasicVSR: every HR frame of the window).
+    ``clip_scale``: clips are area-downscaled by this factor when loaded (softens a compressed source's own
+    artefacts before it serves as ground truth). ``val_degradation``: a fixed chain for the validation
+    crops in ``vsr degrade`` syntax (e.g. ``bi+h264:28``); empty = the training degradation, drawn once.
     """
 
     photos: list[str] = field(default_factory=list)
@@ -48,21 +52,31 @@ class DataConfig:
     augment: bool = True
     val_crops: int = 16
     val_patch: int = 64
+    targets: str = "centre"
+    clip_scale: float = 1.0
+    val_degradation: str = ""
 
 
 @dataclass
 class DegradationConfig:
-    """LR synthesis: ``kind`` bi | bd, then optional Gaussian noise (sigma drawn in [0, noise], 0-255),
-    JPEG (quality drawn in ``jpeg``) and H.264 (CRF drawn in ``h264``), each applied with its probability."""
+    """LR synthesis: optional Gaussian blur of the HR (sigma drawn in ``blur``), ``kind`` bi | bd, then
+    optional Gaussian noise (sigma drawn in [0, noise], 0-255), JPEG (quality drawn in ``jpeg``) and one video
+    codec over the whole window: H.264 (CRF drawn in ``h264``, x264 preset drawn from ``h264_presets``) with
+    probability ``h264_prob``, else MPEG-4 part 2 (qscale drawn in ``mpeg4``) with ``mpeg4_prob``."""
 
     kind: str = "bi"
     bd_sigma: float = 1.6
+    blur: list[float] = field(default_factory=lambda: [0.2, 1.2])
+    blur_prob: float = 0.0
     noise: float = 0.0
     noise_prob: float = 0.0
     jpeg: list[int] = field(default_factory=lambda: [30, 95])
     jpeg_prob: float = 0.0
     h264: list[int] = field(default_factory=lambda: [18, 35])
     h264_prob: float = 0.0
+    h264_presets: list[str] = field(default_factory=lambda: ["ultrafast"])
+    mpeg4: list[int] = field(default_factory=lambda: [2, 12])
+    mpeg4_prob: float = 0.0
 
 
 @dataclass
@@ -106,7 +120,8 @@ class TrainConfig:
     model: str
     scale: int
     arch: dict[str, Any] = field(default_factory=dict)
-    init: str = ""  # weights to start from (shape-matching tensors are copied)
+    init: str = ""  # weights to start from: a file or the model's registered weights name (shape-matching
+    # tensors are copied)
     warm_start: str = ""  # "linear": ESPCN/FSRCNN start as a least-squares linear interpolator;
     # "refit_output": ESPCN keeps its (init) feature layers and fits the output convolution
     data: DataConfig = field(default_factory=DataConfig)
@@ -120,6 +135,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
     seed: int = 0
     threads: int = 0  # torch threads; 0 = leave as is
+    frozen: list[str] = field(default_factory=list)  # parameter-name prefixes left untrained (e.g. spynet.)
+    autocast: str = ""  # "bf16": forward under CPU bf16 autocast (weights, optimiser and loss in float32)
 
     @property
     def run_dir(self) -> Path:
@@ -160,8 +177,20 @@ def from_dict(raw: Any, where: str = "config") -> TrainConfig:
         raise TrainConfigError(
             f"{where}: warm_start must be empty, 'linear' or 'refit_output', not {cfg.warm_start!r}"
         )
-    if cfg.data.frames < 1 or cfg.data.frames % 2 == 0:
-        raise TrainConfigError(f"{where}: data.frames must be odd and >= 1, got {cfg.data.frames}")
+    if cfg.data.targets not in ("centre", "all"):
+        raise TrainConfigError(f"{where}: data.targets must be centre or all, not {cfg.data.targets!r}")
+    if cfg.autocast not in ("", "bf16"):
+        raise TrainConfigError(f"{where}: autocast must be empty or bf16, not {cfg.autocast!r}")
+    if cfg.data.val_degradation:
+        from vsr_pipeline.degradation import DegradationError, parse_degradation
+
+        try:
+            parse_degradation(cfg.data.val_degradation)
+        except DegradationError as exc:
+            raise TrainConfigError(f"{where}: data.val_degradation: {exc}") from None
+    if cfg.data.frames < 1 or (cfg.data.frames % 2 == 0 and cfg.data.targets == "centre"):
+        raise TrainConfigError(f"{where}: data.frames must be odd and >= 1 (any >= 1 with targets: all), "
+                               f"got {cfg.data.frames}")
     return cfg
 
 

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -31,6 +32,9 @@ from torch import Tensor
 from vsr_pipeline.media.images import list_images, read_images
 from vsr_pipeline.train.config import DataConfig, DegradationConfig, TrainConfigError, resolve_path
 from vsr_pipeline.train.degradations import degrade_window
+
+if TYPE_CHECKING:
+    from vsr_pipeline.degradation import Degradation
 
 log = logging.getLogger("vsr.train")
 
@@ -82,22 +86,34 @@ def load_photo(path: Path, levels: Sequence[int]) -> list[np.ndarray]:
     return out or [img]
 
 
-def load_clip(path: Path) -> np.ndarray:
-    """All frames of a video file or image-sequence folder, uint8 ``(T, H, W, 3)``."""
+def load_clip(path: Path, scale: float = 1.0) -> np.ndarray:
+    """All frames of a video file or image-sequence folder, uint8 ``(T, H, W, 3)``, area-downscaled by
+    ``scale`` (> 1) when asked."""
     if path.is_dir():
-        return read_images(list_images(path))
-    from vsr_pipeline.media.reader import FrameReader
+        return _shrink(read_images(list_images(path)), scale)
+    import av
 
+    # every frame in the decoder's (display) order, timestamps ignored: an AVI with B-frames (opencv-doc's
+    # Megamind.avi) carries out-of-order pts that the pipeline's reader would repair into repeated frames
     chunks = []
-    with FrameReader(path) as reader:
-        while True:
-            frames, _ = reader.read(64)
-            if len(frames) == 0:
-                break
-            chunks.append(frames)
+    try:
+        with av.open(str(path)) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    except (av.error.FFmpegError, IndexError) as exc:
+        raise TrainConfigError(f"cannot decode video {path}: {exc}") from None
+    for i in range(0, len(frames), 64):
+        chunks.append(_shrink(np.stack(frames[i : i + 64]), scale))
     if not chunks:
         raise TrainConfigError(f"video {path} has no frames")
     return np.concatenate(chunks)
+
+
+def _shrink(frames: np.ndarray, scale: float) -> np.ndarray:
+    if scale <= 1.0:
+        return frames
+    h, w = frames.shape[1:3]
+    size = (max(1, round(w / scale)), max(1, round(h / scale)))
+    return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
 
 
 @dataclass
@@ -120,7 +136,7 @@ def load_pools(cfg: DataConfig, split: str) -> Pools:
         (lambda p, names: _matches(p, names)) if split == "val" else (lambda p, names: not _matches(p, names))
     )
     photos = [load_photo(p, cfg.levels) for p in photo_files if keep(p, cfg.val_photos)]
-    clips = [load_clip(p) for p in clip_files if keep(p, cfg.val_videos)]
+    clips = [load_clip(p, cfg.clip_scale) for p in clip_files if keep(p, cfg.val_videos)]
     if not photos and not clips:
         raise TrainConfigError(f"no {split} data: data.photos / data.videos name nothing for this split")
     log.info(
@@ -131,11 +147,14 @@ def load_pools(cfg: DataConfig, split: str) -> Pools:
 
 class PatchSampler:
     """Draws ``(lr, hr)`` batches: lr ``(N, 3, p, p)`` (``frames == 1``) or ``(N, T, 3, p, p)``, hr the
-    centre frame ``(N, 3, s*p, s*p)``; float32 in ``[0, 1]`` (the LR rounded to uint8 first, as stored LR
-    sets are)."""
+    centre frame ``(N, 3, s*p, s*p)`` (``targets: centre``) or every frame ``(N, T, 3, s*p, s*p)``
+    (``targets: all``); float32 in ``[0, 1]`` (the LR rounded to uint8 first, as stored LR sets are).
+    ``fixed``: a degradation chain (:class:`vsr_pipeline.degradation.Degradation`) used instead of the
+    random one (validation at one known degradation)."""
 
-    def __init__(self, pools: Pools, data: DataConfig, degradation: DegradationConfig, scale: int) -> None:
-        self.pools, self.data, self.deg, self.scale = pools, data, degradation, scale
+    def __init__(self, pools: Pools, data: DataConfig, degradation: DegradationConfig, scale: int,
+                 fixed: Degradation | None = None) -> None:
+        self.pools, self.data, self.deg, self.scale, self.fixed = pools, data, degradation, scale, fixed
         if not pools.photos and data.video_prob < 1.0 and not pools.clips:
             raise TrainConfigError("no training data")
 
@@ -148,7 +167,7 @@ class PatchSampler:
         if t > 1:
             angle, speed = rng.uniform(0, 2 * np.pi), self.data.max_shift * np.sqrt(rng.uniform())
             v = np.array([np.cos(angle), np.sin(angle)]) * speed
-            steps = np.arange(-r, r + 1)[:, None]
+            steps = (np.arange(t) - r)[:, None]
             offs = np.rint(steps * v[None, :] + rng.normal(0, 0.3, (t, 2))).astype(int)
             offs[r] = 0
         else:
@@ -183,7 +202,8 @@ class PatchSampler:
     def sample_pair(
         self, rng: np.random.Generator, patch: int, augment: bool
     ) -> tuple[np.ndarray, np.ndarray]:
-        """One uint8 pair: LR window ``(T, p, p, 3)`` and HR centre frame ``(s*p, s*p, 3)``."""
+        """One uint8 pair: LR window ``(T, p, p, 3)`` and HR centre frame ``(s*p, s*p, 3)`` (or every HR
+        frame ``(T, s*p, s*p, 3)`` with ``targets: all``)."""
         s, m = self.scale, MARGIN
         side = (patch + 2 * m) * s
         for _ in range(5):
@@ -199,8 +219,11 @@ class PatchSampler:
             if rng.random() < 0.5:
                 win = win.transpose(0, 2, 1, 3)
         win = np.ascontiguousarray(win)
-        lr = degrade_window(win, s, self.deg, rng)[:, m : m + patch, m : m + patch]
-        hr = win[len(win) // 2, m * s : (m + patch) * s, m * s : (m + patch) * s]
+        lr = degrade_window(win, s, self.deg, rng) if self.fixed is None else self.fixed.apply(win, s)
+        lr = lr[:, m : m + patch, m : m + patch]
+        hr = win[:, m * s : (m + patch) * s, m * s : (m + patch) * s]
+        if self.data.targets == "centre":
+            hr = hr[len(win) // 2]
         return np.ascontiguousarray(lr), np.ascontiguousarray(hr)
 
     def sample(self, rng: np.random.Generator, batch: int) -> tuple[Tensor, Tensor]:
@@ -210,20 +233,28 @@ class PatchSampler:
 
 
 def to_tensors(pairs: Sequence[tuple[np.ndarray, np.ndarray]], frames: int) -> tuple[Tensor, Tensor]:
-    """uint8 pairs -> float32 ``[0, 1]`` tensors, ``(N, 3, h, w)`` or ``(N, T, 3, h, w)`` LR."""
+    """uint8 pairs -> float32 ``[0, 1]`` tensors, ``(N, 3, h, w)`` or ``(N, T, 3, h, w)`` LR; HR
+    ``(N, 3, H, W)`` or, for all-frame targets, ``(N, T, 3, H, W)``."""
     lr = torch.from_numpy(np.stack([p[0] for p in pairs])).float().div_(255.0)  # (N, T, h, w, 3)
-    hr = torch.from_numpy(np.stack([p[1] for p in pairs])).float().div_(255.0)  # (N, H, W, 3)
+    hr = torch.from_numpy(np.stack([p[1] for p in pairs])).float().div_(255.0)  # (N, [T,] H, W, 3)
     lr = lr.permute(0, 1, 4, 2, 3).contiguous()
     if frames == 1:
         lr = lr[:, 0]
-    return lr, hr.permute(0, 3, 1, 2).contiguous()
+    hr = hr.permute(0, 1, 4, 2, 3) if hr.dim() == 5 else hr.permute(0, 3, 1, 2)
+    return lr, hr.contiguous()
 
 
 def validation_pairs(
     cfg: DataConfig, degradation: DegradationConfig, scale: int, seed: int = 12345
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Fixed held-out pairs (``val_crops`` crops of ``val_patch`` LR pixels, no augmentation)."""
+    """Fixed held-out pairs (``val_crops`` crops of ``val_patch`` LR pixels, no augmentation), degraded by
+    ``cfg.val_degradation`` when set."""
     pools = load_pools(cfg, "val")
-    sampler = PatchSampler(pools, cfg, degradation, scale)
+    fixed = None
+    if cfg.val_degradation:
+        from vsr_pipeline.degradation import parse_degradation
+
+        fixed = parse_degradation(cfg.val_degradation)
+    sampler = PatchSampler(pools, cfg, degradation, scale, fixed)
     rng = np.random.default_rng(seed)
     return [sampler.sample_pair(rng, cfg.val_patch, augment=False) for _ in range(cfg.val_crops)]

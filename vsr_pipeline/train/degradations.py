@@ -1,5 +1,6 @@
-"""On-the-fly LR synthesis for training: BI / BD (the benchmark degradations of ``vsr_pipeline.degrade``),
-then optional Gaussian noise, JPEG and H.264 compression (surveillance-like input).
+"""On-the-fly LR synthesis for training: optional Gaussian blur of the HR, BI / BD (the benchmark degradations
+of ``vsr_pipeline.degrade``), then optional Gaussian noise, JPEG, and one video codec over the whole window
+(H.264 or MPEG-4 part 2, as recorders and the compressed-VSR papers, e.g. RealBasicVSR, do).
 
 Frames are uint8 ``(T, H, W, 3)`` RGB; ``H`` and ``W`` multiples of the scale. Every random choice comes
 from the ``numpy.random.Generator`` passed in, so a batch is a pure function of the seed.
@@ -15,10 +16,11 @@ import cv2
 import numpy as np
 import torch
 
+from vsr_pipeline.degradation import encode_decode
 from vsr_pipeline.degrade import degrade_bd, resize_matrix
 from vsr_pipeline.train.config import DegradationConfig
 
-__all__ = ["add_noise", "bicubic_down", "degrade_window", "h264_roundtrip", "jpeg_roundtrip"]
+__all__ = ["add_noise", "bicubic_down", "blur_hr", "degrade_window", "h264_roundtrip", "jpeg_roundtrip"]
 
 
 @lru_cache(maxsize=64)
@@ -40,6 +42,13 @@ def _downscale(frames: np.ndarray, scale: int, kind: str, bd_sigma: float) -> np
     if kind == "bi":
         return bicubic_down(frames, scale)
     return degrade_bd(frames, scale, sigma=bd_sigma)
+
+
+def blur_hr(frames: np.ndarray, sigma: float) -> np.ndarray:
+    """Each frame blurred by an isotropic Gaussian of std ``sigma`` HR pixels (kernel 2*ceil(3 sigma)+1,
+    reflected borders), rounded to uint8: camera optics and defocus before sampling."""
+    k = 2 * int(np.ceil(3 * sigma)) + 1
+    return np.stack([cv2.GaussianBlur(f, (k, k), sigma, borderType=cv2.BORDER_REFLECT) for f in frames])
 
 
 def add_noise(frames: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -91,11 +100,20 @@ def degrade_window(
     hr: np.ndarray, scale: int, cfg: DegradationConfig, rng: np.random.Generator
 ) -> np.ndarray:
     """LR uint8 ``(T, H/s, W/s, 3)`` of the HR uint8 window ``hr`` ``(T, H, W, 3)``."""
+    if cfg.blur_prob > 0 and rng.random() < cfg.blur_prob:
+        hr = blur_hr(hr, float(rng.uniform(cfg.blur[0], cfg.blur[1])))
     lr = _downscale(hr, scale, cfg.kind, cfg.bd_sigma)
     if cfg.noise > 0 and rng.random() < cfg.noise_prob:
         lr = add_noise(lr, float(rng.uniform(0.0, cfg.noise)), rng)
     if cfg.jpeg_prob > 0 and rng.random() < cfg.jpeg_prob:
         lr = jpeg_roundtrip(lr, int(rng.integers(cfg.jpeg[0], cfg.jpeg[1] + 1)))
     if cfg.h264_prob > 0 and rng.random() < cfg.h264_prob:
-        lr = h264_roundtrip(lr, int(rng.integers(cfg.h264[0], cfg.h264[1] + 1)))
+        crf = int(rng.integers(cfg.h264[0], cfg.h264[1] + 1))
+        if cfg.h264_presets == ["ultrafast"]:
+            lr = h264_roundtrip(lr, crf)
+        else:
+            preset = cfg.h264_presets[int(rng.integers(len(cfg.h264_presets)))]
+            lr = encode_decode(lr, "h264", crf, preset)
+    elif cfg.mpeg4_prob > 0 and rng.random() < cfg.mpeg4_prob:
+        lr = encode_decode(lr, "mpeg4", int(rng.integers(cfg.mpeg4[0], cfg.mpeg4[1] + 1)))
     return lr

@@ -59,9 +59,17 @@ def lr_factor(cfg: TrainConfig, step: int) -> float:
     return 1.0
 
 
-def init_from(model: nn.Module, path: str) -> list[str]:
+def init_from(model: nn.Module, path: str, model_name: str = "") -> list[str]:
     """Copy the tensors of checkpoint ``path`` whose name and shape match (fine-tuning from another scale or
-    model); returns the names copied."""
+    model); returns the names copied. ``path`` may also be a registered weights name of ``model_name``
+    (e.g. BasicVSR's ``reds4``)."""
+    if model_name and not resolve_path(path).is_file():
+        from models.registry import get_spec, resolve_weights
+
+        if path in get_spec(model_name).weights:
+            found = resolve_weights(model_name, path, getattr(model, "scale", None))
+            assert found is not None
+            path = str(found)
     src = read_state_dict(resolve_path(path))
     dst = model.state_dict()
     copied = [k for k, v in src.items() if k in dst and dst[k].shape == v.shape]
@@ -100,8 +108,14 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, cfg.scale, **cfg.arch)
         if cfg.init:
-            copied = init_from(model, cfg.init)
+            copied = init_from(model, cfg.init, cfg.model)
             log.info("initialised %d tensors from %s", len(copied), cfg.init)
+        frozen = [n for n, p in model.named_parameters() if cfg.frozen and n.startswith(tuple(cfg.frozen))]
+        for name, param in model.named_parameters():
+            if name in frozen:
+                param.requires_grad_(False)
+        if cfg.frozen and not frozen:
+            raise TrainConfigError(f"frozen: no parameter of {cfg.model} starts with {cfg.frozen}")
         self.net = model.to(self.device)
         self.model = wrap(self.net) if wrap is not None else self.net
         self.with_aux = "return_aux" in inspect.signature(self.net.forward).parameters and (
@@ -109,7 +123,7 @@ class Trainer:
         )
         o = cfg.optim
         self.opt = torch.optim.Adam(
-            self.model.parameters(),
+            [p for p in self.model.parameters() if p.requires_grad],
             lr=o.lr,
             betas=tuple(o.betas),  # type: ignore[arg-type]
             weight_decay=o.weight_decay,
@@ -148,8 +162,12 @@ class Trainer:
     def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
         """One optimiser step on a batch; returns the loss terms."""
         self.model.train()
-        out = self.model(lr, return_aux=True) if self.with_aux else self.model(lr)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.autocast == "bf16"):
+            out = self.model(lr, return_aux=True) if self.with_aux else self.model(lr)
         sr, aux = out if self.with_aux else (out, None)
+        sr = sr.float()
+        if sr.dim() == 5:  # every frame of a recurrent model: frames count as batch items
+            sr, hr = sr.flatten(0, 1), hr.flatten(0, 1)
         if self.disc is not None:  # discriminator step first, on the detached output
             d_loss = gan_loss(self.disc(hr), True) + gan_loss(self.disc(sr.detach()), False)
             self.opt_d.zero_grad(set_to_none=True)
@@ -159,7 +177,9 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         total.backward()
         if self.cfg.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in self.model.parameters() if p.requires_grad], self.cfg.optim.grad_clip
+            )
         self.opt.step()
         self.sched.step()
         self.step += 1
@@ -169,7 +189,8 @@ class Trainer:
     # ----- validation -----------------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self, chunk: int = 8) -> float:
-        """Mean Y-PSNR (border = scale) over the held-out pairs."""
+        """Mean Y-PSNR (border = scale) over the held-out pairs (every frame of each, for all-frame
+        targets)."""
         self._ensure_data()
         assert self.val is not None
         self.net.eval()
@@ -178,8 +199,13 @@ class Trainer:
             part = self.val[i : i + chunk]
             lr, _ = to_tensors(part, self.cfg.data.frames)
             sr = self.net(lr.to(self.device)).clamp(0, 1).mul(255).round().byte()
-            sr_np = sr.permute(0, 2, 3, 1).cpu().numpy()
-            scores += [psnr_y(sr_np[j], part[j][1], crop_border=self.cfg.scale) for j in range(len(part))]
+            if sr.dim() == 5:
+                sr_np = sr.permute(0, 1, 3, 4, 2).cpu().numpy()
+                scores += [psnr_y(sr_np[j, k], part[j][1][k], crop_border=self.cfg.scale)
+                           for j in range(len(part)) for k in range(sr_np.shape[1])]
+            else:
+                sr_np = sr.permute(0, 2, 3, 1).cpu().numpy()
+                scores += [psnr_y(sr_np[j], part[j][1], crop_border=self.cfg.scale) for j in range(len(part))]
         return float(np.mean(scores))
 
     def _fit_batches(self) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
