@@ -34,10 +34,10 @@ VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 CLIPS = [("bikes", "bikes.mp4", 100, 8, 160), ("bbb", "bigbuckbunny.mp4", 40, 232, 480)]
 FRAMES, H, W = 20, 256, 320
 MODELS = ["bicubic", "espcn", "fsrcnn", "vespcn", "edvr-s", "basicvsr:reds4", "basicvsr:vimeo-bi",
-          "basicvsr:vimeo-bd", "realesrgan", "realesr-animevideo", "realesrgan-anime"]
+          "basicvsr:vimeo-bd", "basicvsr:compressed", "realesrgan", "realesr-animevideo", "realesrgan-anime"]
 CHAINS = ["bi", "bi+h264:28", "bi+h264:35"]
 #: models shown in the side-by-side crops (bikes, middle frame, crf 28)
-SHOWN = ["bicubic", "espcn", "basicvsr:reds4", "realesrgan", "realesr-animevideo"]
+SHOWN = ["bicubic", "espcn", "basicvsr:reds4", "basicvsr:compressed", "realesrgan", "realesr-animevideo"]
 
 
 def make_dataset(out: Path) -> Path:
@@ -106,7 +106,8 @@ def main() -> None:
             folder = args.work / chain.replace("+", "_").replace(":", "") / entry.replace(":", "_")
             if (folder / "bikes-sr").is_dir():
                 sr = read_images(list_images(folder / "bikes-sr"))[FRAMES // 2]
-                panels.append((entry.split(":")[0], sr[64:192, 80:240]))
+                label = entry.replace("basicvsr:", "basicvsr ") if entry.startswith("basicvsr") else entry
+                panels.append((label, sr[64:192, 80:240]))
         side_by_side(panels, args.images / f"real_{chain.replace('+', '_').replace(':', '')}.png")
 
 

@@ -72,6 +72,8 @@ class ModelSpec:
     bf16_delta_db: float | None = None
     #: measured speed-up of fp32 channels-last over fp32 NCHW on the CPU (None: not measured or slower)
     fp32_cl_speedup: float | None = None
+    #: registered weights trained for compressed footage (what ``--source compressed`` loads; None: none)
+    compressed_weights: str | None = None
 
     @property
     def default_padding(self) -> int:
@@ -88,6 +90,9 @@ def register(spec: ModelSpec) -> None:
         raise ModelError(f"model {spec.name!r} is already registered")
     if spec.default_weights is not None and spec.default_weights not in spec.weights:
         raise ModelError(f"model {spec.name!r}: default weights {spec.default_weights!r} are not registered")
+    if spec.compressed_weights is not None and spec.compressed_weights not in spec.weights:
+        raise ModelError(f"model {spec.name!r}: compressed weights {spec.compressed_weights!r} are not "
+                         "registered")
     _SPECS[spec.name] = spec
 
 

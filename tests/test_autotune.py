@@ -5,8 +5,10 @@ frame size, and a forced precision always wins."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -135,7 +137,39 @@ def test_the_job_reports_its_choice_and_why(tmp_path: Path, cache: Path) -> None
     opts = UpscaleOptions(model="espcn", scale=2, crf=0, progress=False)
     result = upscale(clip, tmp_path / "out.mkv", opts)
     assert result.precision in ("fp32", "fp32-cl") and "probe" in (result.precision_reason or "")
+    cores = os.cpu_count() or 1
+    assert result.threads in {cores, max(1, cores // 2)} and result.threads_reason
     forced = upscale(clip, tmp_path / "forced.mkv", UpscaleOptions(model="espcn", scale=2, crf=0,
                                                                     precision="fp32", progress=False))
     assert (forced.precision, forced.precision_reason) == ("fp32", "--precision fp32")
     assert precision.resolve_precision("auto", CPU, "espcn") in ("fp32", "fp32-cl")
+
+
+def test_threads_keep_only_cores_that_pay(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fewest threads within THREAD_GAIN of the fastest; cached per precision; one core probes nothing;
+    the real probe restores the process's thread count."""
+    monkeypatch.setattr(autotune.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    real = autotune.time_threads
+    timed: list[list[int]] = []
+    figures = {"fp32": {4: 1.0, 2: 1.03}, "fp32-cl": {4: 1.0, 2: 1.6}}
+
+    def fake(spec, settings, device, frames, counts):  # type: ignore[no-untyped-def]
+        timed.append(counts)
+        return {c: figures[settings.precision][c] for c in counts}
+
+    monkeypatch.setattr(autotune, "time_threads", fake)
+    fp32 = ModelSettings(model="espcn", scale=2, precision="fp32")
+    threads, why = autotune.choose_threads(fp32, CPU, 24, 16, cores=4)
+    assert threads == 2 and "gain under 5%" in why and timed == [[4, 2]]
+    assert autotune.choose_threads(fp32, CPU, 24, 16, cores=4)[0] == 2 and len(timed) == 1  # cached
+    cl = ModelSettings(model="espcn", scale=2, precision="fp32-cl")
+    threads, why = autotune.choose_threads(cl, CPU, 24, 16, cores=4)
+    assert threads == 4 and "every core" in why and len(timed) == 2
+    assert autotune.choose_threads(fp32, CPU, 24, 16, cores=1) == (1, "one core") and len(timed) == 2
+    assert autotune.choose_threads(fp32, torch.device("cuda"), 24, 16)[0] == 0
+    from models.registry import get_spec
+
+    before = torch.get_num_threads()
+    seconds = real(get_spec("espcn"), fp32, CPU, np.zeros((4, 16, 24, 3), np.uint8), [2, 1])
+    assert set(seconds) == {2, 1} and all(v > 0 for v in seconds.values())
+    assert torch.get_num_threads() == before

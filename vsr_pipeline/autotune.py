@@ -17,6 +17,13 @@
    run on an idle machine. A forced ``--precision`` always wins and probes nothing.
 
 The decision and why go to the log and to ``vsr upscale --json`` (``precision``, ``precision_reason``).
+
+Threads (``choose_threads``, CPU): the chosen precision is timed at every core and at half of them, in
+turns as above, and more threads are kept only where they make the model at least ``THREAD_GAIN`` faster:
+two hyperthreads of one core, or a machine whose memory bandwidth is the limit, gain little from the second
+thread, and the core left free runs the decoder and encoder beside the model instead of contending with it.
+Cached like the precision (key: the same plus the precision); ``vsr upscale --json`` reports ``threads``
+and ``threads_reason``.
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ PROBE_FRAMES = 3
 PROBE_CALLS = 2
 #: A candidate whose warm-up is this many times slower than the fastest warm-up is not timed further.
 SLOWER = 3.0
+#: More torch threads are used only where they make the model at least this much faster per frame.
+THREAD_GAIN = 0.05
 
 
 def cache_path() -> Path:
@@ -130,6 +139,75 @@ def time_candidates(spec: ModelSpec, settings: ModelSettings, device: torch.devi
         for c in timed:
             timed[c] = min(timed[c], once(engines[c]))
     return {c: round(timed.get(c, seconds[c]), 5) for c in precisions}
+
+
+def time_threads(spec: ModelSpec, settings: ModelSettings, device: torch.device, frames: np.ndarray,
+                 counts: list[int]) -> dict[int, float]:
+    """Seconds per output frame of ``settings`` (a concrete precision) at each torch thread count in
+    ``counts``: one engine, a warm-up at each count, then ``PROBE_CALLS`` rounds in turns (fastest kept).
+    The process's thread count is restored after."""
+    from vsr_pipeline.engine import Engine, set_threads
+
+    before = torch.get_num_threads()
+    n = len(frames) - 2 * spec.radius
+    window, keep = slice(0, len(frames)), slice(spec.radius, spec.radius + n)
+    engine = Engine.from_settings(settings, spec=spec, device=str(device), threads=counts[0])
+
+    def once(threads: int) -> float:
+        set_threads(threads)
+        start = time.perf_counter()
+        engine.process(window, keep, frames)
+        return (time.perf_counter() - start) / n
+
+    try:
+        for c in counts:  # warm-ups (oneDNN primitives per thread count)
+            once(c)
+        seconds = {c: float("inf") for c in counts}
+        for _ in range(PROBE_CALLS):
+            for c in counts:
+                seconds[c] = min(seconds[c], once(c))
+    finally:
+        set_threads(before)
+    return {c: round(v, 5) for c, v in seconds.items()}
+
+
+def choose_threads(settings: ModelSettings, device: torch.device, width: int, height: int,
+                   spec: ModelSpec | None = None, cores: int | None = None) -> tuple[int, str]:
+    """Torch threads for the job's upscaler (``settings.precision`` concrete) on this machine, and why:
+    the fewest of (all cores, half of them) within ``THREAD_GAIN`` of the fastest (module docstring). CUDA:
+    0 (torch's own choice; the model does not run on them)."""
+    spec = spec or get_spec(settings.model)
+    cores = cores or os.cpu_count() or 1
+    if device.type == "cuda":
+        return 0, "CUDA: the model runs on the GPU"
+    counts = sorted({cores, max(1, cores // 2)}, reverse=True)
+    if len(counts) == 1:
+        return cores, "one core"
+    path = cache_path()
+    key = _key(spec, settings, device, width, height) + f"|threads|{settings.precision}"
+    entry = _load_cache(path).get(key)
+    busy = _busy(device)
+    if (isinstance(entry, dict) and entry.get("choice") in counts and not (entry.get("busy") and busy is None)
+            and sorted(int(k) for k in entry.get("seconds", {})) == sorted(counts)):
+        note = " (probed on a busy machine)" if entry.get("busy") else ""
+        return int(entry["choice"]), f"cached probe {_thread_figures(entry['seconds'])}{note} ({path})"
+    seconds = time_threads(spec, settings, device, _probe_input(spec, settings, width, height), counts)
+    fastest = min(seconds.values())
+    choice = min(c for c in counts if seconds[c] <= fastest * (1 + THREAD_GAIN))
+    cache = _load_cache(path)
+    cache[key] = {"choice": choice, "seconds": {str(c): v for c, v in seconds.items()},
+                  "busy": busy is not None, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    _save_cache(path, cache)
+    _release_heap()
+    rule = (f"more threads gain under {THREAD_GAIN:.0%}, the rest of the cores left to decode and encode"
+            if choice < max(counts) else "every core")
+    note = f" ({busy})" if busy else ""
+    return choice, f"{rule}; probe {_thread_figures(seconds)} at {width}x{height}{note}"
+
+
+def _thread_figures(seconds: dict[Any, float]) -> str:
+    return ", ".join(f"{k} threads {float(v):.4f} s/frame" for k, v in sorted(seconds.items(),
+                                                                              key=lambda kv: -int(kv[0])))
 
 
 def _busy(device: torch.device) -> str | None:

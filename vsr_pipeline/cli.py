@@ -68,6 +68,9 @@ def _run_options(p: argparse.ArgumentParser, model_default: str | None) -> None:
         "--model", default=model_default, required=model_default is None, help="registered model name"
     )
     p.add_argument("--weights", help="weights name (see `vsr models`) or a checkpoint path")
+    p.add_argument("--source", choices=["clean", "compressed"], default=default("source"),
+                   help="what the footage went through: compressed (H.264/MPEG-4 at modest bitrates) loads "
+                   "the model's weights trained for it when --weights is not given (docs/evaluation.md)")
     p.add_argument("--scale", type=_positive_int, default=default("scale"))
     p.add_argument("--device", default=default("device"), choices=["auto", "cpu", "cuda"])
     p.add_argument("--chunk", type=_positive_int, help="core frames per chunk (default: sized to the frame)")

@@ -79,6 +79,9 @@ class UpscaleResult:
     #: the forward pass's precision, and why it was chosen (``vsr_pipeline.autotune``)
     precision: str | None = None
     precision_reason: str | None = None
+    #: torch threads of the CPU upscaler and why (``vsr_pipeline.autotune.choose_threads``; None on CUDA)
+    threads: int | None = None
+    threads_reason: str | None = None
     #: the provenance manifest beside the output (``vsr_pipeline.manifest``), the quality report on a sample
     #: of frames (``vsr_pipeline.check.quality_report``), and the seconds both took once the output was done
     manifest: str | None = None
@@ -103,6 +106,9 @@ class JobPlan:
     chunks: list[Chunk]
     #: why ``opts.precision`` is what it is (``auto`` is resolved by ``resolve_auto_precision``)
     precision_reason: str = ""
+    #: torch threads of the CPU upscaler (0: every core / not decided) and why (``autotune.choose_threads``)
+    threads: int = 0
+    threads_reason: str = ""
 
 
 def resolve_auto_precision(plan: JobPlan, device: Any) -> JobPlan:
@@ -110,7 +116,7 @@ def resolve_auto_precision(plan: JobPlan, device: Any) -> JobPlan:
     (``vsr_pipeline.autotune``: hardware, then a cached timed probe); any other precision is kept."""
     from dataclasses import replace
 
-    from vsr_pipeline.autotune import choose_precision
+    from vsr_pipeline.autotune import choose_precision, choose_threads
 
     opts = plan.opts
     threads = 0 if device.type == "cuda" else os.cpu_count() or 1  # as the job's upscaler will run
@@ -118,7 +124,11 @@ def resolve_auto_precision(plan: JobPlan, device: Any) -> JobPlan:
                                          plan.spec, threads)
     if opts.precision == "auto":
         log.info("precision auto -> %s (%s)", precision, reason)
-    return replace(plan, opts=replace(opts, precision=precision), precision_reason=reason)
+    opts = replace(opts, precision=precision)
+    threads, threads_reason = choose_threads(opts.model_settings(), device, plan.info.width, plan.info.height,
+                                             plan.spec)
+    log.info("upscaler threads -> %s (%s)", threads or "default", threads_reason)
+    return replace(plan, opts=opts, precision_reason=reason, threads=threads, threads_reason=threads_reason)
 
 
 def plan_job(
@@ -211,7 +221,8 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions | N
     cpus = os.cpu_count() or 1
     # On the CPU the one upscaler takes a slot but runs on every core: the decoder and encoder are mostly idle
     # while the model runs. With alignment on a GPU the three torch stages share it (fractions summing to 1).
-    placement = Placement(1, 0 if gpu else 1, (0.5 if opts.align else 1.0) if gpu else 0, 0 if gpu else cpus)
+    placement = Placement(1, 0 if gpu else 1, (0.5 if opts.align else 1.0) if gpu else 0,
+                          0 if gpu else plan.threads or cpus)
 
     def start_pool() -> UpscalerPool:
         return UpscalerPool.start(plan.spec, placement, opts.model_settings(), str(device),
@@ -387,6 +398,8 @@ def run_job(
         model_tail_s=round(ended_epoch - max(float(s["last"]) for s in busy), 3) if busy else None,
         precision=_resolved_precision(opts.precision, device_type, spec.name),
         precision_reason=plan.precision_reason or None,
+        threads=plan.threads or None,
+        threads_reason=plan.threads_reason or None,
     )
     from vsr_pipeline.manifest import write_job_manifest
 

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 #: is learnt jointly with VESPCN), so their flow would be noise.
 UNTRAINED_ESTIMATORS = frozenset({"vespcn"})
 RESUME_MODES = ("auto", "require", "never")
+#: what the footage went through before it reached us (``--source``)
+SOURCES = ("clean", "compressed")
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,13 @@ class UpscaleOptions:
     decoders: int = 1
     #: deinterlace interlaced inputs (bwdif, one frame per frame; ``vsr_pipeline.media.ingest``)
     deinterlace: bool = True
+    #: "clean" or "compressed" (H.264 / MPEG-4 at modest bitrates: recorders, phones, web video): with no
+    #: ``weights``, "compressed" picks the model's weights trained for it (``ModelSpec.compressed_weights``)
+    source: str = "clean"
+
+    def __post_init__(self) -> None:
+        if self.weights is None and self.source == "compressed":
+            self.weights = compressed_weights(self.model)
 
     def model_settings(self) -> ModelSettings:
         return ModelSettings(**{f.name: getattr(self, f.name) for f in fields(ModelSettings)})
@@ -117,11 +126,34 @@ def default(name: str) -> Any:
     return next(f.default for f in fields(UpscaleOptions) if f.name == name)
 
 
+def compressed_weights(model: str) -> str | None:
+    """The registered weights of ``model`` trained for compressed footage (None: none, or no such model)."""
+    from models.registry import get_spec
+
+    try:
+        return get_spec(model).compressed_weights
+    except ValueError:
+        return None
+
+
+def check_source(opts: UpscaleOptions) -> None:
+    """``source`` is known, and ``compressed`` found weights for the model (or weights were given)."""
+    from models.registry import list_specs
+
+    if opts.source not in SOURCES:
+        raise UsageError(f"--source must be clean or compressed, not {opts.source!r}")
+    if opts.source == "compressed" and opts.weights is None:
+        have = [s.name for s in list_specs() if s.compressed_weights]
+        raise UsageError(f"--source compressed: model {opts.model} has no weights trained for compressed "
+                         f"footage (models that have: {', '.join(have) or 'none'}); or pass --weights")
+
+
 def check_options(opts: UpscaleOptions) -> ModelSpec:
     """Refuse option values that cannot work, before anything is read or started; returns the model's spec."""
     from models.registry import get_spec, resolve_weights
 
     spec = get_spec(opts.model)
+    check_source(opts)
     if opts.scale not in spec.scales:
         scales = ", ".join(str(s) for s in spec.scales)
         raise UsageError(f"model {spec.name} supports scale {scales}, not {opts.scale}")

@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path.cwd()
-ZOO_DIR = {"espcn": "espcn", "fsrcnn": "fsrcnn", "vespcn": "vespcn", "edvr-s": "edvr"}
+ZOO_DIR = {"espcn": "espcn", "fsrcnn": "fsrcnn", "vespcn": "vespcn", "edvr-s": "edvr", "basicvsr": "basicvsr"}
 TARGETS = {  # issue 5 targets (Y-PSNR, BI)
     ("espcn", 4, "set5"): 30.3, ("espcn", 3, "set5"): 32.5, ("espcn", 2, "set5"): 36.0,
     ("vespcn", 4, "vid4"): 25.0,
@@ -93,7 +93,21 @@ def ship(run_and_name: str, args: argparse.Namespace) -> None:
     dst_dir = ROOT / "models" / "zoo" / ZOO_DIR[model]
     dst_dir.mkdir(parents=True, exist_ok=True)
     dst = dst_dir / f"{name}.safetensors"
-    shutil.copyfile(run / "best.safetensors", dst)
+    base = _published_base(model, str(cfg.get("init", "")))
+    if base is None:
+        shutil.copyfile(run / "best.safetensors", dst)
+        stored = "safetensors"
+    else:  # a fine-tune of someone else's weights: only our differences are shipped
+        from safetensors.torch import load_file
+
+        from models.registry import resolve_weights
+        from models.weight_delta import write_delta
+
+        counts = write_delta(load_file(run / "best.safetensors"), resolve_weights(model, cfg["init"], scale),
+                             base, dst, {"model": model, "scale": str(scale), "config": run_name})
+        stored = (f"float16 differences from the published `{cfg['init']}` weights ({base}) in "
+                  f"{counts['changed']} tensors, {counts['numbers']:,} numbers; the other "
+                  f"{counts['unchanged']} tensors are the base's")
     results = {d: run_eval(model, dst, scale, d) for d in datasets}
     import torch
 
@@ -101,8 +115,9 @@ def ship(run_and_name: str, args: argparse.Namespace) -> None:
 
     params = count_params(build_model(model, scale, **cfg.get("arch", {})))
     torch_threads = cfg.get("threads") or torch.get_num_threads()
+    registered = _registered_name(model, scale, dst)
     record = {
-        "name": name, "model": model, "scale": scale, "params": params,
+        "name": name, "model": model, "scale": scale, "params": params, "stored": stored,
         "weights": str(dst.relative_to(ROOT)), "size_bytes": dst.stat().st_size, "steps": state["step"],
         "best_val_psnr": state["best_psnr"],
         "best_step": state["best_step"], "train_wall_s": round(state["elapsed_s"], 1),
@@ -131,8 +146,8 @@ def ship(run_and_name: str, args: argparse.Namespace) -> None:
                     "lomiri-wallpapers-16.04")
     card = f"""# {name}: {model} x{scale}, trained by us
 
-`{dst.relative_to(ROOT)}` ({dst.stat().st_size / 1e6:.2f} MB, safetensors, {params:,} parameters).
-Loaded by default: `vsr upscale --model {model} --scale {scale} ...` (registry weights `photos-bi`).
+`{dst.relative_to(ROOT)}` ({dst.stat().st_size / 1e6:.2f} MB, {stored}, {params:,} parameters).
+Loaded by: `vsr upscale --model {model} --scale {scale} --weights {registered} ...`.
 
 ## Measured (Y-PSNR / SSIM, BI x{scale}, protocol of docs/evaluation.md)
 
@@ -155,12 +170,50 @@ Commands: {'; '.join(f'`{r["command"]}`' for r in results.values()) or '-'}
   at long sides
   {dcfg['levels']}, crops whose HR grey standard deviation is below {dcfg['min_std']} redrawn;
   {clips}{paths}held out for validation: {', '.join(dcfg['val_photos'] + dcfg['val_videos'])}.
-  Degradation: MATLAB-style bicubic (BI),
-  rounded to uint8. No benchmark image (Set5, Set14, Vid4) was used for training or model selection.
+  Degradation: {_degradation_text(cfg)}. No benchmark image (Set5, Set14, Vid4) was used for training or
+  model selection.
 {args.notes}
 """
     (dst_dir / f"{name}.md").write_text(card)
     print(json.dumps(record, indent=1))
+
+
+def _published_base(model: str, init: str) -> str | None:
+    """The package location of ``init`` when it names a model's registered weights from a package (the run
+    is then a fine-tune of someone else's weights), else None."""
+    from models.registry import get_spec
+
+    location = get_spec(model).weights.get(init, "")
+    return location if location.startswith("pkg:") else None
+
+
+def _registered_name(model: str, scale: int, dst: Path) -> str:
+    """The registry's name for the shipped file (its path when it is not registered yet)."""
+    from models.registry import get_spec
+
+    rel = dst.relative_to(ROOT / "models" / "zoo").as_posix()
+    names = [n for n, loc in get_spec(model).weights.items() if loc.replace("{scale}", str(scale)) == rel]
+    return names[0] if names else str(dst.relative_to(ROOT))
+
+
+def _degradation_text(cfg: dict) -> str:
+    """The training degradation in words."""
+    d = cfg["degradation"]
+    parts = []
+    if d.get("blur_prob"):
+        parts.append(f"Gaussian blur of the HR, sigma {d['blur'][0]}-{d['blur'][1]} (p {d['blur_prob']})")
+    parts.append("MATLAB-style bicubic (BI)" if d["kind"] == "bi" else f"BD (sigma {d['bd_sigma']})")
+    parts.append("rounded to uint8")
+    if d.get("noise_prob"):
+        parts.append(f"Gaussian noise sigma 0-{d['noise']} (p {d['noise_prob']})")
+    if d.get("jpeg_prob"):
+        parts.append(f"JPEG quality {d['jpeg'][0]}-{d['jpeg'][1]} (p {d['jpeg_prob']})")
+    if d.get("h264_prob"):
+        parts.append(f"H.264 over the window, CRF {d['h264'][0]}-{d['h264'][1]}, x264 preset "
+                     f"{'/'.join(d.get('h264_presets', ['ultrafast']))} (p {d['h264_prob']})")
+    if d.get("mpeg4_prob"):
+        parts.append(f"else MPEG-4 part 2, qscale {d['mpeg4'][0]}-{d['mpeg4'][1]} (p {d['mpeg4_prob']})")
+    return ", ".join(parts)
 
 
 if __name__ == "__main__":
