@@ -11,6 +11,7 @@ tdiff (flicker against the ground truth's, lower is better).
 
     python benchmarks/quality_real_degradations.py            # -> benchmarks/results/real_degradations.json
     python benchmarks/quality_real_degradations.py --models basicvsr:reds4 espcn --chains bi bi+h264:28
+    python benchmarks/quality_real_degradations.py --models basicvsr:compressed --merge   # add/replace rows
 """
 
 from __future__ import annotations
@@ -73,9 +74,15 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "out" / "real_degradations")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "real_degradations.json")
     ap.add_argument("--images", type=Path, default=ROOT / "docs" / "images")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other rows of --out (same clips) and replace only the ones measured now")
     args = ap.parse_args()
     data = make_dataset(args.work / "gt")
     rows = []
+    if args.merge and args.out.is_file():
+        measured = {(m, c) for m in args.models for c in args.chains}
+        kept = json.loads(args.out.read_text())["rows"]
+        rows = [r for r in kept if (r["model"], r["chain"]) not in measured]
     with ray_session(None):
         for chain in args.chains:
             for entry in args.models:
@@ -96,10 +103,12 @@ def main() -> None:
                 gain = rows[-1]["gain_over_bicubic_db"]
                 print(f"{chain:12} {entry:20} PSNR {r['psnr_y']:.2f} ({gain:+.2f}) "
                       f"SSIM {r['ssim_y']:.4f} NIQE {r['niqe']:.2f} tdiff {r['tdiff_y']:.2f}", flush=True)
+    order = {(m, c): i for i, (c, m) in enumerate((c, m) for c in CHAINS for m in MODELS)}
+    rows.sort(key=lambda r: order.get((r["model"], r["chain"]), len(order)))
     args.out.write_text(json.dumps({"clips": CLIPS, "frames": FRAMES, "crop": [H, W], "scale": 4,
                                     "crop_border": 4, "rows": rows}, indent=1))
     args.images.mkdir(parents=True, exist_ok=True)
-    for chain in args.chains:
+    for chain in sorted({r["chain"] for r in rows}):
         gt = read_images(list_images(data / "bikes"))[FRAMES // 2]
         panels = [("ground truth", gt[64:192, 80:240])]
         for entry in SHOWN:

@@ -1,8 +1,12 @@
 """What ``--precision auto`` chooses on this machine, and the probe's figures: the table of
 docs/performance.md "How auto decides". Probes with a fresh cache (nothing reused), at the frame sizes the
-docs quote.
+docs quote; then the upscaler threads the job would use with that precision (``choose_threads``).
 
     python benchmarks/speed_auto_precision.py    # -> benchmarks/results/auto_precision_<capability>.json
+    # an AVX2-only CPU, emulated on an AVX-512 one (oneDNN and ATen kernels limited to AVX2; the CPU flags,
+    # hence the hardware check, still say bf16):
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/speed_auto_precision.py \
+        --out benchmarks/results/auto_precision_avx2_emulated.json
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 import torch
 
 from models.registry import get_spec
-from vsr_pipeline.autotune import candidates, choose_precision, machine
+from vsr_pipeline.autotune import candidates, choose_precision, choose_threads, machine
 from vsr_pipeline.options import ModelSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,12 +42,18 @@ def main() -> None:
             choice, reason = choose_precision(ModelSettings(model=model, scale=scale), cpu, w, h,
                                               threads=os.cpu_count() or 1)
             entry = json.loads((Path(cache) / "autotune.json").read_text())
-            seconds = next(v["seconds"] for k, v in entry.items()
-                           if json.loads(k)["model"] == model and json.loads(k)["size"] == [w, h])
+            keys = {k: json.loads(k) for k in entry if "|threads|" not in k}
+            seconds = next(entry[k]["seconds"] for k, v in keys.items()
+                           if v["model"] == model and v["size"] == [w, h])
+            chosen = ModelSettings(model=model, scale=scale, precision=choice)
+            threads, threads_reason = choose_threads(chosen, cpu, w, h)
             rows.append({"model": model, "size": f"{w}x{h}", "candidates": allowed, "choice": choice,
-                         "seconds_per_frame": seconds, "reason": reason, "load": os.getloadavg()[0]})
-            print(f"{model:20} {w}x{h}: {choice:8} {seconds}", flush=True)
+                         "seconds_per_frame": seconds, "reason": reason, "threads": threads,
+                         "threads_reason": threads_reason, "load": os.getloadavg()[0]})
+            print(f"{model:20} {w}x{h}: {choice:8} {seconds}; {threads} threads ({threads_reason})",
+                  flush=True)
     info = machine(cpu)
+    info["onednn_max_cpu_isa"] = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
     out = args.out or ROOT / "benchmarks" / "results" / f"auto_precision_{info['capability'].lower()}.json"
     out.write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
 

@@ -148,3 +148,19 @@ def test_vsr_eval_reports_the_chain_niqe_and_tdiff(tmp_path: Path) -> None:
     for key in ("psnr_y", "niqe", "tdiff_y", "bicubic_niqe", "bicubic_tdiff_y", "gt_niqe"):
         assert all(isinstance(s[key], float) and s[key] > 0 for s in seqs.values()), key
         assert result[key] == pytest.approx(np.mean([s[key] for s in seqs.values()]), abs=1e-4), key
+
+
+def test_codec_stage_adds_no_colour_shift() -> None:
+    """Decoded frames go to RGB with the exact BT.601 matrix: over smooth frames of many colours a
+    near-lossless round trip shifts no channel's mean by half a level (swscale's rgb24 path darkened them
+    by about one level: (120, 160, 80) came back as (118, 158, 79))."""
+    from vsr_pipeline.degradation import encode_decode
+    from vsr_pipeline.train.degradations import h264_roundtrip
+
+    yy, xx = np.mgrid[0:48, 0:64].astype(np.float64)
+    frame = np.stack([40 + 3 * xx, 30 + 4 * yy, 200 - 2 * xx - yy], axis=-1)
+    frames = np.stack([frame + k for k in range(3)]).clip(0, 255).astype(np.uint8)
+    outs = (encode_decode(frames, "h264", 12), encode_decode(frames, "mpeg4", 2), h264_roundtrip(frames, 12))
+    for out in outs:
+        shift = out.astype(np.float64).mean(axis=(0, 1, 2)) - frames.astype(np.float64).mean(axis=(0, 1, 2))
+        assert np.all(np.abs(shift) < 0.5), shift

@@ -33,6 +33,7 @@ import numpy as np
 
 from vsr_pipeline.degrade import degrade_bd, degrade_bi, to_uint8
 from vsr_pipeline.errors import UsageError
+from vsr_pipeline.media.colour import frame_to_rgb
 
 __all__ = ["KERNELS", "STAGES", "Degradation", "DegradationError", "Stage", "codec_round_trip",
            "encode_decode", "parse_degradation"]
@@ -174,7 +175,10 @@ def encode_decode(frames: np.ndarray, codec: str, value: int, preset: str = "med
         packets += enc.encode(vf)
     packets += enc.encode(None)
     dec = av.CodecContext.create("h264" if codec == "h264" else "mpeg4", "r")
-    decoded = [f.to_ndarray(format="rgb24") for p in [*packets, None] for f in dec.decode(p)]
+    # the pipeline reader's exact BT.601 conversion, not swscale's rgb24 path, whose rounding darkens every
+    # decoded frame by about one 8-bit level (R -0.9, G -1.4, B -1.0 measured): a codec stage must add
+    # codec loss, not a colour shift a model would then learn to undo
+    decoded = [frame_to_rgb(f, f.colorspace, f.color_range) for p in [*packets, None] for f in dec.decode(p)]
     if len(decoded) != t:
         raise RuntimeError(f"{codec} round trip returned {len(decoded)} frames for {t}")
     return np.ascontiguousarray(np.stack(decoded)[:, :h, :w])

@@ -93,12 +93,14 @@ def load_clip(path: Path, scale: float = 1.0) -> np.ndarray:
         return _shrink(read_images(list_images(path)), scale)
     import av
 
+    from vsr_pipeline.media.colour import frame_to_rgb
+
     # every frame in the decoder's (display) order, timestamps ignored: an AVI with B-frames (opencv-doc's
     # Megamind.avi) carries out-of-order pts that the pipeline's reader would repair into repeated frames
     chunks = []
     try:
         with av.open(str(path)) as container:
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+            frames = [frame_to_rgb(f, f.colorspace, f.color_range) for f in container.decode(video=0)]
     except (av.error.FFmpegError, IndexError) as exc:
         raise TrainConfigError(f"cannot decode video {path}: {exc}") from None
     for i in range(0, len(frames), 64):

@@ -18,6 +18,7 @@ import torch
 
 from vsr_pipeline.degradation import encode_decode
 from vsr_pipeline.degrade import degrade_bd, resize_matrix
+from vsr_pipeline.media.colour import frame_to_rgb
 from vsr_pipeline.train.config import DegradationConfig
 
 __all__ = ["add_noise", "bicubic_down", "blur_hr", "degrade_window", "h264_roundtrip", "jpeg_roundtrip"]
@@ -90,7 +91,7 @@ def h264_roundtrip(frames: np.ndarray, crf: int) -> np.ndarray:
             out.mux(packet)
     buf.seek(0)
     with av.open(buf, "r", format="h264") as inp:
-        decoded = [f.to_ndarray(format="rgb24") for f in inp.decode(video=0)]
+        decoded = [frame_to_rgb(f, f.colorspace, f.color_range) for f in inp.decode(video=0)]  # exact BT.601
     if len(decoded) != t:
         raise RuntimeError(f"H.264 round trip returned {len(decoded)} frames for {t}")
     return np.stack(decoded)[:, :h, :w]
