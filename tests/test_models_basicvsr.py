@@ -117,7 +117,8 @@ def test_official_checkpoints_load_strictly(name: str) -> None:
 def test_spec() -> None:
     spec = get_spec("basicvsr")
     assert (spec.kind, spec.temporal, spec.scales) == ("video", "recurrent", (4,))
-    assert spec.default_weights == "reds4" and set(spec.weights) == set(CHECKPOINTS)
+    assert spec.default_weights == "reds4" and set(spec.weights) == {*CHECKPOINTS, "compressed"}
+    assert spec.compressed_weights == "compressed"  # ours, a delta over reds4 (tests/test_source.py)
     assert isinstance(build_model("basicvsr", 4), BasicVSR)
 
 

@@ -13,7 +13,7 @@ import torch
 
 from models.errors import WeightsError
 from models.registry import build_model
-from models.weight_delta import read_delta, write_delta
+from models.weight_delta import base_available, read_delta, write_delta
 from models.weights import load_weights, read_checkpoint, save_safetensors
 from vsr_pipeline.degradation import parse_degradation
 from vsr_pipeline.degrade import degrade_bi
@@ -185,9 +185,11 @@ def test_delta_weights_round_trip_and_checks(tmp_path: Path) -> None:
     save_safetensors(_tiny_basicvsr_state(1), tmp_path / "base.safetensors")
     with pytest.raises(WeightsError, match="another release"):
         read_delta(tmp_path / "d.safetensors")
+    assert base_available(tmp_path / "d.safetensors")
     (tmp_path / "base.safetensors").unlink()
     with pytest.raises(WeightsError, match="missing"):
         read_delta(tmp_path / "d.safetensors")
+    assert not base_available(tmp_path / "d.safetensors")
 
 
 def test_init_from_a_registered_weights_name() -> None:

@@ -63,6 +63,9 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=None, help="folder of training runs (default: REPO/runs)")
     ap.add_argument("--notes", default="", help="extra paragraph for the card (restarts, deviations)")
     ap.add_argument("--quick", action="store_true", help="Set5 only / no eval for video (smoke run)")
+    ap.add_argument("--alpha", type=float, default=1.0,
+                    help="a fine-tune of published weights: ship base + ALPHA * (tuned - base) (weight-space "
+                    "interpolation, benchmarks/quality_weight_interpolation.py chooses it)")
     args = ap.parse_args()
     global ROOT
     ROOT = args.repo.resolve()
@@ -102,10 +105,19 @@ def ship(run_and_name: str, args: argparse.Namespace) -> None:
 
         from models.registry import resolve_weights
         from models.weight_delta import write_delta
+        from models.weights import read_state_dict
 
-        counts = write_delta(load_file(run / "best.safetensors"), resolve_weights(model, cfg["init"], scale),
-                             base, dst, {"model": model, "scale": str(scale), "config": run_name})
-        stored = (f"float16 differences from the published `{cfg['init']}` weights ({base}) in "
+        base_path = resolve_weights(model, cfg["init"], scale)
+        assert base_path is not None
+        tuned = load_file(run / "best.safetensors")
+        if args.alpha != 1.0:
+            published = read_state_dict(base_path)
+            tuned = {k: published[k] + args.alpha * (v - published[k]) if v.is_floating_point() else v
+                     for k, v in tuned.items()}
+        counts = write_delta(tuned, base_path, base, dst, {"model": model, "scale": str(scale),
+                                                           "config": run_name, "alpha": str(args.alpha)})
+        stored = (f"float16 differences from the published `{cfg['init']}` weights ({base}), "
+                  f"{args.alpha} times the fine-tune's, in "
                   f"{counts['changed']} tensors, {counts['numbers']:,} numbers; the other "
                   f"{counts['unchanged']} tensors are the base's")
     results = {d: run_eval(model, dst, scale, d) for d in datasets}
