@@ -28,6 +28,9 @@ from vsr_pipeline.train.datasets import to_tensors, validation_pairs
 ROOT = Path(__file__).resolve().parents[1]
 ALPHAS = [0.0, 0.25, 0.5, 0.75, 1.0]
 CHAINS = ["bi", "bi+h264:28"]
+#: the rule, fixed before the evaluation clips were scored: the largest alpha that costs clean footage at
+#: most this much (dB, validation crops) against the official weights (alpha 0); half the issue's 0.5 dB
+CLEAN_LOSS_DB = 0.25
 
 
 def score(model: torch.nn.Module, pairs: list, frames: int) -> float:
@@ -62,9 +65,14 @@ def main() -> None:
         row = {"alpha": alpha, **{c: round(score(model, p, cfg.data.frames), 3) for c, p in sets.items()}}
         rows.append(row)
         print(row, flush=True)
+    official = rows[0]["bi"]
+    chosen = max(r["alpha"] for r in rows if r["bi"] >= official - CLEAN_LOSS_DB)
+    print(f"chosen alpha {chosen} (clean loss at most {CLEAN_LOSS_DB} dB)", flush=True)
     args.out.write_text(json.dumps({"tuned": str(args.tuned), "base": cfg.init, "crops": args.crops,
                                     "frames": cfg.data.frames, "val_patch": cfg.data.val_patch,
-                                    "held_out": cfg.data.val_photos, "rows": rows}, indent=1))
+                                    "held_out": cfg.data.val_photos, "rows": rows,
+                                    "rule": f"largest alpha with clean loss <= {CLEAN_LOSS_DB} dB",
+                                    "chosen_alpha": chosen}, indent=1))
 
 
 if __name__ == "__main__":

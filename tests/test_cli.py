@@ -72,7 +72,7 @@ def test_models_json_lists_basicvsr_with_its_weights() -> None:
     basicvsr = models["basicvsr"]
     assert basicvsr["kind"] == "video" and basicvsr["scales"] == [4]
     assert abs(basicvsr["params"] - 6_291_311) / 6_291_311 < 0.005
-    assert set(basicvsr["weights"]) == {"reds4", "vimeo-bi", "vimeo-bd"}
+    assert set(basicvsr["weights"]) == {"reds4", "vimeo-bi", "vimeo-bd", "compressed"}
     assert models["espcn"]["kind"] == "sisr"
 
 

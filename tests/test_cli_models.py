@@ -15,7 +15,8 @@ from vsr_pipeline.cli import main
 from vsr_pipeline.model_commands import model_row
 
 FIELDS = {"name", "kind", "temporal", "radius", "params", "params_scale", "scales", "upsampling",
-          "accepts_backbone", "needs_weights", "weights", "registered_weights", "default_weights", "summary"}
+          "accepts_backbone", "needs_weights", "weights", "registered_weights", "default_weights",
+          "compressed_weights", "summary"}
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -47,7 +48,7 @@ def test_models_json_lists_every_model_with_its_fields(capsys: pytest.CaptureFix
     assert models["espcn"]["params"] == 37_200  # RGB ESPCN at x4 (docstring of models/sisr/espcn.py)
     vsr = models["basicvsr"]
     assert (vsr["temporal"], vsr["radius"], vsr["default_weights"]) == ("recurrent", 0, "reds4")
-    assert vsr["registered_weights"] == ["reds4", "vimeo-bi", "vimeo-bd"]  # registration order
+    assert vsr["registered_weights"] == ["reds4", "vimeo-bi", "vimeo-bd", "compressed"]  # registration order
     edvr = models["edvr-l"]
     assert (edvr["temporal"], edvr["radius"], edvr["accepts_backbone"]) == ("window", 2, True)
 

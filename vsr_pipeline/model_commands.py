@@ -60,6 +60,7 @@ def model_row(spec: ModelSpec) -> dict[str, Any]:
         "weights": available_weights(spec.name),
         "registered_weights": list(spec.weights),
         "default_weights": spec.default_weights,
+        "compressed_weights": spec.compressed_weights,
         "summary": spec.summary,
     }
     try:
@@ -89,10 +90,13 @@ def format_models(rows: list[dict[str, Any]]) -> str:
             weights = ", ".join(r["weights"]) or ("(none yet)" if r["needs_weights"] else "(none needed)")
             if r["default_weights"] in r["weights"]:
                 weights = weights.replace(r["default_weights"], r["default_weights"] + "*", 1)
+            if r["compressed_weights"] in r["weights"]:
+                weights = weights.replace(r["compressed_weights"], r["compressed_weights"] + "(c)", 1)
         lines.append(f"{r['name']:<18} {r['kind']:<6} {temporal:<15} {_format_params(r['params']):>8} "
                      f"x{r['params_scale']:<2} {','.join(map(str, r['scales'])):<8} {r['upsampling']:<11} "
                      f"{weights}")
-    lines.append("params at the scale after @; * default weights; +bb: takes --backbone")
+    lines.append("params at the scale after @; * default weights; (c) what --source compressed loads; "
+                 "+bb: takes --backbone")
     return "\n".join(lines)
 
 
