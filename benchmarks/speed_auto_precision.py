@@ -58,12 +58,14 @@ def batch_seconds(model: str, scale: int, w: int, h: int, precision: str) -> dic
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--quick", action="store_true", help="skip BasicVSR at 640x272 (minutes per candidate)")
     args = ap.parse_args()
+    cases = [c for c in CASES if not (args.quick and c[:1] == ("basicvsr",) and c[2] > 320)]
     cpu = torch.device("cpu")
     rows = []
     with tempfile.TemporaryDirectory() as cache:
         os.environ["VSR_CACHE_DIR"] = cache
-        for model, scale, w, h in CASES:
+        for model, scale, w, h in cases:
             allowed, _ = candidates(get_spec(model), cpu)
             choice, reason = choose_precision(ModelSettings(model=model, scale=scale), cpu, w, h,
                                               threads=os.cpu_count() or 1)

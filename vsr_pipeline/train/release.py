@@ -148,7 +148,8 @@ def ship(run_and_name: str, args: argparse.Namespace) -> None:
                     f"{r['bicubic_ssim_y']:.4f}{verdict or ' | -'} |")
     o, dcfg = cfg["optim"], cfg["data"]
     mc = " + VESPCN motion-compensation terms" if cfg["loss"].get("motion") else ""
-    clips = ("clips " + ", ".join(Path(v).name for v in dcfg["videos"]) + " (../shared/data/videos); "
+    clips = ("clips " + ", ".join(f"`{v}`" for v in dcfg["videos"])
+             + (f" (area-downscaled {dcfg['clip_scale']}x)" if dcfg.get("clip_scale", 1) != 1 else "") + "; "
              if dcfg["videos"] else "")
     paths = (f"synthetic camera paths (up to {dcfg['max_shift']} HR px per frame) over the photographs; "
              if video else "")
