@@ -170,3 +170,19 @@ def test_two_jobs_cannot_write_one_output(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="another vsr job"):
         Ledger.open(tmp_path / "o.mp4", {"a": 1})
     first.release()
+
+
+def test_a_resumed_auto_precision_keeps_the_recorded_choice(clip: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe that would now pick another precision (a busy machine went idle) must not throw away the
+    finished chunks: the resumed run keeps the precision its ledger recorded."""
+    from vsr_pipeline import autotune
+
+    out = tmp_path / "out.mp4"
+    _half_done(clip, out)
+    recorded = json.loads((job_dir(out) / "ledger.json").read_text())["settings"]["precision"]
+    other = "fp32" if recorded == "fp32-cl" else "fp32-cl"
+    monkeypatch.setattr(autotune, "choose_precision", lambda *a, **k: (other, "a probe changed its mind"))
+    res = upscale(clip, out, opts())
+    assert res.chunks_resumed > 0 and res.precision == recorded
+    assert res.precision_reason is not None and "kept from the unfinished run" in res.precision_reason

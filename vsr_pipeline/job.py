@@ -116,12 +116,17 @@ def resolve_auto_precision(plan: JobPlan, device: Any) -> JobPlan:
     (``vsr_pipeline.autotune``: hardware, then a cached timed probe); any other precision is kept."""
     from dataclasses import replace
 
-    from vsr_pipeline.autotune import choose_precision, choose_threads
+    from vsr_pipeline.autotune import candidates, choose_precision, choose_threads
+    from vsr_pipeline.ledger import recorded_precision
 
     opts = plan.opts
     threads = 0 if device.type == "cuda" else os.cpu_count() or 1  # as the job's upscaler will run
-    precision, reason = choose_precision(opts.model_settings(), device, plan.info.width, plan.info.height,
-                                         plan.spec, threads)
+    earlier = recorded_precision(plan.output) if opts.precision == "auto" and opts.resume != "never" else None
+    if earlier is not None and earlier in candidates(plan.spec, device)[0]:
+        precision, reason = earlier, "kept from the unfinished run this one resumes (its ledger)"
+    else:
+        precision, reason = choose_precision(opts.model_settings(), device, plan.info.width, plan.info.height,
+                                             plan.spec, threads)
     if opts.precision == "auto":
         log.info("precision auto -> %s (%s)", precision, reason)
     opts = replace(opts, precision=precision)
