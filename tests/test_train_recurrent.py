@@ -15,6 +15,7 @@ from models.errors import WeightsError
 from models.registry import build_model
 from models.weight_delta import base_available, read_delta, write_delta
 from models.weights import load_weights, read_checkpoint, read_state_dict, save_safetensors
+from tests.test_train import _texture  # smooth random texture with edges, uint8 RGB
 from vsr_pipeline.degradation import parse_degradation
 from vsr_pipeline.degrade import degrade_bi
 from vsr_pipeline.metrics import psnr_y
@@ -22,13 +23,6 @@ from vsr_pipeline.train import config as tc
 from vsr_pipeline.train.datasets import PatchSampler, load_pools, validation_pairs
 from vsr_pipeline.train.degradations import bicubic_down, blur_hr, degrade_window
 from vsr_pipeline.train.trainer import Trainer, init_from
-
-
-def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    base = rng.random((h // 8 + 1, w // 8 + 1, 3)).astype(np.float32)
-    img = cv2.resize(base, (w, h), interpolation=cv2.INTER_CUBIC) * 0.7
-    img += cv2.GaussianBlur(rng.random((h, w, 3)).astype(np.float32), (0, 0), 1.0) * 0.3
-    return np.clip(img * 255, 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
