@@ -1,6 +1,7 @@
-"""What ``--precision auto`` chooses on this machine, and the probe's figures: the table of
-docs/performance.md "How auto decides". Probes with a fresh cache (nothing reused), at the frame sizes the
-docs quote; then the upscaler threads the job would use with that precision (``choose_threads``).
+"""What ``--precision auto`` and ``--batch auto`` choose on this machine, and the probes' figures: the table
+of docs/performance.md "How auto decides". Probes with a fresh cache (nothing reused), at the frame sizes the
+docs quote, in a job's order: precision, then batch (``choose_batch``), then the upscaler threads
+(``choose_threads``).
 
     python benchmarks/speed_auto_precision.py    # -> benchmarks/results/auto_precision_<capability>.json
     # an AVX2-only CPU, emulated on an AVX-512 one (oneDNN and ATen kernels limited to AVX2; the CPU flags,
@@ -20,15 +21,15 @@ from pathlib import Path
 import torch
 
 from models.registry import get_spec
-from vsr_pipeline.autotune import candidates, choose_precision, choose_threads, machine
+from vsr_pipeline.autotune import candidates, choose_batch, choose_precision, choose_threads, machine
 from vsr_pipeline.options import ModelSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 #: (model, scale, width, height): BasicVSR on bikes.mp4 downscaled 4x and at its native size; ESPCN native
-CASES = [("basicvsr", 4, 160, 68), ("basicvsr", 4, 640, 272), ("espcn", 4, 640, 272),
-         ("realesr-animevideo", 4, 160, 68)]
+CASES = [("basicvsr", 4, 160, 68), ("basicvsr", 4, 640, 272), ("espcn", 4, 160, 68), ("espcn", 4, 640, 272),
+         ("realesr-animevideo", 4, 160, 68), ("vespcn", 4, 640, 272), ("edvr-s", 4, 160, 68)]
 #: ``--batch`` (frames per forward call of a single-image model): is it worth probing? Timed at these sizes
-BATCH_CASES = [("espcn", 4, 160, 68), ("espcn", 4, 640, 272), ("realesr-animevideo", 4, 160, 68)]
+BATCH_CASES = [("espcn", 4, 160, 68), ("espcn", 4, 640, 272), ("realesr-animevideo", 4, 160, 68)]  # in CASES
 BATCHES = [1, 4, 8]
 
 
@@ -70,19 +71,22 @@ def main() -> None:
             choice, reason = choose_precision(ModelSettings(model=model, scale=scale), cpu, w, h,
                                               threads=os.cpu_count() or 1)
             entry = json.loads((Path(cache) / "autotune.json").read_text())
-            keys = {k: json.loads(k) for k in entry if "|threads|" not in k}
-            seconds = next(entry[k]["seconds"] for k, v in keys.items()
-                           if v["model"] == model and v["size"] == [w, h])
+            keys = {k: json.loads(k) for k in entry if "|" not in k}
+            seconds = next((entry[k]["seconds"] for k, v in keys.items()
+                            if v["model"] == model and v["size"] == [w, h]), {choice: None})
             chosen = ModelSettings(model=model, scale=scale, precision=choice)
+            batch, batch_reason = choose_batch(chosen, cpu, w, h, threads=os.cpu_count() or 1)
+            chosen = ModelSettings(model=model, scale=scale, precision=choice, batch=batch)
             threads, threads_reason = choose_threads(chosen, cpu, w, h)
             rows.append({"model": model, "size": f"{w}x{h}", "candidates": allowed, "choice": choice,
-                         "seconds_per_frame": seconds, "reason": reason, "threads": threads,
+                         "seconds_per_frame": seconds, "reason": reason, "batch": batch,
+                         "batch_reason": batch_reason, "threads": threads,
                          "threads_reason": threads_reason, "load": os.getloadavg()[0]})
-            print(f"{model:20} {w}x{h}: {choice:8} {seconds}; {threads} threads ({threads_reason})",
-                  flush=True)
+            print(f"{model:20} {w}x{h}: {choice:8} {seconds}; batch {batch} ({batch_reason}); "
+                  f"{threads} threads ({threads_reason})", flush=True)
         batches = []
         for model, scale, w, h in BATCH_CASES:
-            precision = next(r["choice"] for r in rows if r["model"] == model)
+            precision = next(r["choice"] for r in rows if r["model"] == model and r["size"] == f"{w}x{h}")
             seconds = batch_seconds(model, scale, w, h, precision)
             batches.append({"model": model, "size": f"{w}x{h}", "precision": precision,
                             "seconds_per_frame_by_batch": seconds})

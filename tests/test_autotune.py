@@ -173,3 +173,68 @@ def test_threads_keep_only_cores_that_pay(cache: Path, monkeypatch: pytest.Monke
     seconds = real(get_spec("espcn"), fp32, CPU, np.zeros((4, 16, 24, 3), np.uint8), [2, 1])
     assert set(seconds) == {2, 1} and all(v > 0 for v in seconds.values())
     assert torch.get_num_threads() == before
+
+
+def test_batch_auto_keeps_the_smallest_that_pays(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--batch auto``: the smallest batch within BATCH_GAIN of the fastest; cached per model, size and
+    precision (invalidated when they change); a forced batch and a recurrent model probe nothing."""
+    monkeypatch.setattr(autotune.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    timed: list[tuple[str, tuple[int, ...], list[int]]] = []
+    figures = {(24, 16): {1: 1.0, 2: 0.97, 4: 0.96}, (64, 48): {1: 1.0, 2: 0.8, 4: 0.6}}
+
+    def fake(spec, settings, device, frames, batches, threads=0):  # type: ignore[no-untyped-def]
+        timed.append((spec.name, frames.shape, batches))
+        return {b: figures[(frames.shape[2], frames.shape[1])][b] for b in batches}
+
+    monkeypatch.setattr(autotune, "time_batches", fake)
+    espcn = ModelSettings(model="espcn", scale=2, precision="fp32")
+    batch, why = autotune.choose_batch(espcn, CPU, 24, 16)
+    assert batch == 1 and "gain under 5%" in why and "batch 4 0.9600 s/frame" in why
+    assert timed == [("espcn", (4, 16, 24, 3), [1, 2, 4])]  # one output frame per frame of the largest batch
+    assert autotune.choose_batch(espcn, CPU, 24, 16)[0] == 1 and len(timed) == 1  # cached
+    assert "cached probe" in autotune.choose_batch(espcn, CPU, 24, 16)[1]
+    assert autotune.choose_batch(espcn, CPU, 64, 48)[0] == 4 and len(timed) == 2  # another size: probed
+    autotune.choose_batch(ModelSettings(model="espcn", scale=2, precision="fp32-cl"), CPU, 24, 16)
+    assert len(timed) == 3  # another precision: probed
+    window = ModelSettings(model="vespcn", scale=4, precision="fp32")
+    autotune.choose_batch(window, CPU, 24, 16)
+    assert timed[-1] == ("vespcn", (4 + 2, 16, 24, 3), [1, 2, 4])  # plus the window's context frames
+    forced = ModelSettings(model="espcn", scale=2, batch=3)
+    assert autotune.choose_batch(forced, CPU, 24, 16) == (3, "--batch 3")
+    batch, why = autotune.choose_batch(ModelSettings(model="basicvsr", precision="fp32"), CPU, 24, 16)
+    assert batch == autotune.DEFAULT_BATCH and "recurrent" in why
+    assert len(timed) == 4
+    assert json.loads(cache.read_text())  # every probe went to the cache file
+
+
+def test_batch_probe_times_the_real_model(cache: Path) -> None:
+    from models.registry import get_spec
+
+    settings = ModelSettings(model="espcn", scale=2, precision="fp32")
+    frames = np.zeros((4, 16, 24, 3), np.uint8)
+    seconds = autotune.time_batches(get_spec("espcn"), settings, CPU, frames, [1, 2, 4])
+    assert set(seconds) == {1, 2, 4} and all(0 < v < 10 for v in seconds.values())
+
+
+def test_the_job_reports_its_batch_and_a_resume_keeps_it(tmp_path: Path, cache: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """``vsr upscale --json`` carries ``batch`` and ``batch_reason``; the ledger records the batch, and a
+    resumed ``--batch auto`` keeps it even where a new probe would choose another."""
+    from tests.conftest import make_clip, textured_frames
+    from vsr_pipeline import UpscaleOptions, upscale
+    from vsr_pipeline.job import plan_job, resolve_auto_settings
+    from vsr_pipeline.ledger import job_dir
+
+    clip = make_clip(tmp_path / "in.mp4", textured_frames(4, 24, 16))
+    opts = UpscaleOptions(model="espcn", scale=2, crf=0, precision="fp32", progress=False)
+    result = upscale(clip, tmp_path / "out.mkv", opts)
+    assert result.batch in autotune.CPU_BATCHES and "probe" in (result.batch_reason or "")
+    forced = upscale(clip, tmp_path / "forced.mkv", UpscaleOptions(model="espcn", scale=2, crf=0, batch=3,
+                                                                    precision="fp32", progress=False))
+    assert (forced.batch, forced.batch_reason) == (3, "--batch 3")
+    ledger = job_dir(tmp_path / "half.mkv")
+    ledger.mkdir()
+    (ledger / "ledger.json").write_text(json.dumps({"settings": {"batch": 2, "precision": "fp32"}}))
+    monkeypatch.setattr(autotune, "time_batches", lambda *a, **k: pytest.fail("a resumed job probed"))
+    plan = resolve_auto_settings(plan_job(clip, tmp_path / "half.mkv", opts, CPU), CPU)
+    assert plan.opts.batch == 2 and "kept from the unfinished run" in plan.batch_reason

@@ -24,6 +24,12 @@ two hyperthreads of one core, or a machine whose memory bandwidth is the limit, 
 thread, and the core left free runs the decoder and encoder beside the model instead of contending with it.
 Cached like the precision (key: the same plus the precision); ``vsr upscale --json`` reports ``threads``
 and ``threads_reason``.
+
+Batch (``choose_batch``, ``--batch auto``, the default): frames or windows per forward call of a
+single-image or window model, ``CPU_BATCHES`` (or ``CUDA_BATCHES``) timed in turns on one engine with the
+chosen precision; the smallest within ``BATCH_GAIN`` of the fastest is kept. Cached like the others;
+``batch`` and ``batch_reason`` in ``vsr upscale --json``. Order in a job: precision (at ``DEFAULT_BATCH``),
+then batch, then threads (``vsr_pipeline.job.resolve_auto_settings``).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,7 +48,7 @@ import numpy as np
 import torch
 
 from models.registry import ModelSpec, get_spec
-from vsr_pipeline.options import ModelSettings
+from vsr_pipeline.options import DEFAULT_BATCH, ModelSettings, concrete_batch
 from vsr_pipeline.precision import cpu_bf16_safe, cpu_has_bf16, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -54,6 +61,11 @@ PROBE_CALLS = 2
 SLOWER = 3.0
 #: More torch threads are used only where they make the model at least this much faster per frame.
 THREAD_GAIN = 0.05
+#: ``--batch auto``: frames (or windows) per forward call timed on the CPU / a GPU
+CPU_BATCHES = (1, 2, 4)
+CUDA_BATCHES = (4, 8, 16)
+#: a larger batch is used only where it makes the model at least this much faster per frame
+BATCH_GAIN = 0.05
 
 
 def cache_path() -> Path:
@@ -102,9 +114,14 @@ def candidates(spec: ModelSpec, device: torch.device) -> tuple[list[str], str]:
     return ["bf16", "fp32-cl", "fp32"], "CPU with bf16 units; bf16 measured safe for this model"
 
 
-def _probe_input(spec: ModelSpec, settings: ModelSettings, width: int, height: int) -> np.ndarray:
-    """Frames of the job's size with texture (the time of a dense model does not depend on their content)."""
-    n = PROBE_FRAMES if spec.temporal == "recurrent" else settings.batch + 2 * spec.radius
+def _probe_input(spec: ModelSpec, settings: ModelSettings, width: int, height: int,
+                 outputs: int | None = None) -> np.ndarray:
+    """Frames of the job's size with texture (the time of a dense model does not depend on their content):
+    ``outputs`` output frames (default: ``PROBE_FRAMES`` for a recurrent model, one batch otherwise) and the
+    window model's context."""
+    if outputs is None:
+        outputs = PROBE_FRAMES if spec.temporal == "recurrent" else concrete_batch(settings.batch)
+    n = outputs + (0 if spec.temporal == "recurrent" else 2 * spec.radius)
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     return np.stack([np.roll(base, k, axis=1) for k in range(n)])
@@ -141,34 +158,81 @@ def time_candidates(spec: ModelSpec, settings: ModelSettings, device: torch.devi
     return {c: round(timed.get(c, seconds[c]), 5) for c in precisions}
 
 
+def _time_values(engine: Any, spec: ModelSpec, device: torch.device, frames: np.ndarray, values: list[int],
+                 apply: Callable[[int], None]) -> dict[int, float]:
+    """Seconds per output frame of ``engine`` on ``frames`` with each of ``values`` put in force by
+    ``apply``: a warm-up at each (oneDNN primitives are made per shape and thread count), then
+    ``PROBE_CALLS`` rounds in turns, the fastest call of each kept."""
+    n = len(frames) - 2 * spec.radius
+    window, keep = slice(0, len(frames)), slice(spec.radius, spec.radius + n)
+
+    def once(value: int) -> float:
+        apply(value)
+        start = time.perf_counter()
+        engine.process(window, keep, frames)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return (time.perf_counter() - start) / n
+
+    for v in values:
+        once(v)
+    seconds = {v: float("inf") for v in values}
+    for _ in range(PROBE_CALLS):
+        for v in values:
+            seconds[v] = min(seconds[v], once(v))
+    return {v: round(t, 5) for v, t in seconds.items()}
+
+
 def time_threads(spec: ModelSpec, settings: ModelSettings, device: torch.device, frames: np.ndarray,
                  counts: list[int]) -> dict[int, float]:
     """Seconds per output frame of ``settings`` (a concrete precision) at each torch thread count in
-    ``counts``: one engine, a warm-up at each count, then ``PROBE_CALLS`` rounds in turns (fastest kept).
-    The process's thread count is restored after."""
+    ``counts`` (one engine; ``_time_values``). The process's thread count is restored after."""
     from vsr_pipeline.engine import Engine, set_threads
 
     before = torch.get_num_threads()
-    n = len(frames) - 2 * spec.radius
-    window, keep = slice(0, len(frames)), slice(spec.radius, spec.radius + n)
     engine = Engine.from_settings(settings, spec=spec, device=str(device), threads=counts[0])
-
-    def once(threads: int) -> float:
-        set_threads(threads)
-        start = time.perf_counter()
-        engine.process(window, keep, frames)
-        return (time.perf_counter() - start) / n
-
     try:
-        for c in counts:  # warm-ups (oneDNN primitives per thread count)
-            once(c)
-        seconds = {c: float("inf") for c in counts}
-        for _ in range(PROBE_CALLS):
-            for c in counts:
-                seconds[c] = min(seconds[c], once(c))
+        return _time_values(engine, spec, device, frames, counts, set_threads)
     finally:
         set_threads(before)
-    return {c: round(v, 5) for c, v in seconds.items()}
+
+
+def time_batches(spec: ModelSpec, settings: ModelSettings, device: torch.device, frames: np.ndarray,
+                 batches: list[int], threads: int = 0) -> dict[int, float]:
+    """Seconds per output frame of ``settings`` (a concrete precision) at each batch in ``batches`` (one
+    engine whose batch is set before each call; ``_time_values``)."""
+    from vsr_pipeline.engine import Engine
+
+    engine = Engine.from_settings(settings, spec=spec, device=str(device), threads=threads)
+    return _time_values(engine, spec, device, frames, batches, lambda b: setattr(engine, "batch", b))
+
+
+def _fewest_within(seconds: dict[int, float], gain: float) -> int:
+    """The smallest setting whose time is within ``gain`` of the fastest."""
+    fastest = min(seconds.values())
+    return min(v for v, t in seconds.items() if t <= fastest * (1 + gain))
+
+
+def _probed(key: str, values: list[int], device: torch.device, probe: Callable[[], dict[int, float]],
+            gain: float) -> tuple[int, dict[Any, float], str]:
+    """The smallest of ``values`` within ``gain`` of the fastest, from the cache entry ``key`` when it holds
+    a probe of the same ``values`` (not a busy one on an idle machine), else from ``probe()`` (cached).
+    Returns the choice, the seconds per value and a note on where they came from."""
+    path = cache_path()
+    entry = _load_cache(path).get(key)
+    busy = _busy(device)
+    if (isinstance(entry, dict) and entry.get("choice") in values and not (entry.get("busy") and busy is None)
+            and sorted(int(k) for k in entry.get("seconds", {})) == sorted(values)):
+        note = " (probed on a busy machine)" if entry.get("busy") else ""
+        return int(entry["choice"]), entry["seconds"], f"cached probe{note} ({path})"
+    seconds = probe()
+    choice = _fewest_within(seconds, gain)
+    cache = _load_cache(path)
+    cache[key] = {"choice": choice, "seconds": {str(v): t for v, t in seconds.items()},
+                  "busy": busy is not None, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    _save_cache(path, cache)
+    _release_heap()
+    return choice, seconds, f"probe{f' ({busy})' if busy else ''}"
 
 
 def choose_threads(settings: ModelSettings, device: torch.device, width: int, height: int,
@@ -183,26 +247,41 @@ def choose_threads(settings: ModelSettings, device: torch.device, width: int, he
     counts = sorted({cores, max(1, cores // 2)}, reverse=True)
     if len(counts) == 1:
         return cores, "one core"
-    path = cache_path()
     key = _key(spec, settings, device, width, height) + f"|threads|{settings.precision}"
-    entry = _load_cache(path).get(key)
-    busy = _busy(device)
-    if (isinstance(entry, dict) and entry.get("choice") in counts and not (entry.get("busy") and busy is None)
-            and sorted(int(k) for k in entry.get("seconds", {})) == sorted(counts)):
-        note = " (probed on a busy machine)" if entry.get("busy") else ""
-        return int(entry["choice"]), f"cached probe {_thread_figures(entry['seconds'])}{note} ({path})"
-    seconds = time_threads(spec, settings, device, _probe_input(spec, settings, width, height), counts)
-    fastest = min(seconds.values())
-    choice = min(c for c in counts if seconds[c] <= fastest * (1 + THREAD_GAIN))
-    cache = _load_cache(path)
-    cache[key] = {"choice": choice, "seconds": {str(c): v for c, v in seconds.items()},
-                  "busy": busy is not None, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    _save_cache(path, cache)
-    _release_heap()
+    frames = _probe_input(spec, settings, width, height)
+    choice, seconds, source = _probed(
+        key, counts, device, lambda: time_threads(spec, settings, device, frames, counts), THREAD_GAIN)
     rule = (f"more threads gain under {THREAD_GAIN:.0%}, the rest of the cores left to decode and encode"
             if choice < max(counts) else "every core")
-    note = f" ({busy})" if busy else ""
-    return choice, f"{rule}; probe {_thread_figures(seconds)} at {width}x{height}{note}"
+    return choice, f"{rule}; {source} {_thread_figures(seconds)} at {width}x{height}"
+
+
+def choose_batch(settings: ModelSettings, device: torch.device, width: int, height: int,
+                 spec: ModelSpec | None = None, threads: int = 0) -> tuple[int, str]:
+    """Frames (single-image model) or windows (window model) per forward call for ``settings``
+    (``settings.precision`` concrete) on this machine at ``width`` x ``height``, and why.
+
+    ``settings.batch`` set: kept. A recurrent model takes a chunk as one sequence: ``DEFAULT_BATCH``, never
+    used. Otherwise ``CPU_BATCHES`` / ``CUDA_BATCHES`` are timed on one engine (a larger batch amortises
+    per-call costs, a smaller one keeps a large frame's feature maps in cache: ESPCN x4 at 640x272 runs
+    1.5x faster at batch 1 than 4 on the CPU) and the smallest within ``BATCH_GAIN`` of the fastest wins
+    (less memory, less padding of a chunk's last call). Cached like the precision."""
+    spec = spec or get_spec(settings.model)
+    if settings.batch is not None:
+        return settings.batch, f"--batch {settings.batch}"
+    if spec.temporal == "recurrent":
+        return DEFAULT_BATCH, "recurrent model: a chunk is one sequence, no batch to choose"
+    batches = list(CUDA_BATCHES if device.type == "cuda" else CPU_BATCHES)
+    key = _key(spec, settings, device, width, height) + f"|batch|{settings.precision}|{threads}"
+    frames = _probe_input(spec, settings, width, height, outputs=max(batches))
+    choice, seconds, source = _probed(
+        key, batches, device, lambda: time_batches(spec, settings, device, frames, batches, threads),
+        BATCH_GAIN)
+    rule = (f"larger batches gain under {BATCH_GAIN:.0%}" if choice < max(batches)
+            else "the largest batch tried is the fastest")
+    figures = ", ".join(f"batch {k} {float(v):.4f} s/frame" for k, v in sorted(seconds.items(),
+                                                                              key=lambda kv: int(kv[0])))
+    return choice, f"{rule}; {source} {figures} at {width}x{height}"
 
 
 def _thread_figures(seconds: dict[Any, float]) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 from vsr_pipeline.cluster import ray_session, restart_policy
 from vsr_pipeline.errors import EXIT_INTERRUPTED, InterruptedJob, UsageError, exit_code_and_message
 from vsr_pipeline.job import plan_job, run_job
-from vsr_pipeline.options import UpscaleOptions, check_options
+from vsr_pipeline.options import DEFAULT_BATCH, UpscaleOptions, check_options
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
     with ray_session(opts.upscale.address):
         placement = choose_placement(opts)
         device = "auto" if placement.num_gpus else "cpu"
-        video_opts, precision_reason = _decide_precision(video_opts, spec, inputs, device, placement.threads)
+        video_opts, reasons = _decide_auto(video_opts, spec, inputs, device, placement.threads)
         pool = UpscalerPool.start(spec, placement, video_opts.model_settings(), device,
                                   restart_policy(video_opts.retries))
         try:
@@ -186,7 +186,7 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
             pool.kill()
     ended = time.time()
     summary = _summary(outcomes, opts, placement, device_name, busy, timeline, started, ready, ended)
-    summary.update(precision=video_opts.precision, precision_reason=precision_reason)
+    summary.update(precision=video_opts.precision, batch=video_opts.batch, **reasons)
     summary.update(write_reports(summary, timeline, opts.outdir, started))
     if any(o.status == "interrupted" for o in outcomes):
         done = sum(o.status in ("ok", "skipped") for o in outcomes)
@@ -197,28 +197,45 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
     return summary
 
 
-def _decide_precision(opts: UpscaleOptions, spec: Any, inputs: list[str], device: str, threads: int
-                      ) -> tuple[UpscaleOptions, str | None]:
-    """``precision auto`` decided once for the whole pool (``vsr_pipeline.autotune``) at the first readable
-    input's frame size, when the upscalers run on this machine's CPU. On GPUs or a cluster the actors apply
-    the hardware rule on their own node (``vsr_pipeline.precision``)."""
-    if opts.precision != "auto" or opts.address or device != "cpu":
-        return opts, None
+def _decide_auto(opts: UpscaleOptions, spec: Any, inputs: list[str], device: str, threads: int
+                 ) -> tuple[UpscaleOptions, dict[str, str | None]]:
+    """``precision auto`` and ``batch auto`` decided once for the whole pool (``vsr_pipeline.autotune``) at
+    the first readable input's frame size, when the upscalers run on this machine's CPU; returns the options
+    and the reasons. On GPUs or a cluster the actors apply the hardware rule on their own node
+    (``vsr_pipeline.precision``) and the batch is ``DEFAULT_BATCH``."""
+    reasons: dict[str, str | None] = {"precision_reason": None, "batch_reason": None}
+    auto_precision, auto_batch = opts.precision == "auto", opts.batch is None
+    if not (auto_precision or auto_batch):
+        return opts, reasons
+    if opts.address or device != "cpu":
+        if auto_batch:
+            where = "a cluster's nodes" if opts.address else "a GPU"
+            reasons["batch_reason"] = f"the default {DEFAULT_BATCH}: the upscalers run on {where}, untimed"
+        return opts, reasons
     import torch
 
-    from vsr_pipeline.autotune import choose_precision
+    from vsr_pipeline.autotune import choose_batch, choose_precision
     from vsr_pipeline.media import MediaError, probe
 
+    cpu = torch.device("cpu")
     for name in inputs:
         try:
             info = probe(name, fps=opts.fps)
         except (MediaError, OSError):
             continue
-        precision, reason = choose_precision(opts.model_settings(), torch.device("cpu"), info.width,
-                                             info.height, spec, threads)
-        log.info("batch: precision auto -> %s (%s)", precision, reason)
-        return replace(opts, precision=precision), reason
-    return opts, None
+        w, h = info.width, info.height
+        precision, reason = choose_precision(opts.model_settings(), cpu, w, h, spec, threads)
+        opts = replace(opts, precision=precision)
+        batch, batch_reason = choose_batch(opts.model_settings(), cpu, w, h, spec, threads)
+        opts = replace(opts, batch=batch)
+        if auto_precision:
+            reasons["precision_reason"] = reason
+            log.info("batch: precision auto -> %s (%s)", precision, reason)
+        if auto_batch:
+            reasons["batch_reason"] = batch_reason
+            log.info("batch: batch auto -> %d (%s)", batch, batch_reason)
+        break
+    return opts, reasons
 
 
 def _run_all(one: Any, n: int, jobs: int, cancel: threading.Event) -> None:

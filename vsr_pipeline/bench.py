@@ -233,7 +233,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
     import torch
 
     from models.weights import save_safetensors
-    from vsr_pipeline.autotune import choose_precision
+    from vsr_pipeline.autotune import choose_batch, choose_precision
     from vsr_pipeline.cluster import ray_session
     from vsr_pipeline.engine import Engine, resolve_device
     from vsr_pipeline.heap import release_free_memory, reuse_freed_memory
@@ -273,9 +273,12 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         precision, precision_reason = choose_precision(up_opts.model_settings(),
                                                        device, info.width, info.height, spec, threads)
         up_opts = replace(up_opts, precision=precision)
+        batch, batch_reason = choose_batch(up_opts.model_settings(), device, info.width, info.height, spec,
+                                           threads)
+        up_opts = replace(up_opts, batch=batch)
         # like the pipeline's actor (malloc keeps freed buffers, vsr_pipeline.heap); the naive loop runs
         # with glibc's defaults, as peers' scripts do
-        up = Engine.from_settings(replace(up_opts.model_settings(), precision=precision), spec=spec,
+        up = Engine.from_settings(up_opts.model_settings(), spec=spec,
                                   device=str(device), threads=threads, reuse_memory=True)
 
         def model_chunks() -> float:
@@ -289,9 +292,10 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
             up.process(slice(0, n), slice(0, n), frames)
             return time.perf_counter() - s
 
-        log(f"bench {spec.name} x{opts.scale} {precision}: {n} frames {info.width}x{info.height}, "
-            f"chunk {chunk} padding {padding} ({len(chunks)} chunks), {opts.repeats} repeats")
-        warm = min(n, max(2, opts.batch))  # warm-up: first-call allocations, oneDNN primitive creation
+        log(f"bench {spec.name} x{opts.scale} {precision} batch {batch}: {n} frames "
+            f"{info.width}x{info.height}, chunk {chunk} padding {padding} ({len(chunks)} chunks), "
+            f"{opts.repeats} repeats")
+        warm = min(n, max(2, batch))  # warm-up: first-call allocations, oneDNN primitive creation
         up.process(slice(0, warm), slice(0, warm), frames)
         times: dict[str, list[float]] = {"model": [], "model_whole": [], "pipeline": [], "naive": [],
                                          "startup": [], "pipeline_model": [], "pipeline_head": [],
@@ -318,7 +322,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
                 times["pipeline_tail"].append(res_up.model_tail_s or 0.0)
                 samplers.append(sampler)
                 times["startup"].append(actor_startup(spec, weights, opts.scale, str(device), threads,
-                                                      opts.batch, precision, opts.tile, opts.overlap))
+                                                      batch, precision, opts.tile, opts.overlap))
                 if not opts.skip_naive:
                     with TreeSampler():
                         res = naive_in_fresh_process(spec.name, weights, clip, tmp / f"naive{r}.mp4", opts,
@@ -344,7 +348,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         "downscale": opts.downscale,
         "width": info.width, "height": info.height, "scale": opts.scale, "device": str(device),
         "precision": precision, "precision_reason": precision_reason, "threads": up.threads,
-        "batch": opts.batch, "tile": opts.tile,
+        "batch": batch, "batch_reason": batch_reason, "tile": opts.tile,
         "chunk": chunk, "padding": padding, "chunks": len(chunks), "frames_computed_per_frame": computed / n,
         "repeats": opts.repeats,
         "model_fps": round(fps["model"], 4),
@@ -401,6 +405,7 @@ def format_bench(r: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v:.4f}" for k, v in r["stage_cpu_s_per_frame"].items())
         + f"): pipeline x{r['pipeline_over_bound']:.2f} of it",
         f"  precision    {r['precision']} ({r['precision_reason']})",
+        f"  batch        {r['batch']} ({r['batch_reason']})",
         f"  peak memory  RSS {r['peak_rss_mb']:.0f} MB, PSS {r['peak_pss_mb']:.0f} MB (process tree)",
         "  busy (cores) " + ", ".join(f"{k} {v:.2f}" for k, v in r["stage_busy"].items() if v >= 0.005),
     ]

@@ -36,6 +36,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _batch(text: str) -> int | None:  # None: "auto" (vsr_pipeline.autotune.choose_batch)
+    return None if text == "auto" else _positive_int(text)
+
+
 def _fraction(text: str) -> Fraction:
     try:
         value = Fraction(text)
@@ -101,23 +105,17 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=default("preset"))
     p.add_argument("--fps", type=_fraction, help="frame rate of a folder-of-frames input (default 25)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument(
-        "--backbone", help="single-image model as the body of a video model that accepts one (VESPCN, EDVR)"
-    )
+    p.add_argument("--backbone", help="single-image model as the body of a video model that accepts one")
     p.add_argument(
         "--align",
         metavar="ESTIMATOR",
         help="pre-align the windows of a window model with optical flow: spynet (pretrained), farneback, dis",
     )
+    p.add_argument("--aligned-dtype", choices=["uint8", "float16"], default=default("aligned_dtype"),
+                   help="dtype of aligned windows between the aligner and the model (default uint8)")
     p.add_argument(
-        "--aligned-dtype",
-        choices=["uint8", "float16"],
-        default=default("aligned_dtype"),
-        help="dtype of aligned windows between the aligner and the model (default uint8)",
-    )
-    p.add_argument(
-        "--batch", type=_positive_int, default=default("batch"),
-        help="frames or windows per forward pass (default 4)"
+        "--batch", type=_batch, default=default("batch"), metavar="auto|N",
+        help="frames or windows per forward pass (default auto: timed on this machine)"
     )
     p.add_argument(
         "--on-corrupt",
@@ -191,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--scale", type=_positive_int, default=default("scale"))
     bn.add_argument("--device", default=default("device"), choices=["auto", "cpu", "cuda"])
     bn.add_argument("--repeats", type=_positive_int, default=3, help="median of this many runs (default 3)")
-    bn.add_argument("--batch", type=_positive_int, default=default("batch"))
+    bn.add_argument("--batch", type=_batch, default=default("batch"), metavar="auto|N")
     bn.add_argument("--chunk", type=_positive_int, help="core frames per chunk (default: sized to the frame)")
     bn.add_argument("--padding", type=int, help="context frames each side of a chunk (default: per model)")
     bn.add_argument("--preset", default=default("preset"),

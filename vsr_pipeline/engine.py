@@ -22,6 +22,7 @@ import torch
 from models.registry import ModelSpec, build_model, get_spec, register, resolve_weights
 from models.weights import load_weights
 from vsr_pipeline.heap import reuse_freed_memory
+from vsr_pipeline.options import concrete_batch
 from vsr_pipeline.precision import FP32_CPU, Precision, make_precision
 from vsr_pipeline.tiling import DEFAULT_OVERLAP, back_off, free_cached, is_out_of_memory, tiled_forward
 from vsr_pipeline.windows import window_table
@@ -219,7 +220,7 @@ def engine_arguments(settings: ModelSettings, spec: ModelSpec | None = None, dev
         "scale": settings.scale,
         "device": device or settings.device,
         "threads": threads,
-        "batch": settings.batch,
+        "batch": concrete_batch(settings.batch),
         "backbone": None if settings.backbone is None else get_spec(settings.backbone),
         "precision": settings.precision,
         "tile": settings.tile,

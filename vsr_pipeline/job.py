@@ -31,6 +31,7 @@ from vsr_pipeline.options import (
     check_options,
     check_paths,
     check_perf_options,
+    concrete_batch,
 )
 from vsr_pipeline.plan import Chunk, default_chunk, plan_chunks
 from vsr_pipeline.scheduler import ChunkWork, decoded_chunks, run_chunks
@@ -79,6 +80,9 @@ class UpscaleResult:
     #: the forward pass's precision, and why it was chosen (``vsr_pipeline.autotune``)
     precision: str | None = None
     precision_reason: str | None = None
+    #: frames or windows per forward call, and why (``vsr_pipeline.autotune.choose_batch``)
+    batch: int | None = None
+    batch_reason: str | None = None
     #: torch threads of the CPU upscaler and why (``vsr_pipeline.autotune.choose_threads``; None on CUDA)
     threads: int | None = None
     threads_reason: str | None = None
@@ -104,25 +108,29 @@ class JobPlan:
     chunk: int
     padding: int
     chunks: list[Chunk]
-    #: why ``opts.precision`` is what it is (``auto`` is resolved by ``resolve_auto_precision``)
+    #: why ``opts.precision`` and ``opts.batch`` are what they are (``auto`` is resolved by
+    #: ``resolve_auto_settings``)
     precision_reason: str = ""
+    batch_reason: str = ""
     #: torch threads of the CPU upscaler (0: every core / not decided) and why (``autotune.choose_threads``)
     threads: int = 0
     threads_reason: str = ""
 
 
-def resolve_auto_precision(plan: JobPlan, device: Any) -> JobPlan:
-    """``plan`` with ``precision auto`` decided for this machine at the input's frame size
-    (``vsr_pipeline.autotune``: hardware, then a cached timed probe); any other precision is kept."""
+def resolve_auto_settings(plan: JobPlan, device: Any) -> JobPlan:
+    """``plan`` with ``precision auto``, ``batch auto`` and the upscaler's threads decided for this machine
+    at the input's frame size (``vsr_pipeline.autotune``: hardware, then cached timed probes, in that order);
+    forced values are kept. Resuming an unfinished job keeps what its ledger recorded for an ``auto``."""
     from dataclasses import replace
 
-    from vsr_pipeline.autotune import candidates, choose_precision, choose_threads
-    from vsr_pipeline.ledger import recorded_precision
+    from vsr_pipeline.autotune import candidates, choose_batch, choose_precision, choose_threads
+    from vsr_pipeline.ledger import recorded_setting
 
     opts = plan.opts
     threads = 0 if device.type == "cuda" else os.cpu_count() or 1  # as the job's upscaler will run
-    earlier = recorded_precision(plan.output) if opts.precision == "auto" and opts.resume != "never" else None
-    if earlier is not None and earlier in candidates(plan.spec, device)[0]:
+    resuming = opts.resume != "never"
+    earlier = recorded_setting(plan.output, "precision") if opts.precision == "auto" and resuming else None
+    if isinstance(earlier, str) and earlier in candidates(plan.spec, device)[0]:
         precision, reason = earlier, "kept from the unfinished run this one resumes (its ledger)"
     else:
         precision, reason = choose_precision(opts.model_settings(), device, plan.info.width, plan.info.height,
@@ -130,10 +138,20 @@ def resolve_auto_precision(plan: JobPlan, device: Any) -> JobPlan:
     if opts.precision == "auto":
         log.info("precision auto -> %s (%s)", precision, reason)
     opts = replace(opts, precision=precision)
+    earlier = recorded_setting(plan.output, "batch") if opts.batch is None and resuming else None
+    if isinstance(earlier, int) and earlier >= 1:
+        batch, batch_reason = earlier, "kept from the unfinished run this one resumes (its ledger)"
+    else:
+        batch, batch_reason = choose_batch(opts.model_settings(), device, plan.info.width, plan.info.height,
+                                           plan.spec, threads)
+    if opts.batch is None:
+        log.info("batch auto -> %d (%s)", batch, batch_reason)
+    opts = replace(opts, batch=batch)
     threads, threads_reason = choose_threads(opts.model_settings(), device, plan.info.width, plan.info.height,
                                              plan.spec)
     log.info("upscaler threads -> %s (%s)", threads or "default", threads_reason)
-    return replace(plan, opts=opts, precision_reason=reason, threads=threads, threads_reason=threads_reason)
+    return replace(plan, opts=opts, precision_reason=reason, batch_reason=batch_reason, threads=threads,
+                   threads_reason=threads_reason)
 
 
 def plan_job(
@@ -153,7 +171,7 @@ def plan_job(
     check_manifest_free(output, opts.overwrite)
     check_perf_options(spec, opts, device)
     info = probe(input_path, fps=opts.fps)
-    check_memory(info, opts.scale, opts.batch)
+    check_memory(info, opts.scale)
     padding = spec.default_padding if opts.padding is None else opts.padding
     chunk = opts.chunk or default_chunk(info.width, info.height, info.frames, padding,
                                         spec.chunk_bytes_per_pixel)
@@ -176,7 +194,7 @@ def job_settings(
         "backbone": opts.backbone,
         "align": opts.align,
         "aligned_dtype": opts.aligned_dtype if opts.align else None,
-        "batch": opts.batch,
+        "batch": concrete_batch(opts.batch),
         # segments made in another precision or tiling differ slightly; "auto" is recorded as what it
         # resolves to, so a CLI run (auto) and an API run (fp32) that compute the same way share segments
         "precision": _resolved_precision(opts.precision, device, spec.name),
@@ -220,7 +238,7 @@ def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions | N
     opts = opts or UpscaleOptions()
     spec = check_options(opts)  # option errors before device errors
     device = resolve_device(opts.device)
-    plan = resolve_auto_precision(plan_job(input_path, output, opts, device, spec), device)
+    plan = resolve_auto_settings(plan_job(input_path, output, opts, device, spec), device)
     opts = plan.opts
     gpu = device.type == "cuda"
     cpus = os.cpu_count() or 1
@@ -403,6 +421,8 @@ def run_job(
         model_tail_s=round(ended_epoch - max(float(s["last"]) for s in busy), 3) if busy else None,
         precision=_resolved_precision(opts.precision, device_type, spec.name),
         precision_reason=plan.precision_reason or None,
+        batch=opts.batch,
+        batch_reason=plan.batch_reason or None,
         threads=plan.threads or None,
         threads_reason=plan.threads_reason or None,
     )

@@ -34,16 +34,15 @@ def job_dir(output: str | os.PathLike[str]) -> Path:
     return out.parent / f".{out.name}.vsr"
 
 
-def recorded_precision(output: str | os.PathLike[str]) -> str | None:
-    """The forward precision an unfinished job writing ``output`` recorded in its ledger (None: no ledger,
-    or none recorded): a resumed ``--precision auto`` keeps it rather than probing again, since a probe that
-    picked otherwise would make every finished chunk be redone."""
+def recorded_setting(output: str | os.PathLike[str], name: str) -> Any:
+    """A setting (e.g. ``precision``, ``batch``) an unfinished job writing ``output`` recorded in its ledger
+    (None: no ledger, or none recorded): a resumed ``auto`` keeps it rather than probing again, since a probe
+    that chose otherwise would make every finished chunk be redone."""
     try:
         data = json.loads((job_dir(output) / "ledger.json").read_text(encoding="utf-8"))
-        value = data["settings"]["precision"]
+        return data["settings"][name]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return value if isinstance(value, str) else None
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -46,8 +46,10 @@ class ModelSettings:
     device: str = "auto"
     #: single-image model used as the body of a video model whose spec accepts_backbone
     backbone: str | None = None
-    #: frames (single-image models) or windows (window models) per forward pass
-    batch: int = 4
+    #: frames (single-image models) or windows (window models) per forward pass; None: "auto", chosen by a
+    #: timed probe on this machine where it matters (``vsr_pipeline.autotune.choose_batch``), else
+    #: ``DEFAULT_BATCH``
+    batch: int | None = None
     #: auto|fp32|fp32-cl|bf16|fp16 (``vsr_pipeline.precision``)
     precision: str = "auto"
     #: LR tile size for frames that do not fit (None: whole frames; out-of-memory still backs off to tiles)
@@ -60,6 +62,15 @@ class ModelSettings:
 
 _M, _E = ModelSettings, EncodeSettings
 
+#: the batch of a forward pass that nothing chose (a recurrent model, which ignores it; a live stream; a
+#: Ray cluster's nodes, which the driver cannot time)
+DEFAULT_BATCH = 4
+
+
+def concrete_batch(batch: int | None) -> int:
+    """``batch``, or ``DEFAULT_BATCH`` for "auto" where nothing probed it."""
+    return DEFAULT_BATCH if batch is None else batch
+
 
 @dataclass
 class UpscaleOptions:
@@ -71,7 +82,7 @@ class UpscaleOptions:
     scale: int = _M.scale
     device: str = _M.device
     backbone: str | None = _M.backbone
-    batch: int = _M.batch
+    batch: int | None = _M.batch
     precision: str = _M.precision
     tile: int | None = _M.tile
     overlap: int = _M.overlap
@@ -159,8 +170,8 @@ def check_options(opts: UpscaleOptions) -> ModelSpec:
         raise UsageError(f"model {spec.name} supports scale {scales}, not {opts.scale}")
     check_backbone(spec, opts.backbone, opts.scale)
     check_align(spec, opts.align, opts.aligned_dtype)
-    if opts.batch < 1:
-        raise UsageError("--batch must be >= 1")
+    if opts.batch is not None and opts.batch < 1:
+        raise UsageError("--batch must be auto or >= 1")
     if opts.decoders < 1:
         raise UsageError("--decoders must be >= 1")
     if opts.on_corrupt not in ON_CORRUPT:
@@ -250,7 +261,7 @@ def check_paths(input_path: Path, output: Path, overwrite: bool) -> None:
         raise UsageError(f"output directory {parent} is not writable ({exc.strerror or exc})") from None
 
 
-def memory_estimate(info: VideoInfo, scale: int, batch: int = 1) -> int:
+def memory_estimate(info: VideoInfo, scale: int) -> int:
     """A lower bound on the bytes one frame needs, whatever the batch or tiling: its HR output as float32
     (the model's) plus three uint8 RGB copies (upscaler, object store, encoder). Activations are left out:
     batching and tiling shrink them, and out-of-memory backs off to tiles."""
@@ -265,9 +276,9 @@ def total_memory() -> int | None:
         return None
 
 
-def check_memory(info: VideoInfo, scale: int, batch: int) -> None:
+def check_memory(info: VideoInfo, scale: int) -> None:
     """Refuse, with the estimate, a frame whose processing cannot fit this machine's memory."""
-    need, have = memory_estimate(info, scale, batch), total_memory()
+    need, have = memory_estimate(info, scale), total_memory()
     if have is not None and need > have:
         raise ResourceError(
             f"a {info.width}x{info.height} frame at x{scale} needs about {need / 2**30:.1f} GiB "

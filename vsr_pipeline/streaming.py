@@ -43,7 +43,15 @@ from vsr_pipeline.media import MediaError, VideoInfo, VideoWriter
 from vsr_pipeline.media.ingest import (
     repair_message,
 )
-from vsr_pipeline.options import UpscaleOptions, check_memory, check_options, check_paths, check_perf_options
+from vsr_pipeline.options import (
+    DEFAULT_BATCH,
+    UpscaleOptions,
+    check_memory,
+    check_options,
+    check_paths,
+    check_perf_options,
+    concrete_batch,
+)
 from vsr_pipeline.plan import LivePolicy, live_policy
 from vsr_pipeline.scheduler import ChunkWork, run_chunks
 from vsr_pipeline.stream_source import END, StreamDecoder, check_stdin, is_stream_source
@@ -149,7 +157,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     check_perf_options(spec, opts, device)
-    policy = live_policy(spec.temporal, spec.radius, opts.batch, opts.chunk, opts.padding,
+    policy = live_policy(spec.temporal, spec.radius, concrete_batch(opts.batch), opts.chunk, opts.padding,
                          spec.default_padding)
     name = "stdin" if source == "-" else source
     if source == "-":
@@ -172,7 +180,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         if isinstance(item, BaseException):
             raise item
         info = item[1]
-        check_memory(info, opts.scale, opts.batch)
+        check_memory(info, opts.scale)
         writer = _writer(output, info, opts)
         sink = _ProgressiveEncoder(writer, header_first=output.suffix.lower() != ".ts")
         executor = LocalExecutor(engine, sink)
@@ -242,6 +250,9 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         # a live stream does not wait for a timed probe (vsr_pipeline.autotune): hardware + quality table
         "precision_reason": f"--precision {opts.precision}" if opts.precision != "auto" else
         "live stream: the hardware and quality rule of vsr_pipeline.precision, no timed probe",
+        "batch": engine.batch,
+        "batch_reason": f"--batch {opts.batch}" if opts.batch is not None else
+        f"live stream: the default {DEFAULT_BATCH}, no timed probe",
         "timestamps_repaired": decoder.timestamps.repaired,
         "deinterlaced": decoder.deinterlaced,
         "bad_packets": decoder.bad_packets,
