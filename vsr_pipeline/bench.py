@@ -233,7 +233,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
     import torch
 
     from models.weights import save_safetensors
-    from vsr_pipeline.autotune import choose_batch, choose_precision
+    from vsr_pipeline.autotune import choose_batch, choose_precision, choose_threads
     from vsr_pipeline.cluster import ray_session
     from vsr_pipeline.engine import Engine, resolve_device
     from vsr_pipeline.heap import release_free_memory, reuse_freed_memory
@@ -276,6 +276,8 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         batch, batch_reason = choose_batch(up_opts.model_settings(), device, info.width, info.height, spec,
                                            threads)
         up_opts = replace(up_opts, batch=batch)
+        if device.type != "cuda":  # model only runs with the threads the pipeline's upscaler will have
+            threads = choose_threads(up_opts.model_settings(), device, info.width, info.height, spec)[0]
         # like the pipeline's actor (malloc keeps freed buffers, vsr_pipeline.heap); the naive loop runs
         # with glibc's defaults, as peers' scripts do
         up = Engine.from_settings(up_opts.model_settings(), spec=spec,
