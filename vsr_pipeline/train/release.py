@@ -9,6 +9,8 @@ installed package.
 Reads ``runs/<run>/`` (config.yaml, best.safetensors, checkpoints/*/state.json, metrics.jsonl). Writes
 ``models/zoo/<dir>/<name>.safetensors``, ``models/zoo/<dir>/<name>.md`` and
 ``benchmarks/results/train_<name>.json`` (``<name>`` is the run's unless given after a colon).
+A fine-tune of a package's published weights (``init:``) ships only its differences from them
+(``models/weight_delta.py``), as 4-bit groups unless ``--bits 16``.
 The benchmark sets only *measure* the shipped file: model selection used the held-out training
 photographs/clips (best validation PSNR), never these sets.
 """
@@ -66,6 +68,9 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=1.0,
                     help="a fine-tune of published weights: ship base + ALPHA * (tuned - base) (weight-space "
                     "interpolation, benchmarks/quality_weight_interpolation.py chooses it)")
+    ap.add_argument("--bits", type=int, choices=(4, 16), default=4,
+                    help="a fine-tune of published weights: store its differences as 4-bit groups (default; "
+                    "under a third of float16's size, models/weight_delta.py) or float16")
     args = ap.parse_args()
     global ROOT
     ROOT = args.repo.resolve()
@@ -104,7 +109,7 @@ def ship(run_and_name: str, args: argparse.Namespace) -> None:
         from safetensors.torch import load_file
 
         from models.registry import resolve_weights
-        from models.weight_delta import write_delta
+        from models.weight_delta import DEFAULT_GROUP, MIN_QUANTISED, write_delta
         from models.weights import read_state_dict
 
         base_path = resolve_weights(model, cfg["init"], scale)
@@ -115,8 +120,14 @@ def ship(run_and_name: str, args: argparse.Namespace) -> None:
             tuned = {k: published[k] + args.alpha * (v - published[k]) if v.is_floating_point() else v
                      for k, v in tuned.items()}
         counts = write_delta(tuned, published, base_path, base, dst, {"model": model, "scale": str(scale),
-                                                           "config": run_name, "alpha": str(args.alpha)})
-        stored = (f"float16 differences from the published `{cfg['init']}` weights ({base}), "
+                             "config": run_name, "alpha": str(args.alpha)}, bits=args.bits)
+        if args.bits == 4:
+            how = (f"4-bit differences (groups of {DEFAULT_GROUP} numbers, each with a float16 scale and "
+                   f"offset; the {counts['changed'] - counts['quantised']} tensors under {MIN_QUANTISED} "
+                   "numbers in float16)")
+        else:
+            how = "float16 differences"
+        stored = (f"{how} from the published `{cfg['init']}` weights ({base}), "
                   f"{args.alpha} times the fine-tune's, in "
                   f"{counts['changed']} tensors, {counts['numbers']:,} numbers; the other "
                   f"{counts['unchanged']} tensors are the base's")
