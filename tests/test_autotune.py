@@ -238,3 +238,32 @@ def test_the_job_reports_its_batch_and_a_resume_keeps_it(tmp_path: Path, cache: 
     monkeypatch.setattr(autotune, "time_batches", lambda *a, **k: pytest.fail("a resumed job probed"))
     plan = resolve_auto_settings(plan_job(clip, tmp_path / "half.mkv", opts, CPU), CPU)
     assert plan.opts.batch == 2 and "kept from the unfinished run" in plan.batch_reason
+
+
+def test_probes_run_with_the_actors_heap(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The upscaler actor keeps freed buffers (``Engine(reuse_memory=True)``); a probe timed without that
+    pays page faults the actor does not (it made batch 1 look 1.5x faster than 4 for ESPCN at 640x272), so
+    every probe runs with the same malloc settings, and the driver gets glibc's defaults back after."""
+    from vsr_pipeline import heap
+
+    monkeypatch.setattr(autotune.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    state: list[bool] = []
+    seen: list[tuple[str, bool]] = []
+    monkeypatch.setattr(heap, "reuse_freed_memory", lambda enabled=True: state.append(enabled) or True)
+    monkeypatch.setattr(heap, "release_free_memory", lambda: state.append(False) or True)
+
+    def fake(name):  # type: ignore[no-untyped-def]
+        def timed(spec, settings, device, frames, values, threads=0):  # type: ignore[no-untyped-def]
+            seen.append((name, state[-1]))
+            return {v: 1.0 for v in values}
+        return timed
+
+    monkeypatch.setattr(autotune, "time_batches", fake("batch"))
+    monkeypatch.setattr(autotune, "time_candidates", fake("precision"))
+    monkeypatch.setattr(autotune, "time_threads", fake("threads"))
+    settings = ModelSettings(model="espcn", scale=2, precision="fp32")
+    autotune.choose_batch(settings, CPU, 24, 16)
+    autotune.choose_threads(settings, CPU, 24, 16, cores=2)
+    autotune.choose_precision(ModelSettings(model="espcn", scale=2), CPU, 24, 16)
+    assert seen == [("batch", True), ("threads", True), ("precision", True)]
+    assert state[-1] is False

@@ -39,7 +39,8 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -225,13 +226,13 @@ def _probed(key: str, values: list[int], device: torch.device, probe: Callable[[
             and sorted(int(k) for k in entry.get("seconds", {})) == sorted(values)):
         note = " (probed on a busy machine)" if entry.get("busy") else ""
         return int(entry["choice"]), entry["seconds"], f"cached probe{note} ({path})"
-    seconds = probe()
+    with _heap_like_the_actor():
+        seconds = probe()
     choice = _fewest_within(seconds, gain)
     cache = _load_cache(path)
     cache[key] = {"choice": choice, "seconds": {str(v): t for v, t in seconds.items()},
                   "busy": busy is not None, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _save_cache(path, cache)
-    _release_heap()
     return choice, seconds, f"probe{f' ({busy})' if busy else ''}"
 
 
@@ -347,13 +348,13 @@ def choose_precision(settings: ModelSettings, device: torch.device, width: int, 
         note = " (probed on a busy machine)" if entry.get("busy") else ""
         return entry["choice"], f"{why}; cached probe {_figures(entry['seconds'])}{note} ({path})"
     frames = _probe_input(spec, settings, width, height)
-    seconds = time_candidates(spec, settings, device, frames, allowed, threads)
+    with _heap_like_the_actor():
+        seconds = time_candidates(spec, settings, device, frames, allowed, threads)
     choice = min(allowed, key=seconds.__getitem__)
     cache = _load_cache(path)
     cache[key] = {"choice": choice, "seconds": seconds, "busy": busy is not None,
                   "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _save_cache(path, cache)
-    _release_heap()
     note = f" ({busy})" if busy else ""
     return choice, f"{why}; probe {_figures(seconds)} at {width}x{height}{note}"
 
@@ -362,8 +363,18 @@ def _figures(seconds: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.4f} s/frame" for k, v in sorted(seconds.items(), key=lambda kv: kv[1]))
 
 
-def _release_heap() -> None:
-    """Hand the probe's activations back to the OS (the driver keeps running the job)."""
-    from vsr_pipeline.heap import release_free_memory
+@contextmanager
+def _heap_like_the_actor() -> Iterator[None]:
+    """Run a probe with the upscaler actor's malloc settings (``vsr_pipeline.heap``: freed large buffers
+    reused, ``Engine(reuse_memory=True)``), then glibc's defaults again and the probe's buffers handed back
+    to the OS (the driver keeps running the job). Without it a probe pays page faults the actor does not:
+    ESPCN x4 at 640x272 timed 1.5x faster at batch 1 than at 4 that way, where in the actor both ran alike
+    (docs/performance.md)."""
+    from vsr_pipeline.heap import release_free_memory, reuse_freed_memory
 
-    release_free_memory()
+    reuse_freed_memory(True)
+    try:
+        yield
+    finally:
+        reuse_freed_memory(False)
+        release_free_memory()
