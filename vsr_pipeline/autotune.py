@@ -264,9 +264,9 @@ def choose_batch(settings: ModelSettings, device: torch.device, width: int, heig
 
     ``settings.batch`` set: kept. A recurrent model takes a chunk as one sequence: ``DEFAULT_BATCH``, never
     used. Otherwise ``CPU_BATCHES`` / ``CUDA_BATCHES`` are timed on one engine (a larger batch amortises
-    per-call costs, a smaller one keeps a large frame's feature maps in cache: ESPCN x4 at 640x272 runs
-    1.5x faster at batch 1 than 4 on the CPU) and the smallest within ``BATCH_GAIN`` of the fastest wins
-    (less memory, less padding of a chunk's last call). Cached like the precision."""
+    per-call costs, a smaller one keeps a large frame's feature maps in cache; on the CPUs measured so far
+    they differ by at most 7 %, docs/performance.md) and the smallest within ``BATCH_GAIN`` of the fastest
+    wins (less memory, less padding of a chunk's last call). Cached like the precision."""
     spec = spec or get_spec(settings.model)
     if settings.batch is not None:
         return settings.batch, f"--batch {settings.batch}"
