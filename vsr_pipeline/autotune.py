@@ -214,47 +214,94 @@ def _fewest_within(seconds: dict[int, float], gain: float) -> int:
     return min(v for v, t in seconds.items() if t <= fastest * (1 + gain))
 
 
-def _probed(key: str, values: list[int], device: torch.device, probe: Callable[[], dict[int, float]],
-            gain: float) -> tuple[int, dict[Any, float], str]:
-    """The smallest of ``values`` within ``gain`` of the fastest, from the cache entry ``key`` when it holds
-    a probe of the same ``values`` (not a busy one on an idle machine), else from ``probe()`` (cached).
-    Returns the choice, the seconds per value and a note on where they came from."""
+def _probed(key: str, values: list[Any], device: torch.device,
+            probe: Callable[[], dict[Any, float]]) -> tuple[dict[str, float], str]:
+    """Seconds per value of ``values``, from the cache entry ``key`` when it holds a probe of the same
+    ``values`` (not a busy one on an idle machine), else from ``probe()`` (cached). Returns the seconds (keys
+    as strings) and a note on where they came from."""
     path = cache_path()
     entry = _load_cache(path).get(key)
     busy = _busy(device)
-    if (isinstance(entry, dict) and entry.get("choice") in values and not (entry.get("busy") and busy is None)
-            and sorted(int(k) for k in entry.get("seconds", {})) == sorted(values)):
+    if (isinstance(entry, dict) and not (entry.get("busy") and busy is None)
+            and sorted(entry.get("seconds", {})) == sorted(str(v) for v in values)):
         note = " (probed on a busy machine)" if entry.get("busy") else ""
-        return int(entry["choice"]), entry["seconds"], f"cached probe{note} ({path})"
+        return entry["seconds"], f"cached probe{note} ({path})"
     with _heap_like_the_actor():
-        seconds = probe()
-    choice = _fewest_within(seconds, gain)
+        seconds = {str(v): t for v, t in probe().items()}
     cache = _load_cache(path)
-    cache[key] = {"choice": choice, "seconds": {str(v): t for v, t in seconds.items()},
-                  "busy": busy is not None, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    cache[key] = {"seconds": seconds, "busy": busy is not None,
+                  "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _save_cache(path, cache)
-    return choice, seconds, f"probe{f' ({busy})' if busy else ''}"
+    return seconds, f"probe{f' ({busy})' if busy else ''}"
+
+
+def pipeline_seconds(model_s: dict[int, float], beside_s: float, cores: int) -> dict[int, float]:
+    """Predicted wall seconds per frame of a job whose model takes ``model_s[t]`` per frame with ``t`` torch
+    threads and whose decoder and encoder need ``beside_s`` CPU seconds per frame beside it, on ``cores``.
+
+    With every core in the model's OpenMP team the two run one after the other, ``model_s + beside_s``: the
+    team's threads spin-wait for each other whenever the encoder takes one of their cores (ESPCN x4
+    640x272 -> 2560x1088 on 2 cores: 0.049 s model + 0.102 s x264 per frame predicted 0.151, the pipeline
+    ran at 0.147 s per frame outside its start-up). With ``t`` < ``cores`` they overlap, the encoder on the
+    other cores: ``max(model_s, beside_s / (cores - t))``."""
+    return {t: (s + beside_s if t >= cores else max(s, beside_s / (cores - t))) for t, s in model_s.items()}
 
 
 def choose_threads(settings: ModelSettings, device: torch.device, width: int, height: int,
-                   spec: ModelSpec | None = None, cores: int | None = None) -> tuple[int, str]:
-    """Torch threads for the job's upscaler (``settings.precision`` concrete) on this machine, and why:
-    the fewest of (all cores, half of them) within ``THREAD_GAIN`` of the fastest (module docstring). CUDA:
-    0 (torch's own choice; the model does not run on them)."""
+                   spec: ModelSpec | None = None, cores: int | None = None,
+                   beside: tuple[float, str] | None = None) -> tuple[int, str]:
+    """Torch threads for the job's upscaler (``settings.precision`` concrete) on this machine, and why.
+
+    The model is timed at every core, one fewer and half of them (cached); ``beside`` is the CPU seconds per
+    frame that decoding and encoding need beside it and where that figure came from
+    (``decode_encode_seconds``; None: nothing). The fewest threads whose ``pipeline_seconds`` are within
+    ``THREAD_GAIN`` of the fastest win. CUDA: 0 (torch's own choice; the model does not run on them)."""
     spec = spec or get_spec(settings.model)
     cores = cores or os.cpu_count() or 1
     if device.type == "cuda":
         return 0, "CUDA: the model runs on the GPU"
-    counts = sorted({cores, max(1, cores // 2)}, reverse=True)
+    counts = sorted({cores, cores - 1, max(1, cores // 2)} - {0}, reverse=True)
     if len(counts) == 1:
         return cores, "one core"
     key = _key(spec, settings, device, width, height) + f"|threads|{settings.precision}"
     frames = _probe_input(spec, settings, width, height)
-    choice, seconds, source = _probed(
-        key, counts, device, lambda: time_threads(spec, settings, device, frames, counts), THREAD_GAIN)
-    rule = (f"more threads gain under {THREAD_GAIN:.0%}, the rest of the cores left to decode and encode"
-            if choice < max(counts) else "every core")
-    return choice, f"{rule}; {source} {_thread_figures(seconds)} at {width}x{height}"
+    seconds, source = _probed(key, counts, device,
+                              lambda: time_threads(spec, settings, device, frames, counts))
+    beside_s, beside_note = beside or (0.0, "")
+    predicted = pipeline_seconds({int(k): float(v) for k, v in seconds.items()}, beside_s, cores)
+    choice = _fewest_within(predicted, THREAD_GAIN)
+    if choice == cores:
+        rule = "every core"
+    elif beside_s > 0 and min(seconds.values()) < float(seconds[str(choice)]) * (1 - THREAD_GAIN):
+        rule = f"{cores - choice} core(s) left to decode and encode, which then overlap the model"
+    else:
+        rule = f"more threads gain under {THREAD_GAIN:.0%}, the rest of the cores left to decode and encode"
+    why = f"{rule}; {source} model {_thread_figures(seconds)} at {width}x{height}"
+    if beside_s > 0:
+        why += (f"; decode+encode {beside_s:.4f} CPU-s/frame ({beside_note}) -> predicted "
+                + ", ".join(f"{t} threads {s:.4f}" for t, s in sorted(predicted.items(), reverse=True))
+                + " s/frame")
+    return choice, why
+
+
+def decode_encode_seconds(input_path: str | Path, info: Any, scale: int, encode: Any, suffix: str,
+                          device: torch.device) -> tuple[float, str]:
+    """CPU seconds per frame that decoding ``input_path`` and encoding its output (``EncodeSettings``
+    ``encode``, a ``suffix`` video or PNGs for "") take on this machine (``vsr_pipeline.encode_cost``), and
+    where the figure came from. Cached per machine, encode settings, output kind and frame sizes. (0.0, why)
+    when it cannot be measured: the thread choice then considers the model alone."""
+    from vsr_pipeline.encode_cost import time_decode_encode
+
+    key = json.dumps({"machine": machine(device), "decode_encode": [encode.codec, encode.crf, encode.preset],
+                      "suffix": suffix, "size": [info.width, info.height], "scale": scale}, sort_keys=True)
+    try:
+        seconds, source = _probed(key, ["decode", "encode"], device,
+                                  lambda: time_decode_encode(input_path, info, scale, encode, suffix))
+    except Exception as exc:  # a probe is advice: the job reports its own errors on these files
+        log.warning("decode/encode cost not measured (%s); threads chosen by the model alone", exc)
+        return 0.0, f"not measured: {exc}"
+    return (float(seconds["decode"]) + float(seconds["encode"]),
+            f"{source}: decode {float(seconds['decode']):.4f}, encode {float(seconds['encode']):.4f}")
 
 
 def choose_batch(settings: ModelSettings, device: torch.device, width: int, height: int,
@@ -275,9 +322,9 @@ def choose_batch(settings: ModelSettings, device: torch.device, width: int, heig
     batches = list(CUDA_BATCHES if device.type == "cuda" else CPU_BATCHES)
     key = _key(spec, settings, device, width, height) + f"|batch|{settings.precision}|{threads}"
     frames = _probe_input(spec, settings, width, height, outputs=max(batches))
-    choice, seconds, source = _probed(
-        key, batches, device, lambda: time_batches(spec, settings, device, frames, batches, threads),
-        BATCH_GAIN)
+    seconds, source = _probed(key, batches, device,
+                              lambda: time_batches(spec, settings, device, frames, batches, threads))
+    choice = _fewest_within({int(k): float(v) for k, v in seconds.items()}, BATCH_GAIN)
     rule = (f"larger batches gain under {BATCH_GAIN:.0%}" if choice < max(batches)
             else "the largest batch tried is the fastest")
     figures = ", ".join(f"batch {k} {float(v):.4f} s/frame" for k, v in sorted(seconds.items(),

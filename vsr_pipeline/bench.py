@@ -233,7 +233,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
     import torch
 
     from models.weights import save_safetensors
-    from vsr_pipeline.autotune import choose_batch, choose_precision, choose_threads
+    from vsr_pipeline.autotune import choose_batch, choose_precision, choose_threads, decode_encode_seconds
     from vsr_pipeline.cluster import ray_session
     from vsr_pipeline.engine import Engine, resolve_device
     from vsr_pipeline.heap import release_free_memory, reuse_freed_memory
@@ -276,8 +276,11 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         batch, batch_reason = choose_batch(up_opts.model_settings(), device, info.width, info.height, spec,
                                            threads)
         up_opts = replace(up_opts, batch=batch)
+        threads_reason = "CUDA: the model runs on the GPU"
         if device.type != "cuda":  # model only runs with the threads the pipeline's upscaler will have
-            threads = choose_threads(up_opts.model_settings(), device, info.width, info.height, spec)[0]
+            beside = decode_encode_seconds(clip, info, opts.scale, opts.encode_settings(), ".mp4", device)
+            threads, threads_reason = choose_threads(up_opts.model_settings(), device, info.width,
+                                                     info.height, spec, beside=beside)
         # like the pipeline's actor (malloc keeps freed buffers, vsr_pipeline.heap); the naive loop runs
         # with glibc's defaults, as peers' scripts do
         up = Engine.from_settings(up_opts.model_settings(), spec=spec,
@@ -350,7 +353,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         "downscale": opts.downscale,
         "width": info.width, "height": info.height, "scale": opts.scale, "device": str(device),
         "precision": precision, "precision_reason": precision_reason, "threads": up.threads,
-        "batch": batch, "batch_reason": batch_reason, "tile": opts.tile,
+        "threads_reason": threads_reason, "batch": batch, "batch_reason": batch_reason, "tile": opts.tile,
         "chunk": chunk, "padding": padding, "chunks": len(chunks), "frames_computed_per_frame": computed / n,
         "repeats": opts.repeats,
         "model_fps": round(fps["model"], 4),
@@ -408,6 +411,7 @@ def format_bench(r: dict[str, Any]) -> str:
         + f"): pipeline x{r['pipeline_over_bound']:.2f} of it",
         f"  precision    {r['precision']} ({r['precision_reason']})",
         f"  batch        {r['batch']} ({r['batch_reason']})",
+        f"  threads      {r['threads']} ({r['threads_reason']})",
         f"  peak memory  RSS {r['peak_rss_mb']:.0f} MB, PSS {r['peak_pss_mb']:.0f} MB (process tree)",
         "  busy (cores) " + ", ".join(f"{k} {v:.2f}" for k, v in r["stage_busy"].items() if v >= 0.005),
     ]

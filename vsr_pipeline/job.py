@@ -123,8 +123,15 @@ def resolve_auto_settings(plan: JobPlan, device: Any) -> JobPlan:
     forced values are kept. Resuming an unfinished job keeps what its ledger recorded for an ``auto``."""
     from dataclasses import replace
 
-    from vsr_pipeline.autotune import candidates, choose_batch, choose_precision, choose_threads
+    from vsr_pipeline.autotune import (
+        candidates,
+        choose_batch,
+        choose_precision,
+        choose_threads,
+        decode_encode_seconds,
+    )
     from vsr_pipeline.ledger import recorded_setting
+    from workers.encoder import segment_suffix
 
     opts = plan.opts
     threads = 0 if device.type == "cuda" else os.cpu_count() or 1  # as the job's upscaler will run
@@ -147,8 +154,12 @@ def resolve_auto_settings(plan: JobPlan, device: Any) -> JobPlan:
     if opts.batch is None:
         log.info("batch auto -> %d (%s)", batch, batch_reason)
     opts = replace(opts, batch=batch)
+    beside = None
+    if device.type != "cuda":  # what decoding and encoding need beside the model, on the same cores
+        beside = decode_encode_seconds(plan.input_path, plan.info, opts.scale, opts.encode_settings(),
+                                       segment_suffix(plan.output), device)
     threads, threads_reason = choose_threads(opts.model_settings(), device, plan.info.width, plan.info.height,
-                                             plan.spec)
+                                             plan.spec, beside=beside)
     log.info("upscaler threads -> %s (%s)", threads or "default", threads_reason)
     return replace(plan, opts=opts, precision_reason=reason, batch_reason=batch_reason, threads=threads,
                    threads_reason=threads_reason)
