@@ -300,6 +300,7 @@ def decode_encode_seconds(input_path: str | Path, info: Any, scale: int, encode:
     except Exception as exc:  # a probe is advice: the job reports its own errors on these files
         log.warning("decode/encode cost not measured (%s); threads chosen by the model alone", exc)
         return 0.0, f"not measured: {exc}"
+    source = source.replace(f" ({cache_path()})", "")  # the thread reason names the cache once
     return (float(seconds["decode"]) + float(seconds["encode"]),
             f"{source}: decode {float(seconds['decode']):.4f}, encode {float(seconds['encode']):.4f}")
 
