@@ -193,6 +193,33 @@ def test_threads_leave_cores_to_an_encoder_that_needs_them(cache: Path,
     assert autotune.pipeline_seconds({4: 1.0, 3: 1.2, 2: 2.0}, 3.0, 4) == {4: 4.0, 3: 3.0, 2: 2.0}
 
 
+def test_a_batch_with_one_upscaler_chooses_threads_like_a_single_job(tmp_path: Path, cache: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``vsr batch`` on this CPU with one upscaler and no ``--threads``: the same choice as ``vsr upscale``
+    (first readable input's decode and encode weighed); forced threads or several upscalers are kept."""
+    from tests.conftest import make_clip, textured_frames
+    from vsr_pipeline.batch_runner import _decide_threads
+    from vsr_pipeline.options import UpscaleOptions
+    from vsr_pipeline.upscaler_pool import Placement
+
+    monkeypatch.setattr(autotune.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(autotune, "time_threads", lambda *a: {2: 0.049, 1: 0.094})
+    clip = make_clip(tmp_path / "in.mp4", textured_frames(8, 48, 32))
+    opts = UpscaleOptions(model="espcn", scale=2, precision="fp32", batch=1)
+    spec = autotune.get_spec("espcn")
+    one = Placement(1, 1, 0, 2)
+    args = ([str(tmp_path / "gone.mp4"), str(clip)], [tmp_path / "o1.mp4", tmp_path / "o2.mp4"], "cpu")
+    placement, why = _decide_threads(opts, spec, *args, one, 0)
+    assert placement.threads == 2 and "decode+encode" in (why or "")  # a light encoder: every core
+    monkeypatch.setattr(autotune, "time_threads", lambda *a: {2: 0.0001, 1: 0.0002})
+    cache.unlink()  # probe again with these figures
+    placement, why = _decide_threads(opts, spec, *args, one, 0)  # model cheaper than its decode+encode
+    assert placement.threads == 1 and "left to decode and encode" in (why or "")
+    assert _decide_threads(opts, spec, *args, one, 2) == (one, None)
+    two = Placement(2, 1, 0, 1)
+    assert _decide_threads(opts, spec, *args, two, 0) == (two, None)
+
+
 def test_decode_encode_cost_is_measured_on_the_job_and_cached(tmp_path: Path, cache: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Real decode and x264 encode of the job's first frames: CPU seconds per frame, larger for a larger

@@ -163,6 +163,8 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
         placement = choose_placement(opts)
         device = "auto" if placement.num_gpus else "cpu"
         video_opts, reasons = _decide_auto(video_opts, spec, inputs, device, placement.threads)
+        placement, reasons["threads_reason"] = _decide_threads(video_opts, spec, inputs, outputs, device,
+                                                              placement, opts.threads)
         pool = UpscalerPool.start(spec, placement, video_opts.model_settings(), device,
                                   restart_policy(video_opts.retries))
         try:
@@ -236,6 +238,35 @@ def _decide_auto(opts: UpscaleOptions, spec: Any, inputs: list[str], device: str
             log.info("batch: batch auto -> %d (%s)", batch, batch_reason)
         break
     return opts, reasons
+
+
+def _decide_threads(opts: UpscaleOptions, spec: Any, inputs: list[str], outputs: list[Path], device: str,
+                    placement: Any, forced: int) -> tuple[Any, str | None]:
+    """One upscaler on this machine's CPU without ``--threads``: its threads chosen as ``vsr upscale``
+    chooses them (``autotune.choose_threads``, the first readable input's decode and encode weighed
+    beside the model), so a batch and a single job of the same video run alike. Otherwise the placement's
+    share of the cores, unchanged."""
+    if forced or opts.address or device != "cpu" or placement.actors != 1:
+        return placement, None
+    import torch
+
+    from vsr_pipeline.autotune import choose_threads, decode_encode_seconds
+    from vsr_pipeline.media import MediaError, probe
+    from workers.encoder import segment_suffix
+
+    cpu = torch.device("cpu")
+    for name, output in zip(inputs, outputs, strict=True):
+        try:
+            info = probe(name, fps=opts.fps)
+        except (MediaError, OSError):
+            continue
+        beside = decode_encode_seconds(name, info, opts.scale, opts.encode_settings(), segment_suffix(output),
+                                       cpu)
+        threads, why = choose_threads(opts.model_settings(), cpu, info.width, info.height, spec,
+                                      cores=placement.threads, beside=beside)
+        log.info("batch: upscaler threads -> %d (%s)", threads, why)
+        return replace(placement, threads=threads), why
+    return placement, None
 
 
 def _run_all(one: Any, n: int, jobs: int, cancel: threading.Event) -> None:
