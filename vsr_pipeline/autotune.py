@@ -386,25 +386,12 @@ def choose_precision(settings: ModelSettings, device: torch.device, width: int, 
     allowed, why = candidates(spec, device)
     if len(allowed) == 1:
         return allowed[0], why
-    path = cache_path()
-    key = _key(spec, settings, device, width, height)
-    entry = _load_cache(path).get(key)
-    busy = _busy(device)
-    valid = (isinstance(entry, dict) and entry.get("choice") in allowed
-             and set(entry.get("seconds", {})) == set(allowed))
-    if valid and not (entry.get("busy") and busy is None):  # a probe taken under load is redone when idle
-        note = " (probed on a busy machine)" if entry.get("busy") else ""
-        return entry["choice"], f"{why}; cached probe {_figures(entry['seconds'])}{note} ({path})"
-    frames = _probe_input(spec, settings, width, height)
-    with _heap_like_the_actor():
-        seconds = time_candidates(spec, settings, device, frames, allowed, threads)
-    choice = min(allowed, key=seconds.__getitem__)
-    cache = _load_cache(path)
-    cache[key] = {"choice": choice, "seconds": seconds, "busy": busy is not None,
-                  "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    _save_cache(path, cache)
-    note = f" ({busy})" if busy else ""
-    return choice, f"{why}; probe {_figures(seconds)} at {width}x{height}{note}"
+    seconds, source = _probed(_key(spec, settings, device, width, height), allowed, device,
+                              lambda: time_candidates(spec, settings, device,
+                                                      _probe_input(spec, settings, width, height), allowed,
+                                                      threads))
+    choice = min(allowed, key=lambda c: float(seconds[c]))
+    return choice, f"{why}; {source} {_figures(seconds)} at {width}x{height}"
 
 
 def _figures(seconds: dict[str, float]) -> str:
