@@ -1,7 +1,8 @@
 """What ``--precision auto`` and ``--batch auto`` choose on this machine, and the probes' figures: the table
 of docs/performance.md "How auto decides". Probes with a fresh cache (nothing reused), at the frame sizes the
 docs quote, in a job's order: precision, then batch (``choose_batch``), then the upscaler threads
-(``choose_threads``).
+(``choose_threads`` on the model alone: a job also weighs its decode and encode, which depend on its input
+and encode settings; ``vsr bench`` reports that choice).
 
     python benchmarks/speed_auto_precision.py    # -> benchmarks/results/auto_precision_<capability>.json
     # an AVX2-only CPU, emulated on an AVX-512 one (oneDNN and ATen kernels limited to AVX2; the CPU flags,
