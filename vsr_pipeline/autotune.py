@@ -298,7 +298,7 @@ def decode_encode_seconds(input_path: str | Path, info: Any, scale: int, encode:
         seconds, source = _probed(key, ["decode", "encode"], device,
                                   lambda: time_decode_encode(input_path, info, scale, encode, suffix))
     except Exception as exc:  # a probe is advice: the job reports its own errors on these files
-        log.warning("decode/encode cost not measured (%s); threads chosen by the model alone", exc)
+        log.debug("decode/encode cost not measured (%s); threads chosen by the model alone", exc)
         return 0.0, f"not measured: {exc}"
     source = source.replace(f" ({cache_path()})", "")  # the thread reason names the cache once
     return (float(seconds["decode"]) + float(seconds["encode"]),

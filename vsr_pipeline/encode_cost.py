@@ -22,8 +22,16 @@ import numpy as np
 
 from vsr_pipeline.media import EncodeSettings, FrameReader, ImageFolderWriter, VideoInfo
 
-#: input frames decoded and encoded to measure their cost
+#: input frames decoded and encoded to measure their cost (fewer for outputs over ``PROBE_PIXELS``)
 PROBE_FRAMES = 8
+#: output pixels of ``PROBE_FRAMES`` frames of 2560x1088: a larger output gets proportionally fewer frames
+#: (at least 2), so the probe's time stays near a second (x264 medium at 8K takes seconds per frame)
+PROBE_PIXELS = PROBE_FRAMES * 2560 * 1088
+
+
+def probe_frames(width: int, height: int) -> int:
+    """Frames to measure at ``width`` x ``height`` output."""
+    return max(2, min(PROBE_FRAMES, PROBE_PIXELS // max(1, width * height)))
 
 
 def enlarge(frames: np.ndarray, scale: int) -> np.ndarray:
@@ -34,11 +42,12 @@ def enlarge(frames: np.ndarray, scale: int) -> np.ndarray:
 
 
 def time_decode_encode(input_path: str | Path, info: VideoInfo, scale: int, encode: EncodeSettings,
-                       suffix: str, frames: int = PROBE_FRAMES) -> dict[str, float]:
+                       suffix: str, frames: int | None = None) -> dict[str, float]:
     """CPU seconds per frame (every thread of this process) to decode the first ``frames`` frames of
     ``input_path`` (opening and probing the file not counted) and to encode them at ``scale`` times the size
-    into a ``suffix`` video with ``encode`` (``suffix`` "": PNGs)."""
+    into a ``suffix`` video with ``encode`` (``suffix`` "": PNGs). ``frames`` default: ``probe_frames``."""
     fps = info.fps if info.is_image_folder else None
+    frames = frames or probe_frames(info.width * scale, info.height * scale)
 
     def cpu() -> float:
         return time.process_time()
