@@ -251,6 +251,9 @@ def test_decode_encode_cost_is_measured_on_the_job_and_cached(tmp_path: Path, ca
     assert pngs > 0 and len(calls) == 4
     missing, why = autotune.decode_encode_seconds(tmp_path / "gone.mp4", info, 3, fast, ".mp4", CPU)
     assert missing == 0.0 and why.startswith("not measured")
+    # a large output is measured on fewer frames (x264 takes seconds per 8K frame)
+    sizes = ((640, 272), (2560, 1088), (3840, 2160), (7680, 4320))
+    assert [encode_cost.probe_frames(w, h) for w, h in sizes] == [8, 8, 2, 2]
 
 
 def test_batch_auto_keeps_the_smallest_that_pays(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
