@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -36,8 +37,6 @@ BATCHES = [1, 4, 8]
 
 def batch_seconds(model: str, scale: int, w: int, h: int, precision: str) -> dict[int, float]:
     """Seconds per frame at each of ``BATCHES`` (fastest of 3 calls on 8 frames, after a warm-up)."""
-    import time
-
     import numpy as np
 
     from vsr_pipeline.engine import Engine
@@ -61,14 +60,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path)
     ap.add_argument("--quick", action="store_true", help="skip BasicVSR at 640x272 (minutes per candidate)")
+    ap.add_argument("--case", action="append", default=[], metavar="MODEL:WxH",
+                    help="only these cases (repeatable), e.g. basicvsr:640x272; no batch table")
     args = ap.parse_args()
     cases = [c for c in CASES if not (args.quick and c[:1] == ("basicvsr",) and c[2] > 320)]
+    if args.case:
+        cases = [c for c in CASES if f"{c[0]}:{c[2]}x{c[3]}" in args.case]
     cpu = torch.device("cpu")
     rows = []
     with tempfile.TemporaryDirectory() as cache:
         os.environ["VSR_CACHE_DIR"] = cache
         for model, scale, w, h in cases:
             allowed, _ = candidates(get_spec(model), cpu)
+            started = time.perf_counter()  # the three probes of a first job at this size, fresh cache
             choice, reason = choose_precision(ModelSettings(model=model, scale=scale), cpu, w, h,
                                               threads=os.cpu_count() or 1)
             entry = json.loads((Path(cache) / "autotune.json").read_text())
@@ -79,14 +83,16 @@ def main() -> None:
             batch, batch_reason = choose_batch(chosen, cpu, w, h, threads=os.cpu_count() or 1)
             chosen = ModelSettings(model=model, scale=scale, precision=choice, batch=batch)
             threads, threads_reason = choose_threads(chosen, cpu, w, h)
-            rows.append({"model": model, "size": f"{w}x{h}", "candidates": allowed, "choice": choice,
+            probe_s = round(time.perf_counter() - started, 1)
+            rows.append({"model": model, "size": f"{w}x{h}", "probe_s": probe_s, "candidates": allowed,
+                         "choice": choice,
                          "seconds_per_frame": seconds, "reason": reason, "batch": batch,
                          "batch_reason": batch_reason, "threads": threads,
                          "threads_reason": threads_reason, "load": os.getloadavg()[0]})
-            print(f"{model:20} {w}x{h}: {choice:8} {seconds}; batch {batch} ({batch_reason}); "
-                  f"{threads} threads ({threads_reason})", flush=True)
+            print(f"{model:20} {w}x{h}: probes {probe_s} s; {choice:8} {seconds}; batch {batch} "
+                  f"({batch_reason}); {threads} threads ({threads_reason})", flush=True)
         batches = []
-        for model, scale, w, h in BATCH_CASES:
+        for model, scale, w, h in [] if args.case else BATCH_CASES:
             precision = next(r["choice"] for r in rows if r["model"] == model and r["size"] == f"{w}x{h}")
             seconds = batch_seconds(model, scale, w, h, precision)
             batches.append({"model": model, "size": f"{w}x{h}", "precision": precision,

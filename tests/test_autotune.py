@@ -220,6 +220,48 @@ def test_a_batch_with_one_upscaler_chooses_threads_like_a_single_job(tmp_path: P
     assert _decide_threads(opts, spec, *args, two, 0) == (two, None)
 
 
+def test_a_costly_frame_is_probed_smaller_and_long_calls_are_not_repeated(
+        cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frame whose probe call would pass CALL_BUDGET_S is probed on a smaller frame of its shape (figures
+    scaled by pixels, said in the reason and the cache); a call past LONG_CALL_S is its own figure."""
+    from models.registry import get_spec
+
+    monkeypatch.setattr(autotune.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    spec, settings = get_spec("espcn"), ModelSettings(model="espcn", scale=2, precision="fp32", batch=1)
+    assert autotune.probe_size(spec, settings, CPU, 120, 80) == (120, 80)  # under CALIBRATE_PIXELS
+    assert autotune.probe_size(spec, settings, CPU, 320, 240) == (320, 240)  # ESPCN is cheap
+    monkeypatch.setattr(autotune, "CALL_BUDGET_S", 1e-9)
+    w, h = autotune.probe_size(spec, settings, CPU, 320, 240)
+    assert w * h >= autotune.CALIBRATE_PIXELS * 0.9 and w * h < 320 * 240 and abs(w / h - 4 / 3) < 0.1
+    sizes: list[tuple[int, ...]] = []
+    real = autotune.time_candidates
+
+    def spy(spec, settings, device, frames, precisions, threads=0):  # type: ignore[no-untyped-def]
+        sizes.append(frames.shape)
+        return real(spec, settings, device, frames, precisions, threads)
+
+    monkeypatch.setattr(autotune, "time_candidates", spy)
+    why = autotune.choose_precision(ModelSettings(model="espcn", scale=2, batch=1), CPU, 320, 240)[1]
+    assert sizes == [(1, h, w, 3)] and f"on {w}x{h} frames, scaled by pixels" in why and "at 320x240" in why
+    assert next(iter(json.loads(cache.read_text()).values()))["at"] == [w, h]
+    assert "scaled by pixels" in autotune.choose_precision(ModelSettings(model="espcn", scale=2, batch=1),
+                                                           CPU, 320, 240)[1]  # cached, still said
+
+    class Counting:
+        calls = 0
+
+        def process(self, window, keep, frames):  # type: ignore[no-untyped-def]
+            Counting.calls += 1
+
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    autotune._time_values(Counting(), spec, CPU, frames, [1, 2], lambda v: None)
+    assert Counting.calls == 2 + 2 * autotune.PROBE_CALLS
+    monkeypatch.setattr(autotune, "LONG_CALL_S", -1.0)  # every call "long": the warm-ups are the figures
+    Counting.calls = 0
+    assert set(autotune._time_values(Counting(), spec, CPU, frames, [1, 2], lambda v: None)) == {1, 2}
+    assert Counting.calls == 2
+
+
 def test_decode_encode_cost_is_measured_on_the_job_and_cached(tmp_path: Path, cache: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Real decode and x264 encode of the job's first frames: CPU seconds per frame, larger for a larger

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import time
@@ -67,6 +68,14 @@ CPU_BATCHES = (1, 2, 4)
 CUDA_BATCHES = (4, 8, 16)
 #: a larger batch is used only where it makes the model at least this much faster per frame
 BATCH_GAIN = 0.05
+#: one probe call (a setting on its frames) is kept near this many seconds: a frame whose call is estimated
+#: longer is probed on a smaller frame of the same shape (``probe_size``), its figures scaled by pixels
+CALL_BUDGET_S = 2.0
+#: frames of about this many pixels estimate what one call costs at the job's size
+CALIBRATE_PIXELS = 128 * 128
+#: a setting whose warm-up call took longer is not called again, its warm-up is its figure: first-call
+#: costs are small beside it, and repeats would make a large frame's probe take minutes
+LONG_CALL_S = 1.0
 
 
 def cache_path() -> Path:
@@ -135,7 +144,8 @@ def time_candidates(spec: ModelSpec, settings: ModelSettings, device: torch.devi
     Every candidate is built and warmed up first (oneDNN primitives, allocations); one whose warm-up took
     over ``SLOWER`` times the fastest warm-up keeps that figure and is not timed further. The others are
     then timed in turns, ``PROBE_CALLS`` rounds of one call each (A, B, C, A, B, C): a burst of load from
-    another process falls on all of them alike, and each keeps its fastest call."""
+    another process falls on all of them alike, and each keeps its fastest call. Where the fastest warm-up
+    call took over ``LONG_CALL_S`` there are no rounds: the warm-ups are the figures."""
     from vsr_pipeline.engine import Engine
 
     n = len(frames) - 2 * spec.radius
@@ -152,8 +162,8 @@ def time_candidates(spec: ModelSpec, settings: ModelSettings, device: torch.devi
                                        threads=threads) for c in precisions}
     seconds = {c: once(e) for c, e in engines.items()}  # the warm-ups
     fastest = min(seconds.values())
-    timed = {c: float("inf") for c in precisions if seconds[c] <= SLOWER * fastest}
-    for _ in range(PROBE_CALLS):
+    timed = {c: seconds[c] for c in precisions if seconds[c] <= SLOWER * fastest}
+    for _ in range(_rounds(fastest * n)):
         for c in timed:
             timed[c] = min(timed[c], once(engines[c]))
     return {c: round(timed.get(c, seconds[c]), 5) for c in precisions}
@@ -163,7 +173,7 @@ def _time_values(engine: Any, spec: ModelSpec, device: torch.device, frames: np.
                  apply: Callable[[int], None]) -> dict[int, float]:
     """Seconds per output frame of ``engine`` on ``frames`` with each of ``values`` put in force by
     ``apply``: a warm-up at each (oneDNN primitives are made per shape and thread count), then
-    ``PROBE_CALLS`` rounds in turns, the fastest call of each kept."""
+    ``PROBE_CALLS`` rounds in turns (none past ``LONG_CALL_S``), the fastest call of each kept."""
     n = len(frames) - 2 * spec.radius
     window, keep = slice(0, len(frames)), slice(spec.radius, spec.radius + n)
 
@@ -175,13 +185,62 @@ def _time_values(engine: Any, spec: ModelSpec, device: torch.device, frames: np.
             torch.cuda.synchronize(device)
         return (time.perf_counter() - start) / n
 
-    for v in values:
-        once(v)
-    seconds = {v: float("inf") for v in values}
-    for _ in range(PROBE_CALLS):
+    seconds = {v: once(v) for v in values}  # the warm-ups
+    for _ in range(_rounds(min(seconds.values()) * n)):
         for v in values:
             seconds[v] = min(seconds[v], once(v))
     return {v: round(t, 5) for v, t in seconds.items()}
+
+
+def _rounds(call_s: float) -> int:
+    """Timed rounds after a warm-up whose fastest call took ``call_s``: none past ``LONG_CALL_S``."""
+    return PROBE_CALLS if call_s <= LONG_CALL_S else 0
+
+
+def _smaller(width: int, height: int, pixels: float) -> tuple[int, int]:
+    """``width`` x ``height`` scaled to about ``pixels`` (aspect kept, even sides of at least 16)."""
+    f = math.sqrt(pixels / (width * height))
+    return max(16, int(width * f) // 2 * 2), max(16, int(height * f) // 2 * 2)
+
+
+def probe_size(spec: ModelSpec, settings: ModelSettings, device: torch.device, width: int, height: int,
+               threads: int = 0) -> tuple[int, int]:
+    """The frame size probes for a ``width`` x ``height`` job run at: its own where one call is estimated
+    within ``CALL_BUDGET_S``, else a smaller frame of the same shape whose call is (at least
+    ``CALIBRATE_PIXELS``). The estimate: the model (``settings.precision``, or the first candidate for
+    ``auto``) timed on ``CALIBRATE_PIXELS`` and scaled by pixels. Measured (BasicVSR x4 at 640x272, probed
+    on 338x142 and scaled against probed at full size): bf16 2.60 / 2.64, fp32-cl 6.06 / 6.02, fp32 7.10 /
+    7.04 s per frame, the same choices, 23.6 s of probing instead of 217 (docs/performance.md). CUDA: the
+    job's size."""
+    pixels = width * height
+    if device.type == "cuda" or pixels <= CALIBRATE_PIXELS:
+        return width, height
+    from vsr_pipeline.engine import Engine
+
+    if settings.precision == "auto":
+        settings = replace(settings, precision=candidates(spec, device)[0][0])
+    w, h = _smaller(width, height, CALIBRATE_PIXELS)
+    frames = _probe_input(spec, settings, w, h)
+    engine = Engine.from_settings(settings, spec=spec, device=str(device), threads=threads)
+    per_frame = _time_values(engine, spec, device, frames, [0], lambda _: None)[0]
+    call = per_frame * (len(frames) - 2 * spec.radius) * pixels / (w * h)
+    if call <= CALL_BUDGET_S:
+        return width, height
+    return _smaller(width, height, max(CALIBRATE_PIXELS, pixels * CALL_BUDGET_S / call))
+
+
+def _sized(spec: ModelSpec, settings: ModelSettings, device: torch.device, width: int, height: int,
+           threads: int, outputs: int | None, run: Callable[[np.ndarray], dict[Any, float]]
+           ) -> Callable[[], dict[Any, Any]]:
+    """A probe for ``_probed``: ``run`` on frames of ``probe_size``, its seconds scaled to the job's pixels,
+    and that size under ``"at"`` where it is not the job's."""
+    def probe() -> dict[Any, Any]:
+        w, h = probe_size(spec, settings, device, width, height, threads)
+        seconds = run(_probe_input(spec, settings, w, h, outputs))
+        ratio = width * height / (w * h)
+        scaled = {k: round(v * ratio, 5) for k, v in seconds.items()}
+        return scaled | ({"at": [w, h]} if (w, h) != (width, height) else {})
+    return probe
 
 
 def time_threads(spec: ModelSpec, settings: ModelSettings, device: torch.device, frames: np.ndarray,
@@ -215,24 +274,32 @@ def _fewest_within(seconds: dict[int, float], gain: float) -> int:
 
 
 def _probed(key: str, values: list[Any], device: torch.device,
-            probe: Callable[[], dict[Any, float]]) -> tuple[dict[str, float], str]:
+            probe: Callable[[], dict[Any, Any]]) -> tuple[dict[str, float], str]:
     """Seconds per value of ``values``, from the cache entry ``key`` when it holds a probe of the same
-    ``values`` (not a busy one on an idle machine), else from ``probe()`` (cached). Returns the seconds (keys
-    as strings) and a note on where they came from."""
+    ``values`` (not a busy one on an idle machine), else from ``probe()`` (cached; an ``"at"`` item in its
+    result is the frame size it ran at, ``_sized``). Returns the seconds (keys as strings) and a note on
+    where they came from."""
     path = cache_path()
     entry = _load_cache(path).get(key)
     busy = _busy(device)
     if (isinstance(entry, dict) and not (entry.get("busy") and busy is None)
             and sorted(entry.get("seconds", {})) == sorted(str(v) for v in values)):
         note = " (probed on a busy machine)" if entry.get("busy") else ""
-        return entry["seconds"], f"cached probe{note} ({path})"
+        return entry["seconds"], f"cached probe{_at(entry)}{note} ({path})"
     with _heap_like_the_actor():
-        seconds = {str(v): t for v, t in probe().items()}
+        result = dict(probe())
+    at = result.pop("at", None)
+    seconds = {str(v): t for v, t in result.items()}
     cache = _load_cache(path)
-    cache[key] = {"seconds": seconds, "busy": busy is not None,
+    cache[key] = {"seconds": seconds, "busy": busy is not None, **({"at": at} if at else {}),
                   "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _save_cache(path, cache)
-    return seconds, f"probe{f' ({busy})' if busy else ''}"
+    return seconds, f"probe{_at(cache[key])}{f' ({busy})' if busy else ''}"
+
+
+def _at(entry: dict[str, Any]) -> str:
+    at = entry.get("at")
+    return f" on {at[0]}x{at[1]} frames, scaled by pixels," if at else ""
 
 
 def pipeline_seconds(model_s: dict[int, float], beside_s: float, cores: int) -> dict[int, float]:
@@ -264,9 +331,9 @@ def choose_threads(settings: ModelSettings, device: torch.device, width: int, he
     if len(counts) == 1:
         return cores, "one core"
     key = _key(spec, settings, device, width, height) + f"|threads|{settings.precision}"
-    frames = _probe_input(spec, settings, width, height)
-    seconds, source = _probed(key, counts, device,
-                              lambda: time_threads(spec, settings, device, frames, counts))
+    seconds, source = _probed(key, counts, device, _sized(
+        spec, settings, device, width, height, cores, None,
+        lambda frames: time_threads(spec, settings, device, frames, counts)))
     beside_s, beside_note = beside or (0.0, "")
     predicted = pipeline_seconds({int(k): float(v) for k, v in seconds.items()}, beside_s, cores)
     choice = _fewest_within(predicted, THREAD_GAIN)
@@ -322,9 +389,9 @@ def choose_batch(settings: ModelSettings, device: torch.device, width: int, heig
         return DEFAULT_BATCH, "recurrent model: a chunk is one sequence, no batch to choose"
     batches = list(CUDA_BATCHES if device.type == "cuda" else CPU_BATCHES)
     key = _key(spec, settings, device, width, height) + f"|batch|{settings.precision}|{threads}"
-    frames = _probe_input(spec, settings, width, height, outputs=max(batches))
-    seconds, source = _probed(key, batches, device,
-                              lambda: time_batches(spec, settings, device, frames, batches, threads))
+    seconds, source = _probed(key, batches, device, _sized(
+        spec, settings, device, width, height, threads, max(batches),
+        lambda frames: time_batches(spec, settings, device, frames, batches, threads)))
     choice = _fewest_within({int(k): float(v) for k, v in seconds.items()}, BATCH_GAIN)
     rule = (f"larger batches gain under {BATCH_GAIN:.0%}" if choice < max(batches)
             else "the largest batch tried is the fastest")
@@ -386,10 +453,9 @@ def choose_precision(settings: ModelSettings, device: torch.device, width: int, 
     allowed, why = candidates(spec, device)
     if len(allowed) == 1:
         return allowed[0], why
-    seconds, source = _probed(_key(spec, settings, device, width, height), allowed, device,
-                              lambda: time_candidates(spec, settings, device,
-                                                      _probe_input(spec, settings, width, height), allowed,
-                                                      threads))
+    seconds, source = _probed(_key(spec, settings, device, width, height), allowed, device, _sized(
+        spec, settings, device, width, height, threads, None,
+        lambda frames: time_candidates(spec, settings, device, frames, allowed, threads)))
     choice = min(allowed, key=lambda c: float(seconds[c]))
     return choice, f"{why}; {source} {_figures(seconds)} at {width}x{height}"
 
