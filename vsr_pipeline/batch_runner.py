@@ -246,7 +246,7 @@ def _decide_threads(opts: UpscaleOptions, spec: Any, inputs: list[str], outputs:
     chooses them (``autotune.choose_threads``, the first readable input's decode and encode weighed
     beside the model), so a batch and a single job of the same video run alike. Otherwise the placement's
     share of the cores, unchanged."""
-    if forced or opts.address or device != "cpu" or placement.actors != 1:
+    if forced or opts.address or device != "cpu" or placement.actors != 1 or placement.threads < 2:
         return placement, None
     import torch
 

@@ -155,7 +155,7 @@ def resolve_auto_settings(plan: JobPlan, device: Any) -> JobPlan:
         log.info("batch auto -> %d (%s)", batch, batch_reason)
     opts = replace(opts, batch=batch)
     beside = None
-    if device.type != "cuda":  # what decoding and encoding need beside the model, on the same cores
+    if device.type != "cuda" and threads > 1:  # what decoding and encoding need beside the model
         beside = decode_encode_seconds(plan.input_path, plan.info, opts.scale, opts.encode_settings(),
                                        segment_suffix(plan.output), device)
     threads, threads_reason = choose_threads(opts.model_settings(), device, plan.info.width, plan.info.height,
