@@ -80,6 +80,20 @@ def test_probe_picks_the_fastest_and_is_cached_per_model_and_size(cache: Path, p
     assert len(json.loads(cache.read_text())) == 4
 
 
+def test_the_process_thread_count_does_not_change_the_cache_key(cache: Path, probes: list) -> None:
+    """An engine made earlier in the process (vsr bench's model-only run at 1 thread) changes torch's thread
+    count; a probe with the same explicit threads must still be found, not redone inside the job."""
+    settings = ModelSettings(model="espcn", scale=2, batch=2)
+    before = torch.get_num_threads()
+    try:
+        autotune.choose_precision(settings, CPU, 24, 16, threads=2)
+        torch.set_num_threads(1)
+        _, reason = autotune.choose_precision(settings, CPU, 24, 16, threads=2)
+    finally:
+        torch.set_num_threads(before)
+    assert len(probes) == 2 and reason.split("; ")[-1].startswith("cached probe")
+
+
 def test_a_probe_on_a_busy_machine_is_kept_while_busy_and_redone_when_idle(
         cache: Path, probes: list, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = ModelSettings(model="espcn", scale=2, batch=2)

@@ -104,7 +104,7 @@ def machine(device: torch.device) -> dict[str, Any]:
         out["capability"] = list(torch.cuda.get_device_capability(device))
     else:
         out.update(cpu=_cpu_name(), capability=torch.backends.cpu.get_cpu_capability(),
-                   bf16_units=cpu_has_bf16(), cores=os.cpu_count() or 1, threads=torch.get_num_threads())
+                   bf16_units=cpu_has_bf16(), cores=os.cpu_count() or 1)
     return out
 
 
@@ -415,11 +415,15 @@ def _busy(device: torch.device) -> str | None:
     return f"machine busy: load {load:.1f} on {cores} cores" if load > cores else None
 
 
-def _key(spec: ModelSpec, settings: ModelSettings, device: torch.device, width: int, height: int) -> str:
-    # not the weights: their values do not change the time of a dense model, only its architecture does
+def _key(spec: ModelSpec, settings: ModelSettings, device: torch.device, width: int, height: int,
+         threads: int | None = None) -> str:
+    # not the weights: their values do not change the time of a dense model, only its architecture does.
+    # ``threads``: what the probe runs with (not the process's count now: an engine made earlier in this
+    # process, vsr bench's model-only run at 1 thread, would change the key and re-probe inside the job)
     return json.dumps({"machine": machine(device), "model": spec.name,
                        "scale": settings.scale, "batch": settings.batch, "tile": settings.tile,
-                       "backbone": settings.backbone, "size": [width, height]}, sort_keys=True)
+                       "backbone": settings.backbone, "size": [width, height],
+                       **({"threads": threads} if threads is not None else {})}, sort_keys=True)
 
 
 def _load_cache(path: Path) -> dict[str, Any]:
@@ -453,7 +457,9 @@ def choose_precision(settings: ModelSettings, device: torch.device, width: int, 
     allowed, why = candidates(spec, device)
     if len(allowed) == 1:
         return allowed[0], why
-    seconds, source = _probed(_key(spec, settings, device, width, height), allowed, device, _sized(
+    probe_threads = threads or (0 if device.type == "cuda" else torch.get_num_threads())
+    key = _key(spec, settings, device, width, height, probe_threads)
+    seconds, source = _probed(key, allowed, device, _sized(
         spec, settings, device, width, height, threads, None,
         lambda frames: time_candidates(spec, settings, device, frames, allowed, threads)))
     choice = min(allowed, key=lambda c: float(seconds[c]))

@@ -188,6 +188,7 @@ def stage_bound(up: Any, chunks: list[Any], clip: Path, info: Any, opts: BenchOp
     pipeline's chunks (the ``Engine``), encode of those HR frames as the pipeline's segments (one per chunk,
     the job's encode settings). ``bound_fps`` = frames / max(model wall, encode wall, all CPU / cores): the
     model and the encoder each run at most as fast as alone, and together they share the cores."""
+    from vsr_pipeline.engine import set_threads
     from vsr_pipeline.media import FrameReader
 
     def timed(run: Callable[[], Any]) -> tuple[Any, float, float]:
@@ -201,6 +202,7 @@ def stage_bound(up: Any, chunks: list[Any], clip: Path, info: Any, opts: BenchOp
 
     frames, dec_cpu, dec_wall = timed(decode)
     n = len(frames)
+    set_threads(up.threads)  # the engine's own count, whatever ran in this process since
     hr, mod_cpu, mod_wall = timed(lambda: [up.process(slice(c.read_start, c.read_stop), c.keep, frames)
                                            for c in chunks])
     encode = opts.encode_settings()
@@ -235,7 +237,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
     from models.weights import save_safetensors
     from vsr_pipeline.autotune import choose_batch, choose_precision, choose_threads, decode_encode_seconds
     from vsr_pipeline.cluster import ray_session
-    from vsr_pipeline.engine import Engine, resolve_device
+    from vsr_pipeline.engine import Engine, resolve_device, set_threads
     from vsr_pipeline.heap import release_free_memory, reuse_freed_memory
     from vsr_pipeline.job import upscale
     from vsr_pipeline.media import FrameReader, probe
@@ -287,12 +289,14 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
                                   device=str(device), threads=threads, reuse_memory=True)
 
         def model_chunks() -> float:
+            set_threads(up.threads)  # the pipeline's own probes may have changed the process's count
             s = time.perf_counter()
             for c in chunks:
                 up.process(slice(c.read_start, c.read_stop), c.keep, frames)
             return time.perf_counter() - s
 
         def model_whole() -> float:
+            set_threads(up.threads)
             s = time.perf_counter()
             up.process(slice(0, n), slice(0, n), frames)
             return time.perf_counter() - s
