@@ -302,6 +302,13 @@ def _at(entry: dict[str, Any]) -> str:
     return f" on {at[0]}x{at[1]} frames, scaled by pixels," if at else ""
 
 
+#: how much slower the model and the encoder run when they overlap on shared cores than each alone (x264's
+#: threads, the decoder, Ray and the driver take turns on the model's core): ESPCN x4 at 640x272, 1 thread
+#: beside x264 on 2 cores, ran 1.25x its time alone (AVX-512) and 1.16x (AVX2 emulated); `vsr bench`
+#: pipeline_model_over_model, docs/performance.md
+OVERLAP_SLOWDOWN = 1.2
+
+
 def pipeline_seconds(model_s: dict[int, float], beside_s: float, cores: int) -> dict[int, float]:
     """Predicted wall seconds per frame of a job whose model takes ``model_s[t]`` per frame with ``t`` torch
     threads and whose decoder and encoder need ``beside_s`` CPU seconds per frame beside it, on ``cores``.
@@ -310,8 +317,12 @@ def pipeline_seconds(model_s: dict[int, float], beside_s: float, cores: int) -> 
     team's threads spin-wait for each other whenever the encoder takes one of their cores (ESPCN x4
     640x272 -> 2560x1088 on 2 cores: 0.049 s model + 0.102 s x264 per frame predicted 0.151, the pipeline
     ran at 0.147 s per frame outside its start-up). With ``t`` < ``cores`` they overlap, the encoder on the
-    other cores: ``max(model_s, beside_s / (cores - t))``."""
-    return {t: (s + beside_s if t >= cores else max(s, beside_s / (cores - t))) for t, s in model_s.items()}
+    other cores, each ``OVERLAP_SLOWDOWN`` slower than alone: ``max(model_s, beside_s / (cores - t))``
+    times that."""
+    if beside_s <= 0:
+        return dict(model_s)
+    return {t: (s + beside_s if t >= cores else OVERLAP_SLOWDOWN * max(s, beside_s / (cores - t)))
+            for t, s in model_s.items()}
 
 
 def choose_threads(settings: ModelSettings, device: torch.device, width: int, height: int,
