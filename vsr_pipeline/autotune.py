@@ -203,6 +203,10 @@ def _smaller(width: int, height: int, pixels: float) -> tuple[int, int]:
     return max(16, int(width * f) // 2 * 2), max(16, int(height * f) // 2 * 2)
 
 
+#: seconds per output frame and pixel, per (model, settings, device, calibration size, threads), this process
+_CALIBRATED: dict[tuple[Any, ...], float] = {}
+
+
 def probe_size(spec: ModelSpec, settings: ModelSettings, device: torch.device, width: int, height: int,
                threads: int = 0) -> tuple[int, int]:
     """The frame size probes for a ``width`` x ``height`` job run at: its own where one call is estimated
@@ -215,15 +219,19 @@ def probe_size(spec: ModelSpec, settings: ModelSettings, device: torch.device, w
     pixels = width * height
     if device.type == "cuda" or pixels <= CALIBRATE_PIXELS:
         return width, height
-    from vsr_pipeline.engine import Engine
-
     if settings.precision == "auto":
         settings = replace(settings, precision=candidates(spec, device)[0][0])
     w, h = _smaller(width, height, CALIBRATE_PIXELS)
-    frames = _probe_input(spec, settings, w, h)
-    engine = Engine.from_settings(settings, spec=spec, device=str(device), threads=threads)
-    per_frame = _time_values(engine, spec, device, frames, [0], lambda _: None)[0]
-    call = per_frame * (len(frames) - 2 * spec.radius) * pixels / (w * h)
+    # a job's precision, batch and thread probes share one calibration (the batch only sets the frames)
+    key = (spec.name, replace(settings, batch=None, weights=None), str(device), w, h, threads)
+    if key not in _CALIBRATED:
+        from vsr_pipeline.engine import Engine
+
+        frames = _probe_input(spec, settings, w, h)
+        engine = Engine.from_settings(settings, spec=spec, device=str(device), threads=threads)
+        _CALIBRATED[key] = _time_values(engine, spec, device, frames, [0], lambda _: None)[0] / (w * h)
+    outputs = PROBE_FRAMES if spec.temporal == "recurrent" else concrete_batch(settings.batch)
+    call = _CALIBRATED[key] * pixels * outputs
     if call <= CALL_BUDGET_S:
         return width, height
     return _smaller(width, height, max(CALIBRATE_PIXELS, pixels * CALL_BUDGET_S / call))
@@ -381,6 +389,19 @@ def decode_encode_seconds(input_path: str | Path, info: Any, scale: int, encode:
     source = source.replace(f" ({cache_path()})", "")  # the thread reason names the cache once
     return (float(seconds["decode"]) + float(seconds["encode"]),
             f"{source}: decode {float(seconds['decode']):.4f}, encode {float(seconds['encode']):.4f}")
+
+
+def choose_job_threads(settings: ModelSettings, device: torch.device, input_path: str | Path, info: Any,
+                       encode: Any, suffix: str, spec: ModelSpec | None = None, cores: int | None = None
+                       ) -> tuple[int, str]:
+    """``choose_threads`` for a job that decodes ``input_path`` (``info``) and encodes a ``suffix`` output
+    with ``encode``: that work is measured and weighed beside the model where more than one core is shared
+    out (``decode_encode_seconds``). What ``vsr upscale``, ``vsr batch`` and ``vsr bench`` call."""
+    cores = cores or os.cpu_count() or 1
+    beside = None
+    if device.type != "cuda" and cores > 1:
+        beside = decode_encode_seconds(input_path, info, settings.scale, encode, suffix, device)
+    return choose_threads(settings, device, info.width, info.height, spec, cores, beside=beside)
 
 
 def choose_batch(settings: ModelSettings, device: torch.device, width: int, height: int,

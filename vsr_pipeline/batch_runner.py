@@ -250,7 +250,7 @@ def _decide_threads(opts: UpscaleOptions, spec: Any, inputs: list[str], outputs:
         return placement, None
     import torch
 
-    from vsr_pipeline.autotune import choose_threads, decode_encode_seconds
+    from vsr_pipeline.autotune import choose_job_threads
     from vsr_pipeline.media import MediaError, probe
     from workers.encoder import segment_suffix
 
@@ -260,10 +260,8 @@ def _decide_threads(opts: UpscaleOptions, spec: Any, inputs: list[str], outputs:
             info = probe(name, fps=opts.fps)
         except (MediaError, OSError):
             continue
-        beside = decode_encode_seconds(name, info, opts.scale, opts.encode_settings(), segment_suffix(output),
-                                       cpu)
-        threads, why = choose_threads(opts.model_settings(), cpu, info.width, info.height, spec,
-                                      cores=placement.threads, beside=beside)
+        threads, why = choose_job_threads(opts.model_settings(), cpu, name, info, opts.encode_settings(),
+                                          segment_suffix(output), spec, placement.threads)
         log.info("batch: upscaler threads -> %d (%s)", threads, why)
         return replace(placement, threads=threads), why
     return placement, None

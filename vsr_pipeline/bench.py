@@ -235,7 +235,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
     import torch
 
     from models.weights import save_safetensors
-    from vsr_pipeline.autotune import choose_batch, choose_precision, choose_threads, decode_encode_seconds
+    from vsr_pipeline.autotune import choose_batch, choose_job_threads, choose_precision
     from vsr_pipeline.cluster import ray_session
     from vsr_pipeline.engine import Engine, resolve_device, set_threads
     from vsr_pipeline.heap import release_free_memory, reuse_freed_memory
@@ -280,9 +280,8 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         up_opts = replace(up_opts, batch=batch)
         threads_reason = "CUDA: the model runs on the GPU"
         if device.type != "cuda":  # model only runs with the threads the pipeline's upscaler will have
-            beside = decode_encode_seconds(clip, info, opts.scale, opts.encode_settings(), ".mp4", device)
-            threads, threads_reason = choose_threads(up_opts.model_settings(), device, info.width,
-                                                     info.height, spec, beside=beside)
+            threads, threads_reason = choose_job_threads(up_opts.model_settings(), device, clip, info,
+                                                         opts.encode_settings(), ".mp4", spec)
         # like the pipeline's actor (malloc keeps freed buffers, vsr_pipeline.heap); the naive loop runs
         # with glibc's defaults, as peers' scripts do
         up = Engine.from_settings(up_opts.model_settings(), spec=spec,

@@ -123,13 +123,7 @@ def resolve_auto_settings(plan: JobPlan, device: Any) -> JobPlan:
     forced values are kept. Resuming an unfinished job keeps what its ledger recorded for an ``auto``."""
     from dataclasses import replace
 
-    from vsr_pipeline.autotune import (
-        candidates,
-        choose_batch,
-        choose_precision,
-        choose_threads,
-        decode_encode_seconds,
-    )
+    from vsr_pipeline.autotune import candidates, choose_batch, choose_job_threads, choose_precision
     from vsr_pipeline.ledger import recorded_setting
     from workers.encoder import segment_suffix
 
@@ -154,12 +148,9 @@ def resolve_auto_settings(plan: JobPlan, device: Any) -> JobPlan:
     if opts.batch is None:
         log.info("batch auto -> %d (%s)", batch, batch_reason)
     opts = replace(opts, batch=batch)
-    beside = None
-    if device.type != "cuda" and threads > 1:  # what decoding and encoding need beside the model
-        beside = decode_encode_seconds(plan.input_path, plan.info, opts.scale, opts.encode_settings(),
-                                       segment_suffix(plan.output), device)
-    threads, threads_reason = choose_threads(opts.model_settings(), device, plan.info.width, plan.info.height,
-                                             plan.spec, beside=beside)
+    threads, threads_reason = choose_job_threads(opts.model_settings(), device, plan.input_path, plan.info,
+                                                 opts.encode_settings(), segment_suffix(plan.output),
+                                                 plan.spec)
     log.info("upscaler threads -> %s (%s)", threads or "default", threads_reason)
     return replace(plan, opts=opts, precision_reason=reason, batch_reason=batch_reason, threads=threads,
                    threads_reason=threads_reason)
