@@ -123,7 +123,9 @@ def test_a_cache_from_other_hardware_is_not_used(cache: Path, probes: list,
     settings = ModelSettings(model="espcn", scale=2, batch=2)
     autotune.choose_precision(settings, CPU, 24, 16)
     probes.clear()
-    monkeypatch.setattr(autotune, "_cpu_name", lambda: "another CPU")
+    from vsr_pipeline import probe_cache
+
+    monkeypatch.setattr(probe_cache, "_cpu_name", lambda: "another CPU")
     autotune.choose_precision(settings, CPU, 24, 16)
     assert len(probes) == 2
 

@@ -38,7 +38,6 @@ import json
 import logging
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -52,6 +51,7 @@ import torch
 from models.registry import ModelSpec, get_spec
 from vsr_pipeline.options import DEFAULT_BATCH, ModelSettings, concrete_batch
 from vsr_pipeline.precision import cpu_bf16_safe, cpu_has_bf16, resolve_precision
+from vsr_pipeline.probe_cache import busy_reason, cache_path, load_cache, machine, save_cache
 
 log = logging.getLogger(__name__)
 
@@ -76,36 +76,6 @@ CALIBRATE_PIXELS = 128 * 128
 #: a setting whose warm-up call took longer is not called again, its warm-up is its figure: first-call
 #: costs are small beside it, and repeats would make a large frame's probe take minutes
 LONG_CALL_S = 1.0
-
-
-def cache_path() -> Path:
-    """Where probe results are kept between runs."""
-    if os.environ.get("VSR_CACHE_DIR"):
-        return Path(os.environ["VSR_CACHE_DIR"]) / "autotune.json"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "vsr-pipeline" / "autotune.json"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine(device: torch.device) -> dict[str, Any]:
-    """What makes one machine's timings differ from another's."""
-    out: dict[str, Any] = {"torch": torch.__version__, "arch": platform.machine()}
-    if device.type == "cuda":
-        out["gpu"] = torch.cuda.get_device_name(device)
-        out["capability"] = list(torch.cuda.get_device_capability(device))
-    else:
-        out.update(cpu=_cpu_name(), capability=torch.backends.cpu.get_cpu_capability(),
-                   bf16_units=cpu_has_bf16(), cores=os.cpu_count() or 1)
-    return out
 
 
 def candidates(spec: ModelSpec, device: torch.device) -> tuple[list[str], str]:
@@ -288,8 +258,8 @@ def _probed(key: str, values: list[Any], device: torch.device,
     result is the frame size it ran at, ``_sized``). Returns the seconds (keys as strings) and a note on
     where they came from."""
     path = cache_path()
-    entry = _load_cache(path).get(key)
-    busy = _busy(device)
+    entry = load_cache(path).get(key)
+    busy = busy_reason(device)
     if (isinstance(entry, dict) and not (entry.get("busy") and busy is None)
             and sorted(entry.get("seconds", {})) == sorted(str(v) for v in values)):
         note = " (probed on a busy machine)" if entry.get("busy") else ""
@@ -298,10 +268,10 @@ def _probed(key: str, values: list[Any], device: torch.device,
         result = dict(probe())
     at = result.pop("at", None)
     seconds = {str(v): t for v, t in result.items()}
-    cache = _load_cache(path)
+    cache = load_cache(path)
     cache[key] = {"seconds": seconds, "busy": busy is not None, **({"at": at} if at else {}),
                   "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    _save_cache(path, cache)
+    save_cache(path, cache)
     return seconds, f"probe{_at(cache[key])}{f' ({busy})' if busy else ''}"
 
 
@@ -437,16 +407,6 @@ def _thread_figures(seconds: dict[Any, float]) -> str:
                                                                               key=lambda kv: -int(kv[0])))
 
 
-def _busy(device: torch.device) -> str | None:
-    """Why a probe on this machine now would not be representative (other processes using the CPU), else
-    None. A result taken under load is cached marked so: reused while the machine stays busy (one choice for
-    a whole busy session), probed again at the first idle run."""
-    if device.type == "cuda" or not hasattr(os, "getloadavg"):
-        return None
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1
-    return f"machine busy: load {load:.1f} on {cores} cores" if load > cores else None
-
-
 def _key(spec: ModelSpec, settings: ModelSettings, device: torch.device, width: int, height: int,
          threads: int | None = None) -> str:
     # not the weights: their values do not change the time of a dense model, only its architecture does.
@@ -456,25 +416,6 @@ def _key(spec: ModelSpec, settings: ModelSettings, device: torch.device, width: 
                        "scale": settings.scale, "batch": settings.batch, "tile": settings.tile,
                        "backbone": settings.backbone, "size": [width, height],
                        **({"threads": threads} if threads is not None else {})}, sort_keys=True)
-
-
-def _load_cache(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _save_cache(path: Path, cache: dict[str, Any]) -> None:
-    """Atomically (a temporary file renamed); a cache that cannot be written is only a warning."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-    except OSError as exc:
-        log.warning("precision probe: cannot write the cache %s (%s); the next run probes again", path, exc)
 
 
 def choose_precision(settings: ModelSettings, device: torch.device, width: int, height: int,
