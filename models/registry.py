@@ -63,9 +63,13 @@ class ModelSpec:
     #: context frames each side of a chunk by default (None: ``radius``; recurrent models need a measured
     #: length, docs/benchmarks.md "chunk padding")
     padding: int | None = None
-    #: activation bytes a chunk keeps per LR pixel of each window frame (sizes the default chunk; BasicVSR:
-    #: 64 feature maps, both directions + slack, float32)
-    chunk_bytes_per_pixel: int = 64 * 4 * 3
+    #: recurrent models: peak bytes a chunk adds per LR pixel of each core frame, and of each window frame
+    #: (context too); they size the default chunk (``vsr_pipeline.plan.default_chunk``). BasicVSR: its
+    #: backward features (64 float32 maps, 256 B), its float32 HR outputs (192 B) stacked and converted to
+    #: uint8 at the end, its input and flows per window frame; measured up to ~910 B per core pixel and ~75 B
+    #: per context pixel (peak RSS, 320x136, docs/benchmarks.md 8.5d)
+    chunk_bytes_per_pixel: int = 1024
+    context_bytes_per_pixel: int = 96
     #: measured Y-PSNR change (dB) of CPU bf16 against fp32 on real frames, worst clip (None: not measured);
     #: ``vsr_pipeline.precision`` allows bf16 under ``auto`` only within its tolerance
     bf16_delta_db: float | None = None

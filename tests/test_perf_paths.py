@@ -225,6 +225,13 @@ def test_bench_command_reports_every_variant(tmp_path: Path, capsys: pytest.Capt
     slack = 0.0006  # the walls are rounded to 1 ms and the CPU figures to 10 us per frame in the JSON
     assert 3 / (limit + slack) <= r["bound_fps"] <= 3 / max(limit - slack, 1e-9)
     assert r["pipeline_over_bound"] == pytest.approx(r["pipeline_fps"] / r["bound_fps"], abs=1e-3)
+    # Ray was running already (the fixture): its start and stop, which a `vsr upscale` run pays, not known
+    assert r["ray_start_s"] is None and r["ray_stop_s"] is None and r["cli_fps"] is None
+    from vsr_pipeline.bench import format_bench
+
+    assert "with Ray" not in format_bench(r)
+    started = r | {"ray_start_s": 2.0, "ray_stop_s": 1.0, "cli_fps": r["model_fps"] / 2}
+    assert "x0.50 of model only: a `vsr upscale` run also starts Ray (2.0 s)" in format_bench(started)
 
 
 @pytest.mark.slow

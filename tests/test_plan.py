@@ -38,17 +38,36 @@ def test_default_padding_is_the_radius_for_window_models() -> None:
 def test_default_chunk_recurrent_takes_what_memory_allows_evenly_others_stay_small() -> None:
     from vsr_pipeline.plan import CHUNK_FEATURE_BYTES, default_chunk
 
-    def info(frames: int, w: int = 160, h: int = 68) -> tuple[int, int, int]:
-        return w, h, frames
+    def recurrent(frames: int, w: int = 160, h: int = 68, budget: int = CHUNK_FEATURE_BYTES) -> int:
+        return default_chunk(w, h, frames, 10, True, 1024, 96, budget)
 
-    fit = CHUNK_FEATURE_BYTES // (64 * 4 * 160 * 68 * 3) - 20  # 236 at 68x160, padding 10
-    assert default_chunk(*info(250), 10) == 125  # two even chunks, not 236 + 14
-    assert default_chunk(*info(200), 10) == 200 <= fit  # the whole clip fits: no padding recomputed
-    chunk = default_chunk(*info(1000), 10)
-    assert chunk <= fit and -(-1000 // chunk) == -(-1000 // fit)  # as few chunks as memory allows
-    assert default_chunk(*info(0), 10) == 100  # live stream: 10x the padding, for latency
-    assert default_chunk(*info(250), 0) == 50  # single-image models: the encoder starts early
-    assert default_chunk(*info(250, 1280, 720), 10) == 8  # large frames: memory decides, floor of 8
+    fit = (CHUNK_FEATURE_BYTES - 20 * 96 * 160 * 68) // (1120 * 160 * 68)  # 174 core frames at 160x68
+    assert recurrent(170) == 170 <= fit  # the whole clip fits: no padding recomputed
+    assert recurrent(250) == 125  # two even chunks, not 174 + 76
+    chunk = recurrent(5000)
+    assert chunk <= fit and -(-5000 // chunk) == -(-5000 // fit)  # as few chunks as memory allows
+    assert recurrent(0) == 100  # live stream: 10x the padding, for latency
+    # real footage (640x272): more memory, larger chunks and less padding recomputed (8 core frames made
+    # each output frame cost 2.75 computed ones, docs/benchmarks.md 8.5d)
+    assert recurrent(250, 640, 272) == 9
+    assert recurrent(250, 640, 272, 3 * 1024**3) == 14
+    assert recurrent(250, 1280, 720) == 8  # large frames: the floor
+    # single-image and window models: 50 (the encoder starts early), fewer for large frames
+    assert default_chunk(160, 68, 250, 0, False) == default_chunk(160, 68, 250, 2, False) == 50
+    assert default_chunk(640, 272, 250, 0, False) == 16
+
+
+def test_chunk_budget_follows_the_machine_within_bounds() -> None:
+    from vsr_pipeline.plan import CHUNK_FEATURE_BYTES, MAX_CHUNK_FEATURE_BYTES, chunk_budget, machine_memory
+
+    gib = 1024**3
+    assert chunk_budget(None) == CHUNK_FEATURE_BYTES  # unknown (a joined cluster): the floor
+    assert chunk_budget(8 * gib) == CHUNK_FEATURE_BYTES  # a small machine: the floor
+    assert chunk_budget(32 * gib) == 4 * gib  # an eighth of it
+    assert chunk_budget(32 * gib, sharing=2) == CHUNK_FEATURE_BYTES  # two upscalers share it
+    assert chunk_budget(512 * gib) == MAX_CHUNK_FEATURE_BYTES
+    total = machine_memory("cpu")
+    assert total is not None and total > gib  # this machine's RAM, from the OS
 
 
 def test_live_chunks_equal_the_file_plan_for_a_recurrent_model() -> None:

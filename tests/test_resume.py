@@ -186,3 +186,20 @@ def test_a_resumed_auto_precision_keeps_the_recorded_choice(clip: Path, tmp_path
     res = upscale(clip, out, opts())
     assert res.chunks_resumed > 0 and res.precision == recorded
     assert res.precision_reason is not None and "kept from the unfinished run" in res.precision_reason
+
+
+def test_a_resumed_default_chunk_keeps_the_recorded_size(clip: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default chunk follows the machine's memory: a rerun that would size it otherwise (another machine,
+    a changed rule) keeps the unfinished run's chunk, so its finished chunks count."""
+    from vsr_pipeline import job
+
+    out = tmp_path / "out.mp4"
+    monkeypatch.setattr(job, "default_chunk", lambda *a, **k: 3)
+    with faults.injected("always:3"), pytest.raises(ChunkFailedError):
+        upscale(clip, out, opts(chunk=None, retries=0))
+    monkeypatch.setattr(job, "default_chunk", lambda *a, **k: 5)
+    res = upscale(clip, out, opts(chunk=None))
+    assert (res.chunk, res.chunks, res.chunks_resumed, res.chunks_computed) == (3, 4, 3, 1)
+    other = tmp_path / "other.mp4"
+    assert upscale(clip, other, opts(chunk=None)).chunk == 5  # a fresh job takes the default

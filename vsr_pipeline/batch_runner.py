@@ -309,7 +309,7 @@ def _run_video(
         _say(k, n, outcome)
         return
     try:
-        plan = plan_job(outcome.input, output, opts, torch.device(device_type), spec)
+        plan = plan_job(outcome.input, output, opts, torch.device(device_type), spec, len(pool.actors))
         result = run_job(plan, device_type, pool, cancel, timeline.add)
     except (Exception, KeyboardInterrupt) as exc:
         code, message = exit_code_and_message(exc)

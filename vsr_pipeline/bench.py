@@ -242,7 +242,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
     from vsr_pipeline.job import upscale
     from vsr_pipeline.media import FrameReader, probe
     from vsr_pipeline.options import check_perf_options
-    from vsr_pipeline.plan import default_chunk, plan_chunks
+    from vsr_pipeline.plan import chunk_budget, default_chunk, machine_memory, plan_chunks
 
     spec = get_spec(opts.model)
     if opts.scale not in spec.scales:
@@ -267,7 +267,9 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         n = len(frames)
         padding = spec.default_padding if opts.padding is None else opts.padding
         chunk = opts.chunk or default_chunk(info.width, info.height, info.frames, padding,
-                                            spec.chunk_bytes_per_pixel)
+                                            spec.temporal == "recurrent", spec.chunk_bytes_per_pixel,
+                                            spec.context_bytes_per_pixel,
+                                            chunk_budget(machine_memory(device.type)))
         chunks = plan_chunks(n, chunk, padding)
         up_opts = replace(opts.job_options(), weights=weights, chunk=chunk, padding=padding)
         check_perf_options(spec, up_opts, device)
@@ -310,7 +312,12 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
                                          "pipeline_tail": []}
         samplers: list[TreeSampler] = []
         naive_shares: list[dict[str, float]] = []
+        import ray
+
+        ray_start: float | None = None if ray.is_initialized() else time.perf_counter()
         with ray_session(None):
+            if ray_start is not None:  # what every `vsr upscale` run pays on top of the pipeline below
+                ray_start = time.perf_counter() - ray_start
             for r in range(opts.repeats):
                 reuse_freed_memory(True)  # model-only keeps its buffers, like the pipeline's actor
                 with TreeSampler():  # the same sampling load as the pipeline's run below
@@ -338,6 +345,8 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
                     times["naive"].append(res["seconds"])
                     naive_shares.append(res)
                 log(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v))
+            ray_stop: float | None = time.perf_counter()
+        ray_stop = time.perf_counter() - ray_stop if ray_start is not None else None
         reuse_freed_memory(True)
         bound = stage_bound(up, chunks, clip, info, opts, tmp, cpus)
         reuse_freed_memory(False)
@@ -377,6 +386,12 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         # of which: before the first forward call (start-up, first decode) and after the last (last encode)
         "pipeline_head_s": round(_median(times["pipeline_head"]), 3),
         "pipeline_tail_s": round(_median(times["pipeline_tail"]), 3),
+        # Ray's start and stop when this run began it (None when Ray was already running), which a
+        # `vsr upscale` run adds to the pipeline figures above; with them: what such a run achieves
+        "ray_start_s": round(ray_start, 3) if ray_start is not None else None,
+        "ray_stop_s": round(ray_stop, 3) if ray_stop is not None else None,
+        "cli_fps": round(n / (_median(times["pipeline"]) + ray_start + ray_stop), 4)
+        if ray_start is not None and ray_stop is not None else None,
         "pipeline_over_model_whole": round(fps["pipeline"] / fps["model_whole"], 3),
         "pipeline_over_naive": round(fps["pipeline"] / fps["naive"], 3) if "naive" in fps else None,
         **bound,
@@ -408,6 +423,9 @@ def format_bench(r: dict[str, Any]) -> str:
         f"  inside it    the upscaler's forward calls took x{r['pipeline_model_over_model']:.2f} the "
         f"model-only time; {r['pipeline_outside_model_s']:.1f} s of the pipeline's wall time outside them "
         f"({r['pipeline_head_s']:.1f} s before the first, {r['pipeline_tail_s']:.1f} s after the last)",
+        *([f"  with Ray     {r['cli_fps']:.3f} frames/s, x{r['cli_fps'] / r['model_fps']:.2f} of model only: "
+            f"a `vsr upscale` run also starts Ray ({r['ray_start_s']:.1f} s) and stops it "
+            f"({r['ray_stop_s']:.1f} s)"] if r.get("cli_fps") else []),
         f"  naive loop   {naive} frames/s (fp32, swscale)",
         f"  bound        {r['bound_fps']:.3f} frames/s (by {r['bound_by']}; CPU-s per frame alone: "
         + ", ".join(f"{k} {v:.4f}" for k, v in r["stage_cpu_s_per_frame"].items())

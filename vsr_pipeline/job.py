@@ -33,7 +33,7 @@ from vsr_pipeline.options import (
     check_perf_options,
     concrete_batch,
 )
-from vsr_pipeline.plan import Chunk, default_chunk, plan_chunks
+from vsr_pipeline.plan import Chunk, chunk_budget, default_chunk, machine_memory, plan_chunks
 from vsr_pipeline.scheduler import ChunkWork, decoded_chunks, run_chunks
 
 log = logging.getLogger(__name__)
@@ -162,9 +162,11 @@ def plan_job(
     opts: UpscaleOptions,
     device: Any,
     spec: ModelSpec | None = None,
+    sharing: int = 1,
 ) -> JobPlan:
     """Check ``opts`` (unless ``spec``, what ``check_options`` returned, says that is done) and the paths,
-    probe the input, size and plan its chunks (nothing is started)."""
+    probe the input, size and plan its chunks (nothing is started); ``sharing`` upscalers share this
+    machine's memory (``vsr batch --upscalers``)."""
     input_path, output = Path(input_path), Path(output)
     spec = check_options(opts) if spec is None else spec
     check_paths(input_path, output, opts.overwrite)
@@ -175,10 +177,27 @@ def plan_job(
     info = probe(input_path, fps=opts.fps)
     check_memory(info, opts.scale)
     padding = spec.default_padding if opts.padding is None else opts.padding
-    chunk = opts.chunk or default_chunk(info.width, info.height, info.frames, padding,
-                                        spec.chunk_bytes_per_pixel)
+    chunk = opts.chunk or _default_chunk(output, opts, spec, info, padding, device, sharing)
     return JobPlan(input_path, output, opts, spec, info, chunk, padding,
                    plan_chunks(info.frames, chunk, padding))
+
+
+def _default_chunk(output: Path, opts: UpscaleOptions, spec: ModelSpec, info: VideoInfo, padding: int,
+                   device: Any, sharing: int) -> int:
+    """The chunk when ``--chunk`` is not given: what an unfinished run of this job recorded (its finished
+    chunks stay valid), else :func:`vsr_pipeline.plan.default_chunk` for this machine's memory (the floor
+    on a joined cluster, whose upscalers' memory is not known here)."""
+    from vsr_pipeline.ledger import recorded_setting
+
+    earlier = recorded_setting(output, "chunk") if opts.resume != "never" else None
+    if isinstance(earlier, int) and earlier >= 1:
+        return earlier
+    memory = None if opts.address else machine_memory(device.type)
+    chunk = default_chunk(info.width, info.height, info.frames, padding, spec.temporal == "recurrent",
+                          spec.chunk_bytes_per_pixel, spec.context_bytes_per_pixel,
+                          chunk_budget(memory, sharing))
+    log.debug("chunk %d core frames (padding %d, memory %s)", chunk, padding, memory)
+    return chunk
 
 
 def job_settings(

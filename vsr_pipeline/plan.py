@@ -14,6 +14,7 @@ same output, as processing the whole video.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 
@@ -57,8 +58,16 @@ def batches_for(chunk: Chunk, batch: int) -> range:
     return range(chunk.read_start // batch, (chunk.read_stop - 1) // batch + 1)
 
 
-#: Budget for one chunk's activations on the CPU/GPU, used to size the default chunk.
+#: The least a chunk's kept activations may take (and all they take where the upscalers' memory is not
+#: known: a joined cluster), used to size the default chunk of a recurrent model.
 CHUNK_FEATURE_BYTES = 2 * 1024**3
+#: The most, however large the machine: beyond it the padding recomputed per chunk is already small (BasicVSR
+#: at 640x272: 88 core frames, 17 % padding work).
+MAX_CHUNK_FEATURE_BYTES = 8 * 1024**3
+#: The share of the upscaler's memory (RAM, or the GPU's) a chunk's kept activations may take: the rest is
+#: for the per-frame reconstruction (BasicVSR x4: ~12 KB per LR pixel at once, 2 GB at 640x272, whatever the
+#: chunk), Ray's object store, the decoder and encoder and everything else on the machine.
+CHUNK_MEMORY_SHARE = 8
 #: Core frames per chunk of a recurrent model on a live stream (latency: chunk + padding - 1 frames).
 LIVE_RECURRENT_CHUNK = 16
 
@@ -70,24 +79,55 @@ def default_padding(model: str) -> int:
     return get_spec(model).default_padding
 
 
-def default_chunk(width: int, height: int, frames: int, padding: int,
-                  bytes_per_pixel: int = 64 * 4 * 3) -> int:
-    """Core frames per chunk of a ``frames``-frame video of ``width`` x ``height``, where ``fit`` is what
-    :data:`CHUNK_FEATURE_BYTES` allows at ``bytes_per_pixel`` of activations per window frame
-    (``ModelSpec.chunk_bytes_per_pixel``; fewer frames for large frames).
+def chunk_budget(memory_bytes: int | None, sharing: int = 1) -> int:
+    """Bytes a recurrent chunk's kept activations may take on an upscaler with ``memory_bytes`` of memory
+    (None: not known) shared by ``sharing`` upscalers: 1/:data:`CHUNK_MEMORY_SHARE` of it each, within
+    [:data:`CHUNK_FEATURE_BYTES`, :data:`MAX_CHUNK_FEATURE_BYTES`]."""
+    if not memory_bytes:
+        return CHUNK_FEATURE_BYTES
+    share = memory_bytes // (CHUNK_MEMORY_SHARE * max(1, sharing))
+    return int(min(MAX_CHUNK_FEATURE_BYTES, max(CHUNK_FEATURE_BYTES, share)))
 
-    - Single-image and window models (no padding): 50, or ``fit`` if smaller; small chunks let the encoder
-      start early, which matters where the codec costs as much as the model (ESPCN).
-    - Recurrent models (``padding`` context frames recomputed on each side of a chunk): as large as ``fit``
-      allows, spread evenly over the video, since padding is pure extra work (20 % of BasicVSR's model
-      time with chunks of 50, docs/benchmarks.md 8.3b; on 250 frames it is 16 % more frames computed with
-      chunks of 100, 8 % with this rule's 2 x 125). Unknown length (``frames`` 0): 10x the padding.
+
+def machine_memory(device: str = "cpu") -> int | None:
+    """Total memory of this machine's RAM (``cpu``) or of its first CUDA device (``cuda``); None if unknown.
+    The total, not what is free now: the chunk size it sizes is part of a job's settings, so a rerun on the
+    same machine must plan the same chunks to resume."""
+    if device == "cuda":
+        try:
+            import torch
+
+            return int(torch.cuda.get_device_properties(0).total_memory)
+        except Exception:  # no CUDA here after all: the floor applies
+            return None
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def default_chunk(width: int, height: int, frames: int, padding: int, recurrent: bool = True,
+                  bytes_per_pixel: int = 1024, context_bytes_per_pixel: int = 96,
+                  budget: int = CHUNK_FEATURE_BYTES) -> int:
+    """Core frames per chunk of a ``frames``-frame video of ``width`` x ``height``.
+
+    - Recurrent models (``padding`` context frames recomputed on each side of a chunk): as many core frames
+      as ``budget`` holds, spread evenly over the video, since padding is pure extra work (BasicVSR at
+      640x272 with 8 core frames computed 2.75 frames per output frame, docs/benchmarks.md 8.5d). A core
+      frame keeps ``bytes_per_pixel`` per LR pixel until the chunk ends (``ModelSpec.chunk_bytes_per_pixel``:
+      BasicVSR's backward features and its HR output), every window frame ``context_bytes_per_pixel``
+      (its input and flows). Unknown length (``frames`` 0): 10x the padding.
+    - Single-image and window models: 50, fewer for large frames (as many as 2 GiB holds at 768 bytes per LR
+      pixel: 16 at 640x272); small chunks let the encoder start early, which matters where the codec costs
+      as much as the model (ESPCN x4 at 640x272: chunks of 8 ran 4 % faster for 6 % more bytes, 16 kept,
+      docs/performance.md). A window model computes only its core frames, so its context costs little.
     """
-    per_frame = bytes_per_pixel * width * height
-    fit = max(1, CHUNK_FEATURE_BYTES // per_frame - 2 * padding)
+    pixels = width * height
     floor = min(8, frames or 8)
-    if padding == 0:
-        return int(max(min(50, fit), floor))
+    if not recurrent:
+        return int(max(min(50, CHUNK_FEATURE_BYTES // (768 * pixels)), floor))
+    per_core = (bytes_per_pixel + context_bytes_per_pixel) * pixels
+    fit = max(1, (budget - 2 * padding * context_bytes_per_pixel * pixels) // per_core)
     if not frames:
         return int(max(min(10 * padding, fit), floor))
     pieces = -(-frames // fit)  # ceil: as few chunks as memory allows, then equal sizes
