@@ -195,10 +195,10 @@ def test_a_resumed_default_chunk_keeps_the_recorded_size(clip: Path, tmp_path: P
     from vsr_pipeline import job
 
     out = tmp_path / "out.mp4"
-    monkeypatch.setattr(job, "default_chunk", lambda *a, **k: 3)
+    monkeypatch.setattr(job, "spec_chunk", lambda *a, **k: 3)
     with faults.injected("always:3"), pytest.raises(ChunkFailedError):
         upscale(clip, out, opts(chunk=None, retries=0))
-    monkeypatch.setattr(job, "default_chunk", lambda *a, **k: 5)
+    monkeypatch.setattr(job, "spec_chunk", lambda *a, **k: 5)
     res = upscale(clip, out, opts(chunk=None))
     assert (res.chunk, res.chunks, res.chunks_resumed, res.chunks_computed) == (3, 4, 3, 1)
     other = tmp_path / "other.mp4"

@@ -242,7 +242,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
     from vsr_pipeline.job import upscale
     from vsr_pipeline.media import FrameReader, probe
     from vsr_pipeline.options import check_perf_options
-    from vsr_pipeline.plan import chunk_budget, default_chunk, machine_memory, plan_chunks
+    from vsr_pipeline.plan import machine_memory, plan_chunks, spec_chunk
 
     spec = get_spec(opts.model)
     if opts.scale not in spec.scales:
@@ -266,10 +266,8 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
             frames, _ = reader.read(info.frames)
         n = len(frames)
         padding = spec.default_padding if opts.padding is None else opts.padding
-        chunk = opts.chunk or default_chunk(info.width, info.height, info.frames, padding,
-                                            spec.temporal == "recurrent", spec.chunk_bytes_per_pixel,
-                                            spec.context_bytes_per_pixel,
-                                            chunk_budget(machine_memory(device.type)))
+        chunk = opts.chunk or spec_chunk(spec, info.width, info.height, info.frames, padding,
+                                         machine_memory(device.type))
         chunks = plan_chunks(n, chunk, padding)
         up_opts = replace(opts.job_options(), weights=weights, chunk=chunk, padding=padding)
         check_perf_options(spec, up_opts, device)

@@ -33,7 +33,7 @@ from vsr_pipeline.options import (
     check_perf_options,
     concrete_batch,
 )
-from vsr_pipeline.plan import Chunk, chunk_budget, default_chunk, machine_memory, plan_chunks
+from vsr_pipeline.plan import Chunk, machine_memory, plan_chunks, spec_chunk
 from vsr_pipeline.scheduler import ChunkWork, decoded_chunks, run_chunks
 
 log = logging.getLogger(__name__)
@@ -193,9 +193,7 @@ def _default_chunk(output: Path, opts: UpscaleOptions, spec: ModelSpec, info: Vi
     if isinstance(earlier, int) and earlier >= 1:
         return earlier
     memory = None if opts.address else machine_memory(device.type)
-    chunk = default_chunk(info.width, info.height, info.frames, padding, spec.temporal == "recurrent",
-                          spec.chunk_bytes_per_pixel, spec.context_bytes_per_pixel,
-                          chunk_budget(memory, sharing))
+    chunk = spec_chunk(spec, info.width, info.height, info.frames, padding, memory, sharing)
     log.debug("chunk %d core frames (padding %d, memory %s)", chunk, padding, memory)
     return chunk
 

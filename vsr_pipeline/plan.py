@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from models.registry import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,8 @@ def batches_for(chunk: Chunk, batch: int) -> range:
 #: The least a chunk's kept activations may take (and all they take where the upscalers' memory is not
 #: known: a joined cluster), used to size the default chunk of a recurrent model.
 CHUNK_FEATURE_BYTES = 2 * 1024**3
-#: The most, however large the machine: beyond it the padding recomputed per chunk is already small (BasicVSR
-#: at 640x272: 88 core frames, 17 % padding work).
+#: The most, however large the machine (BasicVSR at 640x272: 42 core frames, so 20 padding frames are a
+#: third of the frames computed, against 5/7 at the floor of 8).
 MAX_CHUNK_FEATURE_BYTES = 8 * 1024**3
 #: The share of the upscaler's memory (RAM, or the GPU's) a chunk's kept activations may take: the rest is
 #: for the per-frame reconstruction (BasicVSR x4: ~12 KB per LR pixel at once, 2 GB at 640x272, whatever the
@@ -104,6 +108,15 @@ def machine_memory(device: str = "cpu") -> int | None:
         return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def spec_chunk(spec: ModelSpec, width: int, height: int, frames: int, padding: int, memory_bytes: int | None,
+               sharing: int = 1) -> int:
+    """:func:`default_chunk` for model ``spec`` (its kind and per-pixel bytes) on an upscaler with
+    ``memory_bytes`` (None: not known) shared by ``sharing`` upscalers."""
+    return default_chunk(width, height, frames, padding, spec.temporal == "recurrent",
+                         spec.chunk_bytes_per_pixel, spec.context_bytes_per_pixel,
+                         chunk_budget(memory_bytes, sharing))
 
 
 def default_chunk(width: int, height: int, frames: int, padding: int, recurrent: bool = True,
