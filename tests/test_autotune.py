@@ -385,6 +385,39 @@ def test_the_job_reports_its_batch_and_a_resume_keeps_it(tmp_path: Path, cache: 
     assert plan.opts.batch == 2 and "kept from the unfinished run" in plan.batch_reason
 
 
+def test_forced_threads_win_probe_nothing_and_reach_the_upscaler(tmp_path: Path, cache: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``vsr upscale --threads N`` (``UpscaleOptions.threads``) skips the thread probe, the precision and
+    batch probes run at N threads, and the upscaler actor runs N; 0 and below are refused."""
+    from tests.conftest import make_clip, textured_frames
+    from vsr_pipeline import UpscaleOptions, upscale
+    from vsr_pipeline.cli import main
+    from vsr_pipeline.errors import UsageError
+    from vsr_pipeline.job import plan_job, resolve_auto_settings
+
+    clip = make_clip(tmp_path / "in.mp4", textured_frames(4, 24, 16))
+    seen: list[int] = []
+    real = autotune.choose_batch
+
+    def batch_spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(args[5] if len(args) > 5 else kwargs["threads"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(autotune, "choose_batch", batch_spy)
+    monkeypatch.setattr(autotune, "choose_job_threads", lambda *a, **k: pytest.fail("threads probed"))
+    opts = UpscaleOptions(model="espcn", scale=2, crf=0, threads=1, progress=False)
+    plan = resolve_auto_settings(plan_job(clip, tmp_path / "plan.mkv", opts, CPU), CPU)
+    assert (plan.threads, plan.threads_reason) == (1, "--threads 1") and seen == [1]
+    result = upscale(clip, tmp_path / "out.mkv", opts)
+    assert (result.threads, result.threads_reason) == (1, "--threads 1")
+    assert result.device.startswith("cpu (1 threads")  # what the actor's torch runs with
+    with pytest.raises(SystemExit) as exit_info:
+        main(["upscale", str(clip), "-o", str(tmp_path / "zero.mkv"), "--threads", "0"])
+    assert exit_info.value.code == 2
+    with pytest.raises(UsageError, match="--threads"):
+        upscale(clip, tmp_path / "negative.mkv", UpscaleOptions(model="espcn", scale=2, threads=-1))
+
+
 def test_probes_run_with_the_actors_heap(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The upscaler actor keeps freed buffers (``Engine(reuse_memory=True)``); a probe timed without that
     pays page faults the actor does not (it made batch 1 look 1.5x faster than 4 for ESPCN at 640x272), so

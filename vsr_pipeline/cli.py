@@ -117,6 +117,8 @@ def _job_options(p: argparse.ArgumentParser) -> None:
         "--batch", type=_batch, default=default("batch"), metavar="auto|N",
         help="frames or windows per forward pass (default auto: timed on this machine)"
     )
+    p.add_argument("--threads", type=_positive_int, default=0,
+                   help="torch threads per CPU upscaler (default: timed on this machine, or shared out)")
     p.add_argument(
         "--on-corrupt",
         choices=["repeat", "skip", "fail"],
@@ -170,7 +172,6 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument(
         "--upscalers", type=_positive_int, help="upscaler actors (default: one per GPU, else one per node)"
     )
-    bt.add_argument("--threads", type=_positive_int, default=0, help="torch threads per CPU upscaler")
     bt.add_argument(
         "--jobs", type=_positive_int, help="videos in flight at once (default: 2 x upscalers + 2)"
     )

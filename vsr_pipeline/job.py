@@ -128,7 +128,8 @@ def resolve_auto_settings(plan: JobPlan, device: Any) -> JobPlan:
     from workers.encoder import segment_suffix
 
     opts = plan.opts
-    threads = 0 if device.type == "cuda" else os.cpu_count() or 1  # as the job's upscaler will run
+    forced = device.type != "cuda" and opts.threads > 0
+    threads = 0 if device.type == "cuda" else opts.threads or os.cpu_count() or 1  # as the upscaler runs
     resuming = opts.resume != "never"
     earlier = recorded_setting(plan.output, "precision") if opts.precision == "auto" and resuming else None
     if isinstance(earlier, str) and earlier in candidates(plan.spec, device)[0]:
@@ -148,9 +149,12 @@ def resolve_auto_settings(plan: JobPlan, device: Any) -> JobPlan:
     if opts.batch is None:
         log.info("batch auto -> %d (%s)", batch, batch_reason)
     opts = replace(opts, batch=batch)
-    threads, threads_reason = choose_job_threads(opts.model_settings(), device, plan.input_path, plan.info,
-                                                 opts.encode_settings(), segment_suffix(plan.output),
-                                                 plan.spec)
+    if forced:
+        threads_reason = f"--threads {threads}"
+    else:
+        threads, threads_reason = choose_job_threads(opts.model_settings(), device, plan.input_path,
+                                                     plan.info, opts.encode_settings(),
+                                                     segment_suffix(plan.output), plan.spec)
     log.info("upscaler threads -> %s (%s)", threads or "default", threads_reason)
     return replace(plan, opts=opts, precision_reason=reason, batch_reason=batch_reason, threads=threads,
                    threads_reason=threads_reason)

@@ -90,6 +90,8 @@ class UpscaleOptions:
     codec: str = _E.codec
     crf: int = _E.crf
     preset: str = _E.preset
+    #: torch threads of a CPU upscaler (0: chosen on this machine, ``autotune.choose_job_threads``)
+    threads: int = 0
     #: core frames per chunk (None: ``vsr_pipeline.plan.default_chunk``)
     chunk: int | None = None
     #: context frames each side of a chunk (None: the model's ``ModelSpec.default_padding``)
@@ -174,6 +176,8 @@ def check_options(opts: UpscaleOptions) -> ModelSpec:
         raise UsageError("--batch must be auto or >= 1")
     if opts.decoders < 1:
         raise UsageError("--decoders must be >= 1")
+    if opts.threads < 0:
+        raise UsageError("--threads must be >= 1 (or 0: chosen on this machine)")
     if opts.on_corrupt not in ON_CORRUPT:
         raise UsageError(f"--on-corrupt must be one of {', '.join(ON_CORRUPT)}, not {opts.on_corrupt!r}")
     if opts.resume not in RESUME_MODES:

@@ -175,7 +175,8 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         decoder = StreamDecoder(source, timeout, frames_q, stop, opts.on_corrupt, opts.deinterlace)
         decoder.start()  # connects and decodes while the model loads
         # a stream is this process's one job: freed buffers serve the next chunk (vsr_pipeline.heap)
-        engine = Engine.from_settings(opts.model_settings(), spec=spec, device=str(device), reuse_memory=True)
+        engine = Engine.from_settings(opts.model_settings(), spec=spec, device=str(device),
+                                      threads=opts.threads, reuse_memory=True)
         item = _get(frames_q)
         if isinstance(item, BaseException):
             raise item
