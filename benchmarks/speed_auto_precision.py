@@ -5,10 +5,13 @@ docs quote, in a job's order: precision, then batch (``choose_batch``), then the
 and encode settings; ``vsr bench`` reports that choice).
 
     python benchmarks/speed_auto_precision.py    # -> benchmarks/results/auto_precision_<capability>.json
-    # an AVX2-only CPU, emulated on an AVX-512 one (oneDNN and ATen kernels limited to AVX2; the CPU flags,
-    # hence the hardware check, still say bf16):
+    # an AVX2-only CPU, emulated on an AVX-512 one (oneDNN and ATen kernels limited to AVX2; the ISA cap
+    # also tells ``precision.cpu_has_bf16`` that the bf16 units are out of use):
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/speed_auto_precision.py \
         --out benchmarks/results/auto_precision_avx2_emulated.json
+    # an AVX-512 CPU without bf16 units (Skylake to Ice Lake), emulated the same way:
+    ONEDNN_MAX_CPU_ISA=AVX512_CORE python benchmarks/speed_auto_precision.py --case basicvsr:160x68 \
+        --case espcn:640x272 --out benchmarks/results/auto_precision_avx512_core_emulated.json
 """
 
 from __future__ import annotations

@@ -56,6 +56,37 @@ def test_candidates_follow_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None
     assert autotune.candidates(basicvsr, torch.device("cuda"))[0] == ["fp16", "bf16"]
 
 
+def test_bf16_units_are_the_cpus_not_onednns_emulation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """oneDNN's bf16 query also says yes for AVX-512 without bf16 units (Skylake to Ice Lake), where bf16
+    is emulated, 4x slower than fp32 channels-last for BasicVSR: x86 needs AVX-512 BF16 or AMX-BF16 in the
+    CPU's flags, and no ``ONEDNN_MAX_CPU_ISA`` cap below them."""
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    monkeypatch.setattr(precision.platform, "machine", lambda: "x86_64")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    skylake = frozenset({"avx2", "avx512f", "avx512bw", "avx512_vnni"})
+    monkeypatch.setattr(precision, "cpu_flags", lambda: skylake)
+    assert not precision.cpu_has_bf16()
+    assert precision.resolve_precision("auto", CPU, "basicvsr") == "fp32-cl"  # the static rule too
+    monkeypatch.setattr(precision, "cpu_flags", lambda: skylake | {"avx512_bf16"})  # Cooper Lake, Zen 4
+    assert precision.cpu_has_bf16()
+    monkeypatch.setattr(precision, "cpu_flags", lambda: skylake | {"amx_bf16", "amx_tile"})  # Sapphire Rapids
+    assert precision.cpu_has_bf16() and precision.resolve_precision("auto", CPU, "basicvsr") == "bf16"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core")  # oneDNN told not to use them
+    assert not precision.cpu_has_bf16()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    assert precision.cpu_has_bf16()
+    monkeypatch.setattr(precision, "cpu_flags", lambda: None)  # no /proc/cpuinfo: oneDNN's word
+    assert precision.cpu_has_bf16()
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False, raising=False)
+    assert not precision.cpu_has_bf16()
+    monkeypatch.setattr(precision.platform, "machine", lambda: "aarch64")  # Arm: oneDNN checks the unit
+    assert not precision.cpu_has_bf16()
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    assert precision.cpu_has_bf16()
+
+
 def test_probe_picks_the_fastest_and_is_cached_per_model_and_size(cache: Path, probes: list) -> None:
     settings = ModelSettings(model="espcn", scale=2, batch=2)
     choice, reason = autotune.choose_precision(settings, CPU, 24, 16)

@@ -2,7 +2,8 @@
 
 1. Candidates (``candidates``): the quality gate stays ``vsr_pipeline.precision`` (bf16 only for a model
    whose measured ``ModelSpec.bf16_delta_db`` is within ``BF16_TOLERANCE_DB``), and the hardware must have
-   the units: CPU bf16 only where oneDNN reports native bf16 (``cpu_has_bf16``: AVX-512 BF16 / AMX); CUDA
+   the units: CPU bf16 only where the CPU computes it (``cpu_has_bf16``: AVX-512 BF16 / AMX flags, oneDNN's
+   query on Arm; not AVX-512 alone, where oneDNN emulates bf16, 4x slower for BasicVSR); CUDA
    fp16, plus bf16 for a bf16-safe model on compute capability 8.0 or newer. fp32 and fp32 channels-last
    are always allowed on the CPU (the same float32 arithmetic, other kernels).
 2. Where more than one candidate remains, each is timed on the real model and weights with input of the

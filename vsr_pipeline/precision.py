@@ -22,8 +22,11 @@ No torch import at module level beyond what the functions use, so the CLI can im
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -51,14 +54,48 @@ def cpu_fp32_channels_last() -> dict[str, float]:
             if s.fp32_cl_speedup is not None and s.fp32_cl_speedup > 1.0}
 
 
-def cpu_has_bf16() -> bool:
-    """oneDNN reports native bf16 support on this CPU (AVX-512 BF16 / AMX, or Arm's BF16 extension).
+#: oneDNN ISA caps (``ONEDNN_MAX_CPU_ISA``) below AVX-512 BF16: they keep x86 bf16 units out of use
+ISA_CAPS_WITHOUT_BF16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+                                   "AVX512_CORE_VNNI"})
+#: /proc/cpuinfo flags of x86 bf16 units: AVX-512 BF16 (Cooper Lake, Zen 4 and later), AMX-BF16 (Sapphire
+#: Rapids and later)
+X86_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
-    Without it bf16 is emulated: measured 10x slower than fp32 for a 3x3 convolution on an AVX2 EPYC."""
+
+def cpu_flags() -> frozenset[str] | None:
+    """The CPU feature flags of Linux's ``/proc/cpuinfo`` (x86 ``flags``, Arm ``Features``); None where
+    there is no such file."""
     try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return None
+
+
+def cpu_has_bf16() -> bool:
+    """This CPU computes bf16 in hardware: AVX-512 BF16 or AMX-BF16 on x86 (from the CPU's flags, and not
+    capped away by ``ONEDNN_MAX_CPU_ISA``), Arm's BF16 extension (oneDNN's own check there).
+
+    oneDNN's query alone is not enough on x86: it also says yes for AVX-512 without bf16 units (Skylake to
+    Ice Lake), where it emulates bf16: BasicVSR ran 4x slower than fp32 channels-last on this machine
+    with oneDNN capped to AVX512_CORE (docs/benchmarks.md 8.5f); without AVX-512, 10x slower for a 3x3
+    convolution on an AVX2 EPYC (issue 21)."""
+    try:
+        if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+            return False
     except (AttributeError, RuntimeError):
         return False
+    if platform.machine().lower() not in ("x86_64", "amd64", "x86", "i686", "i386"):
+        return True
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    if cap in ISA_CAPS_WITHOUT_BF16:
+        return False
+    flags = cpu_flags()
+    return True if flags is None else bool(flags & X86_BF16_FLAGS)  # no flags to read: oneDNN's word
 
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
