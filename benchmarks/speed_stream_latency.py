@@ -56,6 +56,7 @@ def make_clip(dst: Path, frames: int, width: int) -> None:
 
 def run_once(clip: Path, out: Path, model: str, flags: list[str]) -> dict[str, float]:
     out.unlink(missing_ok=True)
+    Path(f"{out}.vsr.json").unlink(missing_ok=True)  # the run's manifest: a rerun refuses to replace it
     cmd = f"cat {clip} | {sys.executable} -m vsr_pipeline.cli upscale - -o {out} --model {model} " \
           f"--device cpu --no-progress --json {' '.join(flags)}"
     t0 = time.perf_counter()
@@ -97,7 +98,7 @@ def main() -> None:
         "repeats": repeats,
         "conditions": {"cpus": os.cpu_count(), "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
                        "nice": os.nice(0), "python": platform.python_version(), "torch_threads": "all cores",
-                       "note": "machine shared with other jobs; figures are wall-clock"},
+                       "note": "figures are wall-clock; load_avg_1m_at_end tells how busy the machine was"},
         "rows": rows,
     }
     if not args.quick:

@@ -101,6 +101,49 @@ def test_stdin_espcn_equals_file_pipeline(clip: Path, tmp_path: Path) -> None:
     assert min_psnr(got, want) > 40
 
 
+def test_the_engine_is_built_and_run_on_its_own_thread_after_one_malloc_arena(
+        clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run on a thread other than the one that built it, a torch forward pass met OpenMP's throttled spin
+    (BasicVSR bf16 1.3x slower), and a thread's own malloc arena cannot keep large buffers (ESPCN x4 at
+    640x272 1.9x slower; ``benchmarks/speed_engine_thread.py``): the live path builds the engine on the thread
+    it runs on, after every thread was made to share one arena, before the decoder's thread starts."""
+    import threading
+
+    from vsr_pipeline import heap
+    from vsr_pipeline.engine import Engine
+    from vsr_pipeline.options import UpscaleOptions
+    from vsr_pipeline.stream_source import StreamDecoder
+    from vsr_pipeline.streaming import stream_upscale
+
+    order: list[str] = []
+    threads: dict[str, set[int]] = {"init": set(), "process": set()}
+    real_init, real_process, real_start = Engine.__init__, Engine.process, StreamDecoder.start
+
+    def init(self, *a, **k):  # type: ignore[no-untyped-def]
+        threads["init"].add(threading.get_ident())
+        real_init(self, *a, **k)
+
+    def process(self, *a, **k):  # type: ignore[no-untyped-def]
+        threads["process"].add(threading.get_ident())
+        return real_process(self, *a, **k)
+
+    monkeypatch.setattr(Engine, "__init__", init)
+    monkeypatch.setattr(Engine, "process", process)
+    monkeypatch.setattr(heap, "single_arena", lambda: order.append("one arena") or True)
+    monkeypatch.setattr(StreamDecoder, "start", lambda self: order.append("decoder") or real_start(self))
+    try:
+        with open(clip, "rb") as raw:
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(raw))
+            result = stream_upscale("-", tmp_path / "out.mkv", UpscaleOptions(model="espcn", scale=4,
+                                                                              progress=False))
+    finally:
+        heap.reuse_freed_memory(False)  # the engine set it for this whole process: glibc's defaults back
+    assert result["frames_out"] == FRAMES
+    assert order[:2] == ["one arena", "decoder"]
+    assert len(threads["init"]) == 1 and threads["process"] == threads["init"]
+    assert threading.main_thread().ident not in threads["init"]
+
+
 def test_window_model_to_fragmented_mp4(clip: Path, tmp_path: Path) -> None:
     """VESPCN (radius 1) through the stream path into a fragmented MP4, equal to the model run on the whole
     clip at once (the Upscaler directly, no chunks)."""

@@ -147,13 +147,25 @@ class RayExecutor:
             raise cause from None
 
 
+def engine_thread() -> cf.ThreadPoolExecutor:
+    """The one thread an in-process engine is built on and runs on (``LocalExecutor``'s ``upscale``).
+
+    Build it there too, not on the caller's thread: a torch (OpenMP) forward pass on one thread after
+    another thread ran parallel work of its own (building the model moves its weights) leaves two OpenMP
+    teams alive, more threads than cores, and libgomp then throttles its spin-waiting, so every parallel
+    region wakes sleeping threads: BasicVSR bf16 ran 1.33x slower, fp32 channels-last 1.15x (2 cores,
+    ``benchmarks/speed_engine_thread.py``). Its large buffers need ``vsr_pipeline.heap.single_arena`` too."""
+    return cf.ThreadPoolExecutor(1, thread_name_prefix="vsr-upscale")
+
+
 class LocalExecutor:
     """The engine (``vsr_pipeline.engine.Engine``) and an encoder (anything with ``write_segment(index,
-    frames, pts)``) on one thread each. ``close`` waits for what was submitted."""
+    frames, pts)``) on one thread each; ``upscale``: the engine's thread, where it was built
+    (``engine_thread``). ``close`` waits for what was submitted."""
 
-    def __init__(self, engine: Any, encoder: Any):
+    def __init__(self, engine: Any, encoder: Any, upscale: cf.ThreadPoolExecutor | None = None):
         self.engine, self.encoder = engine, encoder
-        self._upscale = cf.ThreadPoolExecutor(1, thread_name_prefix="vsr-upscale")
+        self._upscale = upscale or engine_thread()
         self._encode = cf.ThreadPoolExecutor(1, thread_name_prefix="vsr-encode")
 
     def submit(self, work: ChunkWork) -> cf.Future[Any]:

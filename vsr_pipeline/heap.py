@@ -18,6 +18,7 @@ import functools
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
 #: glibc's defaults (malloc/malloc.c: DEFAULT_TRIM_THRESHOLD, DEFAULT_MMAP_MAX)
 _DEFAULT_TRIM = 128 * 1024
 _DEFAULT_MMAP_MAX = 65536
@@ -47,6 +48,17 @@ def reuse_freed_memory(enabled: bool = True) -> bool:
         return False
     mmap_max, trim = (0, _NEVER_TRIM) if enabled else (_DEFAULT_MMAP_MAX, _DEFAULT_TRIM)
     return bool(libc.mallopt(_M_MMAP_MAX, mmap_max)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, trim))
+
+
+def single_arena() -> bool:
+    """All threads allocate from the main arena (``mallopt(M_ARENA_MAX, 1)``); True when applied. For a
+    process whose model runs on a thread other than the main one (a live stream): a thread's own arena is
+    a heap of at most 64 MiB, so :func:`reuse_freed_memory` cannot keep its large buffers there; measured
+    ESPCN x4 at 640x272 2.2x slower per frame on such a thread, as fast as on the main thread with one arena
+    (``benchmarks/speed_engine_thread.py``). Call it before any thread allocates (FFmpeg's decoder threads
+    too): glibc fixes the arena limit when the first extra arena is made, and a thread keeps its arena."""
+    libc = _libc()
+    return bool(libc.mallopt(_M_ARENA_MAX, 1)) if libc is not None else False
 
 
 def release_free_memory() -> bool:

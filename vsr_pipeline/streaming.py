@@ -147,7 +147,8 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
     seconds a URL may take to open or to send more data.
     """
     from vsr_pipeline.engine import Engine, resolve_device
-    from vsr_pipeline.executors import LocalExecutor
+    from vsr_pipeline.executors import LocalExecutor, engine_thread
+    from vsr_pipeline.heap import single_arena
 
     started, started_epoch = time.perf_counter(), time.time()
     output = Path(output)
@@ -162,11 +163,13 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
     name = "stdin" if source == "-" else source
     if source == "-":
         check_stdin()
+    single_arena()  # before any thread starts: the engine's thread keeps its buffers (vsr_pipeline.heap)
     stop = threading.Event()
     frames_q: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_FRAMES)
     writer: VideoWriter | None = None
     sink: _ProgressiveEncoder | None = None
     executor: LocalExecutor | None = None
+    upscale = engine_thread()  # the engine is built and run on this one thread
     decoder: StreamDecoder | None = None
     state = {"in": 0}
     interrupted = False
@@ -175,16 +178,17 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         decoder = StreamDecoder(source, timeout, frames_q, stop, opts.on_corrupt, opts.deinterlace)
         decoder.start()  # connects and decodes while the model loads
         # a stream is this process's one job: freed buffers serve the next chunk (vsr_pipeline.heap)
-        engine = Engine.from_settings(opts.model_settings(), spec=spec, device=str(device),
-                                      threads=opts.threads, reuse_memory=True)
+        building = upscale.submit(Engine.from_settings, opts.model_settings(), spec=spec, device=str(device),
+                                  threads=opts.threads, reuse_memory=True)
         item = _get(frames_q)
         if isinstance(item, BaseException):
             raise item
         info = item[1]
         check_memory(info, opts.scale)
+        engine = building.result()
         writer = _writer(output, info, opts)
         sink = _ProgressiveEncoder(writer, header_first=output.suffix.lower() != ".ts")
-        executor = LocalExecutor(engine, sink)
+        executor = LocalExecutor(engine, sink, upscale)
         run_chunks(_live_chunks(frames_q, policy, state), executor, max_inflight=opts.max_inflight,
                    fatal=(Exception,), progress=opts.progress, desc=f"{spec.name} x{opts.scale} (stream)")
     except KeyboardInterrupt:
@@ -198,6 +202,8 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
                 executor.close()
             except KeyboardInterrupt:
                 interrupted = True
+        else:
+            upscale.shutdown(wait=True, cancel_futures=True)
     if writer is None:
         _let_go(decoder)
         if interrupted:
