@@ -449,6 +449,37 @@ def test_forced_threads_win_probe_nothing_and_reach_the_upscaler(tmp_path: Path,
         upscale(clip, tmp_path / "negative.mkv", UpscaleOptions(model="espcn", scale=2, threads=-1))
 
 
+def test_the_ledger_records_the_threads_and_a_resume_keeps_them(tmp_path: Path, cache: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The threads change a forward pass's rounding, not the segments' validity: they are in the ledger's
+    ``extra``, and a resumed job keeps them instead of probing again (a forced ``--threads`` still wins)."""
+    from dataclasses import replace
+
+    from tests.conftest import make_clip, textured_frames
+    from vsr_pipeline import UpscaleOptions, upscale
+    from vsr_pipeline.job import plan_job, resolve_auto_settings
+    from vsr_pipeline.ledger import Ledger, job_dir
+
+    clip = make_clip(tmp_path / "in.mp4", textured_frames(4, 24, 16))
+    opts = UpscaleOptions(model="espcn", scale=2, crf=0, precision="fp32", batch=1, progress=False)
+    monkeypatch.setattr(Ledger, "remove", lambda self: None)  # keep the finished job's ledger to read it
+    result = upscale(clip, tmp_path / "out.mkv", opts)
+    recorded = json.loads((job_dir(tmp_path / "out.mkv") / "ledger.json").read_text())
+    assert result.threads is not None and recorded["extra"]["threads"] == result.threads
+    ledger = job_dir(tmp_path / "half.mkv")
+    ledger.mkdir()
+    (ledger / "ledger.json").write_text(json.dumps({"settings": {"batch": 1, "precision": "fp32"},
+                                                    "extra": {"threads": 1}}))
+    monkeypatch.setattr(autotune, "choose_job_threads", lambda *a, **k: (2, "probed"))
+    plan = resolve_auto_settings(plan_job(clip, tmp_path / "half.mkv", opts, CPU), CPU)
+    assert plan.threads == 1 and "kept from the unfinished run" in plan.threads_reason
+    forced = resolve_auto_settings(plan_job(clip, tmp_path / "half.mkv", replace(opts, threads=2), CPU), CPU)
+    assert (forced.threads, forced.threads_reason) == (2, "--threads 2")
+    fresh = resolve_auto_settings(plan_job(clip, tmp_path / "half.mkv", replace(opts, resume="never"), CPU),
+                                  CPU)
+    assert (fresh.threads, fresh.threads_reason) == (2, "probed")
+
+
 def test_probes_run_with_the_actors_heap(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The upscaler actor keeps freed buffers (``Engine(reuse_memory=True)``); a probe timed without that
     pays page faults the actor does not (it made batch 1 look 1.5x faster than 4 for ESPCN at 640x272), so

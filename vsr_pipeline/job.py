@@ -149,8 +149,11 @@ def resolve_auto_settings(plan: JobPlan, device: Any) -> JobPlan:
     if opts.batch is None:
         log.info("batch auto -> %d (%s)", batch, batch_reason)
     opts = replace(opts, batch=batch)
+    earlier = recorded_setting(plan.output, "threads", "extra") if resuming and not forced else None
     if forced:
         threads_reason = f"--threads {threads}"
+    elif device.type != "cuda" and isinstance(earlier, int) and earlier >= 1:
+        threads, threads_reason = earlier, "kept from the unfinished run this one resumes (its ledger)"
     else:
         threads, threads_reason = choose_job_threads(opts.model_settings(), device, plan.input_path,
                                                      plan.info, opts.encode_settings(),
@@ -304,6 +307,8 @@ def run_job(
         check_encoder(output, info, opts.scale, encode)
     settings = job_settings(spec, opts, info, plan.chunk, plan.padding, device_type)
     ledger = Ledger.open(output, settings, opts.resume)
+    if plan.threads:  # not a setting (segments stay valid), but a resume keeps it: the same rounding
+        ledger.extra["threads"] = plan.threads
     resumed = len(ledger.done)
     todo = {c.index for c in chunks} - set(ledger.done)
     stats: dict[str, int] = {"computed": 0, "computed_frames": 0, "retries": 0}

@@ -34,13 +34,14 @@ def job_dir(output: str | os.PathLike[str]) -> Path:
     return out.parent / f".{out.name}.vsr"
 
 
-def recorded_setting(output: str | os.PathLike[str], name: str) -> Any:
-    """A setting (e.g. ``precision``, ``batch``) an unfinished job writing ``output`` recorded in its ledger
-    (None: no ledger, or none recorded): a resumed ``auto`` keeps it rather than probing again, since a probe
-    that chose otherwise would make every finished chunk be redone."""
+def recorded_setting(output: str | os.PathLike[str], name: str, section: str = "settings") -> Any:
+    """A setting (e.g. ``precision``, ``batch``; with ``section="extra"`` the upscaler's ``threads``) an
+    unfinished job writing ``output`` recorded in its ledger (None: no ledger, or none recorded): a resumed
+    ``auto`` keeps it rather than probing again, since a probe that chose otherwise would make every
+    finished chunk be redone (settings) or the rest computed a rounding step apart (threads)."""
     try:
         data = json.loads((job_dir(output) / "ledger.json").read_text(encoding="utf-8"))
-        return data["settings"][name]
+        return data[section][name]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
