@@ -153,7 +153,7 @@ def engine_thread() -> cf.ThreadPoolExecutor:
     Build it there too, not on the caller's thread: a torch (OpenMP) forward pass on one thread after
     another thread ran parallel work of its own (building the model moves its weights) leaves two OpenMP
     teams alive, more threads than cores, and libgomp then throttles its spin-waiting, so every parallel
-    region wakes sleeping threads: BasicVSR bf16 ran 1.33x slower, fp32 channels-last 1.15x (2 cores,
+    region wakes sleeping threads: BasicVSR bf16 ran 1.32x slower, fp32 channels-last 1.11x (2 cores,
     ``benchmarks/speed_engine_thread.py``). Its large buffers need ``vsr_pipeline.heap.single_arena`` too."""
     return cf.ThreadPoolExecutor(1, thread_name_prefix="vsr-upscale")
 

@@ -54,7 +54,7 @@ def single_arena() -> bool:
     """All threads allocate from the main arena (``mallopt(M_ARENA_MAX, 1)``); True when applied. For a
     process whose model runs on a thread other than the main one (a live stream): a thread's own arena is
     a heap of at most 64 MiB, so :func:`reuse_freed_memory` cannot keep its large buffers there; measured
-    ESPCN x4 at 640x272 2.2x slower per frame on such a thread, as fast as on the main thread with one arena
+    ESPCN x4 at 640x272 2.05x slower per frame on such a thread, as fast as on the main thread with one arena
     (``benchmarks/speed_engine_thread.py``). Call it before any thread allocates (FFmpeg's decoder threads
     too): glibc fixes the arena limit when the first extra arena is made, and a thread keeps its arena."""
     libc = _libc()
