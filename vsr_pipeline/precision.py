@@ -22,6 +22,7 @@ No torch import at module level beyond what the functions use, so the CLI can im
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 from collections.abc import Iterator
@@ -62,18 +63,25 @@ ISA_CAPS_WITHOUT_BF16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VN
 X86_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
-def cpu_flags() -> frozenset[str] | None:
-    """The CPU feature flags of Linux's ``/proc/cpuinfo`` (x86 ``flags``, Arm ``Features``); None where
-    there is no such file."""
+@functools.cache
+def cpuinfo_field(*keys: str) -> str | None:
+    """The first CPU's value of the first of ``keys`` found in Linux's ``/proc/cpuinfo`` (``model name``,
+    ``flags``, ...); None where there is no such file or field. Read once per process."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return None
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
+        if key.strip() in keys:
+            return value.strip()
     return None
+
+
+def cpu_flags() -> frozenset[str] | None:
+    """The CPU feature flags (x86 ``flags``, Arm ``Features`` of ``/proc/cpuinfo``); None where unknown."""
+    value = cpuinfo_field("flags", "Features")
+    return None if value is None else frozenset(value.split())
 
 
 def cpu_has_bf16() -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from vsr_pipeline.precision import cpu_has_bf16
+from vsr_pipeline.precision import cpu_has_bf16, cpuinfo_field
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +30,7 @@ def cache_path() -> Path:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def machine(device: torch.device) -> dict[str, Any]:
