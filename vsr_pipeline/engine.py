@@ -84,9 +84,9 @@ def make_forward(
     overlap: int = DEFAULT_OVERLAP,
 ) -> Callable[..., torch.Tensor]:
     """``model`` run in ``precision`` (autocast and memory layout), on blended ``tile``-pixel crops when
-    ``tile`` is set (``vsr_pipeline.tiling``). fp32 without tiles is ``model`` itself. Keyword arguments
-    (a recurrent model's ``keep``) go to ``model``."""
-    if precision.name == "fp32" and not tile:
+    ``tile`` is set (``vsr_pipeline.tiling``). fp32 on the CPU without tiles is ``model`` itself. Keyword
+    arguments (a recurrent model's ``keep``) go to ``model``."""
+    if precision.name == "fp32" and not tile and precision.device.type != "cuda":
         return model
 
     def one(x: torch.Tensor, **kw: Any) -> torch.Tensor:
@@ -209,6 +209,16 @@ def set_threads(threads: int) -> int:
 
 
 
+def compile_model(model: torch.nn.Module) -> Callable[..., torch.Tensor]:
+    """``torch.compile`` with fixed shapes. A recurrent model that offers ``compile_steps`` (BasicVSR)
+    compiles its per-frame parts instead of its whole time loop: small graphs, whatever the chunk's length."""
+    steps = getattr(model, "compile_steps", None)
+    if callable(steps):
+        steps(dynamic=False)
+        return model
+    return torch.compile(model, dynamic=False)  # type: ignore[return-value]
+
+
 def engine_arguments(settings: ModelSettings, spec: ModelSpec | None = None, device: str | None = None,
                      threads: int = 0, reuse_memory: bool = False) -> dict[str, Any]:
     """``Engine``'s constructor arguments for ``settings`` (what a Ray actor of it is started with).
@@ -270,9 +280,7 @@ class Engine:
         self.backoffs: list[dict[str, int | None]] = []
         body = None if backbone is None else use_spec(backbone).name
         self.model = self.precision.prepare(load_upscaler_model(self.spec.name, weights, scale, body))
-        self.compiled: Callable[[torch.Tensor], torch.Tensor] = (
-            torch.compile(self.model, dynamic=False) if compile else self.model  # type: ignore[assignment]
-        )
+        self.compiled = compile_model(self.model) if compile else self.model
         self.forward = make_forward(self.compiled, self.precision, self.tile, self.overlap)
         self._busy = {"busy_s": 0.0, "calls": 0, "frames": 0, "first": None, "last": None}
 

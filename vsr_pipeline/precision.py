@@ -156,8 +156,19 @@ class Precision:
 
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:
+        """Autocast to bf16/fp16; fp32 on CUDA with cuDNN's TF32 off (PyTorch lets cuDNN convolutions round
+        their inputs to TF32's 10-bit mantissa by default: "fp32" here means float32, the reference the
+        other precisions and the CPU are compared with)."""
         if self.name not in _DTYPES:
-            yield
+            if self.device.type != "cuda":
+                yield
+                return
+            cudnn, before = torch.backends.cudnn, torch.backends.cudnn.allow_tf32
+            cudnn.allow_tf32 = False
+            try:
+                yield
+            finally:
+                cudnn.allow_tf32 = before
             return
         with torch.autocast(self.device.type, dtype=_DTYPES[self.name]):
             yield

@@ -88,6 +88,15 @@ class BasicVSR(nn.Module):
             flows = self.spynet(torch.cat([ref, nxt]).float(), torch.cat([nxt, ref]).float())
         return flows[: ref.shape[0]], flows[ref.shape[0] :]
 
+    def compile_steps(self, **options: object) -> None:
+        """``torch.compile`` (``options``, e.g. ``dynamic=False``) the per-frame parts in place: SPyNet, both
+        trunks and the reconstruction. Compiling ``forward`` instead would unroll the T-step loops into one
+        graph (minutes of compilation for a 100-frame chunk) and recompile for every chunk length; the parts
+        see the same shapes whatever T is. Parameter names are unchanged (``nn.Module.compile``)."""
+        for part in (self.spynet, self.backward_trunk, self.forward_trunk):
+            part.compile(**options)  # type: ignore[arg-type]
+        self._reconstruct = torch.compile(self._reconstruct, **options)  # type: ignore[method-assign,call-overload]
+
     def _reconstruct(self, feat_b: Tensor, feat_f: Tensor, lr: Tensor) -> Tensor:
         out = self.lrelu(self.fusion(torch.cat([feat_b, feat_f], dim=1)))
         out = self.lrelu(self.pixel_shuffle(self.upconv1(out)))
