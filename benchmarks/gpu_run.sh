@@ -7,12 +7,12 @@
 #
 #   first   carry .whl/site.tar.xz and .gpu_carry's clips and small weights: unpack, environment, the CUDA
 #           tests that need no BasicVSR weights, the table's other models -> gpu_table_images.json
-#   second  carry .gpu_carry/weights/basicvsr: BasicVSR's tests, its rows and the pipeline run
-#           -> gpu_table_basicvsr.json
+#   second  carry .gpu_carry/weights/basicvsr: BasicVSR's rows, its tests, the pipeline run
+#           -> gpu_table_basicvsr.json, gpu_table_pipeline.json
 #
-# Then, here: speed_gpu_table.py --merge A.json B.json --out benchmarks/results/gpu_table.json.
-# TEST_S and TABLE_S bound each stage (seconds); every log lands in $OUT as it is written. A dry run of
-# this script here: DEVICE=cpu SKIP_UNPACK=1 TABLE_ARGS="<tiny sizes>" PATH=.venv/bin:$PATH.
+# Then, here: speed_gpu_table.py --merge <the three json> --out benchmarks/results/gpu_table.json.
+# TEST_S, TABLE_S and PIPELINE_S bound each stage (seconds); every log lands in $OUT as it is written.
+# A dry run of this script here: DEVICE=cpu SKIP_UNPACK=1 TABLE_ARGS="<tiny sizes>" PATH=.venv/bin:$PATH.
 set -u
 step=${1:-first}
 OUT=${OUT:-out/gpu}
@@ -57,7 +57,7 @@ numpy.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
     } 2>&1 | tee "$OUT/env.txt"
     stage cuda_tests_first "${TEST_S:-120}" "${tests[@]}"
     # shellcheck disable=SC2086  # TABLE_ARGS: words
-    stage table_first "${TABLE_S:-100}" "${table[@]}" --pipeline-frames 0 \
+    stage table_first "${TABLE_S:-120}" "${table[@]}" --pipeline-frames 0 \
         --models espcn edvr-m edvr-s realesrgan realesr-animevideo \
         --out "$OUT/gpu_table_images.json" $TABLE_ARGS
 elif [ "$step" = second ]; then
@@ -69,10 +69,14 @@ elif [ "$step" = second ]; then
         echo "gpu_run: error: carry .gpu_carry/weights/basicvsr"
         exit 3
     fi
+    # the headline rows first, should the session's device time run out
+    # shellcheck disable=SC2086
+    stage table_second "${TABLE_S:-150}" "${table[@]}" --models basicvsr --pipeline-frames 0 \
+        --out "$OUT/gpu_table_basicvsr.json" $TABLE_ARGS
     stage cuda_tests_second "${TEST_S:-110}" "${tests[@]}" -k "basicvsr and not compiled"
     # shellcheck disable=SC2086
-    stage table_second "${TABLE_S:-270}" "${table[@]}" --models basicvsr --pipeline-repeats 1 \
-        --out "$OUT/gpu_table_basicvsr.json" $TABLE_ARGS
+    stage pipeline_second "${PIPELINE_S:-150}" "${table[@]}" --models --pipeline-repeats 1 \
+        --out "$OUT/gpu_table_pipeline.json" $TABLE_ARGS
 else
     echo "gpu_run: error: say first or second"
     exit 2

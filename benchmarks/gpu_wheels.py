@@ -23,9 +23,8 @@ crash backtraces lose function names; av.libs' FFmpeg is already stripped), and 
 `--check` (imports, ray.init + a task + an actor, with no import error in Ray's logs, libx264 round
 trip, kornia) and a 250-frame `vsr upscale --model espcn`. Not covered: `vsr train --workers` (Ray Train).
 
-On the GPU machine, with `carry: [".whl/site.tar.xz"]` (the cache stays here):
-
-    mkdir -p /tmp/site && cat .whl/site.tar.xz* | tar -xJ -C /tmp/site && export PYTHONPATH=/tmp/site:.
+On the GPU machine, with `carry: [".whl/site.tar.xz", ...]` (the cache stays here), `benchmarks/gpu_run.sh
+first` unpacks it into /tmp/site and puts that on PYTHONPATH (docs/performance.md, "CUDA").
 """
 
 from __future__ import annotations
@@ -333,12 +332,12 @@ def main() -> None:
         print(f"over {args.split_mib} MiB: split into {len(parts)} parts (more than one call's budget)")
     carry = [str(p.relative_to(ROOT)) for p in parts]
     print("carry:", carry)
-    unpack_line = ("mkdir -p /tmp/site && cat .whl/site.tar.xz* | tar -xJ -C /tmp/site"
-                   " && export PYTHONPATH=/tmp/site:.")
+    unpack_line = "bash benchmarks/gpu_run.sh first   # unpacks into /tmp/site with Python's lzma"
     print("unpack on the GPU machine:\n ", unpack_line)
     if args.verify_python:
         with tempfile.TemporaryDirectory(prefix="gpu_site_check_") as tmp:
-            subprocess.run(f"cat {ARCHIVE}* | tar -xJ -C {tmp}", shell=True, check=True, cwd=ROOT)
+            with tarfile.open(ARCHIVE) as archive:  # one part: split archives are not verified here
+                archive.extractall(tmp, filter="fully_trusted")
             env = {**os.environ, "PYTHONPATH": f"{tmp}:{ROOT}", "RAY_USAGE_STATS_ENABLED": "0"}
             subprocess.run([args.verify_python, __file__, "--check"], env=env, check=True, cwd=ROOT)
 

@@ -222,7 +222,7 @@ def main() -> None:
     ap.add_argument("--extract", type=Path, help="write the clips and weights to this folder, then stop")
     ap.add_argument("--carry", type=Path, default=ROOT / ".gpu_carry", help="folder made by --extract")
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--models", nargs="+", default=list(SIZES))
+    ap.add_argument("--models", nargs="*", default=list(SIZES), help="none: the pipeline run alone")
     ap.add_argument("--precisions", nargs="+", default=["fp32", "fp16", "bf16"])
     ap.add_argument("--frames", type=int, default=100, help="BasicVSR frames per timed pass (default 100)")
     ap.add_argument("--sequences", type=int, nargs="*", default=[4], help="BasicVSR sequences per forward")

@@ -31,7 +31,7 @@ from vsr_pipeline import UpscaleOptions, errors, upscale
 from vsr_pipeline.batch_runner import BatchOptions, run_batch
 from vsr_pipeline.cli import main
 from vsr_pipeline.cluster import is_lost_worker, ray_session
-from vsr_pipeline.errors import WorkerLostError, is_transient
+from vsr_pipeline.errors import ChunkFailedError, WorkerLostError, WorkerRestartingError, is_transient
 from vsr_pipeline.ledger import job_dir
 from vsr_pipeline.media import FrameReader, MediaError
 
@@ -370,3 +370,42 @@ def test_upscaler_process_killed_mid_job_is_restarted_and_output_is_identical(
     assert killed, "no Upscaler process found to kill"
     assert result and result[0].frames_out == 12 and result[0].chunks_computed == 4  # type: ignore[attr-defined]
     assert out.read_bytes() == reference.read_bytes()
+
+
+class _RestartingThenFine:
+    """An executor whose first ``restarting`` results are a restarting actor's, then every chunk succeeds."""
+
+    def __init__(self, restarting: int) -> None:
+        self.left, self.submitted = restarting, 0
+
+    def submit(self, work: object) -> int:
+        self.submitted += 1
+        return self.submitted
+
+    def wait(self, handles: list[int], timeout: float | None) -> list[int]:
+        return handles[:1]
+
+    def result(self, handle: int) -> tuple[str, int]:
+        if self.left > 0:
+            self.left -= 1
+            raise WorkerRestartingError("ActorUnavailableError: The actor is restarting")
+        return "segment", 1
+
+
+def test_a_restarting_actor_is_waited_for_without_using_up_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restarted upscaler loads torch and its model again (seconds on a slow machine): its chunks are
+    resubmitted until it is back, and no retry is spent (retries=0 would otherwise fail the job)."""
+    from vsr_pipeline import scheduler
+    from vsr_pipeline.plan import Chunk
+    from vsr_pipeline.scheduler import ChunkWork, run_chunks
+
+    monkeypatch.setattr(scheduler, "RESTART_POLL_S", 0.01)
+    def work(n: int) -> list[ChunkWork]:
+        return [ChunkWork(Chunk(i, i, i + 1, i, i + 1), slice(0, 1), [], [i]) for i in range(n)]
+
+    executor = _RestartingThenFine(restarting=5)
+    stats = run_chunks(work(3), executor, retries=0)
+    assert stats["computed"] == 3 and stats["retries"] == 0 and executor.submitted == 8
+    monkeypatch.setattr(scheduler, "RESTART_WAIT_S", 0.03)  # an actor that never comes back: attempts count
+    with pytest.raises(ChunkFailedError):
+        run_chunks(work(1), _RestartingThenFine(restarting=100), retries=1)

@@ -162,7 +162,7 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
     with ray_session(opts.upscale.address):
         placement = choose_placement(opts)
         device = "auto" if placement.num_gpus else "cpu"
-        video_opts, reasons = _decide_auto(video_opts, spec, inputs, device, placement.threads)
+        video_opts, reasons = _decide_auto(video_opts, spec, inputs, outputs, device, placement.threads)
         placement, reasons["threads_reason"] = _decide_threads(video_opts, spec, inputs, outputs, device,
                                                               placement, opts.threads)
         pool = UpscalerPool.start(spec, placement, video_opts.model_settings(), device,
@@ -199,8 +199,22 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
     return summary
 
 
-def _decide_auto(opts: UpscaleOptions, spec: Any, inputs: list[str], device: str, threads: int
-                 ) -> tuple[UpscaleOptions, dict[str, str | None]]:
+def _kept(opts: UpscaleOptions, outputs: list[Path], name: str, section: str = "settings") -> Any:
+    """What the first unfinished job among ``outputs`` recorded for ``name`` (``ledger.recorded_setting``), so
+    a resumed batch keeps its ``auto`` choices rather than probing again (a probe that chose otherwise would
+    redo every finished chunk); None when not resuming or nothing is recorded."""
+    from vsr_pipeline.ledger import recorded_setting
+
+    if opts.resume == "never":
+        return None
+    return next((v for v in (recorded_setting(o, name, section) for o in outputs) if v is not None), None)
+
+
+KEPT = "kept from the unfinished run this one resumes (its ledger)"
+
+
+def _decide_auto(opts: UpscaleOptions, spec: Any, inputs: list[str], outputs: list[Path], device: str,
+                 threads: int) -> tuple[UpscaleOptions, dict[str, str | None]]:
     """``precision auto`` and ``batch auto`` decided once for the whole pool (``vsr_pipeline.autotune``) at
     the first readable input's frame size, when the upscalers run on this machine's CPU; returns the options
     and the reasons. On GPUs or a cluster the actors apply the hardware rule on their own node
@@ -216,19 +230,27 @@ def _decide_auto(opts: UpscaleOptions, spec: Any, inputs: list[str], device: str
         return opts, reasons
     import torch
 
-    from vsr_pipeline.autotune import choose_batch, choose_precision
+    from vsr_pipeline.autotune import candidates, choose_batch, choose_precision
     from vsr_pipeline.media import MediaError, probe
 
     cpu = torch.device("cpu")
+    kept_precision = _kept(opts, outputs, "precision") if auto_precision else None
+    kept_batch = _kept(opts, outputs, "batch") if auto_batch else None
     for name in inputs:
         try:
             info = probe(name, fps=opts.fps)
         except (MediaError, OSError):
             continue
         w, h = info.width, info.height
-        precision, reason = choose_precision(opts.model_settings(), cpu, w, h, spec, threads)
+        if kept_precision in candidates(spec, cpu)[0]:
+            precision, reason = kept_precision, KEPT
+        else:
+            precision, reason = choose_precision(opts.model_settings(), cpu, w, h, spec, threads)
         opts = replace(opts, precision=precision)
-        batch, batch_reason = choose_batch(opts.model_settings(), cpu, w, h, spec, threads)
+        if isinstance(kept_batch, int) and kept_batch >= 1:
+            batch, batch_reason = kept_batch, KEPT
+        else:
+            batch, batch_reason = choose_batch(opts.model_settings(), cpu, w, h, spec, threads)
         opts = replace(opts, batch=batch)
         if auto_precision:
             reasons["precision_reason"] = reason
@@ -254,6 +276,9 @@ def _decide_threads(opts: UpscaleOptions, spec: Any, inputs: list[str], outputs:
     from vsr_pipeline.media import MediaError, probe
     from workers.encoder import segment_suffix
 
+    kept = _kept(opts, outputs, "threads", "extra")
+    if isinstance(kept, int) and kept >= 1:
+        return replace(placement, threads=kept), KEPT
     cpu = torch.device("cpu")
     for name, output in zip(inputs, outputs, strict=True):
         try:

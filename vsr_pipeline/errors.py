@@ -47,6 +47,11 @@ class WorkerLostError(Exception):
     Ray's system errors into this, naming them): the chunk may well succeed on another attempt."""
 
 
+class WorkerRestartingError(WorkerLostError):
+    """The stage's actor is being restarted (Ray's ``ActorUnavailableError``): the chunk is resubmitted once
+    it is back, without using up an attempt (a restart loads the model again: seconds on a slow machine)."""
+
+
 #: OSErrors that recur: a path that is wrong, a full or read-only disk
 _LASTING_OS_ERRORS = (
     FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError,

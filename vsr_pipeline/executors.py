@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vsr_pipeline.cluster import is_lost_worker, root_cause
-from vsr_pipeline.errors import WorkerLostError
+from vsr_pipeline.errors import WorkerLostError, WorkerRestartingError
 from vsr_pipeline.media import VideoInfo
 from vsr_pipeline.scheduler import ChunkWork
 
@@ -141,7 +141,9 @@ class RayExecutor:
             cause = root_cause(exc)
             if is_lost_worker(cause):
                 text = (str(cause).strip().splitlines() or [""])[0]
-                raise WorkerLostError(f"{type(cause).__name__}: {text}") from None
+                restarting = type(cause).__name__ == "ActorUnavailableError"
+                kind = WorkerRestartingError if restarting else WorkerLostError
+                raise kind(f"{type(cause).__name__}: {text}") from None
             if cause is exc:
                 raise
             raise cause from None

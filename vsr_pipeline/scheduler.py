@@ -31,6 +31,7 @@ from vsr_pipeline.errors import (
     ChunkError,
     ChunkFailedError,
     VsrError,
+    WorkerRestartingError,
     exit_code_and_message,
     is_transient,
 )
@@ -38,6 +39,12 @@ from vsr_pipeline.media.seek import SeekError
 from vsr_pipeline.plan import Chunk, batches_for
 
 log = logging.getLogger(__name__)
+
+#: a chunk whose actor is restarting is resubmitted every RESTART_POLL_S seconds, for at most RESTART_WAIT_S,
+#: before such failures count as attempts: a restarted upscaler loads torch and the model again, which took
+#: over the 0.75 s the retries used to span on a slow 2-core machine (the kill-and-restart test failed there)
+RESTART_POLL_S = 0.5
+RESTART_WAIT_S = 120.0
 
 
 @dataclass
@@ -49,6 +56,8 @@ class ChunkWork:
     batches: list[Any]
     pts: list[int | None]
     attempt: int = 1
+    #: seconds waited so far for its actor to come back from a restart (attempts not used up)
+    restart_wait_s: float = 0.0
 
 
 class Executor(Protocol):
@@ -158,6 +167,13 @@ def run_chunks(
             except fatal:
                 raise
             except Exception as exc:
+                if isinstance(exc, WorkerRestartingError) and job.restart_wait_s < RESTART_WAIT_S:
+                    log.debug("chunk %d: its actor is restarting; resubmitted in %.1f s", c.index,
+                              RESTART_POLL_S)
+                    time.sleep(RESTART_POLL_S)
+                    job.restart_wait_s += RESTART_POLL_S
+                    submit(job)
+                    return
                 text = str(exc).strip()
                 reason = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
                 where = f"chunk {c.index} (frames {c.start}-{c.stop - 1})"
