@@ -170,6 +170,8 @@ def run_chunks(
                 if isinstance(exc, WorkerRestartingError) and job.restart_wait_s < RESTART_WAIT_S:
                     log.debug("chunk %d: its actor is restarting; resubmitted in %.1f s", c.index,
                               RESTART_POLL_S)
+                    if job.restart_wait_s == 0:  # a failed attempt: counted once per restart, not per poll
+                        stats["retries"] += 1
                     time.sleep(RESTART_POLL_S)
                     job.restart_wait_s += RESTART_POLL_S
                     submit(job)
