@@ -14,6 +14,8 @@ is read or started. No torch or Ray at import time.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 from dataclasses import dataclass, fields
 from fractions import Fraction
@@ -291,13 +293,22 @@ def check_memory(info: VideoInfo, scale: int) -> None:
         )
 
 
+@functools.cache
+def _warn_once(message: str) -> None:
+    """A warning said once per process (a batch checks every video's options)."""
+    logging.getLogger(__name__).warning(message)
+
+
 def check_perf_options(spec: ModelSpec, opts: UpscaleOptions, device: Any) -> None:
     """``--precision`` valid on ``device``; ``--tile`` at least twice ``--overlap``."""
-    from vsr_pipeline.precision import resolve_precision
+    from vsr_pipeline.precision import emulated_bf16_note, resolve_precision
 
     try:
         resolve_precision(opts.precision, device, spec.name)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    note = emulated_bf16_note(opts.precision, device)
+    if note is not None:
+        _warn_once(note)
     if opts.overlap < 0 or (opts.tile is not None and (opts.tile < 8 or 2 * opts.overlap > opts.tile)):
         raise UsageError("--tile must be >= 8 and at least twice --overlap (>= 0)")
