@@ -73,9 +73,10 @@ elif [ "$step" = second ]; then
     # shellcheck disable=SC2086
     stage table_second "${TABLE_S:-150}" "${table[@]}" --models basicvsr --pipeline-frames 0 \
         --out "$OUT/gpu_table_basicvsr.json" $TABLE_ARGS
-    stage cuda_tests_second "${TEST_S:-110}" "${tests[@]}" -k "basicvsr and not compiled"
+    stage cuda_tests_second "${TEST_S:-100}" "${tests[@]}" -k "basicvsr and not compiled"
+    # two pipeline runs, 4 chunks per forward pass, then 1 (the json is written after each)
     # shellcheck disable=SC2086
-    stage pipeline_second "${PIPELINE_S:-150}" "${table[@]}" --models --pipeline-repeats 1 \
+    stage pipeline_second "${PIPELINE_S:-170}" "${table[@]}" --models --pipeline-repeats 1 \
         --out "$OUT/gpu_table_pipeline.json" $TABLE_ARGS
 else
     echo "gpu_run: error: say first or second"

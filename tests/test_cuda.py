@@ -192,6 +192,23 @@ def test_the_upscaler_actor_runs_on_the_gpu_it_is_placed_on(tmp_path: Path, ray_
     assert (info.frames, info.width, info.height) == (12, 256, 192)
 
 
+def test_basicvsr_chunks_give_the_same_frames_as_sequences_of_four_or_alone() -> None:
+    """``--sequences 4``: one forward pass of 4 chunks (``Engine.process_group``) gives each chunk what it
+    gives padded alone, bit for bit; against one sequence per pass (other kernels), close (fp16)."""
+    weights = carried_weights("basicvsr")
+    if weights is None:
+        pytest.skip("no weights for basicvsr here")
+    lr, _ = lr_and_gt(12)
+    items = [(slice(2 * i, 2 * i + 6), slice(2, 4), 1) for i in range(4)]
+    four = Engine("basicvsr", weights, 4, GPU, precision="auto", sequences=4)
+    together = four.process_group(items, lr, lr, lr, lr)
+    alone = [four.process(w, k, lr) for w, k, _ in items]
+    assert all(np.array_equal(a, b) for a, b in zip(together, alone, strict=True))
+    one = Engine("basicvsr", weights, 4, GPU, precision="auto")
+    single, grouped = np.concatenate([one.process(w, k, lr) for w, k, _ in items]), np.concatenate(together)
+    assert mean_psnr(grouped, single) > 45, differing(grouped, single)
+
+
 @pytest.mark.ray
 @pytest.mark.parametrize("model", ["espcn", "basicvsr"])
 def test_chunked_equals_whole_on_the_gpu(tmp_path: Path, ray_local: None, model: str) -> None:

@@ -181,6 +181,21 @@ def naive_in_fresh_process(model: str, weights: str | None, clip: Path, out: Pat
         return pool.submit(_naive_child, model, weights, clip, out, opts, threads).result()
 
 
+def engine_on_chunks(up: Any, chunks: list[Any], frames: np.ndarray) -> list[np.ndarray]:
+    """The engine over ``chunks`` of ``frames`` as the pipeline runs them: a recurrent model's neighbours of
+    equal shape ``up.sequences`` at a time (``plan.grouped``, as the scheduler groups them)."""
+    from vsr_pipeline.plan import grouped
+
+    out: list[np.ndarray] = []
+    for group in grouped(chunks, up.sequences, lambda c: c.shape):
+        items = [(slice(c.read_start, c.read_stop), c.keep, 1) for c in group]
+        if len(group) == 1:
+            out.append(up.process(*items[0][:2], frames))
+        else:
+            out.extend(up.process_group(items, *[frames] * len(group)))
+    return out
+
+
 def stage_bound(up: Any, chunks: list[Any], clip: Path, info: Any, opts: BenchOptions, tmp: Path,
                 cores: int) -> dict[str, Any]:
     """What the pipeline can reach on this machine: each stage measured alone, in this process, one after the
@@ -203,8 +218,7 @@ def stage_bound(up: Any, chunks: list[Any], clip: Path, info: Any, opts: BenchOp
     frames, dec_cpu, dec_wall = timed(decode)
     n = len(frames)
     set_threads(up.threads)  # the engine's own count, whatever ran in this process since
-    hr, mod_cpu, mod_wall = timed(lambda: [up.process(slice(c.read_start, c.read_stop), c.keep, frames)
-                                           for c in chunks])
+    hr, mod_cpu, mod_wall = timed(lambda: engine_on_chunks(up, chunks, frames))
     encode = opts.encode_settings()
 
     def encode_all() -> None:
@@ -242,7 +256,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
     from vsr_pipeline.job import upscale
     from vsr_pipeline.media import FrameReader, probe
     from vsr_pipeline.options import check_perf_options
-    from vsr_pipeline.plan import machine_memory, plan_chunks, spec_chunk
+    from vsr_pipeline.plan import grouped, machine_memory, plan_chunks, spec_chunk
 
     spec = get_spec(opts.model)
     if opts.scale not in spec.scales:
@@ -267,7 +281,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         n = len(frames)
         padding = spec.default_padding if opts.padding is None else opts.padding
         chunk = opts.chunk or spec_chunk(spec, info.width, info.height, info.frames, padding,
-                                         machine_memory(device.type))
+                                         machine_memory(device.type), opts.sequences)
         chunks = plan_chunks(n, chunk, padding)
         up_opts = replace(opts.job_options(), weights=weights, chunk=chunk, padding=padding)
         check_perf_options(spec, up_opts, device)
@@ -290,8 +304,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
         def model_chunks() -> float:
             set_threads(up.threads)  # the pipeline's own probes may have changed the process's count
             s = time.perf_counter()
-            for c in chunks:
-                up.process(slice(c.read_start, c.read_stop), c.keep, frames)
+            engine_on_chunks(up, chunks, frames)
             return time.perf_counter() - s
 
         def model_whole() -> float:
@@ -300,8 +313,8 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
             up.process(slice(0, n), slice(0, n), frames)
             return time.perf_counter() - s
 
-        log(f"bench {spec.name} x{opts.scale} {precision} batch {batch}: {n} frames "
-            f"{info.width}x{info.height}, chunk {chunk} padding {padding} ({len(chunks)} chunks), "
+        log(f"bench {spec.name} x{opts.scale} {precision} batch {batch}, sequences {up.sequences}: {n} "
+            f"frames {info.width}x{info.height}, chunk {chunk} padding {padding} ({len(chunks)} chunks), "
             f"{opts.repeats} repeats")
         warm = min(n, max(2, batch))  # warm-up: first-call allocations, oneDNN primitive creation
         up.process(slice(0, warm), slice(0, warm), frames)
@@ -357,13 +370,16 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
     after_startup = n / max(1e-9, _median(times["pipeline"]) - startup)
     order = sorted(range(len(samplers)), key=times["pipeline"].__getitem__)
     median_run = samplers[order[len(order) // 2]]  # stage shares of the median pipeline run
-    computed = sum(c.read_stop - c.read_start for c in chunks) if spec.temporal == "recurrent" else n
+    # a recurrent model's padding frames, and the padded sequences of a group short of ``sequences``
+    computed = (sum(up.sequences * g[0].shape[0] for g in grouped(chunks, up.sequences, lambda c: c.shape))
+                if spec.temporal == "recurrent" else n)
     result: dict[str, Any] = {
         "model": spec.name, "weights": weights_note, "input": str(opts.input), "frames": n,
         "downscale": opts.downscale,
         "width": info.width, "height": info.height, "scale": opts.scale, "device": str(device),
         "precision": precision, "precision_reason": precision_reason, "threads": up.threads,
-        "threads_reason": threads_reason, "batch": batch, "batch_reason": batch_reason, "tile": opts.tile,
+        "threads_reason": threads_reason, "batch": batch, "batch_reason": batch_reason,
+        "sequences": up.sequences, "tile": opts.tile,
         "chunk": chunk, "padding": padding, "chunks": len(chunks), "frames_computed_per_frame": computed / n,
         "repeats": opts.repeats,
         "model_fps": round(fps["model"], 4),

@@ -94,6 +94,9 @@ def _perf_options(p: argparse.ArgumentParser, compile_flag: bool = True) -> None
     p.add_argument("--tile", type=_positive_int, help="run the model on overlapping LR tiles of this size")
     p.add_argument("--overlap", type=int, default=default("overlap"),
                    help="LR pixels shared by neighbouring tiles (16)")
+    p.add_argument("--sequences", type=_positive_int, default=default("sequences"),
+                   help="recurrent models: chunks per forward pass, as one batch of sequences (default 1; "
+                   "several fill a GPU; each pass holds exactly this many, a lone chunk padded)")
     if compile_flag:
         p.add_argument("--compile", action="store_true", help="torch.compile the model (fixed shapes)")
 

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from vsr_pipeline.options import ModelSettings
 
 log = logging.getLogger(__name__)
+_Out = TypeVar("_Out")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -131,7 +132,7 @@ def run_model(
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if temporal == "recurrent":  # the model reconstructs only the kept frames (BasicVSR.forward)
-        return to_uint8(model(to_tensor(frames, device).unsqueeze(0), keep=keep)[0])
+        return run_sequences(model, [frames], device, 1, keep)[0]
     if temporal == "none":
         if keep is not None:
             frames = frames[keep]
@@ -149,6 +150,28 @@ def run_model(
         ]
         return np.concatenate(parts)
     raise ValueError(f"temporal mode {temporal!r} is not supported by this pipeline")
+
+
+@torch.inference_mode()
+def run_sequences(
+    model: Callable[..., torch.Tensor],
+    sequences: list[np.ndarray],
+    device: torch.device,
+    count: int = 1,
+    keep: slice | None = None,
+) -> list[np.ndarray]:
+    """A recurrent model over several chunks at once: ``sequences`` uint8 (T, H, W, 3) of one shape, run as
+    one (N, T, 3, H, W) batch padded to ``count`` sequences (``pad_batch``: every forward pass the same
+    shape, so a chunk's output does not depend on which others it ran with); returns each one's kept HR
+    frames uint8 (T', sH, sW, 3). Several sequences fill a GPU that one recurrent step at a time leaves
+    idle (BasicVSR, Chan et al., CVPR 2021, runs its 2x(T-1) steps one after another)."""
+    if not sequences or any(s.shape != sequences[0].shape for s in sequences):
+        raise ValueError(f"sequences must share one shape, got {[s.shape for s in sequences]}")
+    if len(sequences) > count:
+        raise ValueError(f"{len(sequences)} sequences for a forward pass of {count}")
+    x = torch.stack([to_tensor(s, device) for s in sequences])
+    out = model(pad_batch(x, count), keep=keep)[: len(sequences)]
+    return [to_uint8(o) for o in out]
 
 
 @torch.inference_mode()
@@ -236,6 +259,7 @@ def engine_arguments(settings: ModelSettings, spec: ModelSpec | None = None, dev
         "tile": settings.tile,
         "overlap": settings.overlap,
         "compile": settings.compile,
+        "sequences": settings.sequences,
         "reuse_memory": reuse_memory,
     }
 
@@ -268,6 +292,7 @@ class Engine:
         overlap: int = DEFAULT_OVERLAP,
         compile: bool = False,
         reuse_memory: bool = False,
+        sequences: int = 1,
     ):
         if reuse_memory:  # process-wide: for an actor's own process (vsr_pipeline.heap)
             reuse_freed_memory(True)
@@ -275,6 +300,10 @@ class Engine:
         self.device = resolve_device(device)
         self.spec = use_spec(model)
         self.batch = batch
+        if sequences < 1:
+            raise ValueError(f"sequences must be >= 1, got {sequences}")
+        #: a recurrent model's chunks per forward pass (``run_sequences``); 1 for the other kinds
+        self.sequences = sequences if self.spec.temporal == "recurrent" else 1
         self.precision = make_precision(precision, self.device, self.spec.name)
         self.tile, self.overlap = tile, overlap
         self.backoffs: list[dict[str, int | None]] = []
@@ -290,15 +319,16 @@ class Engine:
         reuse_memory)."""
         return cls(**engine_arguments(settings, **kwargs))
 
-    def _timed(self, run: Callable[[], np.ndarray]) -> np.ndarray:
-        """``run()``, its wall time added to the busy account (``stats``)."""
+    def _timed(self, run: Callable[[], _Out]) -> _Out:
+        """``run()`` (HR frames, or a list of several chunks' HR frames), its wall time added to the busy
+        account (``stats``)."""
         start = time.time()
         out = run()
         end = time.time()
         b = self._busy
         b["busy_s"] += end - start
         b["calls"] += 1
-        b["frames"] += len(out)
+        b["frames"] += sum(map(len, out)) if isinstance(out, list) else len(out)
         b["first"] = start if b["first"] is None else b["first"]
         b["last"] = end
         return out
@@ -311,7 +341,7 @@ class Engine:
     def device_type(self) -> str:
         return self.device.type
 
-    def _with_backoff(self, run: Callable[[], np.ndarray], frame_size: tuple[int, int]) -> np.ndarray:
+    def _with_backoff(self, run: Callable[[], _Out], frame_size: tuple[int, int]) -> _Out:
         while True:
             try:
                 return run()
@@ -333,6 +363,8 @@ class Engine:
     def process(self, window: slice, keep: slice, *batches: np.ndarray) -> np.ndarray:
         """Upscale one chunk: ``batches`` are consecutive decode batches, ``window`` the chunk's
         frames within their concatenation, ``keep`` its core frames within the window."""
+        if self.sequences > 1:
+            return self.process_group([(window, keep, len(batches))], *batches)[0]
         frames = batches[0] if len(batches) == 1 else np.concatenate(batches)
         frames = frames[window]
         return self._timed(lambda: self._with_backoff(
@@ -340,6 +372,26 @@ class Engine:
                 self.forward, self.spec.temporal, frames, self.device, self.batch, self.spec.radius, keep
             ),
             frames.shape[1:3],
+        ))
+
+    def process_group(self, items: list[tuple[slice, slice, int]], *batches: np.ndarray) -> list[np.ndarray]:
+        """Upscale up to ``sequences`` chunks of a recurrent model in one forward pass (``run_sequences``):
+        item ``(window, keep, n)`` takes the next ``n`` of ``batches`` (as ``process``); every window the same
+        length, every ``keep`` the same. Returns each chunk's HR core frames."""
+        if self.spec.temporal != "recurrent":
+            raise ValueError(f"model {self.spec.name} is not recurrent; its chunks are not run as sequences")
+        if len({(w.stop - w.start, k.start, k.stop) for w, k, _ in items}) != 1:  # slices: unhashable
+            raise ValueError("chunks run together need equal windows and kept frames")
+        seqs, used = [], 0
+        for window, _, n in items:
+            part = batches[used : used + n]
+            used += n
+            seqs.append((part[0] if n == 1 else np.concatenate(part))[window])
+        if used != len(batches):
+            raise ValueError(f"the items name {used} decode batches, {len(batches)} were given")
+        keep = items[0][1]
+        return self._timed(lambda: self._with_backoff(
+            lambda: run_sequences(self.forward, seqs, self.device, self.sequences, keep), seqs[0].shape[1:3]
         ))
 
     def process_windows(self, windows: np.ndarray) -> np.ndarray:
@@ -362,6 +414,7 @@ class Engine:
             "channels_last": self.precision.channels_last,
             "threads": self.threads,
             "batch": self.batch,
+            "sequences": self.sequences,
             "tile": self.tile,
             "backoffs": list(self.backoffs),
         }

@@ -101,6 +101,9 @@ class RayExecutor:
     encoder: Any
     motion: Any = None
     aligner: Any = None
+    #: a recurrent model's chunks per forward pass (``ModelSettings.sequences``): the scheduler hands over
+    #: that many at a time (``submit_group``)
+    sequences: int = 1
     #: actors' ``ready()`` references not yet waited for: waited for (raising a constructor's error) before
     #: the first chunk goes to them
     ready: list[Any] = field(default_factory=list)
@@ -122,6 +125,17 @@ class RayExecutor:
             aligned = self.aligner.process.remote(window, keep, flows, *batches)
             hr = self.upscalers.process_windows(aligned)
         return self.encoder.write_segment.remote(work.chunk.index, hr, work.pts)
+
+    def submit_group(self, works: list[ChunkWork]) -> list[Any]:
+        """Several chunks of equal shape through one forward pass of one upscaler (a recurrent model's
+        sequences), then each to the encoder; their handles in order."""
+        if len(works) == 1:
+            return [self.submit(works[0])]
+        self.wait_ready()
+        items = [(w.window, w.chunk.keep, len(w.batches)) for w in works]
+        hrs = self.upscalers.process_group(items, [b for w in works for b in w.batches])
+        return [self.encoder.write_segment.remote(w.chunk.index, hr, w.pts)
+                for w, hr in zip(works, hrs, strict=True)]
 
     def wait(self, handles: list[Any], timeout: float | None) -> list[Any]:
         import ray

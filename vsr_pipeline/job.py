@@ -200,6 +200,8 @@ def _default_chunk(output: Path, opts: UpscaleOptions, spec: ModelSpec, info: Vi
     if isinstance(earlier, int) and earlier >= 1:
         return earlier
     memory = None if opts.address else machine_memory(device.type)
+    # a forward pass of several sequences holds that many chunks' activations
+    sharing *= opts.sequences if spec.temporal == "recurrent" else 1
     chunk = spec_chunk(spec, info.width, info.height, info.frames, padding, memory, sharing)
     log.debug("chunk %d core frames (padding %d, memory %s)", chunk, padding, memory)
     return chunk
@@ -237,6 +239,8 @@ def job_settings(
         "input": input_fingerprint(info.path),
         # only for interlaced inputs, so ledgers of progressive ones made before the flag still match
         **({"deinterlace": opts.deinterlace} if info.interlaced else {}),
+        # only where chunks run as several sequences (rounding differs from one at a time), likewise
+        **({"sequences": opts.sequences} if opts.sequences > 1 and spec.temporal == "recurrent" else {}),
     }
 
 
@@ -360,7 +364,8 @@ def run_job(
                 ready = ((upscalers.ready() if own_pool else [])
                          + [a.ready.remote() for a in (motion, aligner, encoder) if a is not None])
                 log.debug("workers starting: %d of %d chunk(s) to compute", len(todo), len(chunks))
-                executor = RayExecutor(upscalers, encoder, motion, aligner, ready)
+                sequences = opts.sequences if spec.temporal == "recurrent" else 1
+                executor = RayExecutor(upscalers, encoder, motion, aligner, ready=ready, sequences=sequences)
                 try:
                     run(executor, decoders, todo)
                 except SeekError as exc:  # not exact after all: the remaining chunks decode sequentially

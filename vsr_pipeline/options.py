@@ -60,6 +60,9 @@ class ModelSettings:
     overlap: int = 16
     #: torch.compile the model (fixed shapes)
     compile: bool = False
+    #: recurrent models: chunks run as one batch of sequences per forward pass (a GPU's throughput); every
+    #: forward pass holds exactly this many (a lone chunk is padded), so output does not depend on grouping
+    sequences: int = 1
 
 
 _M, _E = ModelSettings, EncodeSettings
@@ -89,6 +92,7 @@ class UpscaleOptions:
     tile: int | None = _M.tile
     overlap: int = _M.overlap
     compile: bool = _M.compile
+    sequences: int = _M.sequences
     codec: str = _E.codec
     crf: int = _E.crf
     preset: str = _E.preset

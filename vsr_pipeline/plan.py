@@ -15,11 +15,15 @@ same output, as processing the whole video.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from models.registry import ModelSpec
+
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,28 @@ class Chunk:
     def keep(self) -> slice:
         """Slice of the window's frames that are this chunk's core."""
         return slice(self.start - self.read_start, self.stop - self.read_start)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Window length and kept range: what chunks run as one batch of sequences must share."""
+        return self.read_stop - self.read_start, self.start - self.read_start, self.stop - self.read_start
+
+
+def grouped(items: Iterable[_T], size: int, shape: Callable[[_T], object]) -> Iterator[list[_T]]:
+    """Consecutive ``items`` of equal ``shape`` in groups of at most ``size``, lazily: a full group is given
+    before the next item is asked for (a live stream's next chunk may be seconds away); an incomplete one
+    when the next item's shape differs, or at the end."""
+    held: list[_T] = []
+    for item in items:
+        if held and shape(held[0]) != shape(item):
+            yield held
+            held = []
+        held.append(item)
+        if len(held) >= size:
+            yield held
+            held = []
+    if held:
+        yield held
 
 
 def plan_chunks(frames: int, chunk: int, padding: int) -> list[Chunk]:

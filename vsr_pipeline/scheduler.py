@@ -36,7 +36,7 @@ from vsr_pipeline.errors import (
     is_transient,
 )
 from vsr_pipeline.media.seek import SeekError
-from vsr_pipeline.plan import Chunk, batches_for
+from vsr_pipeline.plan import Chunk, batches_for, grouped
 
 log = logging.getLogger(__name__)
 
@@ -200,10 +200,19 @@ def run_chunks(
             stats["computed_frames"] += c.core
             bar.update(c.core)
 
-        for job in work:
-            submit(job)
-            while len(pending) >= max(1, max_inflight):
+        # an executor running a recurrent model's chunks as several sequences takes them that many at a
+        # time, neighbours of equal shape (a resubmitted one goes alone: the engine pads every forward pass
+        # to the same count, so its output is the same)
+        group = max(1, getattr(executor, "sequences", 1))
+        for jobs in grouped(work, group, lambda w: w.chunk.shape):
+            if len(jobs) == 1:
+                submit(jobs[0])
+            else:
+                for handle, job in zip(executor.submit_group(jobs), jobs, strict=True):  # type: ignore[attr-defined]
+                    pending[handle] = job
+            while len(pending) >= max(1, max_inflight) * group:
                 wait_one()
         while pending:
             wait_one()
     return stats
+

@@ -75,6 +75,9 @@ def _check(source: str, output: Path, opts: UpscaleOptions) -> ModelSpec:
         raise UsageError("--align is not available for streams (use a file input)")
     if opts.resume == "require":
         raise UsageError("--resume: a stream is read once and cannot be resumed")
+    if opts.sequences > 1:
+        raise UsageError("--sequences: a stream runs each chunk as soon as it arrives, one at a time (use a "
+                         "file input)")
     spec = check_options(opts)
     if output.suffix.lower() not in STREAM_OUTPUTS:
         raise UsageError(f"output {output}: a stream is written progressively to "

@@ -93,7 +93,7 @@ class UpscalerPool:
         only once its inputs exist."""
         import ray
 
-        pending = [r for r in refs if isinstance(r, ray.ObjectRef)]
+        pending = list(dict.fromkeys(r for r in refs if isinstance(r, ray.ObjectRef)))  # chunks share batches
         if pending:
             ray.wait(pending, num_returns=len(pending), fetch_local=False)
 
@@ -115,7 +115,8 @@ class UpscalerPool:
                 i = min(range(len(self.actors)), key=lambda k: len(self._outstanding[k]))
                 if len(self._outstanding[i]) < self.depth:
                     ref = call(self.actors[i])
-                    self._outstanding[i].append(ref)
+                    # a grouped call's references all resolve when its one forward pass ends
+                    self._outstanding[i].append(ref[0] if isinstance(ref, list) else ref)
                     return ref
                 busy = [r for refs in self._outstanding for r in refs]
             ray.wait(busy, num_returns=1, timeout=1.0)
@@ -125,6 +126,14 @@ class UpscalerPool:
         actor once its decoded ``batches`` exist."""
         self._wait_inputs(batches)
         return self._submit(lambda actor: actor.process.remote(window, keep, *batches))
+
+    def process_group(self, items: list[tuple[slice, slice, int]], batches: list[Any]) -> list[Any]:
+        """References to the HR core frames of several chunks of a recurrent model, computed by one actor in
+        one forward pass (``Upscaler.process_group``; items as there)."""
+        self._wait_inputs(batches)
+        return self._submit(  # type: ignore[no-any-return]
+            lambda actor: actor.process_group.options(num_returns=len(items)).remote(items, *batches)
+        )
 
     def process_windows(self, aligned: Any) -> Any:
         """Reference to the HR frames of one chunk of pre-aligned windows (``Upscaler.process_windows``)."""
