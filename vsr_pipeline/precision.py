@@ -108,13 +108,15 @@ def cpu_has_bf16() -> bool:
 
 
 def emulated_bf16_note(precision: str, device: torch.device) -> str | None:
-    """Why a forced ``bf16`` will be slow here, or None: on a CPU without bf16 units PyTorch falls back to
-    its generic convolution (no oneDNN bf16 kernel): BasicVSR 2 frames at 16x32 took 21 s against 0.42 s
-    in fp32 on an AVX2 EPYC (50x). ``auto`` never chooses bf16 there."""
+    """Why a forced ``bf16`` will be slow here, or None: on a CPU without bf16 units oneDNN emulates it (and
+    PyTorch's NCHW autocast falls back to its generic convolution): the engine's bf16 (channels-last) ran
+    BasicVSR 7.9x slower than fp32 at 160x68 on an AVX2 EPYC (``benchmarks/speed_bf16_emulated.py``).
+    ``auto`` never chooses bf16 there."""
     if precision != "bf16" or device.type != "cpu" or cpu_has_bf16():
         return None
-    return ("--precision bf16 on this CPU is emulated (no AVX512_BF16/AMX units): expect it tens of times "
-            "slower than fp32-cl; --precision auto picks the fast one")
+    return ("--precision bf16 on this CPU is emulated (no AVX512_BF16/AMX units): expect it several times "
+            "slower than fp32; --precision auto picks the fast one")
+
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
