@@ -5,7 +5,9 @@ pts): :func:`decoded_chunks` asks decoders for fixed-size batches (files), ``vsr
 frames into chunks as they arrive (live streams). An *executor* (``vsr_pipeline.executors``: Ray actors or
 local threads) runs each chunk's upscale and then its encode; the scheduler keeps at most ``max_inflight``
 chunks in flight (backpressure: memory stays flat whatever the length), hands each finished chunk to
-``on_done`` (the ledger of a file job), and resubmits a failed chunk up to ``retries`` times.
+``on_done`` (the ledger of a file job), and resubmits a failed chunk up to ``retries`` times. An executor
+with ``sequences`` > 1 (a recurrent model, ``--sequences``) gets neighbouring chunks of equal shape that many
+at a time through its ``submit_group`` (``vsr_pipeline.plan.grouped``).
 
 Errors: a ``VsrError`` (the user's to fix: bad input, an encoder refusing its frames) or ``SeekError`` (the
 job falls back to sequential decoding) ends the run at once. Retries are for failures that need not recur
@@ -215,4 +217,3 @@ def run_chunks(
         while pending:
             wait_one()
     return stats
-
