@@ -22,7 +22,7 @@ import torch
 from models.registry import ModelSpec, build_model, get_spec, register, resolve_weights
 from models.weights import load_weights
 from vsr_pipeline.heap import reuse_freed_memory
-from vsr_pipeline.options import concrete_batch
+from vsr_pipeline.options import chunks_per_pass, concrete_batch
 from vsr_pipeline.precision import FP32_CPU, Precision, make_precision
 from vsr_pipeline.tiling import DEFAULT_OVERLAP, back_off, free_cached, is_out_of_memory, tiled_forward
 from vsr_pipeline.windows import window_table
@@ -303,7 +303,7 @@ class Engine:
         if sequences < 1:
             raise ValueError(f"sequences must be >= 1, got {sequences}")
         #: a recurrent model's chunks per forward pass (``run_sequences``); 1 for the other kinds
-        self.sequences = sequences if self.spec.temporal == "recurrent" else 1
+        self.sequences = chunks_per_pass(self.spec, sequences)
         self.precision = make_precision(precision, self.device, self.spec.name)
         self.tile, self.overlap = tile, overlap
         self.backoffs: list[dict[str, int | None]] = []

@@ -31,6 +31,7 @@ from vsr_pipeline.options import (
     check_options,
     check_paths,
     check_perf_options,
+    chunks_per_pass,
     concrete_batch,
 )
 from vsr_pipeline.plan import Chunk, machine_memory, plan_chunks, spec_chunk
@@ -201,7 +202,7 @@ def _default_chunk(output: Path, opts: UpscaleOptions, spec: ModelSpec, info: Vi
         return earlier
     memory = None if opts.address else machine_memory(device.type)
     # a forward pass of several sequences holds that many chunks' activations
-    sharing *= opts.sequences if spec.temporal == "recurrent" else 1
+    sharing *= chunks_per_pass(spec, opts.sequences)
     chunk = spec_chunk(spec, info.width, info.height, info.frames, padding, memory, sharing)
     log.debug("chunk %d core frames (padding %d, memory %s)", chunk, padding, memory)
     return chunk
@@ -240,7 +241,7 @@ def job_settings(
         # only for interlaced inputs, so ledgers of progressive ones made before the flag still match
         **({"deinterlace": opts.deinterlace} if info.interlaced else {}),
         # only where chunks run as several sequences (rounding differs from one at a time), likewise
-        **({"sequences": opts.sequences} if opts.sequences > 1 and spec.temporal == "recurrent" else {}),
+        **({"sequences": opts.sequences} if chunks_per_pass(spec, opts.sequences) > 1 else {}),
     }
 
 
@@ -364,8 +365,8 @@ def run_job(
                 ready = ((upscalers.ready() if own_pool else [])
                          + [a.ready.remote() for a in (motion, aligner, encoder) if a is not None])
                 log.debug("workers starting: %d of %d chunk(s) to compute", len(todo), len(chunks))
-                sequences = opts.sequences if spec.temporal == "recurrent" else 1
-                executor = RayExecutor(upscalers, encoder, motion, aligner, ready=ready, sequences=sequences)
+                executor = RayExecutor(upscalers, encoder, motion, aligner, ready=ready,
+                                       sequences=chunks_per_pass(spec, opts.sequences))
                 try:
                     run(executor, decoders, todo)
                 except SeekError as exc:  # not exact after all: the remaining chunks decode sequentially

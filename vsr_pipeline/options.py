@@ -72,6 +72,12 @@ _M, _E = ModelSettings, EncodeSettings
 DEFAULT_BATCH = 4
 
 
+def chunks_per_pass(spec: ModelSpec, sequences: int) -> int:
+    """``--sequences`` as it applies to ``spec``: a recurrent model's chunks per forward pass; 1 for the
+    other kinds (their ``--batch`` fills a pass)."""
+    return sequences if spec.temporal == "recurrent" else 1
+
+
 def concrete_batch(batch: int | None) -> int:
     """``batch``, or ``DEFAULT_BATCH`` for "auto" where nothing probed it."""
     return DEFAULT_BATCH if batch is None else batch
