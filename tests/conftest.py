@@ -117,6 +117,16 @@ def start_local_ray(num_cpus: int = 2) -> None:
     ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="ERROR")
 
 
+def stop_ray() -> None:
+    """Kill the upscalers a job left warm (``vsr_pipeline.upscaler_pool``), then stop Ray."""
+    import ray
+
+    from vsr_pipeline.upscaler_pool import release_warm_upscalers
+
+    release_warm_upscalers()
+    ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[None]:
     """One in-process Ray for the whole test session (starting Ray costs seconds)."""
@@ -125,7 +135,7 @@ def ray_local() -> Iterator[None]:
     if not ray.is_initialized():
         start_local_ray()
     yield
-    ray.shutdown()
+    stop_ray()
 
 
 @pytest.fixture()
@@ -134,11 +144,11 @@ def ray_of_its_own() -> Iterator[None]:
     import ray
 
     was_running = ray.is_initialized()
-    ray.shutdown()
+    stop_ray()
     start_local_ray(num_cpus=3)
     try:
         yield
     finally:
-        ray.shutdown()
+        stop_ray()
         if was_running:
             start_local_ray()

@@ -14,6 +14,8 @@ models, PyAV encode). The public Python API::
 - ``degrade_video(input, output, scale, degradation)`` -> dict: LR material (MATLAB bicubic, blur +
   decimate, then codec and noise stages).
 - ``list_models()`` -> dict: every registered model, its scales and installed weights.
+- ``release_warm_upscalers()``: where the caller keeps Ray running, a job that ends well leaves its upscaler
+  actors warm for the next (``vsr_pipeline.upscaler_pool``); this kills them now, freeing their slots.
 - ``UpscaleOptions`` (one job), ``ModelSettings``, ``EncodeSettings``, ``BatchOptions``: typed settings whose
   defaults are the CLI's. ``Engine``: the inference engine alone (numpy frames in and out, no Ray).
 - Errors: ``VsrError`` and its subclasses carry the CLI's exit code (``exit_code``).
@@ -40,6 +42,7 @@ _EXPORTS = {
     "stream_upscale": "vsr_pipeline.streaming",
     "evaluate": "vsr_pipeline.evaluation",
     "list_models": "vsr_pipeline.model_commands",
+    "release_warm_upscalers": "vsr_pipeline.upscaler_pool",
     "Engine": "vsr_pipeline.engine",
     "VsrError": "vsr_pipeline.errors",
     "UsageError": "vsr_pipeline.errors",
@@ -52,7 +55,7 @@ _EXPORTS = {
 __all__ = [
     "BatchOptions", "ChunkFailedError", "EncodeSettings", "Engine", "InterruptedJob", "MediaError",
     "ModelSettings", "ResourceError", "UpscaleOptions", "UpscaleResult", "UsageError", "VsrError", "batch",
-    "degrade_video", "evaluate", "list_models", "stream_upscale", "upscale",
+    "degrade_video", "evaluate", "list_models", "release_warm_upscalers", "stream_upscale", "upscale",
 ]
 
 if TYPE_CHECKING:
@@ -65,6 +68,7 @@ if TYPE_CHECKING:
     from vsr_pipeline.model_commands import list_models
     from vsr_pipeline.options import ModelSettings, UpscaleOptions
     from vsr_pipeline.streaming import stream_upscale
+    from vsr_pipeline.upscaler_pool import release_warm_upscalers
 
 
 def batch(inputs: list[str], outdir: str, opts: UpscaleOptions | None = None, **batch_options: Any

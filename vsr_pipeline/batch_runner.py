@@ -159,6 +159,10 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
     outcomes = [VideoOutcome(i, str(o), "pending") for i, o in zip(inputs, outputs, strict=True)]
     cancel = threading.Event()
     started = time.time()
+    import ray
+
+    keep_ray = ray.is_initialized()  # the pool is kept warm only where Ray outlives the batch
+    ended_well = False
     with ray_session(opts.upscale.address):
         placement = choose_placement(opts)
         device = "auto" if placement.num_gpus else "cpu"
@@ -168,8 +172,6 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
         pool = UpscalerPool.start(spec, placement, video_opts.model_settings(), device,
                                   restart_policy(video_opts.retries))
         try:
-            import ray
-
             ray.get(pool.ready())
             device_type = pool.device_type()
             device_name = pool.device_name()
@@ -184,8 +186,9 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
 
             _run_all(one, len(inputs), jobs, cancel)
             busy = pool.stats()
+            ended_well = not cancel.is_set()
         finally:
-            pool.kill()
+            pool.finish(keep=keep_ray and ended_well)
     ended = time.time()
     summary = _summary(outcomes, opts, placement, device_name, busy, timeline, started, ready, ended)
     summary.update(precision=video_opts.precision, batch=video_opts.batch, **reasons)

@@ -45,6 +45,9 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     try:
         yield
     finally:
+        from vsr_pipeline import warm_actors
+
+        warm_actors.release()  # jobs run inside this session (``vsr eval``) may have left upscalers warm
         ray.shutdown()
 
 

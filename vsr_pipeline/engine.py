@@ -306,12 +306,23 @@ class Engine:
         self.sequences = chunks_per_pass(self.spec, sequences)
         self.precision = make_precision(precision, self.device, self.spec.name)
         self.tile, self.overlap = tile, overlap
-        self.backoffs: list[dict[str, int | None]] = []
         body = None if backbone is None else use_spec(backbone).name
         self.model = self.precision.prepare(load_upscaler_model(self.spec.name, weights, scale, body))
         self.compiled = compile_model(self.model) if compile else self.model
         self.forward = make_forward(self.compiled, self.precision, self.tile, self.overlap)
+        self._initial = (tile, batch)
+        self.reset()
+
+    def reset(self) -> bool:
+        """Back to the state the constructor left: the tile and batch it was given (undoing any back-off)
+        and an empty busy account. A warm actor kept for the next job (``vsr_pipeline.upscaler_pool``)
+        computes that job as a new one would."""
+        if (self.tile, self.batch) != self._initial:
+            self.tile, self.batch = self._initial
+            self.forward = make_forward(self.compiled, self.precision, self.tile, self.overlap)
+        self.backoffs: list[dict[str, int | None]] = []
         self._busy = {"busy_s": 0.0, "calls": 0, "frames": 0, "first": None, "last": None}
+        return True
 
     @classmethod
     def from_settings(cls, settings: ModelSettings, **kwargs: Any) -> Engine:

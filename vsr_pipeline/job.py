@@ -336,6 +336,8 @@ def run_job(
         for k in stats:
             stats[k] += done[k]
 
+    ended_well = False  # the pool is kept warm only then, and only where Ray outlives the job
+    keep_ray = ray.is_initialized()
     try:
         with ray_session(opts.address):
             gpu = device_type == "cuda"
@@ -383,11 +385,12 @@ def run_job(
                 if own_pool:
                     busy = [s for s in upscalers.stats() if s["first"] is not None]
                     model_seconds = round(sum(float(s["busy_s"]) for s in busy), 3)
+                ended_well = True
             finally:
                 for actor in actors:
                     ray.kill(actor)
                 if own_pool:
-                    upscalers.kill()
+                    upscalers.finish(keep=keep_ray and ended_well)
         ledger.extra["corrupt"] = _merge_corrupt(ledger.extra.get("corrupt", []), corrupt)
         ledger.save()
         done = [ledger.done[c.index] for c in chunks]

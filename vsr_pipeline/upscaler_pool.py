@@ -11,11 +11,13 @@ from it by a rounding step in a few pixels). Placement follows Ray resources: on
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from models.registry import ModelSpec
+from vsr_pipeline import warm_actors
 
 if TYPE_CHECKING:
     from vsr_pipeline.options import ModelSettings
@@ -48,11 +50,13 @@ class UpscalerPool:
     """Handles of Upscaler actors and the chunks outstanding on each (thread-safe: ``vsr batch`` submits
     from one thread per video)."""
 
-    def __init__(self, actors: list[Any], depth: int = 2):
+    def __init__(self, actors: list[Any], depth: int = 2, warm_key: tuple[Any, ...] | None = None):
         if not actors:
             raise ValueError("an upscaler pool needs at least one actor")
         self.actors = actors
         self.depth = max(1, depth)
+        #: what a later job must ask for to take these actors warm (None: they are never kept)
+        self.warm_key = warm_key
         self._outstanding: list[list[Any]] = [[] for _ in actors]
         self._lock = threading.Lock()
 
@@ -73,11 +77,39 @@ class UpscalerPool:
         from vsr_pipeline.engine import engine_arguments
         from workers.upscaler import Upscaler
 
+        args = engine_arguments(settings, spec, device, placement.threads, reuse_memory=True)
+        ctx = ray.get_runtime_context()
+        # the actors' class (a test may replace it), the Ray session, and the weights file as it is now
+        key = (placement, sorted(restarts.items()), Upscaler, ctx.get_node_id(), ctx.get_job_id(),
+               _file_stamp(args["weights"]), args)
+        warm = warm_actors.take(key)
+        if warm is not None:
+            try:  # still alive, and back to a new engine's state
+                ray.get([a.reset.remote() for a in warm], timeout=60)
+                return cls(warm, warm_key=key)
+            except Exception as exc:  # one died while parked
+                warm_actors.kill(warm, f"warm upscalers unusable ({exc}): starting new ones")
         cls_remote = ray.remote(num_cpus=placement.num_cpus, num_gpus=placement.num_gpus, **restarts)(
             reporting_errors(Upscaler)
         )
-        args = engine_arguments(settings, spec, device, placement.threads, reuse_memory=True)
-        return cls([cls_remote.remote(**args) for _ in range(placement.actors)])
+        return cls([cls_remote.remote(**args) for _ in range(placement.actors)], warm_key=key)
+
+    def finish(self, keep: bool) -> None:
+        """The job is over: park the actors warm for the next job (``keep``: it ended well and Ray outlives
+        it), or kill them."""
+        if keep and self.warm_key is not None and warm_actors.WARM_SECONDS > 0 and not self._restarted():
+            warm_actors.park(self.warm_key, self.actors)
+        else:
+            self.kill()
+
+    def _restarted(self) -> bool:
+        """Whether Ray restarted any actor (its restart budget is no longer a new actor's) or one is gone."""
+        import ray
+
+        try:
+            return any(ray.get([a.restarted.remote() for a in self.actors], timeout=30))
+        except Exception:
+            return True
 
     def ready(self) -> list[Any]:
         """References that resolve when every actor has loaded its model (raise its constructor's error)."""
@@ -164,3 +196,17 @@ class UpscalerPool:
 
         for a in self.actors:
             ray.kill(a)
+
+
+def release_warm_upscalers() -> None:
+    """Kill the upscaler actors a finished job left warm in this process, freeing their CPU or GPU slots."""
+    warm_actors.release()
+
+
+def _file_stamp(path: str | None) -> tuple[int, int] | None:
+    """Size and modification time of a weights file (a file rewritten between jobs is loaded again)."""
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return None if st is None else (st.st_size, st.st_mtime_ns)

@@ -63,6 +63,10 @@ def train_distributed(
     use_gpu = torch.cuda.is_available() and torch.cuda.device_count() >= workers
     if not ray.is_initialized():
         ray.init(num_cpus=workers + 1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    else:  # the training workers need the CPU slots a finished upscale job's warm actors hold
+        from vsr_pipeline.upscaler_pool import release_warm_upscalers
+
+        release_warm_upscalers()
     run_dir = cfg.run_dir.resolve()
     cfg_dict = to_dict(cfg)
     cfg_dict["out_dir"] = str(run_dir)

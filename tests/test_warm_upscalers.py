@@ -1,0 +1,107 @@
+"""Warm upscalers (``vsr_pipeline.upscaler_pool``): where Ray outlives a job, the next job with the same
+model, settings and placement takes the finished job's actors and computes exactly what new actors would;
+anything else (other settings, a failure, time) leaves no actor holding a slot."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+import torch
+
+from tests import faults
+from tests.conftest import make_clip, textured_frames
+from vsr_pipeline import Engine, UpscaleOptions, upscale, warm_actors
+from vsr_pipeline.errors import VsrError
+from vsr_pipeline.upscaler_pool import release_warm_upscalers
+
+
+def opts(**kw: object) -> UpscaleOptions:
+    base: dict[str, object] = {"model": "espcn", "scale": 2, "chunk": 4, "crf": 0, "precision": "fp32-cl",
+                               "progress": False}
+    base.update(kw)
+    return UpscaleOptions(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("warm") / "in.mp4", textured_frames(10, 48, 32))
+
+
+def parked() -> list[object]:
+    p = warm_actors._parked
+    return [] if p is None else list(p.actors)
+
+
+def is_dead(actor: object) -> bool:
+    try:
+        ray.get(actor.stats.remote(), timeout=60)  # type: ignore[attr-defined]
+    except ray.exceptions.RayActorError:
+        return True
+    return False
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_the_next_job_takes_the_warm_upscaler_and_gives_the_same_output(clip: Path, tmp_path: Path) -> None:
+    release_warm_upscalers()
+    first = upscale(clip, tmp_path / "a.mp4", opts())
+    (actor,) = parked()
+    second = upscale(clip, tmp_path / "b.mp4", opts())
+    assert parked() == [actor]  # the same actor, kept again
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+    assert first.frames_out == second.frames_out == 10
+    stats = ray.get(actor.stats.remote())  # type: ignore[attr-defined]
+    assert stats["frames"] == 10 and stats["calls"] == 3  # this job's account only (reset when taken)
+
+    upscale(clip, tmp_path / "c.mp4", opts(batch=2))  # other settings: a new actor, the warm one killed
+    assert parked() and parked() != [actor]
+    assert is_dead(actor)
+    release_warm_upscalers()
+    assert not parked()
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_failed_job_keeps_no_upscaler_warm(clip: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    release_warm_upscalers()
+    faults.install(monkeypatch, "bug:1")
+    with pytest.raises(VsrError):
+        upscale(clip, tmp_path / "out.mp4", opts(retries=0))
+    assert not parked()
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_warm_upscalers_are_killed_when_unused(clip: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    release_warm_upscalers()
+    monkeypatch.setattr(warm_actors, "WARM_SECONDS", 0.5)
+    upscale(clip, tmp_path / "out.mp4", opts())
+    (actor,) = parked()
+    time.sleep(1.5)
+    assert not parked() and is_dead(actor)
+
+
+def test_reset_undoes_an_out_of_memory_back_off() -> None:
+    """An engine that backed off to tiles after an out-of-memory error computes, once reset, what a new one
+    does (and its account starts again)."""
+    frames = textured_frames(3, 96, 64)
+    engine = Engine("espcn", None, 2, device="cpu", threads=1, precision="fp32")
+    fresh = engine.process(slice(0, 3), slice(0, 3), frames)
+    real, failed = engine.forward, []
+
+    def fail_once(x: torch.Tensor, **kw: object) -> torch.Tensor:
+        if not failed:
+            failed.append(True)
+            raise torch.OutOfMemoryError("injected: out of memory")
+        return real(x, **kw)
+
+    engine.forward = fail_once
+    engine.process(slice(0, 3), slice(0, 3), frames)
+    assert engine.tile is not None and engine.backoffs and engine.stats()["calls"] == 2
+    engine.reset()
+    assert engine.tile is None and engine.batch == 4 and not engine.backoffs
+    assert engine.stats()["calls"] == 0 and engine.stats()["first"] is None
+    np.testing.assert_array_equal(engine.process(slice(0, 3), slice(0, 3), frames), fresh)
