@@ -197,6 +197,7 @@ def test_one_candidate_needs_no_probe(cache: Path, probes: list, monkeypatch: py
     assert choice == "fp16" and probes == []
 
 
+@pytest.mark.usefixtures("ray_local")  # a job of its own would start and stop Ray
 def test_the_job_reports_its_choice_and_why(tmp_path: Path, cache: Path) -> None:
     from tests.conftest import make_clip, textured_frames
     from vsr_pipeline import UpscaleOptions, upscale
@@ -268,6 +269,7 @@ def test_threads_leave_cores_to_an_encoder_that_needs_them(cache: Path,
     assert autotune.pipeline_seconds({2: 1.0, 1: 2.0}, 0.0, 2) == {2: 1.0, 1: 2.0}
 
 
+@pytest.mark.usefixtures("ray_local")  # a job of its own would start and stop Ray
 def test_a_batch_with_one_upscaler_chooses_threads_like_a_single_job(tmp_path: Path, cache: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """``vsr batch`` on this CPU with one upscaler and no ``--threads``: the same choice as ``vsr upscale``
@@ -336,6 +338,7 @@ def test_a_costly_frame_is_probed_smaller_and_long_calls_are_not_repeated(
     assert Counting.calls == 2
 
 
+@pytest.mark.usefixtures("ray_local")  # a job of its own would start and stop Ray
 def test_decode_encode_cost_is_measured_on_the_job_and_cached(tmp_path: Path, cache: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Real decode and x264 encode of the job's first frames: CPU seconds per frame, larger for a larger
@@ -413,6 +416,7 @@ def test_batch_probe_times_the_real_model(cache: Path) -> None:
     assert set(seconds) == {1, 2, 4} and all(0 < v < 10 for v in seconds.values())
 
 
+@pytest.mark.usefixtures("ray_local")  # a job of its own would start and stop Ray
 def test_the_job_reports_its_batch_and_a_resume_keeps_it(tmp_path: Path, cache: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """``vsr upscale --json`` carries ``batch`` and ``batch_reason``; the ledger records the batch, and a
@@ -437,6 +441,7 @@ def test_the_job_reports_its_batch_and_a_resume_keeps_it(tmp_path: Path, cache: 
     assert plan.opts.batch == 2 and "kept from the unfinished run" in plan.batch_reason
 
 
+@pytest.mark.usefixtures("ray_local")  # a job of its own would start and stop Ray
 def test_forced_threads_win_probe_nothing_and_reach_the_upscaler(tmp_path: Path, cache: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """``vsr upscale --threads N`` (``UpscaleOptions.threads``) skips the thread probe, the precision and
@@ -470,6 +475,7 @@ def test_forced_threads_win_probe_nothing_and_reach_the_upscaler(tmp_path: Path,
         upscale(clip, tmp_path / "negative.mkv", UpscaleOptions(model="espcn", scale=2, threads=-1))
 
 
+@pytest.mark.usefixtures("ray_local")  # a job of its own would start and stop Ray
 def test_the_ledger_records_the_threads_and_a_resume_keeps_them(tmp_path: Path, cache: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The threads change a forward pass's rounding, not the segments' validity: they are in the ledger's
