@@ -130,9 +130,9 @@ def test_ctrl_c_stops_the_batch_keeps_finished_videos_and_the_same_command_resum
     args = ["batch", *map(str, names), "-o", str(outdir), "--model", "espcn", "--scale", "2", "--chunk", "4",
             "--crf", "0", "--upscalers", "1", "--jobs", "1", "--precision", "fp32-cl", "--json"]
     cmd = [sys.executable, "-m", "vsr_pipeline.cli", *args]
-    # each segment's write waits 2 s (tests/fault_cli.py installs the fault in that process), so the second
+    # each segment's write waits 1 s (tests/fault_cli.py installs the fault in that process), so the second
     # video is caught between its chunks
-    slow = [sys.executable, "-m", "tests.fault_cli", "delay:2", "--", *args]
+    slow = [sys.executable, "-m", "tests.fault_cli", "delay:1", "--", *args]
     proc = subprocess.Popen(slow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     ledger_b = job_dir(outdir / "b.mp4") / "ledger.json"

@@ -59,8 +59,16 @@ def test_the_next_job_takes_the_warm_upscaler_and_gives_the_same_output(clip: Pa
     upscale(clip, tmp_path / "c.mp4", opts(batch=2))  # other settings: a new actor, the warm one killed
     assert parked() and parked() != [actor]
     assert is_dead(actor)
-    release_warm_upscalers()
-    assert not parked()
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_warm_upscalers_are_killed_when_unused(clip: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(warm_actors, "WARM_SECONDS", 0.5)
+    upscale(clip, tmp_path / "out.mp4", opts(batch=2))  # takes the previous test's warm actor, if there
+    (actor,) = parked()
+    time.sleep(1.5)
+    assert not parked() and is_dead(actor)
 
 
 @pytest.mark.usefixtures("ray_local")
@@ -71,17 +79,6 @@ def test_a_failed_job_keeps_no_upscaler_warm(clip: Path, tmp_path: Path,
     with pytest.raises(VsrError):
         upscale(clip, tmp_path / "out.mp4", opts(retries=0))
     assert not parked()
-
-
-@pytest.mark.usefixtures("ray_local")
-def test_warm_upscalers_are_killed_when_unused(clip: Path, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    release_warm_upscalers()
-    monkeypatch.setattr(warm_actors, "WARM_SECONDS", 0.5)
-    upscale(clip, tmp_path / "out.mp4", opts())
-    (actor,) = parked()
-    time.sleep(1.5)
-    assert not parked() and is_dead(actor)
 
 
 def test_reset_undoes_an_out_of_memory_back_off() -> None:
