@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ WARM_SECONDS = 60.0
 class _Parked:
     """The parked actors, their key, and the timer that kills them unused."""
 
-    def __init__(self, key: Hashable, actors: list[Any]):
+    def __init__(self, key: Any, actors: list[Any]):
         self.key, self.actors = key, actors
         self.timer = threading.Timer(WARM_SECONDS, _release, args=(self,))
         self.timer.daemon = True
@@ -61,7 +61,7 @@ def release() -> None:
     _release(None)
 
 
-def park(key: Hashable, actors: list[Any]) -> None:
+def park(key: Any, actors: list[Any]) -> None:
     """Keep ``actors`` for a later ``take(key)``; what was parked before is killed (one set at most)."""
     global _parked
     if WARM_SECONDS <= 0:
