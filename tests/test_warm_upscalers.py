@@ -14,6 +14,7 @@ import torch
 
 from tests import faults
 from tests.conftest import make_clip, textured_frames
+from tests.test_windows import random_weights
 from vsr_pipeline import Engine, UpscaleOptions, upscale, warm_actors
 from vsr_pipeline.errors import VsrError
 from vsr_pipeline.upscaler_pool import release_warm_upscalers
@@ -69,6 +70,21 @@ def test_warm_upscalers_are_killed_when_unused(clip: Path, tmp_path: Path,
     (actor,) = parked()
     time.sleep(1.5)
     assert not parked() and is_dead(actor)
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_rewritten_weights_file_is_loaded_again(clip: Path, tmp_path: Path) -> None:
+    """The same --weights path with other contents: a new actor, and the output the new weights give."""
+    weights = random_weights(tmp_path / "w.safetensors", "espcn", 2, seed=1)
+    upscale(clip, tmp_path / "a.mp4", opts(weights=weights))
+    (actor,) = parked()
+    random_weights(tmp_path / "w.safetensors", "espcn", 2, seed=2)
+    upscale(clip, tmp_path / "b.mp4", opts(weights=weights))
+    assert parked() != [actor]
+    upscale(clip, tmp_path / "c.mp4", opts(weights=random_weights(tmp_path / "w2.safetensors", "espcn", 2,
+                                                                   seed=2)))
+    assert (tmp_path / "b.mp4").read_bytes() == (tmp_path / "c.mp4").read_bytes()
+    assert (tmp_path / "a.mp4").read_bytes() != (tmp_path / "b.mp4").read_bytes()
 
 
 @pytest.mark.usefixtures("ray_local")

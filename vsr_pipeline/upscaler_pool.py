@@ -75,13 +75,16 @@ class UpscalerPool:
 
         from vsr_pipeline.cluster import reporting_errors
         from vsr_pipeline.engine import engine_arguments
+        from vsr_pipeline.ledger import input_fingerprint
         from workers.upscaler import Upscaler
 
         args = engine_arguments(settings, spec, device, placement.threads, reuse_memory=True)
         ctx = ray.get_runtime_context()
         # the actors' class (a test may replace it), the Ray session, and the weights file as it is now
-        key = (placement, sorted(restarts.items()), Upscaler, ctx.get_node_id(), ctx.get_job_id(),
-               _file_stamp(args["weights"]), args)
+        weights = args["weights"]
+        stamp = input_fingerprint(weights) if weights and os.path.exists(weights) else None
+        key = (placement, sorted(restarts.items()), Upscaler, ctx.get_node_id(), ctx.get_job_id(), stamp,
+               args)
         warm = warm_actors.take(key)
         if warm is not None:
             try:  # still alive, and back to a new engine's state
@@ -202,11 +205,3 @@ def release_warm_upscalers() -> None:
     """Kill the upscaler actors a finished job left warm in this process, freeing their CPU or GPU slots."""
     warm_actors.release()
 
-
-def _file_stamp(path: str | None) -> tuple[int, int] | None:
-    """Size and modification time of a weights file (a file rewritten between jobs is loaded again)."""
-    try:
-        st = os.stat(path) if path else None
-    except OSError:
-        return None
-    return None if st is None else (st.st_size, st.st_mtime_ns)
