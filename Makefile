@@ -4,6 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build of torch (pip finds it on this project's machines); use TORCH_SPEC=torch for your platform's default.
 TORCH_SPEC ?= torch==2.13.0
+# pytest-xdist workers: the suite waits on process starts (Ray actors, CLI runs) as much as it computes, so two
+# workers finish it sooner even on 2 cores (docs/benchmarks.md, "The test suite's time"); 0 runs it serially.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint bench-vid4 clean
 
@@ -20,7 +23,7 @@ demo: $(VENV)/.installed-weights
 	$(BIN)/python -m vsr_pipeline.demo
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

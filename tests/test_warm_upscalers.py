@@ -57,8 +57,20 @@ def test_the_next_job_takes_the_warm_upscaler_and_gives_the_same_output(clip: Pa
     stats = ray.get(actor.stats.remote())  # type: ignore[attr-defined]
     assert stats["frames"] == 10 and stats["calls"] == 3  # this job's account only (reset when taken)
 
-    upscale(clip, tmp_path / "c.mp4", opts(batch=2))  # other settings: a new actor, the warm one killed
-    assert parked() and parked() != [actor]
+    # threads, batch and tile are the job's: the warm actor takes them and writes what a new actor with
+    # them writes
+    other = {"threads": 1, "batch": 2, "tile": 24, "overlap": 4}
+    upscale(clip, tmp_path / "c.mp4", opts(**other))
+    assert parked() == [actor]
+    assert ray.get(actor.settings.remote())["threads"] == 1  # type: ignore[attr-defined]
+    release_warm_upscalers()
+    upscale(clip, tmp_path / "d.mp4", opts(**other))
+    assert (tmp_path / "c.mp4").read_bytes() == (tmp_path / "d.mp4").read_bytes()
+    assert (tmp_path / "c.mp4").read_bytes() != (tmp_path / "a.mp4").read_bytes()  # tiles: other rounding
+
+    (actor,) = parked()
+    upscale(clip, tmp_path / "e.mp4", opts(precision="fp32"))  # a fixed setting: a new actor, the warm one
+    assert parked() and parked() != [actor]                     # killed
     assert is_dead(actor)
 
 
@@ -66,7 +78,7 @@ def test_the_next_job_takes_the_warm_upscaler_and_gives_the_same_output(clip: Pa
 def test_warm_upscalers_are_killed_when_unused(clip: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(warm_actors, "WARM_SECONDS", 0.5)
-    upscale(clip, tmp_path / "out.mp4", opts(batch=2))  # takes the previous test's warm actor, if there
+    upscale(clip, tmp_path / "out.mp4", opts(precision="fp32"))  # takes the previous test's warm actor
     (actor,) = parked()
     time.sleep(1.5)
     assert not parked() and is_dead(actor)
@@ -118,3 +130,16 @@ def test_reset_undoes_an_out_of_memory_back_off() -> None:
     assert engine.tile is None and engine.batch == 4 and not engine.backoffs
     assert engine.stats()["calls"] == 0 and engine.stats()["first"] is None
     np.testing.assert_array_equal(engine.process(slice(0, 3), slice(0, 3), frames), fresh)
+
+
+def test_the_job_settings_sent_with_a_chunk_replace_the_constructor_ones() -> None:
+    """What an actor Ray restarted (rebuilt with the arguments it was first started with, another job's
+    maybe) computes from a chunk that carries the job's settings: what an engine started with them does."""
+    frames = textured_frames(3, 64, 48)
+    job = {"threads": 1, "batch": 4, "tile": None, "overlap": 8, "sequences": 1}
+    fresh = Engine("espcn", None, 2, device="cpu", precision="fp32", **job)
+    first = Engine("espcn", None, 2, device="cpu", precision="fp32", threads=2, batch=1, tile=16, overlap=4)
+    want = fresh.process(slice(0, 3), slice(0, 3), frames)
+    assert not np.array_equal(first.process(slice(0, 3), slice(0, 3), frames), want)  # tiles: other rounding
+    np.testing.assert_array_equal(first.process(slice(0, 3), slice(0, 3), frames, base=job), want)
+    assert first.settings() == fresh.settings() and first.threads == 1

@@ -264,6 +264,10 @@ def engine_arguments(settings: ModelSettings, spec: ModelSpec | None = None, dev
     }
 
 
+#: ``Engine`` arguments a built engine takes without reloading its model (``Engine.configure``)
+ADJUSTABLE = ("threads", "batch", "tile", "overlap", "sequences")
+
+
 class Engine:
     """Holds one model; ``process`` upscales a chunk's window and returns its core frames.
 
@@ -296,31 +300,42 @@ class Engine:
     ):
         if reuse_memory:  # process-wide: for an actor's own process (vsr_pipeline.heap)
             reuse_freed_memory(True)
-        self.threads = set_threads(threads)
+        self._default_threads = torch.get_num_threads()  # what ``threads=0`` keeps (Ray's, for an actor)
         self.device = resolve_device(device)
         self.spec = use_spec(model)
-        self.batch = batch
-        if sequences < 1:
-            raise ValueError(f"sequences must be >= 1, got {sequences}")
-        #: a recurrent model's chunks per forward pass (``run_sequences``); 1 for the other kinds
-        self.sequences = chunks_per_pass(self.spec, sequences)
         self.precision = make_precision(precision, self.device, self.spec.name)
-        self.tile, self.overlap = tile, overlap
         body = None if backbone is None else use_spec(backbone).name
         self.model = self.precision.prepare(load_upscaler_model(self.spec.name, weights, scale, body))
         self.compiled = compile_model(self.model) if compile else self.model
-        self.forward = make_forward(self.compiled, self.precision, self.tile, self.overlap)
-        self._initial = (tile, batch)
-        self.reset()
+        self._base: dict[str, Any] = {}
+        self.reset({"threads": threads, "batch": batch, "tile": tile, "overlap": overlap,
+                    "sequences": sequences})
 
-    def reset(self) -> bool:
-        """Back to the state the constructor left: the tile and batch it was given (undoing any back-off)
-        and an empty busy account. A warm actor kept for the next job (``vsr_pipeline.upscaler_pool``)
-        computes that job as a new one would."""
-        if (self.tile, self.batch) != self._initial:
-            self.tile, self.batch = self._initial
-            self.forward = make_forward(self.compiled, self.precision, self.tile, self.overlap)
+    def configure(self, threads: int, batch: int, tile: int | None, overlap: int, sequences: int) -> None:
+        """Run with these (:data:`ADJUSTABLE`, as the constructor's) from now on; the loaded model is kept.
+        Unchanged settings keep any out-of-memory back-off; changed ones start from what is given."""
+        if sequences < 1:
+            raise ValueError(f"sequences must be >= 1, got {sequences}")
+        base = {"threads": threads, "batch": batch, "tile": tile, "overlap": overlap, "sequences": sequences}
+        if base == self._base:
+            return
+        self._base = base
+        if threads or torch.get_num_threads() != self._default_threads:
+            set_threads(threads or self._default_threads)
+        self.threads = torch.get_num_threads()
+        self.batch, self.tile, self.overlap = batch, tile, overlap
+        #: a recurrent model's chunks per forward pass (``run_sequences``); 1 for the other kinds
+        self.sequences = chunks_per_pass(self.spec, sequences)
+        self.forward = make_forward(self.compiled, self.precision, self.tile, self.overlap)
         self.backoffs: list[dict[str, int | None]] = []
+
+    def reset(self, base: dict[str, Any] | None = None) -> bool:
+        """Back to a new engine's state: ``base`` (:data:`ADJUSTABLE` settings; None: the ones in force)
+        without any out-of-memory back-off, and an empty busy account. A warm actor kept for the next job
+        (``vsr_pipeline.upscaler_pool``) computes that job as a new one with those settings would."""
+        base = dict(base or self._base)
+        self._base = {}  # applied afresh: the back-off is undone even where base is unchanged
+        self.configure(**base)
         self._busy = {"busy_s": 0.0, "calls": 0, "frames": 0, "first": None, "last": None}
         return True
 
@@ -371,9 +386,14 @@ class Engine:
                 self.tile, self.batch = smaller
                 self.forward = make_forward(self.compiled, self.precision, self.tile, self.overlap)
 
-    def process(self, window: slice, keep: slice, *batches: np.ndarray) -> np.ndarray:
+    def process(self, window: slice, keep: slice, *batches: np.ndarray,
+                base: dict[str, Any] | None = None) -> np.ndarray:
         """Upscale one chunk: ``batches`` are consecutive decode batches, ``window`` the chunk's
-        frames within their concatenation, ``keep`` its core frames within the window."""
+        frames within their concatenation, ``keep`` its core frames within the window. ``base``: the job's
+        :data:`ADJUSTABLE` settings, applied first (``configure``): an actor Ray restarted after a crash
+        is rebuilt with the arguments it was first started with, which may be another job's."""
+        if base is not None:
+            self.configure(**base)
         if self.sequences > 1:
             return self.process_group([(window, keep, len(batches))], *batches)[0]
         frames = batches[0] if len(batches) == 1 else np.concatenate(batches)
@@ -385,10 +405,13 @@ class Engine:
             frames.shape[1:3],
         ))
 
-    def process_group(self, items: list[tuple[slice, slice, int]], *batches: np.ndarray) -> list[np.ndarray]:
+    def process_group(self, items: list[tuple[slice, slice, int]], *batches: np.ndarray,
+                      base: dict[str, Any] | None = None) -> list[np.ndarray]:
         """Upscale up to ``sequences`` chunks of a recurrent model in one forward pass (``run_sequences``):
         item ``(window, keep, n)`` takes the next ``n`` of ``batches`` (as ``process``); every window the same
         length, every ``keep`` the same. Returns each chunk's HR core frames."""
+        if base is not None:
+            self.configure(**base)
         if self.spec.temporal != "recurrent":
             raise ValueError(f"model {self.spec.name} is not recurrent; its chunks are not run as sequences")
         if len({(w.stop - w.start, k.start, k.stop) for w, k, _ in items}) != 1:  # slices: unhashable
@@ -405,8 +428,10 @@ class Engine:
             lambda: run_sequences(self.forward, seqs, self.device, self.sequences, keep), seqs[0].shape[1:3]
         ))
 
-    def process_windows(self, windows: np.ndarray) -> np.ndarray:
+    def process_windows(self, windows: np.ndarray, base: dict[str, Any] | None = None) -> np.ndarray:
         """Upscale one chunk of pre-aligned windows (T, 2r+1, H, W, 3) from the ``Aligner``."""
+        if base is not None:
+            self.configure(**base)
         if self.spec.temporal != "window":
             raise ValueError(f"model {self.spec.name} is not a window model; it takes no aligned windows")
         if windows.ndim != 5 or windows.shape[1] != 2 * self.spec.radius + 1:

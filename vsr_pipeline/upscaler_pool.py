@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from models.registry import ModelSpec
@@ -50,13 +50,16 @@ class UpscalerPool:
     """Handles of Upscaler actors and the chunks outstanding on each (thread-safe: ``vsr batch`` submits
     from one thread per video)."""
 
-    def __init__(self, actors: list[Any], depth: int = 2, warm_key: tuple[Any, ...] | None = None):
+    def __init__(self, actors: list[Any], depth: int = 2, warm_key: tuple[Any, ...] | None = None,
+                 base: dict[str, Any] | None = None):
         if not actors:
             raise ValueError("an upscaler pool needs at least one actor")
         self.actors = actors
         self.depth = max(1, depth)
         #: what a later job must ask for to take these actors warm (None: they are never kept)
         self.warm_key = warm_key
+        #: the job's ``Engine.ADJUSTABLE`` settings, sent with every chunk (None: the actors' own)
+        self.base = base
         self._outstanding: list[list[Any]] = [[] for _ in actors]
         self._lock = threading.Lock()
 
@@ -74,28 +77,30 @@ class UpscalerPool:
         import ray
 
         from vsr_pipeline.cluster import reporting_errors
-        from vsr_pipeline.engine import engine_arguments
+        from vsr_pipeline.engine import ADJUSTABLE, engine_arguments
         from vsr_pipeline.ledger import input_fingerprint
         from workers.upscaler import Upscaler
 
         args = engine_arguments(settings, spec, device, placement.threads, reuse_memory=True)
+        base = {k: args.pop(k) for k in ADJUSTABLE}  # a warm actor takes these from the job
         ctx = ray.get_runtime_context()
         # the actors' class (a test may replace it), the Ray session, and the weights file as it is now
         weights = args["weights"]
         stamp = input_fingerprint(weights) if weights and os.path.exists(weights) else None
-        key = (placement, sorted(restarts.items()), Upscaler, ctx.get_node_id(), ctx.get_job_id(), stamp,
-               args)
+        key = (replace(placement, threads=0), sorted(restarts.items()), Upscaler, ctx.get_node_id(),
+               ctx.get_job_id(), stamp, args)
         warm = warm_actors.take(key)
         if warm is not None:
-            try:  # still alive, and back to a new engine's state
-                ray.get([a.reset.remote() for a in warm], timeout=60)
-                return cls(warm, warm_key=key)
+            try:  # still alive, and back to a new engine's state with this job's settings
+                ray.get([a.reset.remote(base) for a in warm], timeout=60)
+                return cls(warm, warm_key=key, base=base)
             except Exception as exc:  # one died while parked
                 warm_actors.kill(warm, f"warm upscalers unusable ({exc}): starting new ones")
         cls_remote = ray.remote(num_cpus=placement.num_cpus, num_gpus=placement.num_gpus, **restarts)(
             reporting_errors(Upscaler)
         )
-        return cls([cls_remote.remote(**args) for _ in range(placement.actors)], warm_key=key)
+        return cls([cls_remote.remote(**args, **base) for _ in range(placement.actors)], warm_key=key,
+                   base=base)
 
     def finish(self, keep: bool) -> None:
         """The job is over: park the actors warm for the next job (``keep``: it ended well and Ray outlives
@@ -160,20 +165,21 @@ class UpscalerPool:
         """Reference to the HR core frames of one chunk (``Upscaler.process``), given to the least-loaded
         actor once its decoded ``batches`` exist."""
         self._wait_inputs(batches)
-        return self._submit(lambda actor: actor.process.remote(window, keep, *batches))
+        return self._submit(lambda actor: actor.process.remote(window, keep, *batches, base=self.base))
 
     def process_group(self, items: list[tuple[slice, slice, int]], batches: list[Any]) -> list[Any]:
         """References to the HR core frames of several chunks of a recurrent model, computed by one actor in
         one forward pass (``Upscaler.process_group``; items as there)."""
         self._wait_inputs(batches)
         return self._submit(  # type: ignore[no-any-return]
-            lambda actor: actor.process_group.options(num_returns=len(items)).remote(items, *batches)
+            lambda actor: actor.process_group.options(num_returns=len(items)).remote(
+                items, *batches, base=self.base)
         )
 
     def process_windows(self, aligned: Any) -> Any:
         """Reference to the HR frames of one chunk of pre-aligned windows (``Upscaler.process_windows``)."""
         self._wait_inputs([aligned])
-        return self._submit(lambda actor: actor.process_windows.remote(aligned))
+        return self._submit(lambda actor: actor.process_windows.remote(aligned, base=self.base))
 
     def device_name(self) -> str:
         import ray
