@@ -87,3 +87,31 @@ def test_a_stream_refuses_sequences(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError, match="--sequences"):
         stream_upscale("-", tmp_path / "out.mkv", UpscaleOptions(model="basicvsr", sequences=2))
+
+
+def test_out_of_memory_halves_the_sequences_per_pass_before_tiling() -> None:
+    """Four chunks sent together to an engine whose forward pass fails on more than two sequences: they run
+    as two passes of two, untiled, and give what an engine of two sequences gives; the smaller setting stays,
+    and ``reset`` undoes it."""
+    _weights()
+    frames = textured_frames(10, 24, 16)
+    chunks = [Chunk(i, 2 + 2 * i, 4 + 2 * i, 2 * i, 6 + 2 * i) for i in range(2)]
+    items = [(slice(c.read_start, c.read_stop), c.keep, 1) for c in chunks] * 2  # 4 chunks, equal windows
+    two = Engine("basicvsr", None, 4, "cpu", threads=2, precision="fp32", sequences=2)
+    want = two.process_group(items[:2], frames, frames) * 2
+    four = Engine("basicvsr", None, 4, "cpu", threads=2, precision="fp32", sequences=4)
+    real, passes = four.forward, []
+
+    def fails_above_two(x: torch.Tensor, **kw: object) -> torch.Tensor:
+        passes.append(len(x))
+        if len(x) > 2:
+            raise torch.OutOfMemoryError("injected: out of memory")
+        return real(x, **kw)
+
+    four.forward = fails_above_two
+    got = four.process_group(items, *[frames] * 4)
+    assert passes == [4, 2, 2] and (four.sequences, four.tile) == (2, None)
+    assert four.backoffs == [{"tile": None, "batch": 4, "sequences": 2}]
+    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    four.reset()
+    assert four.sequences == 4 and not four.backoffs

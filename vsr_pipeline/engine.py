@@ -277,9 +277,10 @@ class Engine:
 
     ``precision`` (``auto|fp32|bf16|fp16``, ``vsr_pipeline.precision``), ``tile`` (LR pixels; None: whole
     frames) and ``compile`` (``torch.compile``, fixed shapes) choose how the forward pass runs. An
-    out-of-memory error is retried with tiles, then smaller tiles, then a smaller batch
-    (``vsr_pipeline.tiling.back_off``); the smaller setting is kept for later chunks, so their shapes stay
-    fixed again (chunks before the back-off ran whole, and may differ from tiled ones by float rounding).
+    out-of-memory error is retried with half the sequences per pass (a recurrent model's ``sequences``, down
+    to 1), then tiles, then smaller tiles, then a smaller batch (``vsr_pipeline.tiling.back_off``); the
+    smaller setting is kept for later chunks, so their shapes stay fixed again (chunks before the back-off
+    ran otherwise, and may differ from later ones by float rounding).
     """
 
     def __init__(
@@ -374,15 +375,22 @@ class Engine:
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
+                free_cached(self.device)
+                if self.sequences > 1:  # fewer chunks per pass first: whole frames, as the model was trained
+                    log.warning("out of memory with %d sequences per pass: retrying with %d",
+                                self.sequences, self.sequences // 2)
+                    self.sequences //= 2
+                    self.backoffs.append({"tile": self.tile, "batch": self.batch,
+                                          "sequences": self.sequences})
+                    continue
                 smaller = back_off(self.tile, self.batch, frame_size)
                 if smaller is None:
                     raise
-                free_cached(self.device)
                 log.warning(
                     "out of memory with tile %s, batch %d: retrying with tile %s, batch %d",
                     self.tile, self.batch, *smaller,
                 )
-                self.backoffs.append({"tile": smaller[0], "batch": smaller[1]})
+                self.backoffs.append({"tile": smaller[0], "batch": smaller[1], "sequences": self.sequences})
                 self.tile, self.batch = smaller
                 self.forward = make_forward(self.compiled, self.precision, self.tile, self.overlap)
 
@@ -424,9 +432,13 @@ class Engine:
         if used != len(batches):
             raise ValueError(f"the items name {used} decode batches, {len(batches)} were given")
         keep = items[0][1]
-        return self._timed(lambda: self._with_backoff(
-            lambda: run_sequences(self.forward, seqs, self.device, self.sequences, keep), seqs[0].shape[1:3]
-        ))
+
+        def passes() -> list[np.ndarray]:  # more than one after an out-of-memory back-off of ``sequences``
+            return [hr for i in range(0, len(seqs), self.sequences)
+                    for hr in run_sequences(self.forward, seqs[i : i + self.sequences], self.device,
+                                            self.sequences, keep)]
+
+        return self._timed(lambda: self._with_backoff(passes, seqs[0].shape[1:3]))
 
     def process_windows(self, windows: np.ndarray, base: dict[str, Any] | None = None) -> np.ndarray:
         """Upscale one chunk of pre-aligned windows (T, 2r+1, H, W, 3) from the ``Aligner``."""
