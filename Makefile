@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build of torch (pip finds it on this project's machines); use TORCH_SPEC=torch for your platform's default.
 TORCH_SPEC ?= torch==2.13.0
-# pytest-xdist workers: the suite waits on process starts (Ray actors, CLI runs) as much as it computes, so two
+# pytest-xdist workers: much of the suite waits on process starts (Ray, its actors, CLI runs), so two
 # workers finish it sooner even on 2 cores (docs/benchmarks.md, "The test suite's time"); 0 runs it serially.
 TEST_WORKERS ?= 2
 
