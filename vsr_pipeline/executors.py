@@ -54,14 +54,15 @@ class RayDecoders:
         return [found[k] for k in sorted(found)]
 
     def timestamps(self) -> dict[str, Any]:
-        """Timestamp repairs over all decoders: ``repaired`` frames, the ``first`` one's index, ``step``
-        (``Decoder.timestamps``), ``deinterlaced``."""
+        """Timestamp repairs over all decoders (``Decoder.timestamps``): counts summed, first indices the
+        lowest."""
         import ray
 
         each = ray.get([a.timestamps.remote() for a in self.actors])
-        firsts = [t["first"] for t in each if t["first"] is not None]
-        return {"repaired": sum(t["repaired"] for t in each), "first": min(firsts, default=None),
-                "step": each[0]["step"], "deinterlaced": each[0]["deinterlaced"]}
+        merged = {k: sum(t[k] for t in each) for k in ("repaired", "renumbered")}
+        for k in ("first", "renumbered_first"):
+            merged[k] = min((t[k] for t in each if t[k] is not None), default=None)
+        return merged | {"step": each[0]["step"], "deinterlaced": each[0]["deinterlaced"]}
 
     def kill(self) -> None:
         import ray

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from models.registry import ModelSpec, resolve_weights
-from vsr_pipeline.cluster import ray_session, reporting_errors, restart_policy
+from vsr_pipeline.cluster import ray_session, reporting_errors, restart_policy, root_cause
 from vsr_pipeline.errors import InterruptedJob
 from vsr_pipeline.media import MediaError, VideoInfo, probe
-from vsr_pipeline.media.ingest import repair_message
+from vsr_pipeline.media.ingest import timestamp_warnings
 from vsr_pipeline.media.seek import SeekError
 from vsr_pipeline.options import (
     UpscaleOptions,
@@ -69,6 +69,7 @@ class UpscaleResult:
     corrupt: list[dict[str, Any]] = field(default_factory=list)  # the first 100: index, pts, time_s, reason
     #: frames whose pts was missing, repeated or went backwards: each got the previous pts + one frame
     timestamps_repaired: int = 0
+    timestamps_renumbered: int = 0  # frames whose pts were not display times: renumbered in display order
     deinterlaced: bool = False  # the input is interlaced and its frames were deinterlaced
     #: wall seconds the job's own upscalers spent inside their forward calls (summed over actors; None when
     #: the upscalers were shared with other jobs): ``seconds`` minus this is what the pipeline itself cost
@@ -372,7 +373,7 @@ def run_job(
                 try:
                     run(executor, decoders, todo)
                 except SeekError as exc:  # not exact after all: the remaining chunks decode sequentially
-                    log.warning("%s: %s; decoding the rest sequentially", input_path, exc)
+                    log.warning("%s; decoding the rest sequentially", root_cause(exc))
                     decoders.kill()
                     decoders = start_decoders(info, plan.chunk, opts.fps, opts.on_corrupt, 1, parallel=False,
                                               deinterlace=opts.deinterlace)
@@ -416,9 +417,8 @@ def run_job(
             "left out" if opts.on_corrupt == "skip" else "previous frame repeated",
             _where(corrupt),
         )
-    if timestamps["repaired"]:
-        log.warning("%s: %s", input_path, repair_message(timestamps["repaired"], timestamps["first"],
-                                                         timestamps["step"], info.time_base))
+    for line in timestamp_warnings(timestamps, info.time_base):
+        log.warning("%s: %s", input_path, line)
     expected = info.frames - (len(corrupt) if opts.on_corrupt == "skip" else 0)
     if frames_out != expected:
         raise RuntimeError(f"wrote {frames_out} frames but expected {expected}")
@@ -453,6 +453,7 @@ def run_job(
         corrupt_frames=len(corrupt),
         corrupt=corrupt[:100],
         timestamps_repaired=timestamps["repaired"],
+        timestamps_renumbered=timestamps["renumbered"],
         deinterlaced=timestamps["deinterlaced"],
         model_seconds=model_seconds,
         # actors' epoch clocks against the driver's: exact on one node, good to the clock skew across nodes

@@ -181,8 +181,9 @@ def write_job_manifest(
         quality = {"error": reason}
     frames = {"in": result["frames_in"], "out": result["frames_out"], "corrupt": len(corrupt),
               "pts_repaired": sum(r["pts_repaired"] for r in rows)}
-    if "timestamps_repaired" in result:
-        frames["timestamps_repaired"] = result["timestamps_repaired"]
+    for key in ("timestamps_repaired", "timestamps_renumbered"):
+        if key in result:
+            frames[key] = result[key]
     manifest = {
         "kind": MANIFEST_KIND,
         "version": MANIFEST_VERSION,

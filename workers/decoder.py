@@ -53,10 +53,13 @@ class Decoder:
 
     def timestamps(self) -> dict[str, Any]:
         """Timestamp repairs so far: ``repaired`` frames, the ``first`` one's index (None: none), ``step``
-        (one frame duration in the time base) and whether frames are ``deinterlaced``."""
+        (one frame duration in the time base), frames ``renumbered`` in display order (pts that were not
+        display times, :mod:`vsr_pipeline.media.frame_order`) and the first one's index, and whether frames
+        are ``deinterlaced``."""
         t = self.reader.timestamps
-        return {"repaired": t.repaired, "first": t.first, "step": t.step,
-                "deinterlaced": self.reader.deinterlace}
+        renumbered, renumbered_first = self.reader.timestamps_renumbered
+        return {"repaired": t.repaired, "first": t.first, "step": t.step, "renumbered": renumbered,
+                "renumbered_first": renumbered_first, "deinterlaced": self.reader.deinterlace}
 
     def close(self) -> None:
         self.reader.close()

@@ -55,6 +55,17 @@ def repair_message(repaired: int, first: int | None, step: int, time_base: Fract
             f"{first}) repaired: each set to the previous + one frame ({seconds:.4g} s)")
 
 
+def timestamp_warnings(ts: dict[str, Any], time_base: Fraction) -> list[str]:
+    """Warning lines for a decode's timestamp repairs (``workers.decoder.Decoder.timestamps``): pts repaired
+    (:func:`repair_message`), and pts that were not display times, renumbered (:mod:`.frame_order`)."""
+    lines = [repair_message(ts["repaired"], ts["first"], ts["step"], time_base)] if ts["repaired"] else []
+    if ts.get("renumbered"):
+        lines.append(f"{ts['renumbered']} frame timestamp(s) were not display times (an AVI's guesses, or a "
+                     f"file remuxed from one; the first at frame {ts['renumbered_first']}): frames numbered "
+                     f"in the decoder's output order instead")
+    return lines
+
+
 class TimestampRepair:
     """Strictly increasing pts: ``fix(pts)`` returns ``pts`` when it is above the previous one, else (missing,
     repeated, backwards) the previous plus ``step``; ``repaired`` counts the frames changed and ``first``

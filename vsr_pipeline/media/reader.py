@@ -15,6 +15,7 @@ import numpy as np
 
 from .colour import frame_to_rgb
 from .errors import MediaError, short_reason
+from .frame_order import FrameMatcher, Lost
 from .images import list_images, read_images
 from .ingest import Deinterlacer, TimestampRepair, frame_step, stream_rate
 from .probe import VideoInfo, open_input, probe
@@ -34,14 +35,6 @@ class CorruptFrame:
     index: int
     pts: int | None
     time_s: float | None
-    reason: str
-
-
-@dataclass(frozen=True)
-class _Lost:
-    """Marker for a frame whose packet failed to decode (pts None: position unknown)."""
-
-    pts: int | None
     reason: str
 
 
@@ -79,7 +72,8 @@ class FrameReader:
         self.corrupt: list[CorruptFrame] = []
         self._index = 0
         self._container = None
-        self._frames: Iterator[av.VideoFrame | _Lost] | None = None
+        self._frames: Iterator[av.VideoFrame | Lost] | None = None
+        self._matcher: FrameMatcher | None = None
         self._good: np.ndarray | None = None
         self._images: list[Path] = []
         self._stream_index: StreamIndex | None = None
@@ -101,6 +95,13 @@ class FrameReader:
         return self.timestamps.repaired
 
     @property
+    def timestamps_renumbered(self) -> tuple[int, int | None]:
+        """Frames whose pts were not display times and were renumbered in the decoder's output order
+        (:mod:`.frame_order`), and the first one's index (None: none)."""
+        m = self._matcher
+        return (m.renumbered, m.first) if m is not None else (0, None)
+
+    @property
     def position(self) -> int:
         """Index of the frame the next ``read`` starts with."""
         return self._index
@@ -118,7 +119,7 @@ class FrameReader:
         return None if index.missing_pts or index.repair is not None else list(index.pts)
 
     def _source(self, stream: av.video.stream.VideoStream, packets: Iterator[av.Packet] | None = None,
-                start: int = 0) -> Iterator[av.VideoFrame | _Lost]:
+                start: int = 0) -> Iterator[av.VideoFrame | Lost]:
         """:meth:`_decode`'s frames, deinterlaced when the input is interlaced and ``deinterlace`` is on."""
         frames = self._decode(stream, packets, start)
         if not self.deinterlace:
@@ -126,62 +127,74 @@ class FrameReader:
         return Deinterlacer(self.info.time_base, str(self.path)).filter(frames)
 
     def _decode(self, stream: av.video.stream.VideoStream, packets: Iterator[av.Packet] | None = None,
-                start: int = 0) -> Iterator[av.VideoFrame | _Lost]:
-        """Decoded frames in presentation order, with a ``_Lost`` marker for each frame the decoder did
-        not produce: a packet pts no frame carries (placed by pts, so frame threading's late error
-        reports do not matter), or, without packet pts, frames short of probe's count at the end.
+                start: int = 0) -> Iterator[av.VideoFrame | Lost]:
+        """Decoded frames in display order, with a ``Lost`` marker for each frame the decoder did not
+        produce (:class:`.frame_order.FrameMatcher`: by the packets' pts, or, without usable packet pts or
+        when the frames' pts are not display times, by count at the end).
 
         ``start`` > 0 (after a seek; ``packets`` then begins at a keyframe at or before frame ``start``):
-        frames whose pts is below frame ``start``'s are dropped, and a frame whose pts is not a packet pts
-        raises :class:`SeekError` (the sequential decode would number it differently)."""
+        frames whose pts is below frame ``start``'s are dropped. :class:`SeekError` (the sequential decode
+        would number frames differently, or find lost ones) when a frame's pts is no packet's or below an
+        earlier frame's, when a packet pts from the keyframe's up to frame ``start``'s has no frame by then
+        (a lost frame, or pts out of display order), or when the frames' pts turn out not to be display
+        times (the matcher holds a frame past a gap until that is known)."""
         assert self._container is not None
         expected = self._packet_pts()
-        next_expected = start
-        produced = start
         floor = expected[start] if start and expected is not None else None
-        known = set(expected) if floor is not None and expected is not None else None
-        reason = "frame missing from the decoder's output"
-        if packets is None:
-            packets = self._container.demux(stream)
+        in_order = expected is not None and self.stream_index().in_order is not None
+        self._matcher = matcher = FrameMatcher(expected, self.info.frames, start, in_order)
+        packets = self._container.demux(stream) if packets is None else packets
+        if floor is None or expected is None:
+            for frame in self._decoded(stream, packets, matcher):
+                yield from matcher.push(frame)
+            yield from matcher.end()
+            return
+        key = next(packets, None)  # the seek's keyframe (see _seek_packets; the file's first packet without)
+        low = key.pts if key is not None and key.pts is not None else expected[0]
+        before = {p for p in expected if low <= p < floor}  # frames to come out before frame ``start``
+        known, last = set(expected), None
+        packets = itertools.chain([key] if key is not None else [], packets)
+        for frame in self._decoded(stream, packets, matcher):
+            pts = frame.pts
+            if pts is None or pts not in known or (last is not None and pts < last):
+                raise SeekError(f"{self.path}: after a seek the decoder gave a frame with pts {pts}, which "
+                                f"no packet has or which follows a later one; decode sequentially")
+            last = pts
+            if pts < floor:
+                before.discard(pts)
+                continue
+            if before:
+                raise SeekError(f"{self.path}: after a seek {len(before)} frame(s) before frame {start} did "
+                                f"not come out of the decoder in order; decode sequentially")
+            out = matcher.push(frame)
+            if matcher.in_order:
+                raise SeekError(f"{self.path}: after a seek the frames' pts turned out not to be display "
+                                f"times; decode sequentially")
+            yield from out
+        yield from matcher.end()
+
+    def _decoded(self, stream: av.video.stream.VideoStream, packets: Iterator[av.Packet],
+                 matcher: FrameMatcher) -> Iterator[av.VideoFrame]:
+        """Every frame out of the decoder, in its output order; a demux or decode error becomes the reason
+        the matcher gives lost frames, and decoding goes on with the next packet."""
         while True:
             try:
                 packet = next(packets, None)
             except av.FFmpegError as exc:  # the demuxer gave up: the rest of the file is lost
-                reason = short_reason(exc)
+                matcher.reason = short_reason(exc)
                 packet = None
             try:
                 frames = stream.decode(packet)
             except av.FFmpegError as exc:
-                reason = short_reason(exc)
+                matcher.reason = short_reason(exc)
                 if packet is None:
                     break
                 continue
             for frame in frames:
                 self.frames_decoded += 1
-                pts = frame.pts
-                if known is not None:
-                    if pts is None or pts not in known:
-                        raise SeekError(f"{self.path}: after a seek the decoder gave a frame with pts {pts}, "
-                                        f"which no packet has; decode sequentially")
-                    if pts < floor:  # type: ignore[operator]
-                        continue
-                if expected is not None and pts is not None:
-                    while next_expected < len(expected) and expected[next_expected] < pts:
-                        yield _Lost(expected[next_expected], reason)
-                        next_expected += 1
-                        produced += 1
-                    if next_expected < len(expected) and expected[next_expected] == pts:
-                        next_expected += 1
-                produced += 1
                 yield frame
             if packet is None:
                 break
-        if expected is not None:
-            for pts in expected[next_expected:]:
-                yield _Lost(pts, reason)
-                produced += 1
-        for _ in range(max(0, self.info.frames - produced)):
-            yield _Lost(None, reason)
 
     def seek(self, index: int) -> None:
         """Position the reader so that the next ``read`` returns frame ``index`` (0 <= index <= frames).
@@ -259,7 +272,7 @@ class FrameReader:
                     return itertools.chain([packet], packets)
         return None
 
-    def _next_frame(self) -> av.VideoFrame | _Lost | None:
+    def _next_frame(self) -> av.VideoFrame | Lost | None:
         assert self._frames is not None
         try:
             return next(self._frames, None)
@@ -291,7 +304,7 @@ class FrameReader:
             frame = self._next_frame()
             if frame is None:
                 break
-            if isinstance(frame, _Lost):
+            if isinstance(frame, Lost):
                 pts = self.timestamps.fix(frame.pts, count=False)
                 self._lost_frame(frame, pts)
                 rgb = self._stand_in()
@@ -305,7 +318,7 @@ class FrameReader:
                 raise MediaError(f"{self.path}: frame {self._index} is {rgb.shape[1]}x{rgb.shape[0]}, "
                                  f"expected {out.shape[2]}x{out.shape[1]} (resolution changes mid-stream)")
             out[len(pts_out)] = rgb
-            keep.append(not isinstance(frame, _Lost))
+            keep.append(not isinstance(frame, Lost))
             pts_out.append(int(pts))
             self._index += 1
         if out is None:
@@ -322,19 +335,19 @@ class FrameReader:
                 raise SeekError(f"{self.path}: frame {self._index} is lost right after a seek and its "
                                 f"stand-in comes from before it; decode sequentially")
             assert self._frames is not None
-            ahead: list[av.VideoFrame | _Lost] = []
+            ahead: list[av.VideoFrame | Lost] = []
             while True:
                 nxt = self._next_frame()
                 if nxt is None:
                     raise MediaError(f"{self.path}: no frame of the video can be decoded")
                 ahead.append(nxt)
-                if not isinstance(nxt, _Lost):
+                if not isinstance(nxt, Lost):
                     break
             self._good = frame_to_rgb(nxt, self.info.colorspace, self.info.color_range)
             self._frames = itertools.chain(ahead, self._frames)
         return self._good
 
-    def _lost_frame(self, lost: _Lost, pts: int) -> None:
+    def _lost_frame(self, lost: Lost, pts: int) -> None:
         """Record a lost frame whose stand-in gets ``pts`` (or raise with ``fail``)."""
         time_s = float(pts * self.info.time_base) if self.info.time_base else None
         if self.on_corrupt == "fail":

@@ -18,6 +18,7 @@ from pathlib import Path
 import av
 
 from .errors import MediaError, short_reason
+from .frame_order import REORDER_WINDOW, decode_order_pts
 from .images import list_images
 from .probe import VideoInfo, open_input, probe
 
@@ -40,6 +41,8 @@ class StreamIndex:
     ``repair``: why the decoded frames' pts will need repairing (:class:`.ingest.TimestampRepair`): a packet
     without pts, pts shared or going backwards; None when they are valid. Such a stream is decoded
     sequentially and its lost frames are found by count, not by pts.
+    ``in_order``: why the frames' pts cannot be display times (:func:`.frame_order.decode_order_pts`), or
+    None; such a stream is decoded sequentially and its frames numbered in the decoder's output order.
     Image folders: ``pts = 0..n-1``, every frame a keyframe.
     """
 
@@ -50,6 +53,7 @@ class StreamIndex:
     is_image_folder: bool = False
     missing_pts: bool = False  # some packet had no pts (``pts`` then lists only those that had one)
     repair: str | None = None
+    in_order: str | None = None
 
     @property
     def frames(self) -> int:
@@ -90,6 +94,7 @@ def scan(path: str | os.PathLike[str]) -> StreamIndex:
     with open_input(p) as c:
         if not c.streams.video:
             raise MediaError(f"{p}: no video stream")
+        in_order = decode_order_pts(c, c.streams.video[0])
         try:
             for packet in c.demux(c.streams.video[0]):
                 if not packet.size:
@@ -110,7 +115,7 @@ def scan(path: str | os.PathLike[str]) -> StreamIndex:
     back = backwards_at(pts, dts) if repair is None else None
     if back is not None:
         repair = f"pts go backwards at video packet {back}"
-    problem = repair or problem
+    problem = repair or in_order or problem
     if problem is None and not keys:
         problem = "no keyframe packets"
     first = {}
@@ -118,11 +123,7 @@ def scan(path: str | os.PathLike[str]) -> StreamIndex:
         first.setdefault(v, i)
     keys.sort()
     return StreamIndex(tuple(order), tuple(first[k] for k, _ in keys), tuple(d for _, d in keys), problem,
-                       missing_pts=missing, repair=repair)
-
-
-#: Packets by which a decoder may reorder frames (H.264/HEVC hold at most 16 in their picture buffer)
-REORDER_WINDOW = 16
+                       missing_pts=missing, repair=repair, in_order=in_order)
 
 
 def backwards_at(pts: list[int], dts: list[int | None]) -> int | None:

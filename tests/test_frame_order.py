@@ -1,0 +1,163 @@
+"""Files whose pts are not display times: H.264 with B-frames in AVI (AVI stores no pts; FFmpeg guesses them
+in decode order, so the decoder hands out frames whose pts go 1, 3, 4, 2, ...) and the same packets remuxed
+into Matroska with those guesses. Every frame must come out once, in display order, with increasing pts;
+the reader used to count each reordered frame as lost and then add it again (opencv-doc's Megamind.avi:
+358 frames for 270, or a failed job). Lost frames of valid streams are still placed by their pts.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from tests.conftest import textured_frames
+from tests.test_ingest import decoded, packet_pts, vsr  # noqa: F401  (vsr: the fixture)
+from vsr_pipeline.media import FrameReader
+from vsr_pipeline.media.frame_order import REORDER_WINDOW, FrameMatcher, Lost
+from vsr_pipeline.media.seek import SeekError, scan
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+N = 24
+
+
+def closest(frames: np.ndarray, source: np.ndarray) -> list[int]:
+    """For each frame, the index of the source frame it is nearest to (mean absolute difference)."""
+    diff = np.abs(frames[:, None].astype(np.int16) - source[None].astype(np.int16)).mean(axis=(2, 3, 4))
+    return [int(i) for i in diff.argmin(axis=1)]
+
+
+@pytest.fixture(scope="module")
+def source() -> np.ndarray:
+    return textured_frames(N, 48, 32, seed=3)
+
+
+@pytest.fixture(scope="module")
+def avi(tmp_path_factory: pytest.TempPathFactory, source: np.ndarray) -> Path:
+    """H.264 with two B-frames between anchors (not lossless: x264 then uses none), in AVI, 25 fps."""
+    path = tmp_path_factory.mktemp("order") / "bframes.avi"
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=25, options={"crf": "12", "bf": "2", "b-adapt": "0", "g": "8",
+                                                        "threads": "1"})
+        v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
+        for frame in source:
+            out.mux(v.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(v.encode())
+    with av.open(str(path)) as c:  # what the reader has to cope with: the decoder's pts are out of order
+        pts = [f.pts for f in c.decode(video=0)]
+    assert len(pts) == N and pts != sorted(pts)
+    return path
+
+
+@pytest.fixture(scope="module")
+def remuxed(avi: Path) -> Path:
+    """The AVI's packets in Matroska with the AVI's guessed pts (increasing in decode order)."""
+    path = avi.with_name("remuxed.mkv")
+    with av.open(str(avi)) as c, av.open(str(path), "w") as out:
+        s = c.streams.video[0]
+        o = out.add_stream_from_template(s)
+        for p in c.demux(s):
+            if p.size:
+                p.stream = o
+                out.mux(p)
+    pts = packet_pts(path)
+    assert pts == sorted(pts)  # type: ignore[type-var]
+    return path
+
+
+def read_all(path: Path) -> tuple[np.ndarray, list[int], FrameReader]:
+    with FrameReader(path) as reader:
+        frames, pts = reader.read(N + 5)
+    return frames, pts, reader
+
+
+@pytest.mark.parametrize("name", ["avi", "remuxed"])
+def test_every_frame_comes_out_once_in_display_order(name: str, request: pytest.FixtureRequest,
+                                                     source: np.ndarray) -> None:
+    """AVI: known before decoding (``StreamIndex.in_order``); the remux: found while decoding (a frame's
+    pts below a held one's). Frame i is source frame i; pts are the packets' pts, sorted."""
+    path = request.getfixturevalue(name)
+    frames, pts, reader = read_all(path)
+    assert len(frames) == N and closest(frames, source) == list(range(N))
+    assert pts == sorted(p for p in packet_pts(path) if p is not None)
+    assert all(b > a for a, b in itertools.pairwise(pts))
+    assert not reader.corrupt and reader.timestamps_repaired == 0
+    renumbered, first = reader.timestamps_renumbered
+    assert renumbered > 0 and first is not None
+    assert (scan(path).in_order is not None) == (name == "avi")
+
+
+def test_seeking_never_gives_a_wrong_frame(avi: Path, remuxed: Path) -> None:
+    """The AVI is refused at once; in the remux every seek either gives the sequential frames or raises
+    SeekError (the pipeline then decodes sequentially), and some do raise."""
+    with FrameReader(avi) as reader, pytest.raises(SeekError, match="AVI stores no display timestamps"):
+        reader.seek(5)
+    ref, _, _ = read_all(remuxed)
+    outcomes = []
+    for index in range(1, N):
+        with FrameReader(remuxed) as reader:
+            try:
+                reader.seek(index)
+                frames, _ = reader.read(4)
+            except SeekError:
+                outcomes.append("refused")
+                continue
+        assert np.array_equal(frames, ref[index:index + 4]), index
+        outcomes.append("exact")
+    assert "refused" in outcomes
+
+
+def test_vsr_upscale_of_a_remuxed_avi(remuxed: Path, tmp_path: Path, source: np.ndarray, vsr: Any) -> None:
+    """Through the pipeline with two seeking decoders: a seek finds the pts out of order, the rest is
+    decoded sequentially; every frame once, at i/25 s, in order; the warning and the count are reported."""
+    code, res, err = vsr(str(remuxed), "-o", str(tmp_path / "out.mkv"), "--decoders", "2", "--chunk", "4")
+    assert code == 0, err
+    assert res["frames_out"] == N and res["corrupt_frames"] == 0 and res["timestamps_renumbered"] > 0
+    assert "were not display times" in err and "Traceback" not in err
+    times, frames = decoded(tmp_path / "out.mkv")
+    start = times[0]
+    assert [t - start for t in times] == [Fraction(i, 25) for i in range(N)]
+    assert closest(frames[:, ::2, ::2], source) == list(range(N))
+
+
+@dataclass
+class Fake:
+    """A decoded frame as the matcher sees it."""
+
+    pts: int | None
+
+
+def run(matcher: FrameMatcher, pts: list[int | None]) -> list[tuple[str, int | None]]:
+    out = [item for p in pts for item in matcher.push(Fake(p))] + matcher.end()  # type: ignore[arg-type]
+    return [("lost" if isinstance(x, Lost) else "frame", x.pts) for x in out]
+
+
+def test_a_lost_frame_of_a_valid_stream_is_still_placed_by_its_pts() -> None:
+    m = FrameMatcher(list(range(8)), 8)
+    assert run(m, [0, 1, 2, 4, 5, 6, 7]) == [("frame", 0), ("frame", 1), ("frame", 2), ("lost", 3),
+                                             ("frame", 4), ("frame", 5), ("frame", 6), ("frame", 7)]
+    assert m.renumbered == 0
+
+
+def test_a_gap_is_held_no_longer_than_the_reorder_window() -> None:
+    """After a lost frame, frames are handed on once REORDER_WINDOW later ones showed no lower pts."""
+    n = REORDER_WINDOW + 4
+    m = FrameMatcher(list(range(n)), n)
+    handed = [len(m.push(Fake(p))) for p in range(1, n)]  # type: ignore[arg-type]
+    assert handed[:REORDER_WINDOW] == [0] * REORDER_WINDOW
+    assert handed[REORDER_WINDOW] == REORDER_WINDOW + 2  # lost 0, then frames 1..17: no gap left
+
+
+def test_pts_out_of_display_order_are_renumbered_in_output_order() -> None:
+    m = FrameMatcher([10, 20, 30, 40, 50, 60], 6)
+    assert run(m, [10, 30, 40, 20, 60, 50]) == [("frame", p) for p in (10, 20, 30, 40, 50, 60)]
+    assert m.in_order and (m.renumbered, m.first) == (5, 1)
+    short = FrameMatcher([10, 20, 30, 40], 4, in_order=True)  # a frame short: lost at the end, by count
+    assert run(short, [10, 30, 20]) == [("frame", 10), ("frame", 20), ("frame", 30), ("lost", 40)]
