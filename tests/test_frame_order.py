@@ -114,7 +114,9 @@ def test_seeking_never_gives_a_wrong_frame(avi: Path, remuxed: Path) -> None:
     assert "refused" in outcomes
 
 
-def test_vsr_upscale_of_a_remuxed_avi(remuxed: Path, tmp_path: Path, source: np.ndarray, vsr: Any) -> None:
+def test_vsr_upscale_of_a_remuxed_avi(
+    remuxed: Path, tmp_path: Path, source: np.ndarray, vsr: Any  # noqa: F811
+) -> None:
     """Through the pipeline with two seeking decoders: a seek finds the pts out of order, the rest is
     decoded sequentially; every frame once, at i/25 s, in order; the warning and the count are reported."""
     code, res, err = vsr(str(remuxed), "-o", str(tmp_path / "out.mkv"), "--decoders", "2", "--chunk", "4")

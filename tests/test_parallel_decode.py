@@ -171,6 +171,25 @@ def test_lost_frame_right_after_seek_raises_with_repeat(clips: dict[str, Path], 
             r.read(1)
 
 
+def test_frames_after_a_broken_packet_keep_their_place(clips: dict[str, Path], tmp_path: Path) -> None:
+    """A broken keyframe in a B-frame stream: with frame threading the decoder puts frames out of order after
+    it (10, 22, 11, 23 here). Each frame keeps its place and pts: the lost ones are one run of stand-ins,
+    no pts is repaired, no frame is added or numbered anew, and from the next keyframe on (24) the frames
+    are the clean file's."""
+    clean = clips["bframes.mp4"]
+    bad = flip_packet_bytes(clean, tmp_path / "bad.mp4", packets=slice(12, 13), flips=400)
+    ref, ref_pts = sequential(clean)
+    with FrameReader(bad, on_corrupt="repeat") as r:
+        frames, pts = r.read(100)
+        lost = [c.index for c in r.corrupt]
+    if not lost:
+        pytest.skip("the decoder concealed the damage: no frame lost")
+    assert len(frames) == len(ref) == 60 and pts == ref_pts
+    assert r.timestamps_repaired == 0 and r.timestamps_renumbered == (0, None)
+    assert lost == list(range(lost[0], lost[-1] + 1)) and lost[-1] < 24
+    assert np.array_equal(frames[: lost[0]], ref[: lost[0]]) and np.array_equal(frames[24:], ref[24:])
+
+
 def test_assign_batches_blocks() -> None:
     keys = list(range(0, 250, 30))
     owners = assign_batches(250, 8, 3, keys)

@@ -65,6 +65,7 @@ class VideoOutcome:
     chunks_resumed: int = 0
     exit_code: int = 0
     timestamps_repaired: int = 0  # frames whose pts was missing, repeated or went backwards (repaired)
+    timestamps_renumbered: int = 0  # frames whose pts were not display times (renumbered in display order)
     started: float | None = None  # epoch seconds
     finished: float | None = None
     manifest: str | None = None  # the provenance manifest beside the output (``vsr_pipeline.manifest``)
@@ -353,6 +354,7 @@ def _run_video(
         outcome.chunks_resumed = result.chunks_resumed
         outcome.manifest, outcome.quality = result.manifest, result.quality
         outcome.timestamps_repaired = result.timestamps_repaired
+        outcome.timestamps_renumbered = result.timestamps_renumbered
     outcome.finished = time.time()
     _say(k, n, outcome)
 
@@ -361,6 +363,8 @@ def _say(k: int, n: int, o: VideoOutcome) -> None:
     detail = f"{o.frames} frames in {o.seconds:.1f} s" if o.status == "ok" else o.error
     if o.timestamps_repaired:
         detail = f"{detail}; {o.timestamps_repaired} timestamp(s) repaired"
+    if o.timestamps_renumbered:
+        detail = f"{detail}; {o.timestamps_renumbered} timestamp(s) renumbered in display order"
     print(f"[{k + 1}/{n}] {o.status}: {o.input} -> {o.output} ({detail})", file=sys.stderr, flush=True)
 
 

@@ -45,11 +45,16 @@ class FrameMatcher:
     frames short of ``frames`` are lost at the end); ``start``: the position in ``expected`` of the first
     frame (after a seek); ``in_order``: number the frames by output order from the first one (see the
     module docstring). Otherwise a frame whose pts skips packet pts is held (up to
-    :data:`REORDER_WINDOW` frames): a later frame with a lower pts shows the pts are out of display order,
-    and from then on frames are numbered by output order; else the skipped pts are lost frames.
+    :data:`REORDER_WINDOW` frames), and a later frame with a lower pts is either
+    - before any decode error: proof that the pts are not display times (a decoder puts frames out in
+      display order); from then on frames are numbered by output order; or
+    - after a decode error: a frame the damaged decoder put out late (seen with frame threading: 10, 22,
+      11, 23 after a broken packet); it goes back to its place by pts, or is dropped when its place was
+      already given a lost frame's marker (``late``: how many).
+    Held frames whose gap no frame filled are handed on after markers for the skipped pts (lost frames).
     ``push(frame)`` and ``end()`` return what can be handed on; ``reason`` is what a lost frame is put
-    down to (the last decode error); ``renumbered`` counts frames whose pts were changed (``first``: the
-    first one's index).
+    down to (the last decode error: ``error`` sets it); ``renumbered`` counts frames whose pts were changed
+    (``first``: the first one's index).
     """
 
     def __init__(self, expected: list[int] | None, frames: int, start: int = 0, in_order: bool = False):
@@ -60,6 +65,8 @@ class FrameMatcher:
         self.in_order = in_order and expected is not None
         self.held: list[av.VideoFrame] = []
         self.reason = "frame missing from the decoder's output"
+        self.damaged = False  # the decoder or demuxer has reported an error
+        self.late = 0
         self.renumbered = 0
         self.first: int | None = None
 
@@ -73,11 +80,22 @@ class FrameMatcher:
         pts = frame.pts
         top = max((f.pts for f in self.held if f.pts is not None), default=None)
         if top is not None and pts is not None and pts < top:  # the decoder went back in pts
+            if self.damaged:  # a late frame: back to its place, or too late for it
+                if pts < self.expected[min(self.next, len(self.expected) - 1)]:
+                    self.late += 1
+                    return []
+                at = next(i for i, f in enumerate(self.held) if f.pts is not None and f.pts > pts)
+                self.held.insert(at, frame)
+                return self._settle(final=False)
             self.in_order = True
             held, self.held = [*self.held, frame], []
             return [self._numbered(f) for f in held]
         self.held.append(frame)
         return self._settle(final=False)
+
+    def error(self, reason: str) -> None:
+        """The decoder or demuxer reported ``reason``: lost frames are put down to it from now on."""
+        self.reason, self.damaged = reason, True
 
     def end(self) -> list[av.VideoFrame | Lost]:
         """What is left to hand on when the decoder has given its last frame."""

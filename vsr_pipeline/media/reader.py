@@ -181,12 +181,12 @@ class FrameReader:
             try:
                 packet = next(packets, None)
             except av.FFmpegError as exc:  # the demuxer gave up: the rest of the file is lost
-                matcher.reason = short_reason(exc)
+                matcher.error(short_reason(exc))
                 packet = None
             try:
                 frames = stream.decode(packet)
             except av.FFmpegError as exc:
-                matcher.reason = short_reason(exc)
+                matcher.error(short_reason(exc))
                 if packet is None:
                     break
                 continue
