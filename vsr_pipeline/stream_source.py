@@ -9,6 +9,7 @@ job's manifest. ``vsr_pipeline.streaming`` cuts the frames into chunks for the s
 from __future__ import annotations
 
 import hashlib
+import heapq
 import itertools
 import logging
 import queue
@@ -25,6 +26,7 @@ import numpy as np
 from vsr_pipeline.errors import UsageError
 from vsr_pipeline.media import MediaError, VideoInfo, frame_to_rgb
 from vsr_pipeline.media.errors import short_reason
+from vsr_pipeline.media.frame_order import decode_order_pts
 from vsr_pipeline.media.ingest import Deinterlacer, TimestampRepair, frame_step, is_interlaced, stream_rate
 
 log = logging.getLogger(__name__)
@@ -96,9 +98,12 @@ class StreamDecoder(threading.Thread):
     """Opens the source and decodes its first video stream. Puts on ``out``: ``("start", VideoInfo)``, then
     ``(rgb (H, W, 3) uint8, pts)`` per frame, then ``END``, or an exception instead. Pts that are missing,
     repeat or go backwards are repaired as the file reader does (``media.ingest.TimestampRepair``, counted
-    in ``timestamps``); interlaced frames are deinterlaced unless ``deinterlace`` is False (one frame of
-    delay). Opening and reading happen here, never in the caller's thread, so Ctrl-C there is never
-    swallowed inside PyAV's read callback (which would read as end of stream)."""
+    in ``timestamps``); where the pts cannot be display times (an AVI with B-frames:
+    :func:`.media.frame_order.decode_order_pts`) each frame gets the lowest packet pts not yet given, as
+    the file reader numbers them (``renumbered`` counts the frames changed); interlaced frames are
+    deinterlaced unless ``deinterlace`` is False (one frame of delay). Opening and reading happen here,
+    never in the caller's thread, so Ctrl-C there is never swallowed inside PyAV's read callback (which
+    would read as end of stream)."""
 
     def __init__(self, source: str, timeout: float, out: queue.Queue[Any], stop: threading.Event,
                  on_corrupt: str, deinterlace: bool = True):
@@ -110,6 +115,8 @@ class StreamDecoder(threading.Thread):
         self.deinterlaced = False
         self.timestamps = TimestampRepair(1)
         self.bad_packets = 0
+        self.renumbered = 0
+        self.renumbered_first: int | None = None
         self.repeated = 0  # lost frames the previous frame stood in for
         self.pipe = StdinPipe(sys.stdin.buffer) if source == "-" else None
         #: per frame handed on: (pts as read or None, pts given, a stand-in for a lost frame)
@@ -118,10 +125,24 @@ class StreamDecoder(threading.Thread):
     def frames(self, container: av.container.InputContainer, stream: Any) -> Any:
         """Decoded frames, and for a packet that fails to decode its pts (an int, or None): with
         ``on_corrupt`` repeat the previous frame stands in at that pts, with skip it is left out, with fail
-        it is a MediaError."""
+        it is a MediaError. Frames of a stream whose pts are not display times take the lowest pts of
+        the packets demuxed so far that no frame has taken."""
+        slots: list[int] | None = [] if decode_order_pts(container, stream) else None
+        given = 0
         for packet in container.demux(stream):
+            if slots is not None and packet.size and packet.pts is not None:
+                heapq.heappush(slots, int(packet.pts))
             try:
-                yield from stream.decode(packet)
+                for frame in stream.decode(packet):
+                    if slots:
+                        pts = heapq.heappop(slots)
+                        if frame.pts != pts:
+                            if self.renumbered_first is None:
+                                self.renumbered_first = given
+                            self.renumbered += 1
+                            frame.pts = pts
+                    given += 1
+                    yield frame
             except av.FFmpegError as exc:
                 if packet.size == 0:
                     return
@@ -133,7 +154,8 @@ class StreamDecoder(threading.Thread):
                     log.warning("%s: a packet cannot be decoded (%s): %s", self.name_shown,
                                 short_reason(exc), "previous frame repeated" if self.on_corrupt == "repeat"
                                 else "frame left out")
-                yield packet.pts
+                given += 1
+                yield heapq.heappop(slots) if slots else packet.pts
 
     def run(self) -> None:
         try:

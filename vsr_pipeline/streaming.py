@@ -40,9 +40,7 @@ import numpy as np
 from models.registry import ModelSpec
 from vsr_pipeline.errors import InterruptedJob, UsageError, VsrError
 from vsr_pipeline.media import MediaError, VideoInfo, VideoWriter
-from vsr_pipeline.media.ingest import (
-    repair_message,
-)
+from vsr_pipeline.media.ingest import timestamp_warnings
 from vsr_pipeline.options import (
     DEFAULT_BATCH,
     UpscaleOptions,
@@ -237,8 +235,10 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         raise failure
     seconds = time.perf_counter() - started
     ts = decoder.timestamps
-    if ts.repaired:
-        log.warning("%s: %s", name, repair_message(ts.repaired, ts.first, ts.step, info.time_base))
+    for line in timestamp_warnings({"repaired": ts.repaired, "first": ts.first, "step": ts.step,
+                                    "renumbered": decoder.renumbered,
+                                    "renumbered_first": decoder.renumbered_first}, info.time_base):
+        log.warning("%s: %s", name, line)
     result = {
         "input": source,
         "output": str(output),
@@ -264,6 +264,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         "batch_reason": f"--batch {opts.batch}" if opts.batch is not None else
         f"live stream: the default {DEFAULT_BATCH}, no timed probe",
         "timestamps_repaired": decoder.timestamps.repaired,
+        "timestamps_renumbered": decoder.renumbered,
         "deinterlaced": decoder.deinterlaced,
         "bad_packets": decoder.bad_packets,
         "repeated_frames": decoder.repeated,
