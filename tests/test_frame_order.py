@@ -21,9 +21,9 @@ import pytest
 
 from tests.conftest import textured_frames
 from tests.test_ingest import decoded, packet_pts, vsr  # noqa: F401  (vsr: the fixture)
-from vsr_pipeline.media import FrameReader
+from vsr_pipeline.media import FrameReader, MediaError
 from vsr_pipeline.media.frame_order import REORDER_WINDOW, FrameMatcher, Lost
-from vsr_pipeline.media.seek import SeekError, scan
+from vsr_pipeline.media.seek import SeekError, scan, seek_problem
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -144,6 +144,86 @@ def test_live_stream_of_an_avi_with_b_frames(
     times, frames = decoded(tmp_path / "live.mkv")
     assert [t - times[0] for t in times] == [Fraction(i, 25) for i in range(N)]
     assert closest(frames[:, ::2, ::2], source) == list(range(N))
+
+
+#: codec -> (PyAV encoder, options): B-frame codecs first, then intra-only or P-only ones
+CODECS: dict[str, tuple[str, dict[str, str]]] = {
+    "h264": ("libx264", {"bf": "2", "g": "10", "crf": "18"}),
+    "hevc": ("libx265", {"bf": "2", "x265-params": "keyint=10:log-level=0"}),
+    "mpeg4": ("mpeg4", {"bf": "2", "g": "10", "qscale": "3"}),
+    "mpeg2": ("mpeg2video", {"bf": "2", "g": "10"}),
+    "mpeg1": ("mpeg1video", {"bf": "2", "g": "10"}),
+    "vp9": ("libvpx-vp9", {"g": "10"}),
+    "mjpeg": ("mjpeg", {}),
+    "ffv1": ("ffv1", {}),
+    "h263p": ("h263p", {}),
+    "flv1": ("flv", {}),
+}
+
+
+def encode_with(path: Path, codec: str, options: dict[str, str], source: np.ndarray) -> bool:
+    """``source`` encoded at 25 fps; False when the muxer or encoder refuses the codec and container."""
+    try:
+        with av.open(str(path), "w") as out:
+            v = out.add_stream(codec, rate=25, options=options)
+            v.width, v.height = source.shape[2], source.shape[1]
+            v.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+            for i, rgb in enumerate(source):
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=v.pix_fmt)
+                frame.pts = i
+                out.mux(v.encode(frame))
+            out.mux(v.encode())
+    except (av.FFmpegError, ValueError):
+        return False
+    return True
+
+
+def reader_outcome(path: Path, source: np.ndarray, seek_step: int = 2) -> dict[str, Any]:
+    """How ``FrameReader`` reads ``path`` (made from ``source``): "ok" when every frame comes out once, in
+    place (nearest its own source frame), with increasing pts, none lost, and each seek (to every
+    ``seek_step``-th frame) exact or refused with SeekError; "PROBLEM" otherwise; "unreadable" when the
+    reader refuses the file (a MediaError: FFmpeg wrote what its demuxer cannot read back as video)."""
+    n = len(source)
+    try:
+        with FrameReader(path) as reader:
+            frames, pts = reader.read(n + 10)
+            counts = {"lost": len(reader.corrupt), "repaired": reader.timestamps_repaired,
+                      "renumbered": reader.timestamps_renumbered[0]}
+    except MediaError as exc:
+        return {"outcome": "unreadable", "error": str(exc).split(": ", 1)[-1]}
+    seeks = {"exact": 0, "refused": 0, "WRONG": 0}
+    for k in range(1, n, seek_step):
+        try:
+            with FrameReader(path) as reader:
+                reader.seek(k)
+                got, _ = reader.read(3)
+            seeks["exact" if np.array_equal(got, frames[k:k + 3]) else "WRONG"] += 1
+        except SeekError:
+            seeks["refused"] += 1
+    in_place = len(frames) == n and closest(frames, source) == list(range(n))
+    increasing = all(b > a for a, b in itertools.pairwise(pts))
+    good = in_place and increasing and not seeks["WRONG"] and not counts["lost"]
+    return {"outcome": "ok" if good else "PROBLEM", "frames": len(frames), "in_place": in_place,
+            "pts_increasing": increasing, **counts, "seeks": seeks,
+            "sequential_because": seek_problem(scan(path))}
+
+
+@pytest.mark.parametrize("codec", ["h264", "hevc", "mpeg4", "mpeg2"])
+def test_b_frame_codecs_in_every_container(codec: str, tmp_path: Path) -> None:
+    """Each container that takes the codec: every frame once and in place, pts increasing, seeks exact or
+    refused (benchmarks/reliability_container_matrix.py sweeps more codecs and containers). 64x48: libx265
+    corrupts its heap below one 64-pixel coding unit's width (48x32 aborts the process)."""
+    source = textured_frames(24, 64, 48, seed=1)
+    encoder, options = CODECS[codec]
+    written = 0
+    for container in ("mp4", "mkv", "avi", "mov", "ts", "mpg"):
+        path = tmp_path / f"{codec}.{container}"
+        if not encode_with(path, encoder, options, source):
+            continue
+        written += 1
+        row = reader_outcome(path, source, seek_step=5)
+        assert row["outcome"] == "ok", (container, row)
+    assert written >= 5
 
 
 @dataclass
