@@ -283,6 +283,32 @@ def test_interlaced_detection_and_reader(interlaced: Path, tmp_path: Path) -> No
         assert not di.info.interlaced and np.array_equal(di.read(20)[0], raw.read(20)[0])
 
 
+def test_non_square_pixels_survive_the_pipeline(
+    tmp_path: Path, vsr: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An anamorphic capture (NTSC DV 16:9: 40:33 pixels) upscaled in chunks, from a file and from stdin:
+    the output keeps the pixel aspect, so it plays at the source's display aspect (it used to come out with
+    square pixels, squeezed from 16:9 to 4:3)."""
+    src = tmp_path / "dv.mkv"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=25, options={"crf": "10", "g": "4"})
+        v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
+        v.codec_context.sample_aspect_ratio = Fraction(40, 33)
+        for frame in textured_frames(8, 48, 32):
+            out.mux(v.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(v.encode())
+    code, _, err = vsr(str(src), "-o", str(tmp_path / "out.mp4"), "--chunk", "3")
+    assert code == 0, err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(src.read_bytes()))))
+    code, _, err = vsr("-", "-o", str(tmp_path / "live.mkv"))
+    assert code == 0, err
+    for path in (src, tmp_path / "out.mp4", tmp_path / "live.mkv"):
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            assert s.sample_aspect_ratio == Fraction(40, 33), path
+            assert s.display_aspect_ratio == Fraction(40 * 48, 33 * 32), path
+
+
 def test_live_stream_repairs_and_deinterlaces(
     joined_ts: tuple[Path, Path], interlaced: Path, tmp_path: Path, vsr: Any,
     monkeypatch: pytest.MonkeyPatch,

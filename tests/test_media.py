@@ -302,6 +302,25 @@ def test_rotation_kept(tmp_path: Path) -> None:
     assert probe(out2).rotation == 90 and probe(out2).colour == info.colour
 
 
+def test_sample_aspect_ratio_kept(tmp_path: Path) -> None:
+    """Non-square pixels (a 16:9 DVD's 32:27) are written and probed back in MP4, MKV and MOV; source=
+    carries them; square pixels read as None."""
+    for name in ("sar.mp4", "sar.mkv", "sar.mov"):
+        with VideoWriter(tmp_path / name, 32, 16, Fraction(1, 25), Fraction(25), preset="ultrafast",
+                         sample_aspect_ratio=Fraction(32, 27)) as w:
+            w.write(np.stack([pattern(0, 32, 16)]), [0])
+        info = probe(tmp_path / name)
+        assert info.sample_aspect_ratio == Fraction(32, 27), name
+    out = tmp_path / "twice.mkv"
+    with VideoWriter(out, 64, 32, info.time_base, info.fps, source=info, preset="ultrafast") as w:
+        w.write(np.stack([pattern(0, 64, 32)]), [0])
+    assert probe(out).sample_aspect_ratio == Fraction(32, 27)
+    square = tmp_path / "square.mp4"
+    with VideoWriter(square, 32, 16, Fraction(1, 25), Fraction(25), preset="ultrafast") as w:
+        w.write(np.stack([pattern(0, 32, 16)]), [0])
+    assert probe(square).sample_aspect_ratio is None
+
+
 # ------------------------------------------------------------------------------------ atomic + errors
 
 

@@ -67,6 +67,9 @@ class VideoInfo:
     is_image_folder: bool = False
     #: the stream's field order says interlaced, or its first frame is flagged so (``media.ingest``)
     interlaced: bool = False
+    #: pixel width over height where pixels are not square (DV, DVD, anamorphic captures: 10/11, 32/27, ...);
+    #: None for square or unknown. Upscaling by the same factor both ways keeps it; the output carries it.
+    sample_aspect_ratio: Fraction | None = None
 
     @property
     def colour(self) -> ColourTags:
@@ -134,6 +137,15 @@ def count_video_packets(container: InputContainer, stream: av.video.stream.Video
     return n
 
 
+def stream_sar(stream: av.video.stream.VideoStream) -> Fraction | None:
+    """The stream's sample (pixel) aspect ratio as FFmpeg guesses it (the container's, else the codec's),
+    or None when it is square or unknown."""
+    for sar in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
+        if sar and sar.numerator > 0 and sar.denominator > 0:
+            return None if sar == 1 else Fraction(sar)
+    return None
+
+
 def probe(path: str | os.PathLike[str], fps: Fraction | float | int | None = None) -> VideoInfo:
     """Describe a video file, or a folder of images (``fps`` applies to folders only; None -> 25).
 
@@ -190,7 +202,7 @@ def probe(path: str | os.PathLike[str], fps: Fraction | float | int | None = Non
             color_primaries=int(first.color_primaries), color_trc=int(first.color_trc),
             colorspace=int(first.colorspace), rotation=int(first.rotation or 0), start_pts=int(start),
             has_audio=bool(audio), audio=audio, subtitles=subs, container=container.format.name,
-            interlaced=is_interlaced(vs, first),
+            interlaced=is_interlaced(vs, first), sample_aspect_ratio=stream_sar(vs),
         )
 
 

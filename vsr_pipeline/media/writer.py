@@ -84,8 +84,11 @@ class VideoWriter(AtomicOutput):
       ``packets_written`` counts the video packets muxed so far.
     - ``crf``/``preset`` go to x264/x265 (crf also to libvpx); ``options`` are extra codec options.
       The extension picks the container (.mp4, .mkv, .mov, .webm).
-    - ``source``: a probed input whose colour tags and rotation are used where ``colour``/``rotation``
-      are not given (time base and rate are always explicit); see also :meth:`like`.
+    - ``sample_aspect_ratio``: non-square pixels (DV, DVD, anamorphic), written to the codec headers and
+      the container, so players show the picture at its display aspect; None: square.
+    - ``source``: a probed input whose colour tags, rotation and sample aspect ratio are used where
+      ``colour``/``rotation``/``sample_aspect_ratio`` are not given (time base and rate are always
+      explicit); see also :meth:`like`.
     """
 
     def __init__(
@@ -100,6 +103,7 @@ class VideoWriter(AtomicOutput):
         preset: str = "medium",
         colour: ColourTags | None = None,
         rotation: int | None = None,
+        sample_aspect_ratio: Fraction | None = None,
         source: VideoInfo | None = None,
         copy_streams_from: str | os.PathLike[str] | None = None,
         trim_copied_streams: bool = False,
@@ -116,6 +120,9 @@ class VideoWriter(AtomicOutput):
             colour = source.colour if source is not None else ColourTags()
         if rotation is None:
             rotation = source.rotation if source is not None else 0
+        if sample_aspect_ratio is None and source is not None:
+            sample_aspect_ratio = source.sample_aspect_ratio
+        self.sample_aspect_ratio = sample_aspect_ratio
         self.colour = colour
         self.overwrite = overwrite
         self.trim_copied_streams = trim_copied_streams
@@ -180,6 +187,8 @@ class VideoWriter(AtomicOutput):
         cc.color_primaries = c.color_primaries
         cc.color_trc = c.color_trc
         cc.colorspace = c.colorspace
+        if self.sample_aspect_ratio:
+            cc.sample_aspect_ratio = self.sample_aspect_ratio
         if rotation:
             stream.set_display_rotation(rotation)
         self._video = stream
