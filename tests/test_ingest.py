@@ -288,7 +288,7 @@ def test_non_square_pixels_survive_the_pipeline(
 ) -> None:
     """An anamorphic capture (NTSC DV 16:9: 40:33 pixels) upscaled in chunks, from a file and from stdin:
     the output keeps the pixel aspect, so it plays at the source's display aspect (it used to come out with
-    square pixels, squeezed from 16:9 to 4:3)."""
+    square pixels: 3:2 instead of 20:11)."""
     src = tmp_path / "dv.mkv"
     with av.open(str(src), "w") as out:
         v = out.add_stream("libx264", rate=25, options={"crf": "10", "g": "4"})
