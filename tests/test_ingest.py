@@ -309,6 +309,27 @@ def test_non_square_pixels_survive_the_pipeline(
             assert s.display_aspect_ratio == Fraction(40 * 48, 33 * 32), path
 
 
+def test_container_tags_are_copied(tmp_path: Path, vsr: Any) -> None:
+    """A camera export's title, creation time and comment reach the output (MP4 in, Matroska out), as FFmpeg
+    copies them; the muxer's own tags (encoder, MP4 brands) are not carried over (they were all lost)."""
+    src = tmp_path / "dvr.mp4"
+    tags = {"title": "Camera 3 - loading dock", "creation_time": "2019-06-01T12:34:56.000000Z",
+            "comment": "exported by DVR"}
+    with av.open(str(src), "w") as out:
+        out.metadata.update(tags)
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
+        for frame in textured_frames(4, 48, 32):
+            out.mux(v.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(v.encode())
+    code, _, err = vsr(str(src), "-o", str(tmp_path / "out.mkv"), "--chunk", "2")
+    assert code == 0, err
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        got = {k.lower(): v for k, v in c.metadata.items()}
+    assert {k: got.get(k) for k in tags} == tags
+    assert "major_brand" not in got and "compatible_brands" not in got  # MP4's, meaningless in Matroska
+
+
 def test_live_stream_repairs_and_deinterlaces(
     joined_ts: tuple[Path, Path], interlaced: Path, tmp_path: Path, vsr: Any,
     monkeypatch: pytest.MonkeyPatch,

@@ -290,8 +290,14 @@ class VideoWriter(AtomicOutput):
         return cls(path, width or info.width, height or info.height, **kw)  # type: ignore[arg-type]
 
 
+#: container tags not copied from the source: the muxer writes its own, or they name the source's format
+NOT_COPIED_TAGS = frozenset({"encoder", "major_brand", "minor_version", "compatible_brands"})
+
+
 class StreamCopier:
-    """Copies the audio and subtitle streams of ``src_path`` into ``container`` packet for packet.
+    """Copies the audio and subtitle streams of ``src_path`` into ``container`` packet for packet, and the
+    source's container tags (title, creation_time, comment, location, ...: what FFmpeg copies by
+    default, less :data:`NOT_COPIED_TAGS`; the output format keeps those it has a place for).
 
     Streams the output container cannot hold are skipped with a warning. :meth:`pump` muxes the packets
     up to a time (seconds), so copied packets interleave with the video written so far.
@@ -301,6 +307,9 @@ class StreamCopier:
         self._container = container
         self._out = out_path
         self._src: av.container.InputContainer | None = open_input(src_path)
+        for key, value in self._src.metadata.items():
+            if key.lower() not in NOT_COPIED_TAGS:
+                container.metadata[key] = value
         self._iter: Iterator[av.Packet] | None = None
         self._pending: av.Packet | None = None
         self._stream_map: dict[int, av.stream.Stream] = {}
