@@ -330,6 +330,27 @@ def test_container_tags_are_copied(tmp_path: Path, vsr: Any) -> None:
     assert "major_brand" not in got and "compatible_brands" not in got  # MP4's, meaningless in Matroska
 
 
+def test_ten_bit_hdr_input_is_said_to_be_written_at_8_bits(tmp_path: Path, vsr: Any) -> None:
+    """The pipeline's frames are 8-bit RGB: a 10-bit PQ (HDR10) input is processed, with one warning that
+    says so (it used to be reduced silently); its tags reach the output."""
+    src = tmp_path / "hdr.mkv"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 32, 32, "yuv420p10le"
+        v.codec_context.color_trc, v.codec_context.color_primaries, v.codec_context.colorspace = 16, 9, 9
+        for frame in textured_frames(4, 32, 32):
+            ten = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p10le")
+            out.mux(v.encode(ten))
+        out.mux(v.encode())
+    code, res, err = vsr(str(src), "-o", str(tmp_path / "out.mkv"))
+    assert code == 0 and res["frames_out"] == 4, err
+    warnings = [ln for ln in err.splitlines() if "8 bits" in ln]
+    assert len(warnings) == 1 and "10-bit video is upscaled and written at 8 bits (PQ HDR" in warnings[0]
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.color_trc, cc.color_primaries, cc.colorspace, cc.format.name) == (16, 9, 9, "yuv420p")
+
+
 def test_live_stream_repairs_and_deinterlaces(
     joined_ts: tuple[Path, Path], interlaced: Path, tmp_path: Path, vsr: Any,
     monkeypatch: pytest.MonkeyPatch,

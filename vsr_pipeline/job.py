@@ -27,7 +27,7 @@ from vsr_pipeline.media.ingest import timestamp_warnings
 from vsr_pipeline.media.seek import SeekError
 from vsr_pipeline.options import (
     UpscaleOptions,
-    check_memory,
+    check_input,
     check_options,
     check_paths,
     check_perf_options,
@@ -184,7 +184,7 @@ def plan_job(
     check_manifest_free(output, opts.overwrite)
     check_perf_options(spec, opts, device)
     info = probe(input_path, fps=opts.fps)
-    check_memory(info, opts.scale)
+    check_input(info, opts.scale)
     padding = spec.default_padding if opts.padding is None else opts.padding
     chunk = opts.chunk or _default_chunk(output, opts, spec, info, padding, device, sharing)
     return JobPlan(input_path, output, opts, spec, info, chunk, padding,

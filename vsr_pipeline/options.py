@@ -292,8 +292,18 @@ def total_memory() -> int | None:
         return None
 
 
-def check_memory(info: VideoInfo, scale: int) -> None:
-    """Refuse, with the estimate, a frame whose processing cannot fit this machine's memory."""
+#: AVColorTransferCharacteristic of HDR video: SMPTE ST 2084 (PQ), ARIB STD-B67 (HLG)
+HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
+
+
+def check_input(info: VideoInfo, scale: int) -> None:
+    """Refuse, with the estimate, a frame whose processing cannot fit this machine's memory; warn that
+    samples deeper than 8 bits are not kept (frames are 8-bit RGB from decode to encode)."""
+    if info.bit_depth > 8:
+        hdr = HDR_TRANSFERS.get(info.color_trc)
+        logging.getLogger(__name__).warning(
+            "%s: %d-bit video is upscaled and written at 8 bits%s", info.path, info.bit_depth,
+            f" ({hdr} HDR: its tags are kept, but smooth gradients may band)" if hdr else "")
     need, have = memory_estimate(info, scale), total_memory()
     if have is not None and need > have:
         raise ResourceError(

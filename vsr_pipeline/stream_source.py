@@ -28,7 +28,7 @@ from vsr_pipeline.media import MediaError, VideoInfo, frame_to_rgb
 from vsr_pipeline.media.errors import short_reason
 from vsr_pipeline.media.frame_order import decode_order_pts
 from vsr_pipeline.media.ingest import Deinterlacer, TimestampRepair, frame_step, is_interlaced, stream_rate
-from vsr_pipeline.media.probe import stream_sar
+from vsr_pipeline.media.probe import bit_depth_of, stream_sar
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,8 @@ def stream_info(source: str, container: av.container.InputContainer, s: Any, fir
     return VideoInfo(
         path=source, width=first.shape[1], height=first.shape[0], frames=0, fps=Fraction(rate),
         time_base=Fraction(s.time_base or Fraction(1, 90000)), duration_s=0.0, codec=s.codec_context.name,
-        pix_fmt=first_frame.format.name, bit_depth=8, color_range=int(first_frame.color_range or 0),
+        pix_fmt=first_frame.format.name, bit_depth=bit_depth_of(first_frame.format.name),
+        color_range=int(first_frame.color_range or 0),
         color_primaries=int(first_frame.color_primaries), color_trc=int(first_frame.color_trc),
         colorspace=int(first_frame.colorspace), rotation=int(first_frame.rotation or 0),
         container=container.format.name, interlaced=interlaced, sample_aspect_ratio=stream_sar(s),

@@ -44,7 +44,7 @@ from vsr_pipeline.media.ingest import timestamp_warnings
 from vsr_pipeline.options import (
     DEFAULT_BATCH,
     UpscaleOptions,
-    check_memory,
+    check_input,
     check_options,
     check_paths,
     check_perf_options,
@@ -185,7 +185,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         if isinstance(item, BaseException):
             raise item
         info = item[1]
-        check_memory(info, opts.scale)
+        check_input(info, opts.scale)
         engine = building.result()
         writer = _writer(output, info, opts)
         sink = _ProgressiveEncoder(writer, header_first=output.suffix.lower() != ".ts")
