@@ -321,6 +321,31 @@ def test_sample_aspect_ratio_kept(tmp_path: Path) -> None:
     assert probe(square).sample_aspect_ratio is None
 
 
+def test_a_thumbnail_stream_ahead_of_the_video_is_passed_over(tmp_path: Path) -> None:
+    """Stream 0 a one-frame 16x16 picture, stream 1 the video: probe, the reader and the demux scan all take
+    the video, as FFmpeg does by default (they took the picture: a one-frame 16x16 "video")."""
+    from vsr_pipeline.media.seek import scan
+
+    path = tmp_path / "thumb_first.mkv"
+    with av.open(str(path), "w") as out:
+        thumb = out.add_stream("mjpeg", rate=1)
+        thumb.width, thumb.height, thumb.pix_fmt = 16, 16, "yuvj420p"
+        video = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = 32, 16, "yuv420p"
+        picture = av.VideoFrame.from_ndarray(pattern(0, 16, 16), format="rgb24").reformat(format="yuvj420p")
+        out.mux([*thumb.encode(picture), *thumb.encode()])
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(pattern(i, 32, 16), format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+    info = probe(path)
+    assert (info.width, info.height, info.frames, info.codec) == (32, 16, 12, "h264")
+    with FrameReader(path) as reader:
+        frames, pts = reader.read(20)
+    assert frames.shape == (12, 16, 32, 3) and pts == sorted(set(pts)) and scan(path).frames == 12
+
+
 # ------------------------------------------------------------------------------------ atomic + errors
 
 

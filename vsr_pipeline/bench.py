@@ -107,12 +107,13 @@ def naive_loop(model: Any, temporal: str, radius: int, clip: Path, out: Path, op
     import torch
 
     from vsr_pipeline.engine import to_tensor, to_uint8
+    from vsr_pipeline.media.probe import main_video
 
     t = {"decode": 0.0, "model": 0.0, "encode": 0.0}
     cpu = torch.device("cpu")
     t0 = time.perf_counter()
     with av.open(str(clip)) as src, av.open(str(out), "w") as dst, torch.inference_mode():
-        vin = src.streams.video[0]
+        vin = main_video(src)
         encode = opts.encode_settings()
         vout = dst.add_stream(encode.codec, rate=vin.average_rate or 25)
         vout.width, vout.height = vin.width * opts.scale, vin.height * opts.scale

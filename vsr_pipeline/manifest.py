@@ -138,10 +138,10 @@ def decoded_pts(path: str | os.PathLike[str]) -> list[int | None]:
     """Every decoded frame's own pts (its dts where it has none), in the order the decoder gives them."""
     import av
 
-    from vsr_pipeline.media.probe import open_input
+    from vsr_pipeline.media.probe import main_video, open_input
 
     with open_input(path) as c:
-        stream = c.streams.video[0]
+        stream = main_video(c)
         stream.thread_type = "AUTO"
         try:
             return [f.pts if f.pts is not None else f.dts for f in c.decode(stream)]

@@ -28,7 +28,7 @@ from vsr_pipeline.media import MediaError, VideoInfo, frame_to_rgb
 from vsr_pipeline.media.errors import short_reason
 from vsr_pipeline.media.frame_order import decode_order_pts
 from vsr_pipeline.media.ingest import Deinterlacer, TimestampRepair, frame_step, is_interlaced, stream_rate
-from vsr_pipeline.media.probe import bit_depth_of, stream_sar
+from vsr_pipeline.media.probe import bit_depth_of, main_video, stream_sar
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class StreamDecoder(threading.Thread):
             raise MediaError(f"{name}: no video stream")
         if container.streams.audio or container.streams.subtitles:
             log.warning("%s: audio and subtitles are not copied from a stream input (video only)", name)
-        stream = container.streams.video[0]
+        stream = main_video(container)
         stream.thread_type = "SLICE"  # frame threads would hold back one frame per thread
         items = self.frames(container, stream)
         # lost frames before the first decodable one have no frame to stand in for them: left out

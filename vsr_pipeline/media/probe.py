@@ -128,6 +128,16 @@ def _summaries(container: InputContainer) -> tuple[tuple[StreamSummary, ...], tu
     return tuple(audio), tuple(subs)
 
 
+def main_video(container: InputContainer) -> av.video.stream.VideoStream:
+    """The video stream this package reads from an input: the one FFmpeg picks by default
+    (``av_find_best_stream``: not a cover picture, then the most frames and the highest bit rate), so a
+    thumbnail or preview stream ahead of the video is passed over. MediaError when there is none."""
+    stream = container.streams.best("video") if container.streams.video else None
+    if stream is None:
+        raise MediaError(f"{container.name}: no video stream")
+    return stream  # type: ignore[return-value]
+
+
 def count_video_packets(container: InputContainer, stream: av.video.stream.VideoStream) -> int:
     """Number of video packets with data, by demuxing only (no decoding)."""
     n = 0
@@ -163,7 +173,7 @@ def probe(path: str | os.PathLike[str], fps: Fraction | float | int | None = Non
         if fmt.endswith("_pipe") or fmt == "image2":
             kind = fmt.removesuffix("_pipe").upper()
             raise MediaError(f"{p}: is a {kind} image, not a video (to upscale images, give a folder)")
-        vs = container.streams.video[0]
+        vs = main_video(container)
         vs.thread_type = "AUTO"
         cc = vs.codec_context
         if vs.time_base is None:
@@ -180,7 +190,7 @@ def probe(path: str | os.PathLike[str], fps: Fraction | float | int | None = Non
         frames = vs.frames if container.format.name.startswith("mov,") else 0
         if not frames:
             with open_input(p) as c2:
-                frames = count_video_packets(c2, c2.streams.video[0])
+                frames = count_video_packets(c2, main_video(c2))
         if not frames:
             raise MediaError(f"{p}: video stream has no frames")
         fps_v = _rate(vs)

@@ -18,7 +18,7 @@ from .errors import MediaError, short_reason
 from .frame_order import FrameMatcher, Lost
 from .images import list_images, read_images
 from .ingest import Deinterlacer, TimestampRepair, frame_step, stream_rate
-from .probe import VideoInfo, open_input, probe
+from .probe import VideoInfo, main_video, open_input, probe
 from .seek import SeekError, StreamIndex, scan, seek_problem
 
 #: What to do with a frame the decoder cannot produce (an undecodable packet in the middle of the stream):
@@ -83,7 +83,7 @@ class FrameReader:
             self._images = list_images(self.path)
             return
         self._container = open_input(self.path)
-        stream = self._container.streams.video[0]
+        stream = main_video(self._container)
         stream.thread_type = "AUTO"
         rate = stream_rate(stream) or self.info.fps
         self.timestamps = TimestampRepair(frame_step(rate, self.info.time_base))
@@ -226,15 +226,15 @@ class FrameReader:
         if index == idx.frames:
             self._frames = iter(())
             return
-        stream = self._container.streams.video[0]  # type: ignore[union-attr]
+        stream = main_video(self._container)  # type: ignore[union-attr]
         if index == 0:
             self._restart()
-            self._frames = self._source(self._container.streams.video[0])  # type: ignore[union-attr]
+            self._frames = self._source(main_video(self._container))  # type: ignore[union-attr]
             return
         packets = self._seek_packets(stream, idx, index)
         if packets is None:  # no usable seek point: decode from the start, dropping frames before index
             self._restart()
-            stream = self._container.streams.video[0]  # type: ignore[union-attr]
+            stream = main_video(self._container)  # type: ignore[union-attr]
         self._frames = self._source(stream, packets, start=index)
 
     def _restart(self) -> None:
@@ -242,7 +242,7 @@ class FrameReader:
         assert self._container is not None
         self._container.close()
         self._container = open_input(self.path)
-        self._container.streams.video[0].thread_type = "AUTO"
+        main_video(self._container).thread_type = "AUTO"
 
     def _seek_packets(self, stream: av.video.stream.VideoStream, idx: StreamIndex,
                       index: int) -> Iterator[av.Packet] | None:

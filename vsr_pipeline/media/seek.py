@@ -20,7 +20,7 @@ import av
 from .errors import MediaError, short_reason
 from .frame_order import REORDER_WINDOW, decode_order_pts
 from .images import list_images
-from .probe import VideoInfo, open_input, probe
+from .probe import VideoInfo, main_video, open_input, probe
 
 #: Values of ``on_corrupt`` (see :data:`vsr_pipeline.media.reader.ON_CORRUPT`) seeking accepts.
 SEEK_ON_CORRUPT = ("fail", "repeat", "skip")
@@ -94,9 +94,10 @@ def scan(path: str | os.PathLike[str]) -> StreamIndex:
     with open_input(p) as c:
         if not c.streams.video:
             raise MediaError(f"{p}: no video stream")
-        in_order = decode_order_pts(c, c.streams.video[0])
+        video = main_video(c)
+        in_order = decode_order_pts(c, video)
         try:
-            for packet in c.demux(c.streams.video[0]):
+            for packet in c.demux(video):
                 if not packet.size:
                     continue
                 if packet.pts is None:

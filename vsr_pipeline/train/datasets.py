@@ -93,15 +93,17 @@ def load_clip(path: Path, scale: float = 1.0) -> np.ndarray:
         return _shrink(read_images(list_images(path)), scale)
     import av
 
+    from vsr_pipeline.media import MediaError
     from vsr_pipeline.media.colour import frame_to_rgb
+    from vsr_pipeline.media.probe import main_video
 
-    # every frame in the decoder's (display) order, timestamps ignored: an AVI with B-frames (opencv-doc's
-    # Megamind.avi) carries out-of-order pts that the pipeline's reader would repair into repeated frames
+    # every frame in the decoder's (display) order; training needs no timestamps
     chunks = []
     try:
         with av.open(str(path)) as container:
-            frames = [frame_to_rgb(f, f.colorspace, f.color_range) for f in container.decode(video=0)]
-    except (av.error.FFmpegError, IndexError) as exc:
+            video = main_video(container)
+            frames = [frame_to_rgb(f, f.colorspace, f.color_range) for f in container.decode(video)]
+    except (av.error.FFmpegError, IndexError, MediaError) as exc:
         raise TrainConfigError(f"cannot decode video {path}: {exc}") from None
     for i in range(0, len(frames), 64):
         chunks.append(_shrink(np.stack(frames[i : i + 64]), scale))
