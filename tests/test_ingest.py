@@ -309,14 +309,18 @@ def test_non_square_pixels_survive_the_pipeline(
             assert s.display_aspect_ratio == Fraction(40 * 48, 33 * 32), path
 
 
-def test_container_tags_are_copied(tmp_path: Path, vsr: Any) -> None:
-    """A camera export's title, creation time and comment reach the output (MP4 in, Matroska out), as FFmpeg
-    copies them; the muxer's own tags (encoder, MP4 brands) are not carried over (they were all lost)."""
+def test_container_tags_and_chapters_are_copied(tmp_path: Path, vsr: Any) -> None:
+    """A camera export's title, creation time and comment, and its chapters, reach the output (MP4 in,
+    Matroska out), as FFmpeg copies them; the muxer's own tags (encoder, MP4 brands) are not carried over
+    (tags and chapters were all lost)."""
     src = tmp_path / "dvr.mp4"
     tags = {"title": "Camera 3 - loading dock", "creation_time": "2019-06-01T12:34:56.000000Z",
             "comment": "exported by DVR"}
+    chapters = [{"id": 1, "start": 0, "end": 2, "time_base": TB, "metadata": {"title": "gate"}},
+                {"id": 2, "start": 2, "end": 4, "time_base": TB, "metadata": {"title": "dock"}}]
     with av.open(str(src), "w") as out:
         out.metadata.update(tags)
+        out.set_chapters(chapters)
         v = out.add_stream("libx264", rate=25)
         v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
         for frame in textured_frames(4, 48, 32):
@@ -326,7 +330,9 @@ def test_container_tags_are_copied(tmp_path: Path, vsr: Any) -> None:
     assert code == 0, err
     with av.open(str(tmp_path / "out.mkv")) as c:
         got = {k.lower(): v for k, v in c.metadata.items()}
+        marks = [(ch["start"] * ch["time_base"], ch["metadata"]["title"]) for ch in c.chapters()]
     assert {k: got.get(k) for k in tags} == tags
+    assert marks == [(0, "gate"), (Fraction(2, 25), "dock")]
     assert "major_brand" not in got and "compatible_brands" not in got  # MP4's, meaningless in Matroska
 
 

@@ -295,9 +295,10 @@ NOT_COPIED_TAGS = frozenset({"encoder", "major_brand", "minor_version", "compati
 
 
 class StreamCopier:
-    """Copies the audio and subtitle streams of ``src_path`` into ``container`` packet for packet, and the
+    """Copies the audio and subtitle streams of ``src_path`` into ``container`` packet for packet, the
     source's container tags (title, creation_time, comment, location, ...: what FFmpeg copies by
-    default, less :data:`NOT_COPIED_TAGS`; the output format keeps those it has a place for).
+    default, less :data:`NOT_COPIED_TAGS`; the output format keeps those it has a place for) and its
+    chapters (a DVD rip's, an editor's markers).
 
     Streams the output container cannot hold are skipped with a warning. :meth:`pump` muxes the packets
     up to a time (seconds), so copied packets interleave with the video written so far.
@@ -310,6 +311,9 @@ class StreamCopier:
         for key, value in self._src.metadata.items():
             if key.lower() not in NOT_COPIED_TAGS:
                 container.metadata[key] = value
+        chapters = self._src.chapters()
+        if chapters:
+            container.set_chapters(chapters)
         self._iter: Iterator[av.Packet] | None = None
         self._pending: av.Packet | None = None
         self._stream_map: dict[int, av.stream.Stream] = {}
