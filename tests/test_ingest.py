@@ -310,9 +310,9 @@ def test_non_square_pixels_survive_the_pipeline(
 
 
 def test_container_tags_and_chapters_are_copied(tmp_path: Path, vsr: Any) -> None:
-    """A camera export's title, creation time and comment, and its chapters, reach the output (MP4 in,
-    Matroska out), as FFmpeg copies them; the muxer's own tags (encoder, MP4 brands) are not carried over
-    (tags and chapters were all lost)."""
+    """A camera export's title, creation time and comment, its chapters, and its streams' tags (the video's
+    title, the audio's language and title) reach the output (MP4 in, Matroska out), as FFmpeg copies them;
+    the muxer's own tags (encoder, MP4 brands) are not carried over (all of them were lost)."""
     src = tmp_path / "dvr.mp4"
     tags = {"title": "Camera 3 - loading dock", "creation_time": "2019-06-01T12:34:56.000000Z",
             "comment": "exported by DVR"}
@@ -323,15 +323,26 @@ def test_container_tags_and_chapters_are_copied(tmp_path: Path, vsr: Any) -> Non
         out.set_chapters(chapters)
         v = out.add_stream("libx264", rate=25)
         v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
+        v.metadata["title"] = "cam 3"
+        a = out.add_stream("aac", rate=8000, layout="mono")
+        a.metadata.update({"language": "deu", "title": "Kommentar"})
         for frame in textured_frames(4, 48, 32):
             out.mux(v.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        out.mux(v.encode())
+        for k in range(2):
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            af.sample_rate, af.pts = 8000, 1024 * k
+            out.mux(a.encode(af))
+        out.mux([*v.encode(), *a.encode()])
     code, _, err = vsr(str(src), "-o", str(tmp_path / "out.mkv"), "--chunk", "2")
     assert code == 0, err
     with av.open(str(tmp_path / "out.mkv")) as c:
         got = {k.lower(): v for k, v in c.metadata.items()}
         marks = [(ch["start"] * ch["time_base"], ch["metadata"]["title"]) for ch in c.chapters()]
+        video, audio = ({k.lower(): v for k, v in s.metadata.items()} for s in (c.streams.video[0],
+                                                                             c.streams.audio[0]))
     assert {k: got.get(k) for k in tags} == tags
+    # MP4 keeps a stream's title as its track "name", read back under that key: copied as it was read
+    assert video.get("name") == "cam 3" and (audio.get("language"), audio.get("name")) == ("deu", "Kommentar")
     assert marks == [(0, "gate"), (Fraction(2, 25), "dock")]
     assert "major_brand" not in got and "compatible_brands" not in got  # MP4's, meaningless in Matroska
 

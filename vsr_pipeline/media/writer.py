@@ -18,7 +18,7 @@ from .atomic import AtomicOutput
 from .colour import rgb_to_frame
 from .errors import MediaError, short_reason
 from .images import check_frames
-from .probe import ColourTags, VideoInfo, open_input
+from .probe import ColourTags, VideoInfo, main_video, open_input
 
 log = logging.getLogger(__name__)
 
@@ -290,15 +290,26 @@ class VideoWriter(AtomicOutput):
         return cls(path, width or info.width, height or info.height, **kw)  # type: ignore[arg-type]
 
 
-#: container tags not copied from the source: the muxer writes its own, or they name the source's format
-NOT_COPIED_TAGS = frozenset({"encoder", "major_brand", "minor_version", "compatible_brands"})
+#: tags not copied from the source (compared in lower case): the muxer writes its own, they name the
+#: source's format, or they are statistics of the source's video stream (mkvmerge's ``_STATISTICS_*`` set)
+NOT_COPIED_TAGS = frozenset({"encoder", "major_brand", "minor_version", "compatible_brands", "duration",
+                             "number_of_frames", "number_of_bytes", "bps", "handler_name", "vendor_id"})
+
+
+def copy_tags(source: dict[str, str], target: dict[str, str]) -> None:
+    """Put ``source``'s tags into ``target``, less :data:`NOT_COPIED_TAGS` and ``_statistics_*``."""
+    for key, value in source.items():
+        low = key.lower()
+        if low not in NOT_COPIED_TAGS and not low.startswith("_statistics"):
+            target[key] = value
 
 
 class StreamCopier:
-    """Copies the audio and subtitle streams of ``src_path`` into ``container`` packet for packet, the
-    source's container tags (title, creation_time, comment, location, ...: what FFmpeg copies by
-    default, less :data:`NOT_COPIED_TAGS`; the output format keeps those it has a place for) and its
-    chapters (a DVD rip's, an editor's markers).
+    """Copies the audio and subtitle streams of ``src_path`` into ``container`` packet for packet, and
+    what FFmpeg copies by default with them: the container's tags (title, creation_time, comment,
+    location, ...), each copied stream's tags (language, title) and the video stream's onto the output's
+    (already added) video stream, less :data:`NOT_COPIED_TAGS` (:func:`copy_tags`; the output format keeps
+    those it has a place for), and the chapters (a DVD rip's, an editor's markers).
 
     Streams the output container cannot hold are skipped with a warning. :meth:`pump` muxes the packets
     up to a time (seconds), so copied packets interleave with the video written so far.
@@ -308,9 +319,9 @@ class StreamCopier:
         self._container = container
         self._out = out_path
         self._src: av.container.InputContainer | None = open_input(src_path)
-        for key, value in self._src.metadata.items():
-            if key.lower() not in NOT_COPIED_TAGS:
-                container.metadata[key] = value
+        copy_tags(self._src.metadata, container.metadata)
+        for video in container.streams.video:
+            copy_tags(main_video(self._src).metadata, video.metadata)
         chapters = self._src.chapters()
         if chapters:
             container.set_chapters(chapters)
@@ -328,6 +339,7 @@ class StreamCopier:
                 continue
             try:
                 self._stream_map[s.index] = container.add_stream_from_template(s)
+                copy_tags(s.metadata, self._stream_map[s.index].metadata)
             except (av.FFmpegError, ValueError) as exc:
                 log.warning("%s: not copying %s stream #%d (%s): %s", out_path, s.type, s.index, name,
                             short_reason(exc))
