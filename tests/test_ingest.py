@@ -309,17 +309,13 @@ def test_non_square_pixels_survive_the_pipeline(
             assert s.display_aspect_ratio == Fraction(40 * 48, 33 * 32), path
 
 
-def test_container_tags_and_chapters_are_copied(tmp_path: Path, vsr: Any) -> None:
-    """A camera export's title, creation time and comment, its chapters, and its streams' tags (the video's
-    title, the audio's language and title) reach the output (MP4 in, Matroska out), as FFmpeg copies them;
-    the muxer's own tags (encoder, MP4 brands) are not carried over (all of them were lost)."""
-    src = tmp_path / "dvr.mp4"
-    tags = {"title": "Camera 3 - loading dock", "creation_time": "2019-06-01T12:34:56.000000Z",
-            "comment": "exported by DVR"}
+def camera_export(path: Path) -> Path:
+    """4 frames of H.264 (B-frames) and AAC with what a camera or DVR export carries: container tags,
+    two chapters, a titled video track, a German commentary track."""
     chapters = [{"id": 1, "start": 0, "end": 2, "time_base": TB, "metadata": {"title": "gate"}},
                 {"id": 2, "start": 2, "end": 4, "time_base": TB, "metadata": {"title": "dock"}}]
-    with av.open(str(src), "w") as out:
-        out.metadata.update(tags)
+    with av.open(str(path), "w") as out:
+        out.metadata.update(CAMERA_TAGS)
         out.set_chapters(chapters)
         v = out.add_stream("libx264", rate=25)
         v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
@@ -333,6 +329,18 @@ def test_container_tags_and_chapters_are_copied(tmp_path: Path, vsr: Any) -> Non
             af.sample_rate, af.pts = 8000, 1024 * k
             out.mux(a.encode(af))
         out.mux([*v.encode(), *a.encode()])
+    return path
+
+
+CAMERA_TAGS = {"title": "Camera 3 - loading dock", "creation_time": "2019-06-01T12:34:56.000000Z",
+               "comment": "exported by DVR"}
+
+
+def test_container_tags_and_chapters_are_copied(tmp_path: Path, vsr: Any) -> None:
+    """A camera export's title, creation time and comment, its chapters, and its streams' tags (the video's
+    title, the audio's language and title) reach the output (MP4 in, Matroska out), as FFmpeg copies them;
+    the muxer's own tags (encoder, MP4 brands) are not carried over (all of them were lost)."""
+    src = camera_export(tmp_path / "dvr.mp4")
     code, _, err = vsr(str(src), "-o", str(tmp_path / "out.mkv"), "--chunk", "2")
     assert code == 0, err
     with av.open(str(tmp_path / "out.mkv")) as c:
@@ -340,11 +348,28 @@ def test_container_tags_and_chapters_are_copied(tmp_path: Path, vsr: Any) -> Non
         marks = [(ch["start"] * ch["time_base"], ch["metadata"]["title"]) for ch in c.chapters()]
         video, audio = ({k.lower(): v for k, v in s.metadata.items()} for s in (c.streams.video[0],
                                                                              c.streams.audio[0]))
-    assert {k: got.get(k) for k in tags} == tags
+    assert {k: got.get(k) for k in CAMERA_TAGS} == CAMERA_TAGS
     # MP4 keeps a stream's title as its track "name", read back under that key: copied as it was read
     assert video.get("name") == "cam 3" and (audio.get("language"), audio.get("name")) == ("deu", "Kommentar")
     assert marks == [(0, "gate"), (Fraction(2, 25), "dock")]
     assert "major_brand" not in got and "compatible_brands" not in got  # MP4's, meaningless in Matroska
+
+
+def test_mpeg_ts_output(tmp_path: Path, vsr: Any) -> None:
+    """``-o OUT.ts`` (refused before: "the .ts container cannot hold libx264"): H.264 and the copied AAC in
+    MPEG-TS, every frame at its input time plus one constant shift (the muxer moves every stream by x264's
+    B-frame delay: TS holds no negative dts), which the manifest reports instead of marking every frame's
+    pts as repaired."""
+    src = camera_export(tmp_path / "dvr.mp4")
+    code, res, err = vsr(str(src), "-o", str(tmp_path / "out.ts"), "--chunk", "2")
+    assert code == 0 and res["frames_out"] == 4, err
+    with av.open(str(tmp_path / "out.ts")) as c:
+        assert [s.codec_context.name for s in c.streams] == ["h264", "aac"]
+    times_in, times_out = decoded(src)[0], decoded(tmp_path / "out.ts")[0]
+    shifts = {b - a for a, b in zip(times_in, times_out, strict=True)}
+    manifest = json.loads((tmp_path / "out.ts.vsr.json").read_text())
+    assert len(shifts) == 1 and manifest["shift_s"] == float(shifts.pop())
+    assert manifest["frames"]["pts_repaired"] == 0
 
 
 def test_ten_bit_hdr_input_is_said_to_be_written_at_8_bits(tmp_path: Path, vsr: Any) -> None:

@@ -103,7 +103,9 @@ def frame_mapping(
     """Timing of the output and one row per input frame: ``index_in``, ``pts_in`` (the input packet's, in
     the input's time base; None when the input's packets carry none), ``index_out``, ``pts_out`` (the
     output's, in its time base; None for a skipped frame), ``corrupt`` (undecodable: a stand-in, or left
-    out) and ``pts_repaired`` (the output frame's time differs from the input packet's)."""
+    out) and ``pts_repaired`` (the output frame's time differs from the input packet's, once the output's
+    constant start shift is taken off: ``shift_s``, the first mapped frame's output time minus its input
+    time, e.g. MPEG-TS moving every stream by the encoder's B-frame delay; 0 for MP4/MOV/MKV)."""
     idx_in = scan(info.path)
     pts_in: list[int | None] = list(idx_in.pts)
     if idx_in.missing_pts or idx_in.repair is not None:  # packet order is not frame order
@@ -115,6 +117,7 @@ def frame_mapping(
     lost = {int(c["index"]) for c in corrupt}
     rows: list[dict[str, Any]] = []
     k = 0
+    shift: Fraction | None = None
     for i, p in enumerate(pts_in):
         if on_corrupt == "skip" and i in lost:
             rows.append({"index_in": i, "pts_in": p, "index_out": None, "pts_out": None, "corrupt": True,
@@ -123,14 +126,17 @@ def frame_mapping(
         if k >= idx_out.frames:
             raise RuntimeError(f"{output}: {idx_out.frames} frames, fewer than the input's frames map to")
         q = idx_out.pts[k]
-        repaired = out_tb is not None and (p is None or Fraction(p) * info.time_base != Fraction(q) * out_tb)
+        if shift is None and p is not None and out_tb is not None:
+            shift = Fraction(q) * out_tb - Fraction(p) * info.time_base
+        t_in = None if p is None else Fraction(p) * info.time_base + (shift or 0)
+        repaired = out_tb is not None and t_in != q * out_tb
         rows.append({"index_in": i, "pts_in": p, "index_out": k, "pts_out": q, "corrupt": i in lost,
                      "pts_repaired": repaired})
         k += 1
     if k != idx_out.frames:
         raise RuntimeError(f"{output}: {idx_out.frames} frames, but {k} input frames map to it")
     timing = {"time_base_in": str(info.time_base), "time_base_out": str(out_tb) if out_tb else None,
-              "keyframes_out": list(idx_out.keyframes)}
+              "shift_s": float(shift or 0), "keyframes_out": list(idx_out.keyframes)}
     return timing, rows
 
 

@@ -35,6 +35,28 @@ def partial_path(path: Path) -> Path:
 ISO_BMFF = frozenset({".mp4", ".mov", ".m4v"})
 
 
+#: what MPEG-TS (.ts, .m2ts) and MPEG-PS hold that FFmpeg's codec query does not say (their muxers have no
+#: codec table, so PyAV's ``supported_codecs`` lists only their default codecs), by codec name
+MPEG_STREAM_CODECS = frozenset({"h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4", "aac", "mp2", "mp3",
+                                "ac3", "eac3", "opus", "dvb_subtitle", "dvd_subtitle"})
+
+
+def container_holds(container: av.container.OutputContainer, codec: str) -> bool:
+    """Whether ``container`` can hold ``codec`` (an encoder or codec name)."""
+    if codec in container.supported_codecs:
+        return True
+    if container.format.name not in ("mpegts", "mpeg", "vob", "dvd"):
+        return False
+    try:
+        name = av.Codec(codec, "w").canonical_name
+    except (av.FFmpegError, ValueError):
+        try:
+            name = av.Codec(codec, "r").canonical_name
+        except (av.FFmpegError, ValueError):
+            return False
+    return name in MPEG_STREAM_CODECS
+
+
 def exact_timing_options(path: str | os.PathLike[str], time_base: Fraction) -> dict[str, str]:
     """Muxer options that keep every pts exact: MP4/MOV store a file's start offset in the movie timescale
     (1/1000 s by default), so a file starting at 8192/15360 s read back at 8187/15360; the stream's own
@@ -165,7 +187,7 @@ class VideoWriter(AtomicOutput):
             raise
 
     def _setup_video(self, codec: str, crf: int, preset: str, rotation: int, extra: dict[str, str]) -> None:
-        if codec not in self._container.supported_codecs:
+        if not container_holds(self._container, codec):
             raise MediaError(f"{self.path}: the {self.path.suffix or '?'} container cannot hold {codec}")
         opts: dict[str, str] = {}
         if codec in _X26X:
@@ -333,7 +355,7 @@ class StreamCopier:
             if s.type not in ("audio", "subtitle") or s.codec_context is None:
                 continue
             name = s.codec_context.name
-            if name not in container.supported_codecs:
+            if not container_holds(container, name):
                 log.warning("%s: not copying %s stream #%d (%s): the %s container cannot hold it",
                             out_path, s.type, s.index, name, out_path.suffix)
                 continue
