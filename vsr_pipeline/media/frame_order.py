@@ -63,7 +63,7 @@ class FrameMatcher:
         self.next = start  # position in expected of the next frame's pts
         self.produced = start  # frames (and markers) handed on, counting those before a seek
         self.in_order = in_order and expected is not None
-        self.held: list[av.VideoFrame] = []
+        self.held: list[tuple[av.VideoFrame, str]] = []  # with the reason current when each came out
         self.reason = "frame missing from the decoder's output"
         self.damaged = False  # the decoder or demuxer has reported an error
         self.late = 0
@@ -78,19 +78,19 @@ class FrameMatcher:
         if self.in_order:
             return [self._numbered(frame)]
         pts = frame.pts
-        top = max((f.pts for f in self.held if f.pts is not None), default=None)
+        top = max((f.pts for f, _ in self.held if f.pts is not None), default=None)
         if top is not None and pts is not None and pts < top:  # the decoder went back in pts
             if self.damaged:  # a late frame: back to its place, or too late for it
                 if pts < self.expected[min(self.next, len(self.expected) - 1)]:
                     self.late += 1
                     return []
-                at = next(i for i, f in enumerate(self.held) if f.pts is not None and f.pts > pts)
-                self.held.insert(at, frame)
+                at = next(i for i, (f, _) in enumerate(self.held) if f.pts is not None and f.pts > pts)
+                self.held.insert(at, (frame, self.reason))
                 return self._settle(final=False)
             self.in_order = True
-            held, self.held = [*self.held, frame], []
+            held, self.held = [*(f for f, _ in self.held), frame], []
             return [self._numbered(f) for f in held]
-        self.held.append(frame)
+        self.held.append((frame, self.reason))
         return self._settle(final=False)
 
     def error(self, reason: str) -> None:
@@ -113,16 +113,19 @@ class FrameMatcher:
     def _settle(self, final: bool) -> list[av.VideoFrame | Lost]:
         """Hand on held frames that wait on no gap, or have waited long enough (or all, at the end)."""
         out: list[av.VideoFrame | Lost] = []
-        while self.held and (final or len(self.held) > REORDER_WINDOW or not self._skips(self.held[0].pts)):
-            out += self._matched(self.held.pop(0))
+        while self.held and (final or len(self.held) > REORDER_WINDOW
+                             or not self._skips(self.held[0][0].pts)):
+            frame, reason = self.held.pop(0)
+            out += self._matched(frame, reason)
         return out
 
-    def _matched(self, frame: av.VideoFrame) -> list[av.VideoFrame | Lost]:
-        """``frame`` by its own pts, after a marker for each packet pts below it that no frame had."""
+    def _matched(self, frame: av.VideoFrame, reason: str) -> list[av.VideoFrame | Lost]:
+        """``frame`` by its own pts, after a marker (put down to ``reason``: the last error when ``frame``
+        came out) for each packet pts below it that no frame had."""
         assert self.expected is not None
         out: list[av.VideoFrame | Lost] = []
         while self._skips(frame.pts):
-            out.append(Lost(self.expected[self.next], self.reason))
+            out.append(Lost(self.expected[self.next], reason))
             self.next += 1
             self.produced += 1
         if frame.pts is not None and self.next < len(self.expected) and frame.pts == self.expected[self.next]:
