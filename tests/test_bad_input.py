@@ -157,6 +157,11 @@ def existing_output(tmp: Path) -> tuple[list[str], Path]:
     return _up(_clip(tmp), tmp / "o.mp4")
 
 
+def avi_output(tmp: Path) -> tuple[list[str], Path]:
+    """Refused before any work: its chunks could not be joined (the job used to fail at the very end)."""
+    return _up(_clip(tmp), tmp / "o.avi", "--chunk", "2")
+
+
 def unsupported_scale(tmp: Path) -> tuple[list[str], Path]:
     args, out = _up(_clip(tmp), tmp / "o.mp4")
     args[args.index("--scale") + 1] = "5"
@@ -261,6 +266,7 @@ CASES = [
     Case("output path equals input", output_is_input, errors.EXIT_USAGE, ("is the input",)),
     Case("output folder not writable", output_dir_not_writable, errors.EXIT_USAGE, ("not writable",)),
     Case("output folder missing", output_dir_missing, errors.EXIT_USAGE, ("does not exist",)),
+    Case("AVI output", avi_output, errors.EXIT_USAGE, ("AVI output is not supported",)),
     Case("existing output without --overwrite", existing_output, errors.EXIT_USAGE, ("--overwrite",)),
     Case("scale the model lacks", unsupported_scale, errors.EXIT_USAGE, ("supports scale",)),
     Case("YAML config with a wrong field", bad_yaml_field, errors.EXIT_USAGE,

@@ -262,6 +262,9 @@ def check_align(spec: ModelSpec, align: str | None, aligned_dtype: str) -> None:
 
 
 def check_paths(input_path: Path, output: Path, overwrite: bool) -> None:
+    if output.suffix.lower() == ".avi":  # the segments' pts would restart at every joint
+        raise UsageError(f"{output}: AVI output is not supported (AVI stores no timestamps, so the chunks "
+                         f"cannot be joined exactly); write .mkv, .mp4, .mov or .ts")
     if output.resolve() == input_path.resolve():
         raise UsageError(f"output {output} is the input; choose another output path")
     if output.exists() and not overwrite:
