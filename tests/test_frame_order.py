@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import textured_frames
-from tests.test_ingest import decoded, packet_pts, vsr  # noqa: F401  (vsr: the fixture)
+from tests.test_ingest import copy_packets, decoded, packet_pts, vsr  # noqa: F401  (vsr: the fixture)
 from vsr_pipeline.media import FrameReader, MediaError
 from vsr_pipeline.media.frame_order import REORDER_WINDOW, FrameMatcher, Lost
 from vsr_pipeline.media.seek import SeekError, scan, seek_problem
@@ -61,14 +61,7 @@ def avi(tmp_path_factory: pytest.TempPathFactory, source: np.ndarray) -> Path:
 @pytest.fixture(scope="module")
 def remuxed(avi: Path) -> Path:
     """The AVI's packets in Matroska with the AVI's guessed pts (increasing in decode order)."""
-    path = avi.with_name("remuxed.mkv")
-    with av.open(str(avi)) as c, av.open(str(path), "w") as out:
-        s = c.streams.video[0]
-        o = out.add_stream_from_template(s)
-        for p in c.demux(s):
-            if p.size:
-                p.stream = o
-                out.mux(p)
+    path = copy_packets(avi, avi.with_name("remuxed.mkv"))
     pts = packet_pts(path)
     assert pts == sorted(pts)  # type: ignore[type-var]
     return path

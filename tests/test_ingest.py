@@ -66,6 +66,18 @@ def remux(src: Path, dst: Path, timestamps: list[tuple[int, int]], packets: slic
     return dst
 
 
+def copy_packets(src: Path, dst: Path) -> Path:
+    """``src``'s video packets, unchanged (timestamps too), in the container ``dst``'s extension names."""
+    with av.open(str(src)) as c, av.open(str(dst), "w") as out:
+        s = c.streams.video[0]
+        o = out.add_stream_from_template(s)
+        for p in c.demux(s):
+            if p.size:
+                p.stream = o
+                out.mux(p)
+    return dst
+
+
 def packet_pts(path: Path) -> list[int | None]:
     with av.open(str(path)) as c:
         return [p.pts for p in c.demux(c.streams.video[0]) if p.size]
@@ -399,14 +411,7 @@ def test_live_stream_repairs_and_deinterlaces(
 ) -> None:
     """``vsr upscale - -o OUT`` (stdin): the frames the stream decoder used to drop are kept, repaired."""
     joined, _ = joined_ts
-    il_ts = tmp_path / "il.ts"
-    with av.open(str(interlaced)) as c, av.open(str(il_ts), "w") as out:  # the same packets in MPEG-TS
-        s = c.streams.video[0]
-        o = out.add_stream_from_template(s)
-        for p in c.demux(s):
-            if p.size:
-                p.stream = o
-                out.mux(p)
+    il_ts = copy_packets(interlaced, tmp_path / "il.ts")  # the same packets in MPEG-TS
     results = {}
     for name, src in (("joined", joined), ("il", il_ts)):
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(src.read_bytes()))))
