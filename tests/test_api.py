@@ -51,6 +51,7 @@ def test_settings_groups_carry_the_options_fields() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ray_local")  # as in a notebook that keeps Ray running (a CLI run starts its own)
 def test_readme_example_upscales_a_real_clip_with_the_api(tmp_path: Path) -> None:
     """``upscale`` and ``batch`` from the package root, as the README shows, on an H.264 clip."""
     clip = make_clip(tmp_path / "in.mp4", textured_frames(6, 48, 32))

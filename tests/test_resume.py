@@ -172,6 +172,26 @@ def test_two_jobs_cannot_write_one_output(tmp_path: Path) -> None:
     first.release()
 
 
+def test_an_upgrade_between_runs_starts_over_and_says_which(tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """Segments made by another version of torch or FFmpeg (an upgrade between a crash and its rerun) are not
+    joined with new ones; the warning names the version that changed."""
+    from vsr_pipeline.manifest import segment_software
+
+    now = segment_software()
+    old = {**now, "torch": "2.0.0"}
+    out = tmp_path / "o.mp4"
+    led = Ledger.open(out, {"crf": 0, "software": old})
+    led.record(0, 0, 3, None, 0)
+    led.save()
+    led.release()
+    with caplog.at_level(logging.WARNING):
+        again = Ledger.open(out, {"crf": 0, "software": now})
+    assert again.done == {}
+    assert f"starting over: software: torch changed ('2.0.0' -> {now['torch']!r})" in caplog.text
+    again.release()
+
+
 def test_a_resumed_auto_precision_keeps_the_recorded_choice(clip: Path, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A probe that would now pick another precision (a busy machine went idle) must not throw away the
@@ -180,7 +200,11 @@ def test_a_resumed_auto_precision_keeps_the_recorded_choice(clip: Path, tmp_path
 
     out = tmp_path / "out.mp4"
     _half_done(clip, out)
-    recorded = json.loads((job_dir(out) / "ledger.json").read_text())["settings"]["precision"]
+    settings = json.loads((job_dir(out) / "ledger.json").read_text())["settings"]
+    recorded = settings["precision"]
+    from vsr_pipeline.manifest import segment_software
+
+    assert settings["software"] == segment_software()  # an upgrade starts over (the test above)
     other = "fp32" if recorded == "fp32-cl" else "fp32-cl"
     monkeypatch.setattr(autotune, "choose_precision", lambda *a, **k: (other, "a probe changed its mind"))
     res = upscale(clip, out, opts())

@@ -214,6 +214,7 @@ def job_settings(
 ) -> dict[str, Any]:
     """What made a job's segments: the ledger reuses them only when every one of these is equal."""
     from vsr_pipeline.ledger import file_sha256, input_fingerprint
+    from vsr_pipeline.manifest import segment_software
 
     weights = resolve_weights(spec.name, opts.weights, opts.scale)
     return {
@@ -243,6 +244,7 @@ def job_settings(
         **({"deinterlace": opts.deinterlace} if info.interlaced else {}),
         # only where chunks run as several sequences (rounding differs from one at a time), likewise
         **({"sequences": opts.sequences} if chunks_per_pass(spec, opts.sequences) > 1 else {}),
+        "software": segment_software(),
     }
 
 

@@ -87,6 +87,8 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
         if old.get(key) != new.get(key):
             if key == "input":
                 return "the input file changed"
+            if isinstance(old.get(key), dict) and isinstance(new.get(key), dict):
+                return f"{key}: {_diff(old[key], new[key])}"
             return f"{key} changed ({old.get(key)!r} -> {new.get(key)!r})"
     return "settings changed"
 

@@ -72,6 +72,13 @@ def combined_sha256(files: list[dict[str, Any]]) -> str:
     return hashlib.sha256("".join(f"{f['sha256']}  {f['name']}\n" for f in files).encode()).hexdigest()
 
 
+def segment_software() -> dict[str, str | None]:
+    """The versions a job's segments depend on (a ledger setting): a rerun after an upgrade must not join
+    segments of two versions (torch's kernels round differently; x264 and FFmpeg come with PyAV)."""
+    versions = software()
+    return {k: versions[k] for k in ("vsr_pipeline", "torch", "av", "libavcodec")}
+
+
 def software() -> dict[str, str | None]:
     """Versions of this package, Python, numpy, PyAV, FFmpeg's libavcodec (as PyAV reports it), torch, Ray."""
     import av
