@@ -67,3 +67,11 @@ def test_readme_example_upscales_a_real_clip_with_the_api(tmp_path: Path) -> Non
         assert np.array_equal(a.read(6)[0], b.read(6)[0])
     lr = vsr_pipeline.degrade_video(str(clip), str(tmp_path / "lr.mkv"), scale=2, degradation="bi+h264:28")
     assert (lr["frames"], lr["width"], lr["height"]) == (6, 24, 16)
+
+
+def test_only_chunked_commands_offer_sequences() -> None:
+    """``--sequences`` batches a video's chunks; ``vsr eval`` runs each sequence whole: no such flag there."""
+    parser = build_parser()
+    assert parser.parse_args(["upscale", "x.mp4", "-o", "y.mp4", "--sequences", "2"]).sequences == 2
+    with pytest.raises(SystemExit):
+        parser.parse_args(["eval", "--model", "basicvsr", "--dataset", "d", "--sequences", "2"])

@@ -82,7 +82,7 @@ def _run_options(p: argparse.ArgumentParser, model_default: str | None) -> None:
     p.add_argument("--address", help="join a Ray cluster (e.g. auto or ray://host:10001); default in-process")
 
 
-def _perf_options(p: argparse.ArgumentParser, compile_flag: bool = True) -> None:
+def _perf_options(p: argparse.ArgumentParser, compile_flag: bool = True, chunked: bool = True) -> None:
     p.add_argument(
         "--precision",
         choices=["auto", "fp32", "fp32-cl", "bf16", "fp16"],
@@ -94,9 +94,10 @@ def _perf_options(p: argparse.ArgumentParser, compile_flag: bool = True) -> None
     p.add_argument("--tile", type=_positive_int, help="run the model on overlapping LR tiles of this size")
     p.add_argument("--overlap", type=int, default=default("overlap"),
                    help="LR pixels shared by neighbouring tiles (16)")
-    p.add_argument("--sequences", type=_positive_int, default=default("sequences"),
-                   help="recurrent models: chunks per forward pass, as one batch of sequences (default 1; "
-                   "several fill a GPU; each pass holds exactly this many, a lone chunk padded)")
+    if chunked:  # `vsr eval` runs each sequence whole: one chunk, nothing to batch
+        p.add_argument("--sequences", type=_positive_int, default=default("sequences"),
+                       help="recurrent models: chunks per forward pass, as one batch of sequences (default "
+                       "1; several fill a GPU; each pass holds exactly this many, a lone chunk padded)")
     if compile_flag:
         p.add_argument("--compile", action="store_true", help="torch.compile the model (fixed shapes)")
 
@@ -229,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--crop-border", type=int, help="pixels cropped at each border (default: see docs/evaluation.md)"
     )
     ev.add_argument("--no-progress", action="store_true")
-    _perf_options(ev, compile_flag=False)
+    _perf_options(ev, compile_flag=False, chunked=False)
     # scores reproduce published tables: plain fp32 unless asked otherwise (bf16 is within 0.02 dB, not equal)
     ev.set_defaults(precision="fp32")
     _common(ev)
