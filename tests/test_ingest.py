@@ -422,3 +422,21 @@ def test_live_stream_repairs_and_deinterlaces(
     assert all(b - a == TB for a, b in itertools.pairwise(times))
     assert results["il"]["deinterlaced"] is True and results["il"]["frames_out"] == 10
     assert combing(decoded(tmp_path / "il.mkv")[1], 2) < 0.8
+
+
+def test_tune_reaches_each_segments_x264_and_one_the_codec_lacks_is_refused(tmp_path: Path, vsr: Any) -> None:
+    """``--tune grain,zerolatency`` reaches the x264 of every segment (its SEI lists grain's deadzones and no
+    B-frames), and is a job setting; a tune the codec lacks is a one-line usage error before any work."""
+    src = camera_export(tmp_path / "dvr.mp4")
+    out = tmp_path / "out.mp4"
+    code, res, err = vsr(str(src), "-o", str(out), "--chunk", "2", "--tune", "grain,zerolatency")
+    assert code == 0 and res["frames_out"] == 4, err
+    assert decoded(out)[0] == decoded(src)[0]
+    with av.open(str(out)) as c:
+        keyframes = [bytes(p) for p in c.demux(c.streams.video[0]) if p.is_keyframe]
+    assert len(keyframes) == 2 and all(b"bframes=0" in k and b"deadzone=6,6" in k for k in keyframes)
+    manifest = json.loads((tmp_path / "out.mp4.vsr.json").read_text())
+    assert manifest["job_settings"]["tune"] == "grain,zerolatency"
+    for bad in (["--tune", "cinema"], ["--tune", "grain,film"], ["--codec", "libvpx-vp9", "--tune", "grain"]):
+        code, _, err = vsr(str(src), "-o", str(tmp_path / "bad.mkv"), *bad)
+        assert code == 2 and "--tune" in err and not (tmp_path / "bad.mkv").exists(), err

@@ -107,6 +107,8 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", default=default("codec"))
     p.add_argument("--crf", type=int, default=default("crf"))
     p.add_argument("--preset", default=default("preset"))
+    p.add_argument("--tune", help="x264/x265 tune: film, animation, grain, stillimage, psnr, ssim; "
+                   "fastdecode, zerolatency also with one of those (grain,zerolatency); default none")
     p.add_argument("--fps", type=_fraction, help="frame rate of a folder-of-frames input (default 25)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--backbone", help="single-image model as the body of a video model that accepts one")
@@ -123,13 +125,9 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--threads", type=_positive_int, default=0,
                    help="torch threads per CPU upscaler (default: timed on this machine, or shared out)")
-    p.add_argument(
-        "--on-corrupt",
-        choices=["repeat", "skip", "fail"],
-        default=default("on_corrupt"),
-        help="a frame that cannot be decoded: repeat the previous frame (default; keeps frame count and "
-        "timing), skip it, or fail",
-    )
+    p.add_argument("--on-corrupt", choices=["repeat", "skip", "fail"], default=default("on_corrupt"),
+                   help="a frame that cannot be decoded: repeat the previous frame (default; keeps frame "
+                   "count and timing), skip it, or fail")
     resume = p.add_mutually_exclusive_group()
     resume.add_argument(
         "--resume",

@@ -2,8 +2,8 @@
 
 - :class:`ModelSettings`: what computes the HR frames (model, weights, scale, device, forward-pass precision,
   batch, tiles); handed whole to the inference engine (``vsr_pipeline.engine.Engine.from_settings``).
-- :class:`~vsr_pipeline.media.EncodeSettings`: how they are encoded (codec, crf, preset); handed whole to
-  every encoder.
+- :class:`~vsr_pipeline.media.EncodeSettings`: how they are encoded (codec, crf, preset, tune); handed whole
+  to every encoder.
 - :class:`UpscaleOptions`: one job: the two above as flat fields (so a Python caller writes
   ``UpscaleOptions(model="espcn", crf=0)``), plus chunking, decoding, resuming and retries;
   ``model_settings()`` and ``encode_settings()`` give the typed groups.
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from vsr_pipeline.errors import ResourceError, UsageError
 from vsr_pipeline.media import EncodeSettings, VideoInfo
 from vsr_pipeline.media.reader import ON_CORRUPT
+from vsr_pipeline.media.writer import tune_problem
 
 if TYPE_CHECKING:
     from models.registry import ModelSpec
@@ -102,6 +103,7 @@ class UpscaleOptions:
     codec: str = _E.codec
     crf: int = _E.crf
     preset: str = _E.preset
+    tune: str | None = _E.tune
     #: torch threads of a CPU upscaler (0: chosen on this machine, ``autotune.choose_job_threads``)
     threads: int = 0
     #: core frames per chunk (None: ``vsr_pipeline.plan.default_chunk``)
@@ -196,6 +198,8 @@ def check_options(opts: UpscaleOptions) -> ModelSpec:
         raise UsageError(f"resume must be auto, require or never, not {opts.resume!r}")
     if (opts.chunk is not None and opts.chunk < 1) or (opts.padding is not None and opts.padding < 0):
         raise UsageError("--chunk must be >= 1 and --padding >= 0")
+    if opts.tune and (problem := tune_problem(opts.codec, opts.tune)):
+        raise UsageError(f"--tune: {problem}")
     if spec.temporal == "window" and opts.padding is not None:
         from vsr_pipeline.windows import check_padding
 

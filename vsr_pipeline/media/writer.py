@@ -66,23 +66,47 @@ def exact_timing_options(path: str | os.PathLike[str], time_base: Fraction) -> d
     return {}
 
 
+#: ``--tune`` values of each encoder (x264/x265 ``--tune``); ``fastdecode`` and ``zerolatency`` combine with
+#: one other (comma-separated): x264 ignores a second psycho-visual tuning
+TUNES = {"libx264": ("film", "animation", "grain", "stillimage", "psnr", "ssim", "fastdecode", "zerolatency"),
+         "libx265": ("animation", "grain", "psnr", "ssim", "fastdecode", "zerolatency")}
+COMBINABLE_TUNES = ("fastdecode", "zerolatency")
+
+
+def tune_problem(codec: str, tune: str) -> str | None:
+    """Why ``codec`` cannot take ``tune`` (one line), or None when it can."""
+    if codec not in TUNES:
+        return f"{codec} takes no tune (libx264 and libx265 do)"
+    parts = tune.split(",")
+    unknown = [t for t in parts if t not in TUNES[codec]]
+    if unknown:
+        return f"{codec} has no tune {unknown[0]!r}; known: {', '.join(TUNES[codec])}"
+    if len(parts) != len(set(parts)) or len([t for t in parts if t not in COMBINABLE_TUNES]) > 1:
+        return f"{tune!r}: at most one tune besides {' and '.join(COMBINABLE_TUNES)}, each once"
+    return None
+
+
 @dataclass(frozen=True)
 class EncodeSettings:
     """How HR frames are encoded, passed whole from the CLI or API to every stage that encodes (the segment
-    encoder, the live-stream writer, ``vsr bench``'s loops). ``crf``/``preset`` go to x264/x265 (crf also to
-    libvpx). These defaults are the CLI's and the API's; a new encoder option is a field here plus its use in
-    :meth:`open_writer` (and a flag in ``vsr_pipeline.cli``)."""
+    encoder, the live-stream writer, ``vsr bench``'s loops). ``crf``/``preset``/``tune`` go to x264/x265 (crf
+    also to libvpx). These defaults are the CLI's and the API's; a new encoder option is a field here plus its
+    use in :meth:`open_writer` (and a flag in ``vsr_pipeline.cli``)."""
 
     codec: str = "libx264"
     crf: int = 18
     preset: str = "medium"
+    #: x264/x265 ``--tune`` (:data:`TUNES`): e.g. ``grain`` for film grain, ``animation``, ``zerolatency``
+    #: (no B-frames or lookahead); None: the encoder's default
+    tune: str | None = None
 
     def open_writer(self, path: str | os.PathLike[str], width: int, height: int, info: VideoInfo,
                     **kwargs: Any) -> VideoWriter:
         """A :class:`VideoWriter` for ``width`` x ``height`` frames with ``info``'s timing and colour tags;
         ``kwargs`` are further VideoWriter options (``overwrite``, ``options``, ``atomic``, ...)."""
+        options = {**({"tune": self.tune} if self.tune else {}), **kwargs.pop("options", {})}
         return VideoWriter(path, width, height, info.time_base, info.fps, codec=self.codec, crf=self.crf,
-                           preset=self.preset, source=info, **kwargs)
+                           preset=self.preset, source=info, options=options, **kwargs)
 
 
 class VideoWriter(AtomicOutput):
