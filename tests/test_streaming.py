@@ -164,6 +164,18 @@ def test_window_model_to_fragmented_mp4(clip: Path, tmp_path: Path) -> None:
     assert min_psnr(got, want.astype(np.float64)) > 40
 
 
+def test_a_live_output_takes_the_users_tune_and_no_b_frames(clip: Path, tmp_path: Path) -> None:
+    """A live output is always encoded without B-frames (``zerolatency``); ``--tune grain`` is added to that,
+    not replaced by it (x264's SEI lists grain's deadzones and ``bframes=0``)."""
+    out = tmp_path / "out.mkv"
+    run = vsr("upscale", "-", "-o", str(out), "--model", "bicubic", "--scale", "2", "--tune", "grain",
+              "--no-progress", stdin=clip.read_bytes())
+    assert run.returncode == 0, run.stderr.decode()
+    with av.open(str(out)) as c:
+        first = next(bytes(p) for p in c.demux(c.streams.video[0]) if p.is_keyframe)
+    assert b"bframes=0" in first and b"deadzone=6,6" in first
+
+
 def test_interrupt_keeps_a_playable_file(clip: Path, tmp_path: Path) -> None:
     """The clip arrives, the stream stays open; the file is readable while it grows, then SIGINT
     closes it: exit 130, one line, every frame written is in a playable file."""

@@ -128,8 +128,9 @@ def _writer(output: Path, info: VideoInfo, opts: UpscaleOptions) -> VideoWriter:
     elif ext in (".mp4", ".mov"):
         container.update({"movflags": FRAGMENTED_MP4, "frag_duration": "1000000"})
     codec_opts: dict[str, str] = {"g": str(max(1, min(250, round(2 * float(info.fps or 25)))))}
-    if opts.codec in ("libx264", "libx265"):
-        codec_opts["tune"] = "zerolatency"
+    if opts.codec in ("libx264", "libx265"):  # live: no B-frames to wait for; --tune grain: grain,zerolatency
+        tunes = [t for t in (opts.tune or "").split(",") if t and t != "zerolatency"]
+        codec_opts["tune"] = ",".join([*tunes, "zerolatency"])
     return opts.encode_settings().open_writer(output, info.width * opts.scale, info.height * opts.scale, info,
                                               overwrite=opts.overwrite, options=codec_opts, atomic=False,
                                               container_options=container)
