@@ -112,7 +112,8 @@ def frame_mapping(
     output's, in its time base; None for a skipped frame), ``corrupt`` (undecodable: a stand-in, or left
     out) and ``pts_repaired`` (the output frame's time differs from the input packet's, once the output's
     constant start shift is taken off: ``shift_s``, the first mapped frame's output time minus its input
-    time, e.g. MPEG-TS moving every stream by the encoder's B-frame delay; 0 for MP4/MOV/MKV)."""
+    time, e.g. MPEG-TS moving every stream by the encoder's B-frame delay and AAC priming; 0 for MP4/MOV/MKV).
+    """
     idx_in = scan(info.path)
     pts_in: list[int | None] = list(idx_in.pts)
     if idx_in.missing_pts or idx_in.repair is not None:  # packet order is not frame order
