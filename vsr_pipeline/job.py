@@ -234,7 +234,7 @@ def job_settings(
         "codec": opts.codec,
         "crf": opts.crf,
         "preset": opts.preset,
-        **({"tune": opts.tune} if opts.tune else {}),  # only when given: earlier ledgers still match
+        **({"tune": opts.tune} if opts.tune else {}),  # absent: the encoder's own default
         "chunk": chunk,
         "padding": padding,
         "fps": str(opts.fps) if opts.fps is not None else None,
