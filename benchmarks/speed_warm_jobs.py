@@ -1,12 +1,13 @@
-"""Seconds per short job when the caller keeps Ray running: each job starting its own upscaler actor (cold)
-against the next job taking the previous one's warm actor (``vsr_pipeline.upscaler_pool``).
+"""Seconds per short job when the caller keeps Ray running: each job starting its own actors (cold) against
+the next job taking the previous one's warm upscaler and, since 2026-12-05, its idle decoder and encoder
+(``vsr_pipeline.warm_actors``).
 
     python benchmarks/speed_warm_jobs.py [--model espcn] [--frames 16] [--jobs 5] [--json PATH]
 
 The clip: the first ``--frames`` frames of bikes.mp4, MATLAB bicubic x4 down (160x68), x264. Ray starts once
 in this process (as a notebook or service would); then ``--jobs`` rounds of: a cold job (``WARM_SECONDS = 0``:
-it starts its actor and kills it), a job that starts an actor and leaves it warm (not measured), and a warm
-job that takes it. Rounds interleave the two kinds so a slow spell of the machine hits both. Reported: the
+it starts its upscaler, decoder and encoder and kills them), a job that starts them and leaves them warm (not
+measured), and a warm job that takes them. Rounds interleave the two kinds so a slow spell of the machine hits both. Reported: the
 median seconds of each, and their ratio.
 """
 

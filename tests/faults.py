@@ -41,7 +41,7 @@ import numpy as np
 
 import workers.encoder
 from vsr_pipeline.media import MediaError
-from workers.encoder import Encoder
+from workers.encoder import Encoder, SegmentTarget
 
 MODES = ("raise", "exit", "always", "bug", "input", "delay")
 
@@ -96,11 +96,10 @@ def faulty_encoder(spec: str) -> type[Encoder]:
     class FaultyEncoder(Encoder):
         FAULT = fault
 
-        def write_segment(
-            self, index: int, frames: np.ndarray, pts: Sequence[int | None]
-        ) -> tuple[str | None, int]:
+        def write_segment(self, index: int, frames: np.ndarray, pts: Sequence[int | None],
+                          target: SegmentTarget | None = None) -> tuple[str | None, int]:
             self.FAULT.fire(index)
-            return super().write_segment(index, frames, pts)
+            return super().write_segment(index, frames, pts, target)
 
     # the actor's process title stays ``ray::Encoder`` (tools find the stages by it)
     FaultyEncoder.__name__ = "Encoder"

@@ -19,7 +19,7 @@ from vsr_pipeline.cli import main
 from vsr_pipeline.config import load_model_config
 from vsr_pipeline.errors import EXIT_INTERNAL, VsrError
 from vsr_pipeline.media import EncodeSettings, FrameReader, probe
-from workers.encoder import Encoder
+from workers.encoder import Encoder, SegmentTarget
 
 #: Examples per property: 60 in the suite (derandomized, so CI is repeatable); VSR_FUZZ_EXAMPLES=N for a
 #: longer random campaign.
@@ -165,7 +165,8 @@ def test_random_encoder_settings_fail_cleanly(codec: str, crf: int, preset: str)
         src.write_bytes(seed_file("mp4"))
         info = probe(src)
         try:
-            enc = Encoder(str(Path(d) / "out.mp4"), info, 2, EncodeSettings(codec, crf, preset), d)
+            target = SegmentTarget(str(Path(d) / "out.mp4"), info, 2, EncodeSettings(codec, crf, preset), d)
+            enc = Encoder(target)
             enc.write_segment(0, textured_frames(2, 32, 32), [0, 1])
         except VsrError as exc:
             assert str(exc) and "\n" not in str(exc).strip()

@@ -56,6 +56,22 @@ def restart_policy(retries: int) -> dict[str, int]:
     return {"max_restarts": retries + 1, "max_task_retries": 0}
 
 
+def actor_restarted() -> bool:
+    """Whether Ray restarted the actor this runs in after its process died (its restart budget is no longer
+    a new actor's); False outside an actor."""
+    import warnings
+
+    try:
+        import ray
+
+        with warnings.catch_warnings():  # Ray 2.x warns inside its own property (its use of actor_id)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context = ray.get_runtime_context() if ray.is_initialized() else None
+            return bool(context is not None and context.was_current_actor_reconstructed)
+    except Exception:  # pragma: no cover - not in an actor
+        return False
+
+
 def root_cause(exc: BaseException) -> BaseException:
     """The original exception inside Ray's wrappers (RayTaskError.cause, chained)."""
     seen = 0

@@ -20,6 +20,8 @@ from vsr_pipeline.cluster import is_lost_worker, root_cause
 from vsr_pipeline.errors import WorkerLostError, WorkerRestartingError
 from vsr_pipeline.media import VideoInfo
 from vsr_pipeline.scheduler import ChunkWork
+from workers.decoder import assign_batches
+from workers.encoder import SegmentTarget
 
 log = logging.getLogger(__name__)
 
@@ -70,27 +72,96 @@ class RayDecoders:
         for a in self.actors:
             ray.kill(a)
 
+    def finish(self, keep: bool) -> None:
+        """The job is over: close the input and hand the decoders back idle for a later job (``keep``: it
+        ended well and Ray outlives it), or kill them."""
+        import ray
+
+        from vsr_pipeline import warm_actors
+        from workers import decoder
+
+        if keep:
+            try:
+                ray.get([a.close.remote() for a in self.actors], timeout=warm_actors.IDLE_CHECK_S)
+                warm_actors.give(idle_key(decoder.Decoder, {"num_cpus": 0}), self.actors)
+                return
+            except Exception as exc:
+                log.debug("decoders not kept: %s", exc)
+        self.kill()
+
+
+def idle_key(cls: type, options: dict[str, Any]) -> tuple[Any, ...]:
+    """What a job must ask for to take an idle decoder or encoder (``warm_actors.take_idle``): the actor
+    class (a test may replace it), its Ray options, and the Ray session."""
+    import ray
+
+    return cls, tuple(sorted(options.items())), ray.get_runtime_context().get_job_id()
+
 
 def start_decoders(info: VideoInfo, batch: int, fps: Any, on_corrupt: str, count: int,
                    parallel: bool = True, deinterlace: bool = True) -> RayDecoders:
     """``count`` seeking decoder actors where seeking is exact for this input, else one sequential (inputs
-    whose timestamps need repair, or interlaced ones being deinterlaced, among others)."""
-    import ray
-
+    whose timestamps need repair, or interlaced ones being deinterlaced, among others). Idle decoders an
+    earlier job handed back are taken first (``RayDecoders.finish``)."""
     from vsr_pipeline.media.seek import scan, seek_problem
-    from workers.decoder import Decoder, assign_batches
 
-    make = ray.remote(num_cpus=0)(Decoder)
     args = (str(info.path), fps, on_corrupt, deinterlace)
     if parallel and count > 1:
         index = scan(info.path)
         problem = seek_problem(index, info, on_corrupt, deinterlace)
         if problem is None:
             owners = assign_batches(info.frames, batch, count, index.keyframes)
-            used = max(owners, default=0) + 1
-            return RayDecoders([make.remote(*args) for _ in range(used)], owners)
+            return RayDecoders(_decoders(max(owners, default=0) + 1, args), owners)
         log.info("%s: decoding sequentially (%s)", info.path, problem)
-    return RayDecoders([make.remote(*args)])
+    return RayDecoders(_decoders(1, args))
+
+
+def _decoders(n: int, args: tuple[Any, ...]) -> list[Any]:
+    """``n`` Decoder actors reading ``args``'s input: idle ones opened on it, then new ones."""
+    import ray
+
+    from vsr_pipeline import warm_actors
+    from workers import decoder
+
+    options = {"num_cpus": 0}
+    idle = warm_actors.take_idle(idle_key(decoder.Decoder, options), n, lambda a: a.close.remote())
+    for a in idle:  # an error opening the input is raised by the first read
+        a.open.remote(*args)
+    make = ray.remote(**options)(decoder.Decoder)
+    return idle + [make.remote(*args) for _ in range(n - len(idle))]
+
+
+def start_encoder(target: SegmentTarget, restarts: dict[str, int]) -> tuple[Any, Any]:
+    """An Encoder actor (an idle one an earlier job handed back, else a new one; ``finish_encoder``) and a
+    reference that raises when ``target`` cannot be encoded on its node."""
+    import ray
+
+    from vsr_pipeline import warm_actors
+    from vsr_pipeline.cluster import reporting_errors
+    from workers import encoder as module
+
+    options = {"num_cpus": 0, **restarts}
+    idle = warm_actors.take_idle(idle_key(module.Encoder, options), 1, lambda a: a.ready.remote())
+    actor = idle[0] if idle else ray.remote(**options)(reporting_errors(module.Encoder)).remote()
+    return actor, actor.check.remote(target)
+
+
+def finish_encoder(actor: Any, restarts: dict[str, int], keep: bool) -> None:
+    """The job is over: hand the encoder back idle (``keep``: it ended well and Ray outlives it) unless Ray
+    restarted it (its restart budget is spent in part), else kill it."""
+    import ray
+
+    from vsr_pipeline import warm_actors
+    from workers import encoder as module
+
+    if keep:
+        try:
+            if not ray.get(actor.restarted.remote(), timeout=warm_actors.IDLE_CHECK_S):
+                warm_actors.give(idle_key(module.Encoder, {"num_cpus": 0, **restarts}), [actor])
+                return
+        except Exception as exc:
+            log.debug("encoder not kept: %s", exc)
+    ray.kill(actor)
 
 
 @dataclass
@@ -100,6 +171,8 @@ class RayExecutor:
 
     upscalers: Any
     encoder: Any
+    #: the job's segments: sent with every chunk (an encoder actor holds no job of its own)
+    target: SegmentTarget
     motion: Any = None
     aligner: Any = None
     #: a recurrent model's chunks per forward pass (``ModelSettings.sequences``): the scheduler hands over
@@ -125,7 +198,7 @@ class RayExecutor:
             flows = self.motion.process.remote(window, keep, *batches)
             aligned = self.aligner.process.remote(window, keep, flows, *batches)
             hr = self.upscalers.process_windows(aligned)
-        return self.encoder.write_segment.remote(work.chunk.index, hr, work.pts)
+        return self.encoder.write_segment.remote(work.chunk.index, hr, work.pts, self.target)
 
     def submit_group(self, works: list[ChunkWork]) -> list[Any]:
         """Several chunks of equal shape through one forward pass of one upscaler (a recurrent model's
@@ -135,7 +208,7 @@ class RayExecutor:
         self.wait_ready()
         items = [(w.window, w.chunk.keep, len(w.batches)) for w in works]
         hrs = self.upscalers.process_group(items, [b for w in works for b in w.batches])
-        return [self.encoder.write_segment.remote(w.chunk.index, hr, w.pts)
+        return [self.encoder.write_segment.remote(w.chunk.index, hr, w.pts, self.target)
                 for w, hr in zip(works, hrs, strict=True)]
 
     def wait(self, handles: list[Any], timeout: float | None) -> list[Any]:

@@ -296,16 +296,16 @@ def run_job(
     cancel: threading.Event | None = None,
     on_chunk: Callable[[int], None] | None = None,
 ) -> UpscaleResult:
-    """Run a planned job: its own decoder, encoder (and motion/aligner) actors, upscalers from ``pool`` (an
-    ``UpscalerPool`` shared with other jobs, or a function that starts one for this job alone, killed at
-    the end). ``cancel`` set by another thread stops the job like Ctrl-C; ``on_chunk(frames)`` is called
-    as each chunk is recorded. Ray must be running when ``pool`` is shared."""
+    """Run a planned job: its own decoder, encoder (idle ones an earlier job left, or new) and motion/aligner
+    actors, upscalers from ``pool`` (an ``UpscalerPool`` shared with other jobs, or a function that starts
+    one for this job alone). ``cancel`` set by another thread stops the job like Ctrl-C; ``on_chunk(frames)``
+    is called as each chunk is recorded. Ray must be running when ``pool`` is shared."""
     import ray
 
-    from vsr_pipeline.executors import RayExecutor, start_decoders
+    from vsr_pipeline.executors import RayExecutor, finish_encoder, start_decoders, start_encoder
     from vsr_pipeline.ledger import Ledger
     from workers.aligner import Aligner
-    from workers.encoder import Encoder, check_encoder, is_video_path, join_segments
+    from workers.encoder import SegmentTarget, check_encoder, is_video_path, join_segments
     from workers.motion import Motion
 
     opts, spec, info, chunks = plan.opts, plan.spec, plan.info, plan.chunks
@@ -340,7 +340,8 @@ def run_job(
         for k in stats:
             stats[k] += done[k]
 
-    ended_well = False  # the pool is kept warm only then, and only where Ray outlives the job
+    # kept for the next job (``warm_actors``) where Ray outlives the job and it ends well; else killed
+    ended_well = False
     keep_ray = ray.is_initialized()
     try:
         with ray_session(opts.address):
@@ -352,8 +353,7 @@ def run_job(
             upscalers = pool() if own_pool else pool
             decoders = start_decoders(info, plan.chunk, opts.fps, opts.on_corrupt, opts.decoders,
                                       deinterlace=opts.deinterlace)
-            actors = list(decoders.actors)
-            motion = aligner = None
+            stages, motion, aligner = [], None, None
             if opts.align:
                 motion = ray.remote(num_cpus=0, num_gpus=gpu_share / 2, **restarts)(
                     reporting_errors(Motion)
@@ -361,17 +361,16 @@ def run_job(
                 aligner = ray.remote(num_cpus=0, num_gpus=gpu_share / 2, **restarts)(
                     reporting_errors(Aligner)
                 ).remote(spec.radius, opts.aligned_dtype, stage_device, 0 if gpu else max(1, cpus // 2))
-                actors += [motion, aligner]
-            encoder = ray.remote(num_cpus=0, **restarts)(reporting_errors(Encoder)).remote(
-                str(output), info, opts.scale, encode, str(ledger.segments))
-            actors.append(encoder)
+                stages += [motion, aligner]
+            target = SegmentTarget(str(output), info, opts.scale, encode, str(ledger.segments))
+            encoder, encoder_ready = start_encoder(target, restarts)
             try:
                 # Waited for at the first chunk's submission, after its decode was asked for: the first
                 # decode overlaps the upscaler's start-up (torch import, weights) instead of following it.
-                ready = ((upscalers.ready() if own_pool else [])
-                         + [a.ready.remote() for a in (motion, aligner, encoder) if a is not None])
+                ready = [*(upscalers.ready() if own_pool else []), *(a.ready.remote() for a in stages),
+                         encoder_ready]
                 log.debug("workers starting: %d of %d chunk(s) to compute", len(todo), len(chunks))
-                executor = RayExecutor(upscalers, encoder, motion, aligner, ready=ready,
+                executor = RayExecutor(upscalers, encoder, target, motion, aligner, ready=ready,
                                        sequences=chunks_per_pass(spec, opts.sequences))
                 try:
                     run(executor, decoders, todo)
@@ -380,7 +379,6 @@ def run_job(
                     decoders.kill()
                     decoders = start_decoders(info, plan.chunk, opts.fps, opts.on_corrupt, 1, parallel=False,
                                               deinterlace=opts.deinterlace)
-                    actors += decoders.actors
                     run(executor, decoders, {c.index for c in chunks} - set(ledger.done))
                 executor.wait_ready()  # when nothing was submitted (every chunk resumed): errors still count
                 device_name = upscalers.device_name()
@@ -391,8 +389,10 @@ def run_job(
                     model_seconds = round(sum(float(s["busy_s"]) for s in busy), 3)
                 ended_well = True
             finally:
-                for actor in actors:
+                for actor in stages:
                     ray.kill(actor)
+                decoders.finish(keep=keep_ray and ended_well)
+                finish_encoder(encoder, restarts, keep=keep_ray and ended_well)
                 if own_pool:
                     upscalers.finish(keep=keep_ray and ended_well)
         ledger.extra["corrupt"] = _merge_corrupt(ledger.extra.get("corrupt", []), corrupt)

@@ -1,11 +1,14 @@
 """Decoder worker: reads a video or image folder in fixed-size batches of uint8 RGB frames.
 
 Sequentially (``read``), or batch ``b`` of size ``n`` on request (``read_batch``), so several decoders can
-share one seekable input; :func:`assign_batches` says which decoder reads which batch.
+share one seekable input; :func:`assign_batches` says which decoder reads which batch. An actor reads one
+input at a time: the one it was made with, or the one ``open`` names (a job taking an idle decoder another
+job used, ``vsr_pipeline.warm_actors``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from dataclasses import asdict
 from fractions import Fraction
@@ -17,11 +20,36 @@ from vsr_pipeline.media import FrameReader
 
 
 class Decoder:
-    """Plain class wrapped by ``ray.remote`` in the pipeline; one per input."""
+    """Plain class wrapped by ``ray.remote`` in the pipeline; reads one input at a time (none until
+    ``open`` when made without a ``path``)."""
 
-    def __init__(self, path: str, fps: Fraction | None = None, on_corrupt: str = "fail",
+    def __init__(self, path: str | None = None, fps: Fraction | None = None, on_corrupt: str = "fail",
                  deinterlace: bool = True):
-        self.reader = FrameReader(path, fps=fps, on_corrupt=on_corrupt, deinterlace=deinterlace)
+        self._reader: FrameReader | None = None
+        self._error: Exception | None = None
+        if path is not None:
+            # kept, and raised by the first read: an actor's constructor must not fail (the driver would see
+            # only that the actor died)
+            with contextlib.suppress(Exception):
+                self.open(path, fps, on_corrupt, deinterlace)
+
+    def open(self, path: str, fps: Fraction | None = None, on_corrupt: str = "fail",
+             deinterlace: bool = True) -> bool:
+        """Read ``path`` from its first frame on (the input before, if any, is closed); True. Its error is
+        also raised by every read until the next ``open``."""
+        self.close()
+        try:
+            self._reader = FrameReader(path, fps=fps, on_corrupt=on_corrupt, deinterlace=deinterlace)
+        except Exception as exc:
+            self._error = exc
+            raise
+        return True
+
+    @property
+    def reader(self) -> FrameReader:
+        if self._reader is None:
+            raise self._error or RuntimeError("this decoder has no input open")
+        return self._reader
 
     def read(self, n: int) -> tuple[np.ndarray, list[int | None]]:
         """The next ``n`` frames (fewer at the end) and their PTS (``None``: a lost frame to leave out)."""
@@ -62,7 +90,10 @@ class Decoder:
                 "renumbered_first": renumbered_first, "deinterlaced": self.reader.deinterlace}
 
     def close(self) -> None:
-        self.reader.close()
+        """Close the input (the decoder can ``open`` another)."""
+        reader, self._reader, self._error = self._reader, None, None
+        if reader is not None:
+            reader.close()
 
 
 def assign_batches(total_frames: int, n: int, decoders: int, keyframes: list[int] | None) -> list[int]:

@@ -3,6 +3,10 @@
 A segment appears under its name only when complete (temporary name, then rename), so the ledger
 (``vsr_pipeline.ledger``) can trust any segment it names. The driver joins the segments at the end
 (``join_segments``): packets copied, no re-encoding.
+
+Each chunk's call carries its job's :class:`SegmentTarget`, so an encoder actor holds no job of its own: an
+idle one another job used (``vsr_pipeline.warm_actors``), or one Ray restarted (its constructor's arguments
+are the first job's), writes where and how the chunk's job asks.
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vsr_pipeline.cluster import actor_restarted
 from vsr_pipeline.media import EncodeSettings, ImageFolderWriter, VideoInfo
 from vsr_pipeline.media.mux import concat_segments
 
@@ -31,42 +37,69 @@ def segment_suffix(output: str | Path) -> str:
     return Path(output).suffix.lower() if is_video_path(output) else ""
 
 
-class Encoder:
-    """Plain class wrapped by ``ray.remote``; one segment per call, independent of the others."""
+@dataclass(frozen=True)
+class SegmentTarget:
+    """Where and how one job's segments are written: the final ``output`` (its extension picks the muxer, or
+    PNG folders), the input's ``info``, the ``scale``, the ``encode`` settings, and the ``segments`` folder
+    (default: the output's)."""
 
-    def __init__(
-        self,
-        output: str,
-        info: VideoInfo,
-        scale: int,
-        encode: EncodeSettings | None = None,
-        segments: str | None = None,
-    ):
-        self.output = Path(output)
-        self.info = info
-        self.width, self.height = info.width * scale, info.height * scale
-        self.encode = encode or EncodeSettings()
-        self.segments = Path(segments) if segments is not None else self.output.parent
-        self.video = is_video_path(output)
-        if self.video:  # fail now, not at the first chunk, on a codec/container that cannot work
-            check_encoder(self.segments / f".check{self.output.suffix}", info, scale, self.encode)
+    output: str
+    info: VideoInfo
+    scale: int
+    encode: EncodeSettings = field(default_factory=EncodeSettings)
+    segments: str | None = None
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.segments) if self.segments is not None else Path(self.output).parent
+
+
+class Encoder:
+    """Plain class wrapped by ``ray.remote``; one segment per call, independent of the others. ``target``:
+    the job of calls that name none."""
+
+    def __init__(self, target: SegmentTarget | None = None):
+        self.target = target
+        self._checked: SegmentTarget | None = None
+        if target is not None:
+            self.check(target)
+
+    def check(self, target: SegmentTarget) -> bool:
+        """MediaError now, not at the first chunk, when ``target``'s codec, container or settings cannot
+        work on this node (checked once per target); True."""
+        if target != self._checked:
+            if is_video_path(target.output):
+                check_encoder(target.folder / f".check{Path(target.output).suffix}", target.info,
+                              target.scale, target.encode)
+            self._checked = target
+        return True
+
+    def restarted(self) -> bool:
+        """Whether Ray restarted this actor after its process died (False outside Ray)."""
+        return actor_restarted()
 
     def write_segment(
-        self, index: int, frames: np.ndarray, pts: Sequence[int | None]
+        self, index: int, frames: np.ndarray, pts: Sequence[int | None], target: SegmentTarget | None = None
     ) -> tuple[str | None, int]:
         """Encode chunk ``index``'s HR frames uint8 (T, H, W, 3) with their source pts (``None``: leave the
-        frame out) as one segment; returns (segment file name or None when no frame is left, frames)."""
+        frame out) as one segment of ``target``'s job (default: the constructor's); returns (segment file
+        name or None when no frame is left, frames)."""
+        target = target or self.target
+        if target is None:
+            raise ValueError("write_segment needs a target: this encoder was made without one")
+        self.check(target)
         keep = [i for i, p in enumerate(pts) if p is not None]
         if len(keep) != len(pts):
             frames = np.ascontiguousarray(frames[keep])
             pts = [pts[i] for i in keep]
         if not keep:
             return None, 0
-        name = f"{index:06d}{segment_suffix(self.output)}"
-        path = self.segments / name
+        name = f"{index:06d}{segment_suffix(target.output)}"
+        path = target.folder / name
         writer: Any
-        if self.video:
-            writer = self.encode.open_writer(path, self.width, self.height, self.info, overwrite=True)
+        if is_video_path(target.output):
+            w, h = target.info.width * target.scale, target.info.height * target.scale
+            writer = target.encode.open_writer(path, w, h, target.info, overwrite=True)
         else:
             writer = ImageFolderWriter(path, overwrite=True)
         with writer:

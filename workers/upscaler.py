@@ -7,6 +7,7 @@ whether Ray restarted it (a restarted actor has used up part of its restart budg
 
 from __future__ import annotations
 
+from vsr_pipeline.cluster import actor_restarted
 from vsr_pipeline.engine import Engine
 
 
@@ -25,17 +26,7 @@ class Upscaler(Engine):
 
     def restarted(self) -> bool:
         """Whether Ray restarted this actor after its process died (False outside Ray)."""
-        import warnings
-
-        try:
-            import ray
-
-            with warnings.catch_warnings():  # Ray 2.x warns inside its own property (its use of actor_id)
-                warnings.simplefilter("ignore", DeprecationWarning)
-                context = ray.get_runtime_context() if ray.is_initialized() else None
-                return bool(context is not None and context.was_current_actor_reconstructed)
-        except Exception:  # pragma: no cover - not in an actor
-            return False
+        return actor_restarted()
 
     def stats(self) -> dict[str, float | int | str | None]:
         out = super().stats()
