@@ -62,7 +62,7 @@ def frames_of(folder: Path) -> list[np.ndarray]:
     out = []
     for path in sorted(folder.glob("cam*.mp4")):
         with FrameReader(path) as reader:
-            out.append(reader.read(10**6)[0])
+            out.append(reader.read(reader.info.frames)[0])
     return out
 
 

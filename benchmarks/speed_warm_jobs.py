@@ -7,8 +7,8 @@ the next job taking the previous one's warm upscaler and, since 2026-12-05, its 
 The clip: the first ``--frames`` frames of bikes.mp4, MATLAB bicubic x4 down (160x68), x264. Ray starts once
 in this process (as a notebook or service would); then ``--jobs`` rounds of: a cold job (``WARM_SECONDS = 0``:
 it starts its upscaler, decoder and encoder and kills them), a job that starts them and leaves them warm (not
-measured), and a warm job that takes them. Rounds interleave the two kinds so a slow spell of the machine hits both. Reported: the
-median seconds of each, and their ratio.
+measured), and a warm job that takes them. Rounds interleave the two kinds so a slow spell of the machine
+hits both. Reported: the median seconds of each, and their ratio.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ models, PyAV encode). The public Python API::
   decimate, then codec and noise stages).
 - ``list_models()`` -> dict: every registered model, its scales and installed weights.
 - ``release_warm_upscalers()``: where the caller keeps Ray running, a job that ends well leaves its upscaler
-  actors warm for the next (``vsr_pipeline.upscaler_pool``); this kills them now, freeing their slots.
+  actors warm, and its decoder and encoder idle, for the next (``vsr_pipeline.warm_actors``); this kills them
+  now, freeing their slots.
 - ``UpscaleOptions`` (one job), ``ModelSettings``, ``EncodeSettings``, ``BatchOptions``: typed settings whose
   defaults are the CLI's. ``Engine``: the inference engine alone (numpy frames in and out, no Ray).
 - Errors: ``VsrError`` and its subclasses carry the CLI's exit code (``exit_code``).

@@ -208,6 +208,7 @@ class UpscalerPool:
 
 
 def release_warm_upscalers() -> None:
-    """Kill the upscaler actors a finished job left warm in this process, freeing their CPU or GPU slots."""
+    """Kill the upscaler actors a finished job left warm in this process, freeing their CPU or GPU slots, and
+    the idle decoders and encoders (``vsr_pipeline.warm_actors``)."""
     warm_actors.release()
 
