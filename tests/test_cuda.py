@@ -179,9 +179,10 @@ def test_the_upscaler_actor_runs_on_the_gpu_it_is_placed_on(tmp_path: Path, ray_
     that finishes had its upscaler placed on one."""
     import ray
 
-    from vsr_pipeline import UpscaleOptions, upscale
-    from vsr_pipeline.media import probe
+    from vsr_pipeline import UpscaleOptions, release_warm_upscalers, upscale, warm_actors
+    from vsr_pipeline.media import FrameReader, probe
 
+    release_warm_upscalers()
     if GPU == "cuda":
         assert ray.cluster_resources().get("GPU", 0) >= 1, ray.cluster_resources()
     src = make_clip(tmp_path / "in.mp4", textured_frames(12, 64, 48))
@@ -190,6 +191,18 @@ def test_the_upscaler_actor_runs_on_the_gpu_it_is_placed_on(tmp_path: Path, ray_
     assert name in res.device, res.device
     info = probe(tmp_path / "out.mp4")
     assert (info.frames, info.width, info.height) == (12, 256, 192)
+
+    # the next job takes the warm upscaler (its GPU slot kept) and the idle decoder and encoder, and writes
+    # the same frames
+    (upscaler,) = warm_actors._parked.actors if warm_actors._parked else [None]
+    idle = warm_actors.idle_count()
+    assert upscaler is not None and idle == 2
+    again = upscale(src, tmp_path / "again.mp4", UpscaleOptions(model="espcn", device=GPU, progress=False))
+    assert again.device == res.device and warm_actors._parked is not None
+    assert warm_actors._parked.actors == [upscaler] and warm_actors.idle_count() == idle
+    with FrameReader(tmp_path / "out.mp4") as a, FrameReader(tmp_path / "again.mp4") as b:
+        assert np.array_equal(a.read(12)[0], b.read(12)[0])
+    release_warm_upscalers()
 
 
 def test_basicvsr_chunks_give_the_same_frames_as_sequences_of_four_or_alone() -> None:
