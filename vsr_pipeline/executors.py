@@ -156,7 +156,7 @@ def finish_encoder(actor: Any, restarts: dict[str, int], keep: bool) -> None:
 
     if keep:
         try:
-            if not ray.get(actor.restarted.remote(), timeout=warm_actors.IDLE_CHECK_S):
+            if not ray.get(actor.idle.remote(), timeout=warm_actors.IDLE_CHECK_S):
                 warm_actors.give(idle_key(module.Encoder, {"num_cpus": 0, **restarts}), [actor])
                 return
         except Exception as exc:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from vsr_pipeline.heap import release_free_memory
 from vsr_pipeline.media import FrameReader
 
 
@@ -90,10 +91,11 @@ class Decoder:
                 "renumbered_first": renumbered_first, "deinterlaced": self.reader.deinterlace}
 
     def close(self) -> None:
-        """Close the input (the decoder can ``open`` another)."""
+        """Close the input (the decoder can ``open`` another) and return the heap's free memory to the OS."""
         reader, self._reader, self._error = self._reader, None, None
         if reader is not None:
             reader.close()
+            release_free_memory()
 
 
 def assign_batches(total_frames: int, n: int, decoders: int, keyframes: list[int] | None) -> list[int]:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from vsr_pipeline.cluster import actor_restarted
+from vsr_pipeline.heap import release_free_memory
 from vsr_pipeline.media import EncodeSettings, ImageFolderWriter, VideoInfo
 from vsr_pipeline.media.mux import concat_segments
 
@@ -74,8 +75,10 @@ class Encoder:
             self._checked = target
         return True
 
-    def restarted(self) -> bool:
-        """Whether Ray restarted this actor after its process died (False outside Ray)."""
+    def idle(self) -> bool:
+        """Before waiting idle for another job: return the heap's free memory to the OS; whether Ray restarted
+        this actor after its process died (then it is not kept; False outside Ray)."""
+        release_free_memory()
         return actor_restarted()
 
     def write_segment(
