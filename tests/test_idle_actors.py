@@ -158,3 +158,22 @@ def test_a_decoder_reads_one_input_after_another_as_new_decoders_do(clips: list[
         dec.open(str(tmp_path / "missing.mp4"))
     with pytest.raises(MediaError):
         dec.read(1)
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_seeking_decoders_are_reused_too(tmp_path: Path) -> None:
+    """``--decoders 2`` on a clip with a keyframe every 12 frames: the second job opens both idle decoders
+    on its input, and every frame is the one new decoders give."""
+    from tests.test_parallel_decode import encode_x264
+
+    clip = encode_x264(tmp_path / "gop.mp4", frames=36)
+    release_warm_upscalers()
+    upscale(clip, tmp_path / "a.mp4", opts(decoders=2, chunk=6))
+    decoders = idle("Decoder")
+    assert len(decoders) == 2
+    upscale(clip, tmp_path / "b.mp4", opts(decoders=2, chunk=6))
+    assert sorted(idle("Decoder")) == sorted(decoders)
+    release_warm_upscalers()
+    upscale(clip, tmp_path / "c.mp4", opts(decoders=2, chunk=6))
+    assert (tmp_path / "b.mp4").read_bytes() == (tmp_path / "c.mp4").read_bytes()
+    release_warm_upscalers()
