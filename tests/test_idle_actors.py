@@ -40,8 +40,8 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def idle(kind: str) -> list[str]:
     """Actor ids of the idle actors of class ``kind`` (Decoder, Encoder)."""
     with warm_actors._lock:
-        return [a._actor_id.hex() for key, entries in warm_actors._idle.items() if key[0].__name__ == kind
-                for _, a in entries]
+        return [a._actor_id.hex() for key, entries in warm_actors._idle.items()
+                if getattr(key[1], "__name__", None) == kind for _, a in entries]
 
 
 def is_dead(actor: Any) -> bool:
@@ -121,14 +121,20 @@ def test_at_most_idle_max_are_kept_and_a_dead_one_is_not_handed_out(monkeypatch:
     killed: list[Any] = []
     monkeypatch.setattr(warm_actors, "kill", lambda actors, why="": killed.extend(actors))
     monkeypatch.setattr(warm_actors, "IDLE_MAX", 2)
-    warm_actors.give("k", ["a", "b", "c"])
-    assert killed == ["a"] and warm_actors.idle_count("k") == 2
+    key = ("session 1", "decoder")
+    warm_actors.give(key, ["a", "b", "c"])
+    assert killed == ["a"] and warm_actors.idle_count(key) == 2
 
     monkeypatch.setattr(warm_actors, "IDLE_CHECK_S", 0.05)
     never = ray.ObjectRef.from_random()  # a check that never answers: a dead actor's
-    taken = warm_actors.take_idle("k", 5, lambda a: never if a == "c" else ray.put(True))
-    assert taken == ["b"] and killed == ["a", "c"] and warm_actors.idle_count("k") == 0
-    assert warm_actors.take_idle("other", 1, lambda a: ray.put(True)) == []
+    taken = warm_actors.take_idle(key, 5, lambda a: never if a == "c" else ray.put(True))
+    assert taken == ["b"] and killed == ["a", "c"] and warm_actors.idle_count(key) == 0
+    assert warm_actors.take_idle(("session 1", "encoder"), 1, lambda a: ray.put(True)) == []
+
+    # Ray shut down and started again without release(): the earlier session's idle actors are killed
+    warm_actors.give(key, ["d"])
+    assert warm_actors.take_idle(("session 2", "decoder"), 1, lambda a: ray.put(True)) == []
+    assert killed[-1] == "d" and warm_actors.idle_count() == 0
 
 
 def test_a_decoder_reads_one_input_after_another_as_new_decoders_do(clips: list[Path],

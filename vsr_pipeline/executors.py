@@ -91,11 +91,13 @@ class RayDecoders:
 
 
 def idle_key(cls: type, options: dict[str, Any]) -> tuple[Any, ...]:
-    """What a job must ask for to take an idle decoder or encoder (``warm_actors.take_idle``): the actor
-    class (a test may replace it), its Ray options, and the Ray session."""
+    """What a job must ask for to take an idle decoder or encoder (``warm_actors.take_idle``): the Ray session
+    first (the driver's node and job: job ids start again at 1 in every session), then the actor class (a
+    test may replace it) and its Ray options."""
     import ray
 
-    return cls, tuple(sorted(options.items())), ray.get_runtime_context().get_job_id()
+    ctx = ray.get_runtime_context()
+    return (ctx.get_node_id(), ctx.get_job_id()), cls, tuple(sorted(options.items()))
 
 
 def start_decoders(info: VideoInfo, batch: int, fps: Any, on_corrupt: str, count: int,

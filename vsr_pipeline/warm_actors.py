@@ -7,8 +7,10 @@ imports, and for an upscaler its weights.
   so they hold their Ray resources (CPU or GPU slots) no longer than that.
 - Idle decoders and encoders (``give``, ``take_idle``): actors that hold no slot and take each job's input
   or output with their calls, so any number of jobs, one after another or side by side (``vsr batch``),
-  share them. At most ``IDLE_MAX`` of a key are kept; ``WARM_SECONDS`` after it was given back, an unused
-  one is killed, and ``release()`` kills them all.
+  share them. Their key is a tuple whose first element is the Ray session: those of another session are
+  killed when a key is asked for (the caller shut Ray down without ``release()``). At most ``IDLE_MAX`` of
+  a key are kept; ``WARM_SECONDS`` after it was given back, an unused one is killed, and ``release()``
+  kills them all.
 """
 
 from __future__ import annotations
@@ -135,9 +137,12 @@ def take_idle(key: Any, n: int, check: Callable[[Any], Any]) -> list[Any]:
     import ray
 
     with _lock:
+        stale = [a for k in [k for k in _idle if k[0] != key[0]] for _, a in _idle.pop(k)]
         entries = _idle.get(key, [])
         taken = [a for _, a in entries[max(0, len(entries) - n):]] if n > 0 else []
         del entries[len(entries) - len(taken):]
+    if stale:
+        kill(stale, "idle actors of an earlier Ray session")
     if not taken:
         return []
     refs = [check(a) for a in taken]
