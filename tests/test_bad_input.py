@@ -182,6 +182,12 @@ def unknown_codec(tmp: Path) -> tuple[list[str], Path]:
     return [*args, "--codec", "nosuchcodec"], out
 
 
+def x265_too_narrow(tmp: Path) -> tuple[list[str], Path]:
+    """20x16 x2: 40 px wide, where libx265 corrupts its heap and aborts the process (33-48 px measured)."""
+    args, out = _up(_clip(tmp, w=20, h=16), tmp / "o.mp4")
+    return [*args, "--codec", "libx265"], out
+
+
 def mixed_size_folder(tmp: Path) -> tuple[list[str], Path]:
     (tmp / "frames").mkdir()
     cv2.imwrite(str(tmp / "frames" / "1.png"), np.zeros((16, 16, 3), np.uint8))
@@ -273,6 +279,8 @@ CASES = [
          ("unknown field 'learning_rate'",)),
     Case("bad --on-corrupt value", bad_on_corrupt, errors.EXIT_USAGE, ("--on-corrupt",)),
     Case("unknown codec", unknown_codec, errors.EXIT_INPUT, ("nosuchcodec",)),
+    Case("libx265 output 40 px wide", x265_too_narrow, errors.EXIT_INPUT,
+         ("libx265", "33 to 48 px", "libx264")),
     Case("1x1 video", tiny_1x1, OK, check=_frames(6, 2, 2)),
     Case("odd size 17x13", odd_size, OK, check=_frames(6, 34, 26)),
     Case("10-bit input", ten_bit, OK, check=_frames(6, 32, 32)),

@@ -205,7 +205,7 @@ def reader_outcome(path: Path, source: np.ndarray, seek_step: int = 2) -> dict[s
 def test_b_frame_codecs_in_every_container(codec: str, tmp_path: Path) -> None:
     """Each container that takes the codec: every frame once and in place, pts increasing, seeks exact or
     refused (benchmarks/reliability_container_matrix.py sweeps more codecs and containers). 64x48: libx265
-    corrupts its heap below one 64-pixel coding unit's width (48x32 aborts the process)."""
+    corrupts its heap at widths of 33-48 px (refused: ``media.writer.X265_ABORTS``)."""
     source = textured_frames(24, 64, 48, seed=1)
     encoder, options = CODECS[codec]
     written = 0

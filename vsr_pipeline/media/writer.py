@@ -23,6 +23,10 @@ from .probe import ColourTags, VideoInfo, main_video, open_input
 log = logging.getLogger(__name__)
 
 _X26X = {"libx264", "libx265"}
+#: frame widths refused for libx265: through PyAV 18.1's FFmpeg it corrupts its heap and aborts the process
+#: ("corrupted size vs. prev_size") at every width from 33 to 48 px, whatever the height; every other width
+#: of a sweep (18-220 px, heights 16-90, odd widths in yuv444p) wrote
+X265_ABORTS = range(33, 49)
 _VPX = {"libvpx", "libvpx-vp9"}
 
 
@@ -192,6 +196,10 @@ class VideoWriter(AtomicOutput):
             raise MediaError(f"{self.path}: unknown encoder {codec!r} ({short_reason(exc)})") from None
         if codec_obj.type != "video":
             raise MediaError(f"{self.path}: {codec!r} is not a video encoder")
+        if codec == "libx265" and self.width in X265_ABORTS:
+            raise MediaError(f"{self.path}: libx265 aborts the process on frames {X265_ABORTS.start} to "
+                             f"{X265_ABORTS.stop - 1} px wide ({self.width} px here); use libx264 or another "
+                             "scale")
         formats = {f.name for f in (codec_obj.video_formats or ())}
         if formats and self.pix_fmt not in formats:
             raise MediaError(f"{self.path}: encoder {codec} cannot take {self.pix_fmt}"
