@@ -33,13 +33,20 @@ def test_reuse_stops_faulting_large_buffers_in_every_pass() -> None:
     torch.set_num_threads(1)
     try:
         assert reuse_freed_memory(False)
-        default = faults_per_pass()
+        default = faults_per_pass(12)
         assert reuse_freed_memory(True)
-        reused = faults_per_pass()
+        reused = faults_per_pass(12)
     finally:
         assert reuse_freed_memory(False)  # glibc's defaults again for the rest of the test process
         torch.set_num_threads(threads)
-    # 96 MiB in 4 KiB pages, mmapped afresh and zeroed by the kernel in every pass
-    assert min(default[-4:]) > 20_000, default
-    # once the heap holds both buffers (a few passes), a pass faults nothing in
-    assert max(reused[-4:]) < 500, reused
+    # 96 MiB in 4 KiB pages (24,578 faults a pass in a fresh process), mmapped afresh and zeroed by the
+    # kernel in every pass. glibc serves a request from a free heap chunk that is large enough before it
+    # considers mmap, so in a process whose heap already holds one (pytest's, at times: 1 run in 3 measured
+    # 16,385, the 32 MiB buffer served from the heap) only the 64 MiB buffer faults: at least that
+    assert min(default[4:]) > 16_000, default
+    # once the heap holds both buffers (a few passes), a pass faults nothing in. Not every pass: this VM's
+    # kernel pages out idle memory on its own (a DAMON kdamond with a "pageout" scheme on physical memory,
+    # /sys/kernel/mm/damon/admin/kdamonds/0), so a kept buffer is at times faulted in again (measured alone,
+    # 12 passes: 0 to 4 of the last 8 refaulted 8,192 or 16,384 pages)
+    assert min(reused[4:]) < 500, reused
+    assert sum(reused[4:]) < 0.5 * sum(default[4:]), (reused, default)
