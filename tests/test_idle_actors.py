@@ -16,19 +16,13 @@ import ray
 
 from tests import faults
 from tests.conftest import make_clip, textured_frames
-from vsr_pipeline import UpscaleOptions, upscale, warm_actors
+from tests.test_warm_upscalers import opts  # ESPCN x2, chunk 4, crf 0, fp32-cl
+from vsr_pipeline import upscale, warm_actors
 from vsr_pipeline.errors import VsrError
 from vsr_pipeline.executors import idle_key
 from vsr_pipeline.media import FrameReader, MediaError
 from vsr_pipeline.upscaler_pool import release_warm_upscalers
 from workers.decoder import Decoder
-
-
-def opts(**kw: object) -> UpscaleOptions:
-    base: dict[str, object] = {"model": "espcn", "scale": 2, "chunk": 4, "crf": 0, "precision": "fp32-cl",
-                               "progress": False}
-    base.update(kw)
-    return UpscaleOptions(**base)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
