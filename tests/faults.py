@@ -1,6 +1,6 @@
-"""Fault injection for tests and benchmarks: an ``Encoder`` that fails on purpose, put in place of
-``workers.encoder.Encoder`` (the class a job's encoder actor is made from) with monkeypatch. Product code
-reads no variable for it.
+"""Fault injection for tests and benchmarks: an ``Encoder`` (or ``Decoder``) that fails on purpose, put in
+place of ``workers.encoder.Encoder`` (``workers.decoder.Decoder``: the classes a job's actors are made from)
+with monkeypatch. Product code reads no variable for it.
 
 A spec is ``MODE:K[:MARKER]`` or ``delay:SECONDS``:
 
@@ -20,6 +20,7 @@ repeat it; without a marker ``raise``/``exit`` fire on every attempt, like ``alw
     install(monkeypatch, "raise:1:/tmp/fired")  # in a test; undone with the monkeypatch
     with injected("always:3"): ...              # for part of a test
     python -m tests.fault_cli delay:2 -- upscale in.mp4 -o out.mp4 ...  # the CLI in a subprocess
+    install_decoder(monkeypatch, "exit:2:/tmp/fired")  # a decoder dies at decode batch 2
 
 The class is made in the driver and travels to the actor's process pickled: Ray pickles an actor class with
 its cloudpickle, by reference when the class's module can be imported there. ``tests`` is not an installed
@@ -39,8 +40,10 @@ from typing import Any
 
 import numpy as np
 
+import workers.decoder
 import workers.encoder
 from vsr_pipeline.media import MediaError
+from workers.decoder import Decoder
 from workers.encoder import Encoder, SegmentTarget
 
 MODES = ("raise", "exit", "always", "bug", "input", "delay")
@@ -70,7 +73,8 @@ class Fault:
         return cls(spec, mode, index=int(k), marker=marker or None)
 
     def fire(self, index: int) -> None:
-        """Called at the start of chunk ``index``'s ``write_segment``, inside the encoder actor."""
+        """Called at the start of chunk ``index``'s ``write_segment`` inside the encoder actor (a decoder's:
+        batch ``index``'s read)."""
         if self.mode == "delay":
             time.sleep(self.seconds)
             return
@@ -104,6 +108,48 @@ def faulty_encoder(spec: str) -> type[Encoder]:
     # the actor's process title stays ``ray::Encoder`` (tools find the stages by it)
     FaultyEncoder.__name__ = "Encoder"
     return FaultyEncoder
+
+
+def faulty_decoder(spec: str) -> type[Decoder]:
+    """A ``Decoder`` subclass that injects the fault ``spec`` (``raise``/``exit``/``always``) at the start of
+    decode batch ``K``: ``read_batch``'s own ``b``; a sequential decoder counts its ``read``/``skip`` calls
+    from 0 since its input was opened (a restarted one counts again)."""
+    fault = Fault.parse(spec)
+    if fault.mode not in ("raise", "exit", "always"):
+        raise ValueError(f"fault spec {spec!r}: a decoder takes raise|exit|always:K[:MARKER]")
+
+    class FaultyDecoder(Decoder):
+        FAULT = fault
+
+        def open(self, *args: Any, **kwargs: Any) -> bool:
+            self._batch = 0
+            return super().open(*args, **kwargs)
+
+        def _next(self) -> None:
+            b, self._batch = self._batch, self._batch + 1
+            self.FAULT.fire(b)
+
+        def read(self, n: int) -> tuple[np.ndarray, list[int | None]]:
+            self._next()
+            return super().read(n)
+
+        def skip(self, n: int) -> int:
+            self._next()
+            return super().skip(n)
+
+        def read_batch(self, b: int, n: int) -> tuple[np.ndarray, list[int | None]]:
+            self.FAULT.fire(b)
+            return super().read_batch(b, n)
+
+    FaultyDecoder.__name__ = "Decoder"
+    return FaultyDecoder
+
+
+def install_decoder(monkeypatch: Any, spec: str) -> type[Decoder]:
+    """Make every job started from now on use decoders injecting ``spec`` (``faulty_decoder``)."""
+    cls = faulty_decoder(spec)
+    monkeypatch.setattr(workers.decoder, "Decoder", cls)
+    return cls
 
 
 def install(monkeypatch: Any, spec: str) -> type[Encoder]:

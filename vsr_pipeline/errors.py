@@ -52,6 +52,11 @@ class WorkerRestartingError(WorkerLostError):
     it is back, without using up an attempt (a restart loads the model again: seconds on a slow machine)."""
 
 
+class DecoderFailedError(Exception):
+    """A decoder's process or node was lost, or it met an error of the moment (I/O): the job starts a new
+    decoder at its first unfinished chunk (``vsr_pipeline.executors.run_decoding``), ``--retries`` times."""
+
+
 #: OSErrors that recur: a path that is wrong, a full or read-only disk
 _LASTING_OS_ERRORS = (
     FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError,

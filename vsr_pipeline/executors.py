@@ -13,12 +13,20 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from vsr_pipeline.cluster import is_lost_worker, root_cause
-from vsr_pipeline.errors import WorkerLostError, WorkerRestartingError
+from vsr_pipeline.errors import (
+    ChunkFailedError,
+    DecoderFailedError,
+    WorkerLostError,
+    WorkerRestartingError,
+    is_transient,
+)
 from vsr_pipeline.media import VideoInfo
+from vsr_pipeline.media.seek import SeekError
 from vsr_pipeline.scheduler import ChunkWork
 from workers.decoder import assign_batches
 from workers.encoder import SegmentTarget
@@ -33,6 +41,8 @@ class RayDecoders:
 
     actors: list[Any]
     owners: list[int] | None = None
+    #: ``start_decoders``'s arguments (input, batch, fps, on_corrupt, deinterlace): for ``restart``
+    source: tuple[Any, ...] = ()
 
     def read(self, b: int, n: int) -> tuple[Any, Any]:
         if self.owners is None:
@@ -44,9 +54,19 @@ class RayDecoders:
         return self.actors[0].skip.remote(n) if self.owners is None else None
 
     def fetch(self, handle: Any) -> Any:
+        """A read's value. A lost decoder (its process or node) or one that met an error of the moment
+        (``is_transient``: I/O) raises ``DecoderFailedError``: new decoders can read on."""
         import ray
+        from ray.exceptions import RayError
 
-        return ray.get(handle)
+        try:
+            return ray.get(handle)
+        except RayError as exc:
+            cause = root_cause(exc)
+            if is_lost_worker(cause) or is_transient(cause):
+                text = (str(cause).strip().splitlines() or [""])[0]
+                raise DecoderFailedError(f"{type(cause).__name__}: {text}") from exc
+            raise
 
     def corrupt(self) -> list[dict[str, Any]]:
         """Frames found undecodable, by index (index, pts, time_s, reason)."""
@@ -71,6 +91,13 @@ class RayDecoders:
 
         for a in self.actors:
             ray.kill(a)
+
+    def restart(self) -> None:
+        """Kill these decoders; one new decoder reads the same input sequentially from its first frame."""
+        self.kill()
+        info, batch, fps, on_corrupt, deinterlace = self.source
+        new = start_decoders(info, batch, fps, on_corrupt, 1, parallel=False, deinterlace=deinterlace)
+        self.actors, self.owners = new.actors, new.owners
 
     def finish(self, keep: bool) -> None:
         """The job is over: close the input and hand the decoders back idle for a later job (``keep``: it
@@ -107,15 +134,41 @@ def start_decoders(info: VideoInfo, batch: int, fps: Any, on_corrupt: str, count
     earlier job handed back are taken first (``RayDecoders.finish``)."""
     from vsr_pipeline.media.seek import scan, seek_problem
 
-    args = (str(info.path), fps, on_corrupt, deinterlace)
+    args, source = (str(info.path), fps, on_corrupt, deinterlace), (info, batch, fps, on_corrupt, deinterlace)
     if parallel and count > 1:
         index = scan(info.path)
         problem = seek_problem(index, info, on_corrupt, deinterlace)
         if problem is None:
             owners = assign_batches(info.frames, batch, count, index.keyframes)
-            return RayDecoders(_decoders(max(owners, default=0) + 1, args), owners)
+            return RayDecoders(_decoders(max(owners, default=0) + 1, args), owners, source)
         log.info("%s: decoding sequentially (%s)", info.path, problem)
-    return RayDecoders(_decoders(1, args))
+    return RayDecoders(_decoders(1, args), None, source)
+
+
+def run_decoding(run: Callable[[RayDecoders, set[int]], None], decoders: RayDecoders,
+                 todo: Callable[[], set[int]], retries: int) -> int:
+    """``run(decoders, todo())`` until it ends without a decoder failure; returns how many times the
+    decoders failed and the job went on.
+
+    Where seeking proved inexact (``SeekError``) or a decoder failed (``DecoderFailedError``: a lost process
+    or node, I/O trouble of the moment), the decoders ``restart``: one new decoder, sequential (every frame
+    is decoded again up to the first unfinished chunk, so the corrupt-frame and timestamp reports stay
+    whole), and the chunks not yet done run on it. Decoder failures count against ``retries``; one more is
+    ``ChunkFailedError`` (exit 5, finished chunks kept). The caller finishes ``decoders``."""
+    failures = 0
+    while True:
+        try:
+            run(decoders, todo())
+            return failures
+        except SeekError as exc:  # not exact after all
+            log.warning("%s; decoding the rest sequentially", root_cause(exc))
+        except DecoderFailedError as exc:
+            failures += 1
+            if failures > retries:
+                raise ChunkFailedError(f"decoding failed {failures} times, last: {exc}; finished chunks are "
+                                       f"kept, rerun to resume") from None
+            log.warning("a decoder failed (%s); a new one reads on from the first unfinished chunk", exc)
+        decoders.restart()
 
 
 def _decoders(n: int, args: tuple[Any, ...]) -> list[Any]:

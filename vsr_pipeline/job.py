@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from models.registry import ModelSpec, resolve_weights
-from vsr_pipeline.cluster import ray_session, reporting_errors, restart_policy, root_cause
+from vsr_pipeline.cluster import ray_session, reporting_errors, restart_policy
 from vsr_pipeline.errors import InterruptedJob
 from vsr_pipeline.media import MediaError, VideoInfo, probe
 from vsr_pipeline.media.ingest import timestamp_warnings
-from vsr_pipeline.media.seek import SeekError
 from vsr_pipeline.options import (
     UpscaleOptions,
     check_input,
@@ -302,7 +301,13 @@ def run_job(
     is called as each chunk is recorded. Ray must be running when ``pool`` is shared."""
     import ray
 
-    from vsr_pipeline.executors import RayExecutor, finish_encoder, start_decoders, start_encoder
+    from vsr_pipeline.executors import (
+        RayExecutor,
+        finish_encoder,
+        run_decoding,
+        start_decoders,
+        start_encoder,
+    )
     from vsr_pipeline.ledger import Ledger
     from workers.aligner import Aligner
     from workers.encoder import SegmentTarget, check_encoder, is_video_path, join_segments
@@ -332,13 +337,11 @@ def run_job(
             on_chunk(c.core)
 
     def run(executor: RayExecutor, decoders: Any, todo: set[int]) -> None:
-        done = run_chunks(
+        run_chunks(
             decoded_chunks(chunks, todo, plan.chunk, decoders, info.frames), executor,
             max_inflight=opts.max_inflight, retries=opts.retries, on_done=record, cancel=cancel,
-            progress=opts.progress, total=info.frames,
+            progress=opts.progress, total=info.frames, stats=stats,
             initial=sum(c.core for c in chunks if c.index not in todo), desc=f"{opts.model} x{opts.scale}")
-        for k in stats:
-            stats[k] += done[k]
 
     # kept for the next job (``warm_actors``) where Ray outlives the job and it ends well; else killed
     ended_well = False
@@ -372,14 +375,9 @@ def run_job(
                 log.debug("workers starting: %d of %d chunk(s) to compute", len(todo), len(chunks))
                 executor = RayExecutor(upscalers, encoder, target, motion, aligner, ready=ready,
                                        sequences=chunks_per_pass(spec, opts.sequences))
-                try:
-                    run(executor, decoders, todo)
-                except SeekError as exc:  # not exact after all: the remaining chunks decode sequentially
-                    log.warning("%s; decoding the rest sequentially", root_cause(exc))
-                    decoders.kill()
-                    decoders = start_decoders(info, plan.chunk, opts.fps, opts.on_corrupt, 1, parallel=False,
-                                              deinterlace=opts.deinterlace)
-                    run(executor, decoders, {c.index for c in chunks} - set(ledger.done))
+                restarts_d = run_decoding(lambda d, todo: run(executor, d, todo), decoders,
+                                          lambda: {c.index for c in chunks} - set(ledger.done), opts.retries)
+                stats["retries"] += restarts_d  # after the call: the runs add to stats as they go
                 executor.wait_ready()  # when nothing was submitted (every chunk resumed): errors still count
                 device_name = upscalers.device_name()
                 corrupt = decoders.corrupt()

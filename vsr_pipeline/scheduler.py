@@ -9,13 +9,15 @@ chunks in flight (backpressure: memory stays flat whatever the length), hands ea
 with ``sequences`` > 1 (a recurrent model, ``--sequences``) gets neighbouring chunks of equal shape that many
 at a time through its ``submit_group`` (``vsr_pipeline.plan.grouped``).
 
-Errors: a ``VsrError`` (the user's to fix: bad input, an encoder refusing its frames) or ``SeekError`` (the
-job falls back to sequential decoding) ends the run at once. Retries are for failures that need not recur
-(``vsr_pipeline.errors.is_transient``: a dead worker, a lost node or object, an out-of-memory kill, I/O
-trouble of the moment); a chunk that keeps meeting them is raised as ``ChunkFailedError`` naming its frames.
-Any other exception of a stage (a ValueError, TypeError, shape mismatch, ...) would fail the same way again:
-it ends the run at once as ``ChunkError`` with the exception's own exit code, without running the model
-again. ``cancel`` set by another thread stops the run like Ctrl-C (``KeyboardInterrupt``).
+Errors: a ``VsrError`` (the user's to fix: bad input, an encoder refusing its frames) ends the run at once.
+So does a failure of the source's decoders (``SeekError``, ``DecoderFailedError``: the job goes on with new
+ones, ``vsr_pipeline.executors.run_decoding``), once the chunks in flight have finished. Retries are for
+failures that need not recur (``vsr_pipeline.errors.is_transient``: a dead worker, a lost node or object, an
+out-of-memory kill, I/O trouble of the moment); a chunk that keeps meeting them is raised as
+``ChunkFailedError`` naming its frames. Any other exception of a stage (a ValueError, TypeError, shape
+mismatch, ...) would fail the same way again: it ends the run at once as ``ChunkError`` with the exception's
+own exit code, without running the model again. ``cancel`` set by another thread stops the run like Ctrl-C
+(``KeyboardInterrupt``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from vsr_pipeline.errors import (
     EXIT_INTERNAL,
     ChunkError,
     ChunkFailedError,
+    DecoderFailedError,
     VsrError,
     WorkerRestartingError,
     exit_code_and_message,
@@ -138,15 +141,17 @@ def run_chunks(
     total: int | None = None,
     initial: int = 0,
     desc: str = "",
+    stats: dict[str, int] | None = None,
 ) -> dict[str, int]:
     """Run every chunk of ``work`` through ``executor``; returns counts: ``computed`` chunks,
-    ``computed_frames`` and ``retries``. ``on_done(work, result)`` follows each finished chunk, in the order
-    they finish (Ray: the encoder takes one caller's chunks in submission order). A failure of a class in
+    ``computed_frames`` and ``retries`` (added to ``stats`` as they happen where given: kept when the run
+    raises). ``on_done(work, result)`` follows each finished chunk, in the order they finish (Ray: the
+    encoder takes one caller's chunks in submission order). A failure of a class in
     ``fatal`` is raised as it is; one that is ``transient`` is retried, then ``ChunkFailedError``; any other
     is ``ChunkError`` at once (it would recur)."""
     from tqdm import tqdm
 
-    stats = {"computed": 0, "computed_frames": 0, "retries": 0}
+    stats = {"computed": 0, "computed_frames": 0, "retries": 0} if stats is None else stats
     pending: dict[Any, ChunkWork] = {}
 
     def submit(job: ChunkWork) -> None:
@@ -206,14 +211,21 @@ def run_chunks(
         # time, neighbours of equal shape (a resubmitted one goes alone: the engine pads every forward pass
         # to the same count, so its output is the same)
         group = max(1, getattr(executor, "sequences", 1))
-        for jobs in grouped(work, group, lambda w: w.chunk.shape):
-            if len(jobs) == 1:
-                submit(jobs[0])
-            else:
-                for handle, job in zip(executor.submit_group(jobs), jobs, strict=True):  # type: ignore[attr-defined]
-                    pending[handle] = job
-            while len(pending) >= max(1, max_inflight) * group:
+        try:
+            for jobs in grouped(work, group, lambda w: w.chunk.shape):
+                if len(jobs) == 1:
+                    submit(jobs[0])
+                else:
+                    for handle, job in zip(executor.submit_group(jobs), jobs, strict=True):  # type: ignore[attr-defined]
+                        pending[handle] = job
+                while len(pending) >= max(1, max_inflight) * group:
+                    wait_one()
+        except (SeekError, DecoderFailedError):
+            # the decoders failed and the job goes on with new ones: chunks already submitted have their
+            # frames, so they finish and are recorded first, not computed again
+            while pending:
                 wait_one()
+            raise
         while pending:
             wait_one()
     return stats
