@@ -1,9 +1,12 @@
 """Warm upscalers (``vsr_pipeline.upscaler_pool``): where Ray outlives a job, the next job with the same
-model, settings and placement takes the finished job's actors and computes exactly what new actors would;
-anything else (other settings, a failure, time) leaves no actor holding a slot."""
+placement and restart budget takes the finished job's actors (loading its model in their processes where it
+is another) and computes exactly what new actors would; anything else (other Ray options, a failure, time)
+leaves no actor holding a slot."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from tests.conftest import make_clip, textured_frames
 from tests.test_windows import random_weights
 from vsr_pipeline import Engine, UpscaleOptions, upscale, warm_actors
 from vsr_pipeline.errors import VsrError
+from vsr_pipeline.ledger import job_dir
 from vsr_pipeline.upscaler_pool import release_warm_upscalers
 
 
@@ -69,8 +73,8 @@ def test_the_next_job_takes_the_warm_upscaler_and_gives_the_same_output(clip: Pa
     assert (tmp_path / "c.mp4").read_bytes() != (tmp_path / "a.mp4").read_bytes()  # tiles: other rounding
 
     (actor,) = parked()
-    upscale(clip, tmp_path / "e.mp4", opts(precision="fp32"))  # a fixed setting: a new actor, the warm one
-    assert parked() and parked() != [actor]                     # killed
+    upscale(clip, tmp_path / "e.mp4", opts(retries=1))  # a restart budget is Ray's: a new actor, the warm one
+    assert parked() and parked() != [actor]             # killed
     assert is_dead(actor)
 
 
@@ -92,11 +96,67 @@ def test_a_rewritten_weights_file_is_loaded_again(clip: Path, tmp_path: Path) ->
     (actor,) = parked()
     random_weights(tmp_path / "w.safetensors", "espcn", 2, seed=2)
     upscale(clip, tmp_path / "b.mp4", opts(weights=weights))
-    assert parked() != [actor]
+    assert parked() == [actor]  # the same process, the weights loaded again (``Upscaler.swap``)
     upscale(clip, tmp_path / "c.mp4", opts(weights=random_weights(tmp_path / "w2.safetensors", "espcn", 2,
                                                                    seed=2)))
     assert (tmp_path / "b.mp4").read_bytes() == (tmp_path / "c.mp4").read_bytes()
     assert (tmp_path / "a.mp4").read_bytes() != (tmp_path / "b.mp4").read_bytes()
+
+
+@pytest.mark.usefixtures("ray_local")
+@pytest.mark.parametrize("other", [{"model": "fsrcnn", "scale": 4}, {"precision": "fp32"},
+                                   {"model": "bicubic"}])
+def test_a_warm_upscaler_loads_another_model_and_writes_what_a_new_one_does(
+    other: dict[str, object], clip: Path, tmp_path: Path
+) -> None:
+    """Another model or precision (not a Ray option): the same actor process loads it (``Upscaler.swap``),
+    and the job's output is the bytes a new actor writes."""
+    upscale(clip, tmp_path / "a.mp4", opts())
+    (actor,) = parked()
+    upscale(clip, tmp_path / "b.mp4", opts(**other))
+    assert parked() == [actor]
+    assert ray.get(actor.settings.remote())["model"] == other.get("model", "espcn")  # type: ignore[attr-defined]
+    release_warm_upscalers()
+    upscale(clip, tmp_path / "c.mp4", opts(**other))
+    assert (tmp_path / "b.mp4").read_bytes() == (tmp_path / "c.mp4").read_bytes()
+    if "model" in other:
+        assert (tmp_path / "a.mp4").read_bytes() != (tmp_path / "b.mp4").read_bytes()
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_swapped_upscaler_restarted_mid_job_computes_the_jobs_model(
+    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray rebuilds a killed actor with its first constructor's arguments (here ESPCN's, another job's); the
+    chunks carry the job's model, so the output is still the job's (bicubic), byte for byte."""
+    import threading
+
+    from tests.test_reliability import _descendants_named, _has_done_chunk
+
+    upscale(clip, tmp_path / "espcn.mp4", opts(retries=2, chunk=2))
+    (actor,) = parked()
+    upscale(clip, tmp_path / "ref.mp4", opts(model="bicubic", retries=2, chunk=2))
+    assert parked() == [actor]  # swapped to bicubic
+    faults.install(monkeypatch, "delay:0.7")  # slow segments so the kill lands mid-job
+    out = tmp_path / "out.mp4"
+    result: list[object] = []
+    bicubic = opts(model="bicubic", retries=2, chunk=2)  # 5 chunks: some still to upscale after the first
+    job = threading.Thread(target=lambda: result.append(upscale(clip, out, bicubic)))
+    job.start()
+    killed: list[int] = []
+    deadline = time.monotonic() + 120
+    while job.is_alive() and time.monotonic() < deadline and not killed:
+        if _has_done_chunk(job_dir(out) / "ledger.json"):
+            for pid in _descendants_named("ray::Upscaler"):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        time.sleep(0.05)
+    job.join(timeout=300)
+    assert killed and result and result[0].frames_out == 10  # type: ignore[attr-defined]
+    # the account of the restarted process (it starts from zero): it upscaled some chunks
+    assert result[0].model_seconds  # type: ignore[attr-defined]
+    assert out.read_bytes() == (tmp_path / "ref.mp4").read_bytes()
+    assert out.read_bytes() != (tmp_path / "espcn.mp4").read_bytes()
 
 
 @pytest.mark.usefixtures("ray_local")

@@ -456,8 +456,9 @@ class Engine:
         ))
 
     def settings(self) -> dict[str, object]:
-        """What the forward pass runs with now (after any back-off)."""
+        """The model and what its forward pass runs with now (after any back-off)."""
         return {
+            "model": self.spec.name,
             "precision": self.precision.name,
             "channels_last": self.precision.channels_last,
             "threads": self.threads,

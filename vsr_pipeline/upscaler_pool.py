@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+import uuid
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,10 @@ from vsr_pipeline import warm_actors
 
 if TYPE_CHECKING:
     from vsr_pipeline.options import ModelSettings
+    from workers.upscaler import EngineChoice
+
+#: seconds warm actors have to load a job's model (``Upscaler.swap``) and reset before new ones are started
+SWAP_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -51,15 +57,18 @@ class UpscalerPool:
     from one thread per video)."""
 
     def __init__(self, actors: list[Any], depth: int = 2, warm_key: tuple[Any, ...] | None = None,
-                 base: dict[str, Any] | None = None):
+                 base: dict[str, Any] | None = None, engine: EngineChoice | None = None):
         if not actors:
             raise ValueError("an upscaler pool needs at least one actor")
         self.actors = actors
         self.depth = max(1, depth)
-        #: what a later job must ask for to take these actors warm (None: they are never kept)
+        #: what a later job must ask for to take these actors warm (None: they are never kept): ``(slots,
+        #: model)``, the actors' Ray options and session, then what their engine is built from
         self.warm_key = warm_key
         #: the job's ``Engine.ADJUSTABLE`` settings, sent with every chunk (None: the actors' own)
         self.base = base
+        #: the model the chunks are for, sent with every chunk (``Upscaler.swap``; None: the actors' own)
+        self.engine = engine
         self._outstanding: list[list[Any]] = [[] for _ in actors]
         self._lock = threading.Lock()
 
@@ -72,8 +81,11 @@ class UpscalerPool:
         device: str,
         restarts: dict[str, int],
     ) -> UpscalerPool:
-        """Start ``placement.actors`` Upscaler actors for ``settings`` on ``device`` (``auto`` resolves on
-        each actor's node). They keep freed buffers in their own process's heap (``vsr_pipeline.heap``)."""
+        """``placement.actors`` Upscaler actors for ``settings`` on ``device`` (``auto`` resolves on each
+        actor's node): the ones a finished job left warm (``finish``) where their Ray options and session
+        are this job's, loading this job's model in their own processes where it is another
+        (``Upscaler.swap``), else new ones. They keep freed buffers in their own process's heap
+        (``vsr_pipeline.heap``)."""
         import ray
 
         from vsr_pipeline.cluster import reporting_errors
@@ -87,26 +99,30 @@ class UpscalerPool:
         # the actors' class (a test may replace it), the Ray session, and the weights file as it is now
         weights = args["weights"]
         stamp = input_fingerprint(weights) if weights and os.path.exists(weights) else None
-        key = (replace(placement, threads=0), sorted(restarts.items()), Upscaler, ctx.get_node_id(),
-               ctx.get_job_id(), stamp, args)
-        warm = warm_actors.take(key)
+        key = ((replace(placement, threads=0), sorted(restarts.items()), Upscaler, ctx.get_node_id(),
+                ctx.get_job_id()), (stamp, args))
+        engine = (uuid.uuid4().hex, {**args, **base})
+        warm = warm_actors.take(key, lambda parked: parked[0] == key[0])
         if warm is not None:
-            try:  # still alive, and back to a new engine's state with this job's settings
-                ray.get([a.reset.remote(base) for a in warm], timeout=60)
-                return cls(warm, warm_key=key, base=base)
-            except Exception as exc:  # one died while parked
-                warm_actors.kill(warm, f"warm upscalers unusable ({exc}): starting new ones")
+            if warm.key == key:
+                engine = warm.payload
+            try:  # still alive, holding this job's model, and back to a new engine's state with its settings
+                ray.get([r for a in warm.actors for r in (a.swap.remote(*engine), a.reset.remote(base))],
+                        timeout=SWAP_TIMEOUT_S)
+                return cls(warm.actors, warm_key=key, base=base, engine=engine)
+            except Exception as exc:  # one died while parked, or the model failed to load: new actors say why
+                warm_actors.kill(warm.actors, f"warm upscalers unusable ({exc}): starting new ones")
         cls_remote = ray.remote(num_cpus=placement.num_cpus, num_gpus=placement.num_gpus, **restarts)(
             reporting_errors(Upscaler)
         )
-        return cls([cls_remote.remote(**args, **base) for _ in range(placement.actors)], warm_key=key,
-                   base=base)
+        return cls([cls_remote.remote(**args, **base, token=engine[0]) for _ in range(placement.actors)],
+                   warm_key=key, base=base, engine=engine)
 
     def finish(self, keep: bool) -> None:
         """The job is over: park the actors warm for the next job (``keep``: it ended well and Ray outlives
         it), or kill them."""
         if keep and self.warm_key is not None and warm_actors.WARM_SECONDS > 0 and not self._restarted():
-            warm_actors.park(self.warm_key, self.actors)
+            warm_actors.park(self.warm_key, self.actors, self.engine)
         else:
             self.kill()
 
@@ -165,7 +181,8 @@ class UpscalerPool:
         """Reference to the HR core frames of one chunk (``Upscaler.process``), given to the least-loaded
         actor once its decoded ``batches`` exist."""
         self._wait_inputs(batches)
-        return self._submit(lambda actor: actor.process.remote(window, keep, *batches, base=self.base))
+        return self._submit(lambda actor: actor.process.remote(window, keep, *batches, base=self.base,
+                                                                   engine=self.engine))
 
     def process_group(self, items: list[tuple[slice, slice, int]], batches: list[Any]) -> list[Any]:
         """References to the HR core frames of several chunks of a recurrent model, computed by one actor in
@@ -173,18 +190,41 @@ class UpscalerPool:
         self._wait_inputs(batches)
         return self._submit(  # type: ignore[no-any-return]
             lambda actor: actor.process_group.options(num_returns=len(items)).remote(
-                items, *batches, base=self.base)
+                items, *batches, base=self.base, engine=self.engine)
         )
 
     def process_windows(self, aligned: Any) -> Any:
         """Reference to the HR frames of one chunk of pre-aligned windows (``Upscaler.process_windows``)."""
         self._wait_inputs([aligned])
-        return self._submit(lambda actor: actor.process_windows.remote(aligned, base=self.base))
+        return self._submit(lambda actor: actor.process_windows.remote(aligned, base=self.base,
+                                                                           engine=self.engine))
+
+    def _ask(self, method: str) -> list[Any]:
+        """Each actor's answer to ``method()``, once it is back where Ray is restarting it (a worker killed
+        after the job's last chunk), or None where it is gone for good (its chunks were all done)."""
+        import ray
+        from ray.exceptions import ActorUnavailableError, RayActorError
+
+        from vsr_pipeline.scheduler import RESTART_POLL_S, RESTART_WAIT_S
+
+        out: list[Any] = []
+        for actor in self.actors:
+            deadline = time.monotonic() + RESTART_WAIT_S
+            while True:
+                try:
+                    out.append(ray.get(getattr(actor, method).remote(), timeout=RESTART_WAIT_S))
+                    break
+                except ActorUnavailableError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(RESTART_POLL_S)
+                except RayActorError:
+                    out.append(None)
+                    break
+        return out
 
     def device_name(self) -> str:
-        import ray
-
-        names = sorted(set(ray.get([a.device_name.remote() for a in self.actors])))
+        names = sorted({n for n in self._ask("device_name") if n is not None}) or ["unknown"]
         prefix = f"{len(self.actors)} x " if len(self.actors) > 1 else ""
         return prefix + ", ".join(names)
 
@@ -195,10 +235,9 @@ class UpscalerPool:
         return str(ray.get(self.actors[0].device_type.remote()))
 
     def stats(self) -> list[dict[str, Any]]:
-        """Each actor's busy seconds, calls and frames (``Upscaler.stats``)."""
-        import ray
-
-        return list(ray.get([a.stats.remote() for a in self.actors]))
+        """Each actor's busy seconds, calls and frames (``Upscaler.stats``; an actor Ray restarted counts
+        from its restart, one gone for good is left out)."""
+        return [s for s in self._ask("stats") if s is not None]
 
     def kill(self) -> None:
         import ray

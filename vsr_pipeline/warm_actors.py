@@ -3,8 +3,9 @@ actors were started with, and the Ray session they live in). A later job skips t
 imports, and for an upscaler its weights.
 
 - Upscalers: at most one parked set. A finished job parks its actors (``park``); the next job that asks with
-  an equal key takes them (``take``). Any other key, ``WARM_SECONDS`` unused, or ``release()`` kills them,
-  so they hold their Ray resources (CPU or GPU slots) no longer than that.
+  an equal key, or one the caller accepts (it adapts them: another model loaded in the same processes), takes
+  them (``take``). Any other key, ``WARM_SECONDS`` unused, or ``release()`` kills them, so they hold their
+  Ray resources (CPU or GPU slots) no longer than that.
 - Idle decoders and encoders (``give``, ``take_idle``): actors that hold no slot and take each job's input
   or output with their calls, so any number of jobs, one after another or side by side (``vsr batch``),
   share them. Their key is a tuple whose first element is the Ray session: those of another session are
@@ -31,16 +32,17 @@ IDLE_MAX = 16
 IDLE_CHECK_S = 30.0
 
 
-class _Parked:
-    """The parked actors, their key, and the timer that kills them unused."""
+class Parked:
+    """The parked actors, their key, what the caller kept with them (``payload``), and the timer that kills
+    them unused."""
 
-    def __init__(self, key: Any, actors: list[Any]):
-        self.key, self.actors = key, actors
+    def __init__(self, key: Any, actors: list[Any], payload: Any = None):
+        self.key, self.actors, self.payload = key, actors, payload
         self.timer = threading.Timer(WARM_SECONDS, _release, args=(self,))
         self.timer.daemon = True
 
 
-_parked: _Parked | None = None
+_parked: Parked | None = None
 _lock = threading.Lock()
 
 
@@ -57,7 +59,7 @@ def kill(actors: Sequence[Any], why: str = "") -> None:
             log.debug("parked actor already gone: %s", exc)
 
 
-def _release(which: _Parked | None) -> None:
+def _release(which: Parked | None) -> None:
     global _parked
     with _lock:
         gone = _parked
@@ -81,32 +83,34 @@ def release() -> None:
     kill(gone)
 
 
-def park(key: Any, actors: list[Any]) -> None:
-    """Keep ``actors`` for a later ``take(key)``; what was parked before is killed (one set at most)."""
+def park(key: Any, actors: list[Any], payload: Any = None) -> None:
+    """Keep ``actors`` (and ``payload``) for a later ``take(key)``; what was parked before is killed (one set
+    at most)."""
     global _parked
     if WARM_SECONDS <= 0:
         kill(actors)
         return
     _release(None)
-    parked = _Parked(key, actors)
+    parked = Parked(key, actors, payload)
     with _lock:
         _parked = parked
     parked.timer.start()
 
 
-def take(key: Any) -> list[Any] | None:
-    """The parked actors if they were parked with ``key`` (they are the caller's now); else None, and the
-    parked ones are killed (their slots are wanted)."""
+def take(key: Any, accepts: Callable[[Any], bool] | None = None) -> Parked | None:
+    """The parked actors (they are the caller's now) if they were parked with ``key`` or with a key
+    ``accepts`` returns True for (the caller adapts them to ``key``); else None, and the parked ones are
+    killed (their slots are wanted)."""
     global _parked
     with _lock:
         parked, _parked = _parked, None
     if parked is None:
         return None
     parked.timer.cancel()
-    if parked.key != key:
+    if parked.key != key and (accepts is None or not accepts(parked.key)):
         kill(parked.actors)
         return None
-    return parked.actors
+    return parked
 
 
 _idle: dict[Any, list[tuple[float, Any]]] = {}  # key -> (when given back, actor), the latest last
