@@ -202,6 +202,21 @@ def test_the_upscaler_actor_runs_on_the_gpu_it_is_placed_on(tmp_path: Path, ray_
     assert warm_actors._parked.actors == [upscaler] and warm_actors.idle_count() == idle
     with FrameReader(tmp_path / "out.mp4") as a, FrameReader(tmp_path / "again.mp4") as b:
         assert np.array_equal(a.read(12)[0], b.read(12)[0])
+
+    # a job of another model: the same actor loads it on its GPU (``Upscaler.swap``) and writes what a new
+    # actor writes; the old model's memory is given back: live bytes within 64 KiB of a new actor's (ESPCN's
+    # weights alone are 150 KB)
+    fsrcnn = UpscaleOptions(model="fsrcnn", scale=4, device=GPU, progress=False)
+    upscale(src, tmp_path / "swapped.mp4", fsrcnn)
+    assert warm_actors._parked is not None and warm_actors._parked.actors == [upscaler]
+    swapped_bytes = ray.get(upscaler.memory.remote())  # type: ignore[attr-defined]
+    release_warm_upscalers()
+    upscale(src, tmp_path / "new.mp4", fsrcnn)
+    assert warm_actors._parked is not None
+    new_bytes = ray.get(warm_actors._parked.actors[0].memory.remote())
+    assert swapped_bytes <= new_bytes + 64 * 1024, (swapped_bytes, new_bytes)
+    with FrameReader(tmp_path / "swapped.mp4") as a, FrameReader(tmp_path / "new.mp4") as b:
+        assert np.array_equal(a.read(12)[0], b.read(12)[0])
     release_warm_upscalers()
 
 

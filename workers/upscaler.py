@@ -72,6 +72,14 @@ class Upscaler(Engine):
             self.swap(*engine)
         return super().process_windows(windows, base=base)
 
+    def memory(self) -> int:
+        """Bytes of live tensors on this actor's GPU (``torch.cuda.memory_allocated``); on the CPU, of the
+        model's parameters and buffers."""
+        if self.device.type == "cuda":
+            return int(torch.cuda.memory_allocated(self.device))
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
     def restarted(self) -> bool:
         """Whether Ray restarted this actor after its process died (False outside Ray)."""
         return actor_restarted()
