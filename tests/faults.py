@@ -113,7 +113,8 @@ def faulty_encoder(spec: str) -> type[Encoder]:
 def faulty_decoder(spec: str) -> type[Decoder]:
     """A ``Decoder`` subclass that injects the fault ``spec`` (``raise``/``exit``/``always``) at the start of
     decode batch ``K``: ``read_batch``'s own ``b``; a sequential decoder counts its ``read``/``skip`` calls
-    from 0 since its input was opened (a restarted one counts again)."""
+    from 0 since its input was opened (a restarted one counts again). ``K`` = -1: when the job asks for its
+    corrupt-frame report, after the last batch."""
     fault = Fault.parse(spec)
     if fault.mode not in ("raise", "exit", "always"):
         raise ValueError(f"fault spec {spec!r}: a decoder takes raise|exit|always:K[:MARKER]")
@@ -140,6 +141,10 @@ def faulty_decoder(spec: str) -> type[Decoder]:
         def read_batch(self, b: int, n: int) -> tuple[np.ndarray, list[int | None]]:
             self.FAULT.fire(b)
             return super().read_batch(b, n)
+
+        def corrupt(self) -> list[dict[str, Any]]:
+            self.FAULT.fire(-1)
+            return super().corrupt()
 
     FaultyDecoder.__name__ = "Decoder"
     return FaultyDecoder

@@ -18,7 +18,7 @@ from vsr_pipeline.cli import main
 pytestmark = pytest.mark.usefixtures("ray_local")
 
 
-@pytest.mark.parametrize(("spec", "decoders"), [("exit:2", 2), ("exit:1", 1), ("raise:2", 1)])
+@pytest.mark.parametrize(("spec", "decoders"), [("exit:2", 2), ("exit:1", 1), ("raise:2", 1), ("exit:-1", 1)])
 def test_failed_decoder_is_replaced_and_output_is_identical(
     spec: str,
     decoders: int,
@@ -30,7 +30,8 @@ def test_failed_decoder_is_replaced_and_output_is_identical(
 ) -> None:
     """``exit``: the decoder's process dies at the start of decode batch K (``os._exit``: a crash, an
     out-of-memory kill); ``raise``: it raises ConnectionError there (I/O trouble of the moment). Two seeking
-    decoders (batch 2 is the second one's) or one sequential."""
+    decoders (batch 2 is the second one's) or one sequential. K = -1: it dies once every chunk is done, when
+    the job asks for its reports (a new decoder reads the whole input again for them)."""
     fired = tmp_path / "fired"
     faults.install_decoder(monkeypatch, f"{spec}:{fired}")
     out = tmp_path / "out.mp4"
@@ -68,3 +69,21 @@ def test_decoder_failing_every_time_fails_the_job_and_keeps_finished_chunks(
     assert main(args) == 0
     assert "resuming: 2 chunk(s) already done" in caplog.text
     assert out.read_bytes() == reference.read_bytes()
+
+
+@pytest.mark.parametrize("spec", ["exit:2", "exit:-1"])
+def test_the_corrupt_frame_report_survives_a_replaced_decoder(spec: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clip with frames the decoder loses (``--on-corrupt repeat``): a decoder that dies mid-input or while
+    the job asks for its report is replaced, and the job reports the same lost frames as a clean run, with
+    the same output bytes."""
+    from tests.test_reliability import _corrupt_clip
+
+    src, lost = _corrupt_clip(tmp_path / "bad.mp4")
+    clean = upscale(src, tmp_path / "clean_out.mp4", opts(chunk=6))
+    assert clean.corrupt_frames == lost >= 1
+    faults.install_decoder(monkeypatch, f"{spec}:{tmp_path / 'fired'}")
+    res = upscale(src, tmp_path / "out.mp4", opts(chunk=6))
+    assert (tmp_path / "fired").exists() and res.retries == 1
+    assert res.corrupt == clean.corrupt and res.corrupt_frames == lost
+    assert (tmp_path / "out.mp4").read_bytes() == (tmp_path / "clean_out.mp4").read_bytes()

@@ -15,7 +15,7 @@ import concurrent.futures as cf
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from vsr_pipeline.cluster import is_lost_worker, root_cause
 from vsr_pipeline.errors import (
@@ -32,6 +32,8 @@ from workers.decoder import assign_batches
 from workers.encoder import SegmentTarget
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -70,17 +72,13 @@ class RayDecoders:
 
     def corrupt(self) -> list[dict[str, Any]]:
         """Frames found undecodable, by index (index, pts, time_s, reason)."""
-        import ray
-
-        found = {c["index"]: c for a in self.actors for c in ray.get(a.corrupt.remote())}
+        found = {c["index"]: c for a in self.actors for c in self.fetch(a.corrupt.remote())}
         return [found[k] for k in sorted(found)]
 
     def timestamps(self) -> dict[str, Any]:
         """Timestamp repairs over all decoders (``Decoder.timestamps``): counts summed, first indices the
         lowest."""
-        import ray
-
-        each = ray.get([a.timestamps.remote() for a in self.actors])
+        each = self.fetch([a.timestamps.remote() for a in self.actors])
         merged = {k: sum(t[k] for t in each) for k in ("repaired", "renumbered")}
         for k in ("first", "renumbered_first"):
             merged[k] = min((t[k] for t in each if t[k] is not None), default=None)
@@ -145,21 +143,21 @@ def start_decoders(info: VideoInfo, batch: int, fps: Any, on_corrupt: str, count
     return RayDecoders(_decoders(1, args), None, source)
 
 
-def run_decoding(run: Callable[[RayDecoders, set[int]], None], decoders: RayDecoders,
-                 todo: Callable[[], set[int]], retries: int) -> int:
-    """``run(decoders, todo())`` until it ends without a decoder failure; returns how many times the
+def run_decoding(run: Callable[[RayDecoders, set[int]], T], decoders: RayDecoders,
+                 todo: Callable[[], set[int]], retries: int) -> tuple[T, int]:
+    """``run(decoders, todo())``'s value once it ends without a decoder failure, and how many times the
     decoders failed and the job went on.
 
     Where seeking proved inexact (``SeekError``) or a decoder failed (``DecoderFailedError``: a lost process
     or node, I/O trouble of the moment), the decoders ``restart``: one new decoder, sequential (every frame
     is decoded again up to the first unfinished chunk, so the corrupt-frame and timestamp reports stay
-    whole), and the chunks not yet done run on it. Decoder failures count against ``retries``; one more is
-    ``ChunkFailedError`` (exit 5, finished chunks kept). The caller finishes ``decoders``."""
+    whole, even for a failure while ``run`` asked for them), and the chunks not yet done run on it. Decoder
+    failures count against ``retries``; one more is ``ChunkFailedError`` (exit 5, finished chunks kept).
+    The caller finishes ``decoders``."""
     failures = 0
     while True:
         try:
-            run(decoders, todo())
-            return failures
+            return run(decoders, todo()), failures
         except SeekError as exc:  # not exact after all
             log.warning("%s; decoding the rest sequentially", root_cause(exc))
         except DecoderFailedError as exc:

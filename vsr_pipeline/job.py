@@ -336,12 +336,14 @@ def run_job(
         if on_chunk is not None:
             on_chunk(c.core)
 
-    def run(executor: RayExecutor, decoders: Any, todo: set[int]) -> None:
+    def run(executor: RayExecutor, decoders: Any, todo: set[int]) -> tuple[Any, Any]:
+        """The chunks in ``todo``, then the decoders' reports (every frame is decoded each run)."""
         run_chunks(
             decoded_chunks(chunks, todo, plan.chunk, decoders, info.frames), executor,
             max_inflight=opts.max_inflight, retries=opts.retries, on_done=record, cancel=cancel,
             progress=opts.progress, total=info.frames, stats=stats,
             initial=sum(c.core for c in chunks if c.index not in todo), desc=f"{opts.model} x{opts.scale}")
+        return decoders.corrupt(), decoders.timestamps()
 
     # kept for the next job (``warm_actors``) where Ray outlives the job and it ends well; else killed
     ended_well = False
@@ -375,13 +377,12 @@ def run_job(
                 log.debug("workers starting: %d of %d chunk(s) to compute", len(todo), len(chunks))
                 executor = RayExecutor(upscalers, encoder, target, motion, aligner, ready=ready,
                                        sequences=chunks_per_pass(spec, opts.sequences))
-                restarts_d = run_decoding(lambda d, todo: run(executor, d, todo), decoders,
-                                          lambda: {c.index for c in chunks} - set(ledger.done), opts.retries)
+                (corrupt, timestamps), restarts_d = run_decoding(
+                    lambda d, todo: run(executor, d, todo), decoders,
+                    lambda: {c.index for c in chunks} - set(ledger.done), opts.retries)
                 stats["retries"] += restarts_d  # after the call: the runs add to stats as they go
                 executor.wait_ready()  # when nothing was submitted (every chunk resumed): errors still count
                 device_name = upscalers.device_name()
-                corrupt = decoders.corrupt()
-                timestamps = decoders.timestamps()  # every frame is decoded each run: the whole file's
                 if own_pool:
                     busy = [s for s in upscalers.stats() if s["first"] is not None]
                     model_seconds = round(sum(float(s["busy_s"]) for s in busy), 3)
