@@ -235,11 +235,75 @@ def test_bad_stdin_one_line(case: str, clip: Path, tmp_path: Path, monkeypatch: 
 
 
 def test_dead_url_fails_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Nothing listens on port 9: refused at once (a silent host would hit the 10 s open timeout)."""
+    """Nothing listens on port 9: refused within seconds (tried again once after 1 s,
+    ``stream_source.HTTP_RECONNECT``; a silent host would hit the 10 s open timeout)."""
+    start = time.monotonic()
     code = cli.main(["upscale", "http://127.0.0.1:9/x.ts", "-o", str(tmp_path / "o.mkv"), "--model", "espcn"])
-    assert code == 3
+    assert code == 3 and time.monotonic() - start < 8
     line = one_line_error(capsys.readouterr().err)
     assert "http://127.0.0.1:9/x.ts" in line and not (tmp_path / "o.mkv").exists()
+
+
+class _DroppingServer:
+    """An HTTP server of one file on 127.0.0.1 that takes ``Range`` requests and cuts its first response off
+    half-way (the connection shut down), as a flaky network or a camera's web server does."""
+
+    def __init__(self, data: bytes) -> None:
+        import http.server
+        import threading
+
+        self.data, self.requests, self.drops = data, [], 1
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                rng = self.headers.get("Range")
+                start = int(rng.split("=")[1].split("-")[0]) if rng else 0
+                outer.requests.append(rng)
+                body, size = outer.data[start:], len(outer.data)
+                self.send_response(206 if rng else 200)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Accept-Ranges", "bytes")
+                if rng:
+                    self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+                self.end_headers()
+                if outer.drops and start == 0:
+                    outer.drops -= 1
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.connection.shutdown(2)
+                    return
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/clip.ts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_dropped_http_connection_is_reopened_and_the_stream_read_on(clip: Path, tmp_path: Path) -> None:
+    """The first response stops half-way: FFmpeg reconnects at the byte it reached and the job gets every
+    frame at its time (before 2026-12-05: an I/O error half-way, the job failed)."""
+    from vsr_pipeline import UpscaleOptions
+    from vsr_pipeline.streaming import stream_upscale
+
+    server = _DroppingServer(clip.read_bytes())
+    try:
+        out = tmp_path / "out.mkv"
+        result = stream_upscale(server.url, out, UpscaleOptions(model="bicubic", scale=2, progress=False))
+    finally:
+        server.close()
+    assert server.drops == 0 and any(r and r != "bytes=0-" for r in server.requests), server.requests
+    assert result["frames_in"] == result["frames_out"] == FRAMES
+    assert times_of(out) == pytest.approx(times_of(clip), abs=1e-3)
 
 
 def test_stdin_stream_writes_a_manifest_that_verifies_with_a_copy_of_the_input(clip: Path,
@@ -275,3 +339,25 @@ def test_stdin_stream_writes_a_manifest_that_verifies_with_a_copy_of_the_input(c
     assert again.returncode == 0
     assert vsr("upscale", "-", "-o", str(out), "--model", "espcn", "--no-progress",
                stdin=clip.read_bytes()).returncode == 2  # output and manifest exist: not replaced unasked
+
+
+def test_a_stream_that_fails_keeps_every_frame_received_before(clip: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection that drops for good (reconnect off here, as for rtsp): the frames decoded before the
+    failure are upscaled and written, the file is playable, and the error says so in one line (before
+    2026-12-05 the frames still queued were dropped: none were written and the file was removed)."""
+    from vsr_pipeline import UpscaleOptions, stream_source
+    from vsr_pipeline.media import MediaError
+    from vsr_pipeline.streaming import stream_upscale
+
+    monkeypatch.setattr(stream_source, "HTTP_RECONNECT", {})
+    server = _DroppingServer(clip.read_bytes())
+    out = tmp_path / "out.mkv"
+    try:
+        with pytest.raises(MediaError, match="reading the stream failed") as err:
+            stream_upscale(server.url, out, UpscaleOptions(model="bicubic", scale=2, progress=False))
+    finally:
+        server.close()
+    times = times_of(out)
+    assert 0 < len(times) < FRAMES and f"holds the {len(times)} frames written so far" in str(err.value)
+    assert times == pytest.approx(times_of(clip)[: len(times)], abs=1e-3)

@@ -40,6 +40,12 @@ STREAM_SCHEMES = frozenset({
 #: Demuxer options: no wait for 20 frames to estimate the frame rate before the first is handed out (a live
 #: stream would start that much later); the rate comes from the codec's headers, else 25.
 PROBE_OPTIONS = {"fpsprobesize": "0"}
+#: http(s): FFmpeg reopens a connection that drops or fails mid-stream and reads on (from the byte where it
+#: stopped where the server takes a Range, else from where a live server is now): tried at once, then after
+#: 1 s (``reconnect_delay_max`` 2: delays 0, 1, 3, ... up to it). Without it a dropped connection ended the
+#: job with an I/O error; a URL that refuses the first connection now takes about 1 s to fail.
+HTTP_RECONNECT = {"reconnect": "1", "reconnect_streamed": "1", "reconnect_on_network_error": "1",
+                  "reconnect_delay_max": "2"}
 
 END = object()
 
@@ -85,8 +91,9 @@ def open_source(source: str, timeout: float, stdin: StdinPipe | None = None) -> 
         if source == "-":
             stdin = stdin or StdinPipe(sys.stdin.buffer)
             return av.open(stdin, mode="r", options=PROBE_OPTIONS, metadata_errors="replace")
-        return av.open(source, mode="r", options=PROBE_OPTIONS, timeout=(timeout, timeout),
-                       metadata_errors="replace")
+        http = urlsplit(source).scheme.lower() in ("http", "https")
+        return av.open(source, mode="r", options=PROBE_OPTIONS | (HTTP_RECONNECT if http else {}),
+                       timeout=(timeout, timeout), metadata_errors="replace")
     except av.FFmpegError as exc:
         hint = " (an MP4 must be fragmented to be read from a pipe; MPEG-TS or MKV stream as is)" \
             if source == "-" and "moov" in str(exc) else ""

@@ -289,7 +289,8 @@ def _let_go(decoder: StreamDecoder | None) -> None:
 
 def _live_chunks(frames_q: queue.Queue[Any], policy: LivePolicy, state: dict[str, int]
                  ) -> Iterator[ChunkWork]:
-    """The stream as chunk work, each chunk as soon as the frames it needs have arrived.
+    """The stream as chunk work, each chunk as soon as the frames it needs have arrived. Where the source
+    fails, the frames received before are still chunked (as at the stream's end), then its error is raised.
 
     ``buf`` holds frames ``base .. received - 1`` (what later chunks still need as context); ``done`` is the
     next output frame."""
@@ -297,9 +298,12 @@ def _live_chunks(frames_q: queue.Queue[Any], policy: LivePolicy, state: dict[str
     pts: list[int] = []
     base = done = index = 0
     eof = False
+    failed: BaseException | None = None
     while True:
         c = policy.next_chunk(index, done, base + len(buf), eof)
         if c is None:
+            if failed is not None:
+                raise failed
             if eof:
                 return
             item = _get(frames_q)
@@ -307,8 +311,9 @@ def _live_chunks(frames_q: queue.Queue[Any], policy: LivePolicy, state: dict[str
                 if item is END:
                     eof = True
                     break
-                if isinstance(item, BaseException):
-                    raise item
+                if isinstance(item, BaseException):  # the source failed (a dropped camera): the frames
+                    failed, eof = item, True          # received still go out as the last chunks, then it
+                    break
                 buf.append(item[0])
                 pts.append(item[1])
                 state["in"] += 1
