@@ -343,7 +343,8 @@ def test_stdin_stream_writes_a_manifest_that_verifies_with_a_copy_of_the_input(c
 
 def test_a_stream_that_fails_keeps_every_frame_received_before(clip: Path, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """A connection that drops for good (reconnect off here, as for rtsp): the frames decoded before the
+    """A connection that drops for good (FFmpeg's reconnect off here, as for rtsp; ``--retries 0``: not
+    opened again): the frames decoded before the
     failure are upscaled and written, the file is playable, and the error says so in one line (before
     2026-12-05 the frames still queued were dropped: none were written and the file was removed)."""
     from vsr_pipeline import UpscaleOptions, stream_source
@@ -355,9 +356,36 @@ def test_a_stream_that_fails_keeps_every_frame_received_before(clip: Path, tmp_p
     out = tmp_path / "out.mkv"
     try:
         with pytest.raises(MediaError, match="reading the stream failed") as err:
-            stream_upscale(server.url, out, UpscaleOptions(model="bicubic", scale=2, progress=False))
+            stream_upscale(server.url, out, UpscaleOptions(model="bicubic", scale=2, progress=False,
+                                                           retries=0))
     finally:
         server.close()
     times = times_of(out)
     assert 0 < len(times) < FRAMES and f"holds the {len(times)} frames written so far" in str(err.value)
     assert times == pytest.approx(times_of(clip)[: len(times)], abs=1e-3)
+
+
+def test_a_url_that_fails_is_opened_again_and_its_timeline_goes_on(clip: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """FFmpeg's reconnect off (as for rtsp): the read fails half-way, the URL is opened again (``--retries``
+    2 by default) and its frames follow on, one frame duration after the last one; the server sends the
+    whole clip again, so the output has the first connection's frames and then all 12."""
+    from vsr_pipeline import UpscaleOptions, stream_source
+    from vsr_pipeline.streaming import stream_upscale
+
+    monkeypatch.setattr(stream_source, "HTTP_RECONNECT", {})
+    monkeypatch.setattr(stream_source, "REOPEN_DELAY_S", 0.1)
+    server = _DroppingServer(clip.read_bytes())
+    out = tmp_path / "out.mkv"
+    try:
+        result = stream_upscale(server.url, out, UpscaleOptions(model="bicubic", scale=2, progress=False))
+    finally:
+        server.close()
+    times, src = times_of(out), times_of(clip)
+    first = len(times) - FRAMES
+    assert result["reopened"] == 1 and server.requests == ["bytes=0-", "bytes=0-"]  # two whole opens
+    assert 0 < first < FRAMES and result["frames_out"] == len(times)
+    assert times[:first] == pytest.approx(src[:first], abs=1e-3)
+    step = src[1] - src[0]
+    assert times[first] == pytest.approx(times[first - 1] + step, abs=1e-3)  # one frame on
+    assert np.diff(times[first:]) == pytest.approx(np.diff(src), abs=1e-3)

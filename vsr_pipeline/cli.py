@@ -137,7 +137,8 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     resume.add_argument("--no-resume", action="store_true", help="start over, dropping finished chunks")
     p.add_argument(
         "--retries", type=int, default=default("retries"),
-        help="further attempts for a chunk that fails (default 2)"
+        help="further attempts for a chunk or decoder that fails; a live URL that fails is opened again "
+             "that many times (default 2)"
     )
     p.add_argument(
         "--decoders", type=_positive_int, default=default("decoders"),
@@ -317,7 +318,7 @@ def cmd_upscale(args: argparse.Namespace) -> dict[str, Any]:
 
     if is_stream_source(args.input):  # stdin or a URL: read once, written as it grows (no ledger, no Ray)
         unused = [f for f, on in (("--address", args.address), ("--fps", args.fps), ("--no-resume",
-                  args.no_resume), ("--retries", args.retries != 2)) if on]
+                  args.no_resume)) if on]
         if unused:
             log.info("%s: not used for a stream input", ", ".join(unused))
         result = stream_upscale(args.input, args.output, opts)

@@ -46,6 +46,8 @@ PROBE_OPTIONS = {"fpsprobesize": "0"}
 #: job with an I/O error; a URL that refuses the first connection now takes about 1 s to fail.
 HTTP_RECONNECT = {"reconnect": "1", "reconnect_streamed": "1", "reconnect_on_network_error": "1",
                   "reconnect_delay_max": "2"}
+#: seconds before a failed URL is opened again, times the attempt (``StreamDecoder.reopens``)
+REOPEN_DELAY_S = 1.0
 
 END = object()
 
@@ -111,11 +113,18 @@ class StreamDecoder(threading.Thread):
     the file reader numbers them (``renumbered`` counts the frames changed); interlaced frames are
     deinterlaced unless ``deinterlace`` is False (one frame of delay). Opening and reading happen here,
     never in the caller's thread, so Ctrl-C there is never swallowed inside PyAV's read callback (which
-    would read as end of stream)."""
+    would read as end of stream). A URL whose reading fails after it gave frames (a camera that drops) is
+    opened again up to ``reopens`` times; its frames go on from the last one's pts (``_reopened_at``)."""
 
     def __init__(self, source: str, timeout: float, out: queue.Queue[Any], stop: threading.Event,
-                 on_corrupt: str, deinterlace: bool = True):
+                 on_corrupt: str, deinterlace: bool = True, reopens: int = 0):
         super().__init__(daemon=True, name="vsr-stream-decode")
+        #: a URL whose reading fails after frames came is opened again up to this many times (``reopened``)
+        self.reopens, self.reopened = reopens, 0
+        self.info: VideoInfo | None = None
+        self._tags: tuple[int, int] | None = None
+        self._good: np.ndarray | None = None
+        self._offset = 0  # added to a reopened connection's pts: its timeline goes on from the last frame
         self.source, self.timeout, self.out, self.stop_event = source, timeout, out, stop
         self.name_shown = "stdin" if source == "-" else source
         self.on_corrupt = on_corrupt
@@ -166,16 +175,38 @@ class StreamDecoder(threading.Thread):
                 yield heapq.heappop(slots) if slots else packet.pts
 
     def run(self) -> None:
-        try:
-            container = open_source(self.source, self.timeout, self.pipe)
+        while True:
             try:
-                self._decode(container)
-            finally:
-                container.close()
-        except av.FFmpegError as exc:
-            self._put(MediaError(f"{self.name_shown}: reading the stream failed ({short_reason(exc)})"))
-        except Exception as exc:
-            self._put(exc)
+                container = open_source(self.source, self.timeout, self.pipe)
+            except MediaError as exc:  # a URL that does not open again counts as an attempt too
+                if self._may_reopen(exc):
+                    continue
+                self._put(exc)
+                return
+            try:
+                try:
+                    self._decode(container)
+                finally:
+                    container.close()
+                return
+            except av.FFmpegError as exc:
+                failure = MediaError(f"{self.name_shown}: reading the stream failed ({short_reason(exc)})")
+            except Exception as exc:
+                self._put(exc)
+                return
+            if not self._may_reopen(failure):
+                self._put(failure)
+                return
+
+    def _may_reopen(self, failure: MediaError) -> bool:
+        """Whether to open the URL again after ``failure`` (a read that failed, or a reopen that did not
+        connect): only a URL (stdin cannot be read again) that gave frames before, ``reopens`` times, each
+        after ``REOPEN_DELAY_S`` x the attempt (the wait ends at a stop)."""
+        if self.pipe is not None or self.info is None or self.reopened >= self.reopens:
+            return False
+        self.reopened += 1
+        log.warning("%s; opening it again (%d of %d)", failure, self.reopened, self.reopens)
+        return not self.stop_event.wait(REOPEN_DELAY_S * self.reopened)
 
     def _decode(self, container: av.container.InputContainer) -> None:
         name = self.name_shown
@@ -195,30 +226,45 @@ class StreamDecoder(threading.Thread):
         if self.deinterlace and interlaced:
             frames = Deinterlacer(Fraction(stream.time_base or Fraction(1, 90000)), name).filter(frames)
             self.deinterlaced = True
-        tags: tuple[int, int] | None = None
-        good: np.ndarray | None = None
+        if self.info is not None:  # opened again: the same picture, the timeline going on
+            self._reopened_at(stream, frame_to_rgb(first, *(self._tags or (0, 0))), first)
         for frame in frames:
             if not isinstance(frame, av.VideoFrame):  # a lost frame: its packet's pts, or None
-                if self.on_corrupt == "repeat" and good is not None:
+                if self.on_corrupt == "repeat" and self._good is not None:
                     self.repeated += 1
-                    fixed = self.timestamps.fix(frame, count=False)
+                    fixed = self.timestamps.fix(None if frame is None else frame + self._offset, count=False)
                     self.mapping.append((frame, fixed, True))
-                    if not self._put((good, fixed)):
+                    if not self._put((self._good, fixed)):
                         return
                 continue
-            if tags is None:
-                tags = (int(frame.colorspace), int(frame.color_range or 0))
-                rgb = frame_to_rgb(frame, *tags)
-                info = stream_info(self.source, container, stream, rgb, frame, interlaced)
-                self.timestamps = TimestampRepair(frame_step(stream_rate(stream) or info.fps, info.time_base))
-                self._put(("start", info))
+            if self._tags is None:
+                self._tags = (int(frame.colorspace), int(frame.color_range or 0))
+                rgb = frame_to_rgb(frame, *self._tags)
+                self.info = stream_info(self.source, container, stream, rgb, frame, interlaced)
+                self.timestamps = TimestampRepair(frame_step(stream_rate(stream) or self.info.fps,
+                                                             self.info.time_base))
+                self._put(("start", self.info))
             read = frame.pts if frame.pts is not None else frame.dts
-            pts = self.timestamps.fix(read)
+            pts = self.timestamps.fix(None if read is None else read + self._offset)
             self.mapping.append((read, pts, False))
-            good = frame_to_rgb(frame, *tags)
-            if not self._put((good, pts)):
+            self._good = frame_to_rgb(frame, *self._tags)
+            if not self._put((self._good, pts)):
                 return
         self._put(END)
+
+    def _reopened_at(self, stream: Any, rgb: np.ndarray, first: av.VideoFrame) -> None:
+        """A reopened URL's first frame: its size and time base must be the first connection's (MediaError
+        otherwise); its pts are shifted to follow the last frame given, one frame duration on."""
+        assert self.info is not None
+        size, was = rgb.shape[1::-1], (self.info.width, self.info.height)
+        tb = Fraction(stream.time_base or Fraction(1, 90000))
+        if tuple(size) != was or tb != self.info.time_base:
+            raise MediaError(f"{self.name_shown}: opened again, the stream is {size[0]}x{size[1]} at time "
+                             f"base {tb}, was {was[0]}x{was[1]} at {self.info.time_base}; not joined")
+        read = first.pts if first.pts is not None else first.dts
+        last = self.timestamps.last
+        if read is not None and last is not None:
+            self._offset = last + self.timestamps.step - int(read)
 
     def _put(self, item: Any) -> bool:
         """Queue ``item``; False when the job was stopped first."""

@@ -144,7 +144,8 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
     per second of the run), first_frame_s (start to the first output frame on disk), latency_frames (see the
     module docstring), chunk and padding (recurrent models), timestamps_repaired (frames whose pts was
     missing, repeated or went backwards), deinterlaced,
-    bad_packets, repeated_frames (lost frames the previous one stood in for), interrupted and manifest
+    bad_packets, repeated_frames (lost frames the previous one stood in for), reopened (times a URL whose
+    reading failed was opened again and read on: ``opts.retries`` at most), interrupted and manifest
     (``OUTPUT.vsr.json``: ``vsr_pipeline.manifest.write_stream_manifest``). ``timeout``:
     seconds a URL may take to open or to send more data.
     """
@@ -177,7 +178,8 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
     interrupted = False
     failure: BaseException | None = None
     try:
-        decoder = StreamDecoder(source, timeout, frames_q, stop, opts.on_corrupt, opts.deinterlace)
+        decoder = StreamDecoder(source, timeout, frames_q, stop, opts.on_corrupt, opts.deinterlace,
+                                reopens=opts.retries)
         decoder.start()  # connects and decodes while the model loads
         # a stream is this process's one job: freed buffers serve the next chunk (vsr_pipeline.heap)
         building = upscale.submit(Engine.from_settings, opts.model_settings(), spec=spec, device=str(device),
@@ -269,6 +271,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         "deinterlaced": decoder.deinterlaced,
         "bad_packets": decoder.bad_packets,
         "repeated_frames": decoder.repeated,
+        "reopened": decoder.reopened,
         "interrupted": False,
     }
     from vsr_pipeline.manifest import write_stream_manifest
