@@ -105,7 +105,7 @@ class UpscalerPool:
         warm = warm_actors.take(key, lambda parked: parked[0] == key[0])
         if warm is not None:
             if warm.key == key:
-                engine = warm.payload
+                engine = warm.payload or engine  # None: parked by a pool made without one (a reload)
             try:  # still alive, holding this job's model, and back to a new engine's state with its settings
                 ray.get([r for a in warm.actors for r in (a.swap.remote(*engine), a.reset.remote(base))],
                         timeout=SWAP_TIMEOUT_S)
