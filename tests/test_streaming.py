@@ -246,9 +246,10 @@ def test_dead_url_fails_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
 
 class _DroppingServer:
     """An HTTP server of one file on 127.0.0.1 that takes ``Range`` requests and cuts its first response off
-    half-way (the connection shut down), as a flaky network or a camera's web server does."""
+    half-way (the connection shut down), as a flaky network or a camera's web server does; ``then``: what it
+    serves after that."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, then: bytes | None = None) -> None:
         import http.server
         import threading
 
@@ -277,6 +278,8 @@ class _DroppingServer:
                     self.wfile.write(body[: len(body) // 2])
                     self.wfile.flush()
                     self.connection.shutdown(2)
+                    if then is not None:  # what the URL serves from now on (a live server's later part)
+                        outer.data = then
                     return
                 self.wfile.write(body)
 
@@ -389,3 +392,43 @@ def test_a_url_that_fails_is_opened_again_and_its_timeline_goes_on(clip: Path, t
     step = src[1] - src[0]
     assert times[first] == pytest.approx(times[first - 1] + step, abs=1e-3)  # one frame on
     assert np.diff(times[first:]) == pytest.approx(np.diff(src), abs=1e-3)
+    # the manifest says the URL was opened again and which frames came from the later connection: their own
+    # pts plus the shift are the pts given, not counted as repairs
+    import json
+
+    manifest = json.loads(Path(result["manifest"]).read_text())
+    assert manifest["input"]["reopened"] == 1 and manifest["frames"]["pts_repaired"] == 0
+    rows = manifest["mapping"]
+    assert ["pts_shift" in r for r in rows] == [False] * first + [True] * FRAMES
+    assert all(r["pts_in"] + r.get("pts_shift", 0) == r["pts_out"] for r in rows)
+
+
+def test_a_reopened_url_whose_clock_went_on_keeps_its_timestamps(clip: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the drop the server sends the clip again with its pts 5 s later (a live server's clock that went
+    on over the outage): those pts are kept, so the output shows the 5 s gap the outage was."""
+    from vsr_pipeline import UpscaleOptions, stream_source
+    from vsr_pipeline.streaming import stream_upscale
+
+    later = tmp_path / "later.ts"
+    with av.open(str(clip)) as c, av.open(str(later), "w", format="mpegts") as o:
+        v = c.streams.video[0]
+        s = o.add_stream_from_template(v)
+        for packet in c.demux(v):
+            if packet.size:
+                packet.pts, packet.dts = packet.pts + 5 * 90000, packet.dts + 5 * 90000
+                packet.stream = s
+                o.mux(packet)
+    monkeypatch.setattr(stream_source, "HTTP_RECONNECT", {})
+    monkeypatch.setattr(stream_source, "REOPEN_DELAY_S", 0.1)
+    server = _DroppingServer(clip.read_bytes(), then=later.read_bytes())
+    out = tmp_path / "out.mkv"
+    try:
+        result = stream_upscale(server.url, out, UpscaleOptions(model="bicubic", scale=2, progress=False))
+    finally:
+        server.close()
+    times, src = times_of(out), times_of(clip)
+    first = len(times) - FRAMES
+    assert result["reopened"] == 1 and 0 < first < FRAMES
+    assert times[:first] == pytest.approx(src[:first], abs=1e-3)
+    assert times[first:] == pytest.approx([t + 5 for t in src], abs=1e-3)

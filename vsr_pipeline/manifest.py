@@ -222,13 +222,15 @@ def write_job_manifest(
 
 
 def write_stream_manifest(source: str, output: Path, opts: UpscaleOptions, result: dict[str, Any],
-                          read: dict[str, Any] | None, mapping: list[tuple[int | None, int, bool]],
+                          read: dict[str, Any] | None, mapping: list[tuple[int | None, int, bool, int]],
                           started: float, ended: float) -> Path:
     """The manifest of a finished live-stream job (``vsr upscale -``, URLs). The input was read once: its
     record is the SHA-256 and size of the bytes read from stdin (``read``), or, for a URL that FFmpeg read,
     no hash (``path`` is None either way; ``vsr verify --input COPY`` checks a saved copy). ``mapping``: per
-    frame handed to the model, (pts as read, pts given, stand-in for a lost frame); frames are written in
-    that order, so the output index is the input index."""
+    frame handed to the model, (pts as read, pts given, stand-in for a lost frame, shift added to its
+    connection's pts); frames are written in that order, so the output index is the input index. A URL
+    opened again mid-stream (``result["reopened"]``) is recorded in the input, and its frames' rows carry
+    ``pts_shift``: their own pts plus it is the pts given (not a repair)."""
     settings = _settings(opts)
     weights = None
     if opts.model:
@@ -238,13 +240,19 @@ def write_stream_manifest(source: str, output: Path, opts: UpscaleOptions, resul
         weights = file_sha256(path) if path is not None else None
     written = result["frames_out"]
     rows = [{"index_in": k, "pts_in": p_in, "index_out": k if k < written else None,
-             "pts_out": p_out if k < written else None, "pts_repaired": p_in != p_out and not standin,
-             "corrupt": standin} for k, (p_in, p_out, standin) in enumerate(mapping)]
+             "pts_out": p_out if k < written else None,
+             "pts_repaired": (p_in if p_in is None else p_in + shift) != p_out and not standin,
+             "corrupt": standin, **({"pts_shift": shift} if shift else {})}
+            for k, (p_in, p_out, standin, shift) in enumerate(mapping)]
     source_record: dict[str, Any] = {"path": None, "source": "stdin" if source == "-" else source}
     if read is not None:
         source_record |= read | {"note": "SHA-256 of the bytes read from stdin (a stream is read once)"}
     else:
         source_record |= {"sha256": None, "note": "a URL read by FFmpeg: its bytes were not hashed"}
+        if result.get("reopened"):
+            source_record["reopened"] = result["reopened"]
+            source_record["note"] += (f"; its reading failed and it was opened again {result['reopened']} "
+                                      f"time(s): rows with pts_shift came from a later connection")
     manifest = {
         "kind": MANIFEST_KIND,
         "version": MANIFEST_VERSION,

@@ -48,6 +48,8 @@ HTTP_RECONNECT = {"reconnect": "1", "reconnect_streamed": "1", "reconnect_on_net
                   "reconnect_delay_max": "2"}
 #: seconds before a failed URL is opened again, times the attempt (``StreamDecoder.reopens``)
 REOPEN_DELAY_S = 1.0
+#: a reopened URL whose first pts is ahead of the last frame's by at most this many seconds keeps its pts
+KEEP_CLOCK_S = 300
 
 END = object()
 
@@ -136,8 +138,9 @@ class StreamDecoder(threading.Thread):
         self.renumbered_first: int | None = None
         self.repeated = 0  # lost frames the previous frame stood in for
         self.pipe = StdinPipe(sys.stdin.buffer) if source == "-" else None
-        #: per frame handed on: (pts as read or None, pts given, a stand-in for a lost frame)
-        self.mapping: list[tuple[int | None, int, bool]] = []
+        #: per frame handed on: (pts as read or None, pts given, a stand-in for a lost frame, the shift added
+        #: to its connection's pts: 0 but for a URL opened again)
+        self.mapping: list[tuple[int | None, int, bool, int]] = []
 
     def frames(self, container: av.container.InputContainer, stream: Any) -> Any:
         """Decoded frames, and for a packet that fails to decode its pts (an int, or None): with
@@ -233,7 +236,7 @@ class StreamDecoder(threading.Thread):
                 if self.on_corrupt == "repeat" and self._good is not None:
                     self.repeated += 1
                     fixed = self.timestamps.fix(None if frame is None else frame + self._offset, count=False)
-                    self.mapping.append((frame, fixed, True))
+                    self.mapping.append((frame, fixed, True, self._offset))
                     if not self._put((self._good, fixed)):
                         return
                 continue
@@ -246,7 +249,7 @@ class StreamDecoder(threading.Thread):
                 self._put(("start", self.info))
             read = frame.pts if frame.pts is not None else frame.dts
             pts = self.timestamps.fix(None if read is None else read + self._offset)
-            self.mapping.append((read, pts, False))
+            self.mapping.append((read, pts, False, self._offset))
             self._good = frame_to_rgb(frame, *self._tags)
             if not self._put((self._good, pts)):
                 return
@@ -254,7 +257,8 @@ class StreamDecoder(threading.Thread):
 
     def _reopened_at(self, stream: Any, rgb: np.ndarray, first: av.VideoFrame) -> None:
         """A reopened URL's first frame: its size and time base must be the first connection's (MediaError
-        otherwise); its pts are shifted to follow the last frame given, one frame duration on."""
+        otherwise). Its pts are kept where they are ahead of the last frame given by up to ``KEEP_CLOCK_S``,
+        else shifted to follow it, one frame duration on."""
         assert self.info is not None
         size, was = rgb.shape[1::-1], (self.info.width, self.info.height)
         tb = Fraction(stream.time_base or Fraction(1, 90000))
@@ -263,8 +267,12 @@ class StreamDecoder(threading.Thread):
                              f"base {tb}, was {was[0]}x{was[1]} at {self.info.time_base}; not joined")
         read = first.pts if first.pts is not None else first.dts
         last = self.timestamps.last
-        if read is not None and last is not None:
-            self._offset = last + self.timestamps.step - int(read)
+        if read is None or last is None:
+            return
+        ahead = (int(read) - last) * tb
+        # a source whose own clock went on over the outage (a live server's timeline) keeps its pts: the
+        # outage shows as the gap it was; one whose pts start again (an rtsp session) or jump far follows on
+        self._offset = 0 if 0 < ahead <= KEEP_CLOCK_S else last + self.timestamps.step - int(read)
 
     def _put(self, item: Any) -> bool:
         """Queue ``item``; False when the job was stopped first."""
