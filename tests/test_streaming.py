@@ -368,22 +368,30 @@ def test_a_stream_that_fails_keeps_every_frame_received_before(clip: Path, tmp_p
     assert times == pytest.approx(times_of(clip)[: len(times)], abs=1e-3)
 
 
-def test_a_url_that_fails_is_opened_again_and_its_timeline_goes_on(clip: Path, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """FFmpeg's reconnect off (as for rtsp): the read fails half-way, the URL is opened again (``--retries``
-    2 by default) and its frames follow on, one frame duration after the last one; the server sends the
-    whole clip again, so the output has the first connection's frames and then all 12."""
+def _reopened_run(clip: Path, out: Path, monkeypatch: pytest.MonkeyPatch, then: bytes | None = None
+                  ) -> tuple[dict[str, object], _DroppingServer]:
+    """``stream_upscale`` (bicubic x2) of the clip from a ``_DroppingServer`` with FFmpeg's reconnect off (as
+    for rtsp), so the URL is opened again by the job; its result and the server."""
     from vsr_pipeline import UpscaleOptions, stream_source
     from vsr_pipeline.streaming import stream_upscale
 
     monkeypatch.setattr(stream_source, "HTTP_RECONNECT", {})
     monkeypatch.setattr(stream_source, "REOPEN_DELAY_S", 0.1)
-    server = _DroppingServer(clip.read_bytes())
-    out = tmp_path / "out.mkv"
+    server = _DroppingServer(clip.read_bytes(), then=then)
     try:
         result = stream_upscale(server.url, out, UpscaleOptions(model="bicubic", scale=2, progress=False))
+        return result, server
     finally:
         server.close()
+
+
+def test_a_url_that_fails_is_opened_again_and_its_timeline_goes_on(clip: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """FFmpeg's reconnect off (as for rtsp): the read fails half-way, the URL is opened again (``--retries``
+    2 by default) and its frames follow on, one frame duration after the last one; the server sends the
+    whole clip again, so the output has the first connection's frames and then all 12."""
+    out = tmp_path / "out.mkv"
+    result, server = _reopened_run(clip, out, monkeypatch)
     times, src = times_of(out), times_of(clip)
     first = len(times) - FRAMES
     assert result["reopened"] == 1 and server.requests == ["bytes=0-", "bytes=0-"]  # two whole opens
@@ -407,9 +415,6 @@ def test_a_reopened_url_whose_clock_went_on_keeps_its_timestamps(clip: Path, tmp
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """After the drop the server sends the clip again with its pts 5 s later (a live server's clock that went
     on over the outage): those pts are kept, so the output shows the 5 s gap the outage was."""
-    from vsr_pipeline import UpscaleOptions, stream_source
-    from vsr_pipeline.streaming import stream_upscale
-
     later = tmp_path / "later.ts"
     with av.open(str(clip)) as c, av.open(str(later), "w", format="mpegts") as o:
         v = c.streams.video[0]
@@ -419,14 +424,8 @@ def test_a_reopened_url_whose_clock_went_on_keeps_its_timestamps(clip: Path, tmp
                 packet.pts, packet.dts = packet.pts + 5 * 90000, packet.dts + 5 * 90000
                 packet.stream = s
                 o.mux(packet)
-    monkeypatch.setattr(stream_source, "HTTP_RECONNECT", {})
-    monkeypatch.setattr(stream_source, "REOPEN_DELAY_S", 0.1)
-    server = _DroppingServer(clip.read_bytes(), then=later.read_bytes())
     out = tmp_path / "out.mkv"
-    try:
-        result = stream_upscale(server.url, out, UpscaleOptions(model="bicubic", scale=2, progress=False))
-    finally:
-        server.close()
+    result, _ = _reopened_run(clip, out, monkeypatch, then=later.read_bytes())
     times, src = times_of(out), times_of(clip)
     first = len(times) - FRAMES
     assert result["reopened"] == 1 and 0 < first < FRAMES
