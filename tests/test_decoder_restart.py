@@ -50,7 +50,6 @@ def test_decoder_failing_every_time_fails_the_job_and_keeps_finished_chunks(
     clip: Path,  # noqa: F811
     reference: Path,  # noqa: F811
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
