@@ -41,7 +41,7 @@ import torch
 from models.registry import load_model
 from vsr_pipeline import UpscaleOptions, upscale
 from vsr_pipeline.cluster import ray_session
-from vsr_pipeline.engine import to_tensor, to_uint8
+from vsr_pipeline.engine import to_frames, to_tensor
 from vsr_pipeline.media import VideoWriter, list_images, read_images
 
 try:
@@ -65,7 +65,7 @@ def segments(model: torch.nn.Module, seed: int, width: int, height: int, tmp: Pa
     with av.open(str(clip)) as c:
         lr = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
     with torch.no_grad():
-        hr = to_uint8(model(to_tensor(lr, torch.device("cpu"))))
+        hr = to_frames(model(to_tensor(lr, torch.device("cpu"))))
     return [hr[a : a + 4] for a in range(0, len(hr), 4)]
 
 

@@ -128,7 +128,7 @@ def time_model(up: Any, lr: Any, repeats: int, sequences: int) -> tuple[list[flo
     import numpy as np
     import torch
 
-    from vsr_pipeline.engine import to_tensor, to_uint8
+    from vsr_pipeline.engine import to_frames, to_tensor
 
     n = len(lr)
 
@@ -138,7 +138,7 @@ def time_model(up: Any, lr: Any, repeats: int, sequences: int) -> tuple[list[flo
         if up.spec.temporal == "recurrent" and sequences > 1:
             with torch.inference_mode():
                 x = to_tensor(lr, up.device)
-                out = to_uint8(up.forward(x.reshape(sequences, n // sequences, *x.shape[1:])).flatten(0, 1))
+                out = to_frames(up.forward(x.reshape(sequences, n // sequences, *x.shape[1:])).flatten(0, 1))
         elif up.spec.temporal == "recurrent":
             out = up.process(slice(0, n), slice(0, n), lr)
         else:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -152,3 +155,23 @@ def ray_of_its_own() -> Iterator[None]:
         stop_ray()
         if was_running:
             start_local_ray()
+
+
+@pytest.fixture()
+def vsr(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Any:
+    """``vsr(ARGS)``: ``vsr upscale ARGS --json`` (bicubic x2, lossless) in this process; returns the exit
+    code, the JSON result ({} on failure) and stderr with the warnings logged meanwhile (the CLI's log lines,
+    which pytest captures)."""
+
+    from vsr_pipeline.cli import main
+
+    def run(*args: str) -> tuple[int, dict[str, Any], str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            code = main(["upscale", *args, "--model", "bicubic", "--scale", "2", "--crf", "0",
+                         "--no-progress", "--json"])
+        out, err = capsys.readouterr()
+        logged = "".join(f"{r.levelname} {r.name}: {r.getMessage()}\n" for r in caplog.records)
+        return code, json.loads(out.strip().splitlines()[-1]) if code == 0 else {}, err + logged
+
+    return run

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import textured_frames
-from tests.test_ingest import copy_packets, decoded, packet_pts, vsr  # noqa: F401  (vsr: the fixture)
+from tests.test_ingest import copy_packets, decoded, packet_pts
 from vsr_pipeline.media import FrameReader, MediaError
 from vsr_pipeline.media.frame_order import REORDER_WINDOW, FrameMatcher, Lost
 from vsr_pipeline.media.seek import SeekError, scan, seek_problem
@@ -110,7 +110,7 @@ def test_seeking_never_gives_a_wrong_frame(avi: Path, remuxed: Path) -> None:
 
 
 def test_vsr_upscale_of_a_remuxed_avi(
-    remuxed: Path, tmp_path: Path, source: np.ndarray, vsr: Any  # noqa: F811
+    remuxed: Path, tmp_path: Path, source: np.ndarray, vsr: Any
 ) -> None:
     """Through the pipeline with two seeking decoders: a seek finds the pts out of order, the rest is
     decoded sequentially; every frame once, at i/25 s, in order; the warning and the count are reported."""
@@ -125,7 +125,7 @@ def test_vsr_upscale_of_a_remuxed_avi(
 
 
 def test_live_stream_of_an_avi_with_b_frames(
-    avi: Path, tmp_path: Path, source: np.ndarray, vsr: Any, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    avi: Path, tmp_path: Path, source: np.ndarray, vsr: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``vsr upscale -`` (stdin) numbers the AVI's frames as the file reader does: each frame the lowest
     packet pts not yet given (it used to repair them: every frame after the first reordered one a frame

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import logging
 import sys
 from dataclasses import replace
 from fractions import Fraction
@@ -23,7 +22,6 @@ import pytest
 from tests import faults
 from tests.conftest import textured_frames
 from vsr_pipeline import UpscaleOptions, upscale
-from vsr_pipeline.cli import main
 from vsr_pipeline.errors import ChunkFailedError
 from vsr_pipeline.media import FrameReader
 from vsr_pipeline.media.ingest import TimestampRepair
@@ -89,24 +87,6 @@ def decoded(path: Path) -> tuple[list[Fraction], np.ndarray]:
         s = c.streams.video[0]
         frames = list(c.decode(s))
         return [f.pts * s.time_base for f in frames], np.stack([f.to_ndarray(format="rgb24") for f in frames])
-
-
-@pytest.fixture()
-def vsr(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Any:
-    """``vsr(ARGS)``: ``vsr upscale ARGS --json`` (bicubic x2, lossless) in this process; returns the exit
-    code, the JSON result ({} on failure) and stderr with the warnings logged meanwhile (the CLI's log lines,
-    which pytest captures)."""
-
-    def run(*args: str) -> tuple[int, dict[str, Any], str]:
-        caplog.clear()
-        with caplog.at_level(logging.WARNING):
-            code = main(["upscale", *args, "--model", "bicubic", "--scale", "2", "--crf", "0",
-                         "--no-progress", "--json"])
-        out, err = capsys.readouterr()
-        logged = "".join(f"{r.levelname} {r.name}: {r.getMessage()}\n" for r in caplog.records)
-        return code, json.loads(out.strip().splitlines()[-1]) if code == 0 else {}, err + logged
-
-    return run
 
 
 @pytest.fixture(scope="module")
@@ -385,8 +365,8 @@ def test_mpeg_ts_output(tmp_path: Path, vsr: Any) -> None:
 
 
 def test_ten_bit_hdr_input_is_said_to_be_written_at_8_bits(tmp_path: Path, vsr: Any) -> None:
-    """The pipeline's frames are 8-bit RGB: a 10-bit PQ (HDR10) input is processed, with one warning that
-    says so (it used to be reduced silently); its tags reach the output."""
+    """A 10-bit PQ (HDR10) input written at 8 bits (``--bit-depth 8``; the default keeps 10,
+    tests/test_bit_depth.py) is processed with one warning that says so; its tags reach the output."""
     src = tmp_path / "hdr.mkv"
     with av.open(str(src), "w") as out:
         v = out.add_stream("libx264", rate=25)
@@ -396,8 +376,8 @@ def test_ten_bit_hdr_input_is_said_to_be_written_at_8_bits(tmp_path: Path, vsr: 
             ten = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p10le")
             out.mux(v.encode(ten))
         out.mux(v.encode())
-    code, res, err = vsr(str(src), "-o", str(tmp_path / "out.mkv"))
-    assert code == 0 and res["frames_out"] == 4, err
+    code, res, err = vsr(str(src), "-o", str(tmp_path / "out.mkv"), "--bit-depth", "8")
+    assert code == 0 and res["frames_out"] == 4 and res["bit_depth"] == 8, err
     warnings = [ln for ln in err.splitlines() if "8 bits" in ln]
     assert len(warnings) == 1 and "10-bit video is upscaled and written at 8 bits (PQ HDR" in warnings[0]
     with av.open(str(tmp_path / "out.mkv")) as c:

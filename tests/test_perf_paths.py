@@ -18,7 +18,7 @@ from models.video.basicvsr import BasicVSR
 from tests.conftest import ROOT, shared_path, textured_frames
 from tests.test_windows import random_weights
 from vsr_pipeline import precision
-from vsr_pipeline.engine import Engine, make_forward, run_model, to_uint8
+from vsr_pipeline.engine import Engine, make_forward, run_model, to_frames
 from vsr_pipeline.media import probe
 from vsr_pipeline.metrics import psnr_y
 from vsr_pipeline.precision import (
@@ -66,7 +66,7 @@ def test_auto_precision_never_picks_bf16_on_a_cpu_without_bf16_units(monkeypatch
 def test_bf16_output_is_quantised_from_float32() -> None:
     """A bf16 tensor is widened before rounding to 8 bits: same levels as its float32 value."""
     x = torch.rand(2, 3, 5, 7).to(torch.bfloat16)
-    assert np.array_equal(to_uint8(x.clone()), to_uint8(x.float()))
+    assert np.array_equal(to_frames(x.clone()), to_frames(x.float()))
 
 
 def test_bf16_agrees_with_fp32_single_image() -> None:

@@ -14,7 +14,7 @@ from models.sisr.espcn import ESPCN
 from models.video.basicvsr import BasicVSR
 from tests.conftest import textured_frames
 from tests.test_windows import random_weights
-from vsr_pipeline.engine import Engine, make_forward, run_model, to_tensor, to_uint8
+from vsr_pipeline.engine import Engine, make_forward, run_model, to_frames, to_tensor
 from vsr_pipeline.metrics import psnr_y
 from vsr_pipeline.tiling import back_off, is_out_of_memory, tile_starts, tiled_forward
 
@@ -61,7 +61,7 @@ def test_tiled_equals_untiled_when_the_overlap_covers_the_receptive_field() -> N
         whole = model(x)
         tiled = tiled_forward(model, x, tile=32, overlap=16)
     torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-3)
-    assert np.abs(to_uint8(tiled.clone()).astype(int) - to_uint8(whole.clone())).max() <= 1
+    assert np.abs(to_frames(tiled.clone()).astype(int) - to_frames(whole.clone())).max() <= 1
 
 
 def test_no_visible_seams_with_a_global_model() -> None:
@@ -72,8 +72,8 @@ def test_no_visible_seams_with_a_global_model() -> None:
     frames = textured_frames(3, 64, 48, seed=3)
     x = to_tensor(frames, CPU).unsqueeze(0)
     with torch.inference_mode():
-        whole = to_uint8(model(x)[0])
-        tiled = to_uint8(tiled_forward(model, x, tile=32, overlap=8)[0])
+        whole = to_frames(model(x)[0])
+        tiled = to_frames(tiled_forward(model, x, tile=32, overlap=8)[0])
     assert psnr_y(tiled, whole, 0) > 40
     # rows/columns of HR pixels at the tile boundaries vs the rest: error no larger than 2x the average
     err = np.abs(tiled.astype(np.float64) - whole.astype(np.float64)).mean(axis=(0, 3))

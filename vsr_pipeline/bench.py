@@ -106,7 +106,7 @@ def naive_loop(model: Any, temporal: str, radius: int, clip: Path, out: Path, op
     import av
     import torch
 
-    from vsr_pipeline.engine import to_tensor, to_uint8
+    from vsr_pipeline.engine import to_frames, to_tensor
     from vsr_pipeline.media.probe import main_video
 
     t = {"decode": 0.0, "model": 0.0, "encode": 0.0}
@@ -134,7 +134,7 @@ def naive_loop(model: Any, temporal: str, radius: int, clip: Path, out: Path, op
             if temporal == "none":
                 t["decode"] += time.perf_counter() - s
                 m = time.perf_counter()
-                hr = to_uint8(model(to_tensor(decoded.pop()[None], cpu)))
+                hr = to_frames(model(to_tensor(decoded.pop()[None], cpu)))
                 t["model"] += time.perf_counter() - m
                 encode(hr)
             s = time.perf_counter()
@@ -143,10 +143,10 @@ def naive_loop(model: Any, temporal: str, radius: int, clip: Path, out: Path, op
             lr = np.stack(decoded)
             m = time.perf_counter()
             if temporal == "recurrent":
-                hr = to_uint8(model(to_tensor(lr, cpu).unsqueeze(0))[0])
+                hr = to_frames(model(to_tensor(lr, cpu).unsqueeze(0))[0])
             else:
                 idx = np.clip(np.arange(len(lr))[:, None] + np.arange(-radius, radius + 1), 0, len(lr) - 1)
-                hr = np.concatenate([to_uint8(model(to_tensor(lr[i][None], cpu))) for i in idx])
+                hr = np.concatenate([to_frames(model(to_tensor(lr[i][None], cpu))) for i in idx])
             t["model"] += time.perf_counter() - m
             encode(hr)
         s = time.perf_counter()

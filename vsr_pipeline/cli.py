@@ -109,14 +109,13 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=default("preset"))
     p.add_argument("--tune", help="x264/x265 tune: film, animation, grain, stillimage, psnr, ssim; "
                    "fastdecode, zerolatency also with one of those (grain,zerolatency); default none")
+    p.add_argument("--bit-depth", type=int, choices=[8, 10], help="output bits per sample (default: the "
+                   "input's: 10 for 10/12-bit video if the codec takes 10, 16-bit PNGs for a folder, else 8)")
     p.add_argument("--fps", type=_fraction, help="frame rate of a folder-of-frames input (default 25)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--backbone", help="single-image model as the body of a video model that accepts one")
-    p.add_argument(
-        "--align",
-        metavar="ESTIMATOR",
-        help="pre-align the windows of a window model with optical flow: spynet (pretrained), farneback, dis",
-    )
+    p.add_argument("--align", metavar="ESTIMATOR", help="pre-align the windows of a window model with "
+                   "optical flow: spynet (pretrained), farneback, dis")
     p.add_argument("--aligned-dtype", choices=["uint8", "float16"], default=default("aligned_dtype"),
                    help="dtype of aligned windows between the aligner and the model (default uint8)")
     p.add_argument(

@@ -1,10 +1,11 @@
-"""The inference engine: a model on a device turning LR frame windows (uint8, numpy) into HR frames.
+"""The inference engine: a model on a device turning LR frame windows (uint8/uint16, numpy) into HR frames.
 
 Plain torch, no Ray: ``Engine`` holds one model with its precision, tiling, batch and memory policy; the
 Ray actor (``workers.upscaler.Upscaler``), the live-stream executor, ``vsr bench`` and the benchmarks all
 call it. Functions: ``run_model`` (a chunk's window -> its kept HR frames, by temporal kind), ``run_windows``
-(pre-aligned windows), ``make_forward`` (precision + tiles around a module), ``to_tensor``/``to_uint8``
-(uint8 (T, H, W, 3) <-> float (T, 3, H, W) in [0, 1]).
+(pre-aligned windows), ``make_forward`` (precision + tiles around a module), ``to_tensor``/``to_frames``
+(uint8 or uint16 (T, H, W, 3) <-> float (T, 3, H, W) in [0, 1]). HR frames are uint8, or uint16 (0-65535) for
+a 10-bit output (``bit_depth``): the model's float output is quantised once, at the output's depth.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def resolve_device(device: str) -> torch.device:
 
 
 def to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (..., H, W, 3) -> float32 (..., 3, H, W) in [0, 1] on ``device``; float16 input is taken as
-    already in [0, 1] (pre-aligned windows)."""
+    """uint8 or uint16 (..., H, W, 3) -> float32 (..., 3, H, W) in [0, 1] on ``device``; float16 input is
+    taken as already in [0, 1] (pre-aligned windows)."""
     if not frames.flags.writeable or not frames.flags.c_contiguous:  # Ray hands out read-only views
         frames = np.array(frames, order="C")
     t = torch.from_numpy(frames)
@@ -54,15 +55,24 @@ def to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:
     t = t.movedim(-1, -3)
     if frames.dtype == np.uint8:
         return t.float().div_(255.0)
+    if frames.dtype == np.uint16:
+        return t.float().div_(65535.0)
     return t.float()
 
 
-def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """float (T, 3, H, W) in [0, 1] -> uint8 (T, H, W, 3), rounded as BasicSR's tensor2img does.
+def frame_dtype(bit_depth: int | None) -> np.dtype:
+    """HR frames' sample type for an output of ``bit_depth`` bits (None: 8): uint8, or uint16 above 8."""
+    return np.dtype(np.uint16 if bit_depth and bit_depth > 8 else np.uint8)
 
-    Quantised on the tensor's device (on a GPU only uint8 comes back), from float32 (a bf16/fp16 output
-    is widened first: bf16 cannot hold every 8-bit level)."""
-    out = frames.float().clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+
+def to_frames(frames: torch.Tensor, dtype: np.dtype | type = np.uint8) -> np.ndarray:
+    """float (T, 3, H, W) in [0, 1] -> (T, H, W, 3) of ``dtype``: uint8 rounded as BasicSR's tensor2img does,
+    or uint16 (0-65535) for a 10-bit output. Quantised on the tensor's device (on a GPU only the integers
+    come back), from float32 (a bf16/fp16 output is widened first: bf16 cannot hold every 8-bit level)."""
+    deep = np.dtype(dtype) == np.uint16
+    top = 65535.0 if deep else 255.0
+    out = frames.float().clamp_(0.0, 1.0).mul_(top).round_()
+    out = out.to(torch.int32).to(torch.uint16) if deep else out.to(torch.uint8)
     return np.ascontiguousarray(out.permute(0, 2, 3, 1).cpu().numpy())
 
 
@@ -116,8 +126,10 @@ def run_model(
     batch: int = 4,
     radius: int = 0,
     keep: slice | None = None,
+    dtype: np.dtype | type = np.uint8,
 ) -> np.ndarray:
-    """Run ``model`` over LR frames uint8 (T, H, W, 3); returns HR uint8 (T, sH, sW, 3).
+    """Run ``model`` over LR frames uint8 or uint16 (T, H, W, 3); returns HR frames (T, sH, sW, 3) of
+    ``dtype`` (uint8, or uint16 for a 10-bit output).
 
     Recurrent video models see the whole window as one sequence; single-image models run
     per frame in mini-batches of ``batch``; window models (``radius`` frames each side) get
@@ -132,12 +144,12 @@ def run_model(
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if temporal == "recurrent":  # the model reconstructs only the kept frames (BasicVSR.forward)
-        return run_sequences(model, [frames], device, 1, keep)[0]
+        return run_sequences(model, [frames], device, 1, keep, dtype)[0]
     if temporal == "none":
         if keep is not None:
             frames = frames[keep]
         parts = [
-            to_uint8(forward_full(model, to_tensor(frames[i : i + batch], device), batch))
+            to_frames(forward_full(model, to_tensor(frames[i : i + batch], device), batch), dtype)
             for i in range(0, len(frames), batch)
         ]
         return np.concatenate(parts)
@@ -145,7 +157,7 @@ def run_model(
         table = torch.from_numpy(window_table(len(frames), radius, keep)).to(device)
         lr = to_tensor(frames, device)  # (L, 3, H, W): each frame converted once, gathered per window
         parts = [
-            to_uint8(forward_full(model, lr[table[i : i + batch]], batch))
+            to_frames(forward_full(model, lr[table[i : i + batch]], batch), dtype)
             for i in range(0, len(table), batch)
         ]
         return np.concatenate(parts)
@@ -159,11 +171,12 @@ def run_sequences(
     device: torch.device,
     count: int = 1,
     keep: slice | None = None,
+    dtype: np.dtype | type = np.uint8,
 ) -> list[np.ndarray]:
-    """A recurrent model over several chunks at once: ``sequences`` uint8 (T, H, W, 3) of one shape, run as
+    """A recurrent model over several chunks at once: ``sequences`` (T, H, W, 3) of one shape, run as
     one (N, T, 3, H, W) batch padded to ``count`` sequences (``pad_batch``: every forward pass the same
     shape, so a chunk's output does not depend on which others it ran with); returns each one's kept HR
-    frames uint8 (T', sH, sW, 3). Several sequences fill a GPU that one recurrent step at a time leaves
+    frames (T', sH, sW, 3) of ``dtype``. Several sequences fill a GPU that one recurrent step at a time leaves
     idle (BasicVSR, Chan et al., CVPR 2021, runs its 2x(T-1) steps one after another)."""
     if not sequences or any(s.shape != sequences[0].shape for s in sequences):
         raise ValueError(f"sequences must share one shape, got {[s.shape for s in sequences]}")
@@ -171,19 +184,20 @@ def run_sequences(
         raise ValueError(f"{len(sequences)} sequences for a forward pass of {count}")
     x = torch.stack([to_tensor(s, device) for s in sequences])
     out = model(pad_batch(x, count), keep=keep)[: len(sequences)]
-    return [to_uint8(o) for o in out]
+    return [to_frames(o, dtype) for o in out]
 
 
 @torch.inference_mode()
 def run_windows(
-    model: Callable[[torch.Tensor], torch.Tensor], windows: np.ndarray, device: torch.device, batch: int = 4
+    model: Callable[[torch.Tensor], torch.Tensor], windows: np.ndarray, device: torch.device, batch: int = 4,
+    dtype: np.dtype | type = np.uint8,
 ) -> np.ndarray:
-    """Run a window model over ready-made windows (T, 2r+1, H, W, 3), uint8 or float16 in [0, 1] (the
-    aligner's output); returns HR uint8 (T, sH, sW, 3)."""
+    """Run a window model over ready-made windows (T, 2r+1, H, W, 3), uint8, uint16 or float16 in [0, 1]
+    (the aligner's output); returns HR frames (T, sH, sW, 3) of ``dtype``."""
     if windows.ndim != 5 or windows.shape[-1] != 3:
         raise ValueError(f"expected windows of shape (T, 2r+1, H, W, 3), got {windows.shape}")
     parts = [
-        to_uint8(forward_full(model, to_tensor(windows[i : i + batch], device), batch))
+        to_frames(forward_full(model, to_tensor(windows[i : i + batch], device), batch), dtype)
         for i in range(0, len(windows), batch)
     ]
     return np.concatenate(parts)
@@ -260,12 +274,13 @@ def engine_arguments(settings: ModelSettings, spec: ModelSpec | None = None, dev
         "overlap": settings.overlap,
         "compile": settings.compile,
         "sequences": settings.sequences,
+        "bit_depth": settings.bit_depth,
         "reuse_memory": reuse_memory,
     }
 
 
 #: ``Engine`` arguments a built engine takes without reloading its model (``Engine.configure``)
-ADJUSTABLE = ("threads", "batch", "tile", "overlap", "sequences")
+ADJUSTABLE = ("threads", "batch", "tile", "overlap", "sequences", "bit_depth")
 
 
 class Engine:
@@ -298,6 +313,7 @@ class Engine:
         compile: bool = False,
         reuse_memory: bool = False,
         sequences: int = 1,
+        bit_depth: int | None = 8,
     ):
         if reuse_memory:  # process-wide: for an actor's own process (vsr_pipeline.heap)
             reuse_freed_memory(True)
@@ -310,14 +326,17 @@ class Engine:
         self.compiled = compile_model(self.model) if compile else self.model
         self._base: dict[str, Any] = {}
         self.reset({"threads": threads, "batch": batch, "tile": tile, "overlap": overlap,
-                    "sequences": sequences})
+                    "sequences": sequences, "bit_depth": bit_depth})
 
-    def configure(self, threads: int, batch: int, tile: int | None, overlap: int, sequences: int) -> None:
+    def configure(self, threads: int, batch: int, tile: int | None, overlap: int, sequences: int,
+                  bit_depth: int | None = 8) -> None:
         """Run with these (:data:`ADJUSTABLE`, as the constructor's) from now on; the loaded model is kept.
         Unchanged settings keep any out-of-memory back-off; changed ones start from what is given."""
         if sequences < 1:
             raise ValueError(f"sequences must be >= 1, got {sequences}")
-        base = {"threads": threads, "batch": batch, "tile": tile, "overlap": overlap, "sequences": sequences}
+        self.bit_depth, self.dtype = bit_depth or 8, frame_dtype(bit_depth)  # HR frames: uint8, or uint16
+        base = {"threads": threads, "batch": batch, "tile": tile, "overlap": overlap, "sequences": sequences,
+                "bit_depth": bit_depth}
         if base == self._base:
             return
         self._base = base
@@ -329,6 +348,11 @@ class Engine:
         self.sequences = chunks_per_pass(self.spec, sequences)
         self.forward = make_forward(self.compiled, self.precision, self.tile, self.overlap)
         self.backoffs: list[dict[str, int | None]] = []
+
+    @property
+    def base(self) -> dict[str, Any]:
+        """The :data:`ADJUSTABLE` settings in force (as given: before any out-of-memory back-off)."""
+        return dict(self._base)
 
     def reset(self, base: dict[str, Any] | None = None) -> bool:
         """Back to a new engine's state: ``base`` (:data:`ADJUSTABLE` settings; None: the ones in force)
@@ -407,9 +431,8 @@ class Engine:
         frames = batches[0] if len(batches) == 1 else np.concatenate(batches)
         frames = frames[window]
         return self._timed(lambda: self._with_backoff(
-            lambda: run_model(
-                self.forward, self.spec.temporal, frames, self.device, self.batch, self.spec.radius, keep
-            ),
+            lambda: run_model(self.forward, self.spec.temporal, frames, self.device, self.batch,
+                              self.spec.radius, keep, self.dtype),
             frames.shape[1:3],
         ))
 
@@ -436,7 +459,7 @@ class Engine:
         def passes() -> list[np.ndarray]:  # more than one after an out-of-memory back-off of ``sequences``
             return [hr for i in range(0, len(seqs), self.sequences)
                     for hr in run_sequences(self.forward, seqs[i : i + self.sequences], self.device,
-                                            self.sequences, keep)]
+                                            self.sequences, keep, self.dtype)]
 
         return self._timed(lambda: self._with_backoff(passes, seqs[0].shape[1:3]))
 
@@ -452,7 +475,8 @@ class Engine:
                 f"got shape {windows.shape}"
             )
         return self._timed(lambda: self._with_backoff(
-            lambda: run_windows(self.forward, windows, self.device, self.batch), windows.shape[2:4]
+            lambda: run_windows(self.forward, windows, self.device, self.batch, self.dtype),
+            windows.shape[2:4]
         ))
 
     def settings(self) -> dict[str, object]:
@@ -465,6 +489,7 @@ class Engine:
             "batch": self.batch,
             "sequences": self.sequences,
             "tile": self.tile,
+            "bit_depth": self.bit_depth,
             "backoffs": list(self.backoffs),
         }
 

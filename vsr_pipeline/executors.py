@@ -93,8 +93,9 @@ class RayDecoders:
     def restart(self) -> None:
         """Kill these decoders; one new decoder reads the same input sequentially from its first frame."""
         self.kill()
-        info, batch, fps, on_corrupt, deinterlace = self.source
-        new = start_decoders(info, batch, fps, on_corrupt, 1, parallel=False, deinterlace=deinterlace)
+        info, batch, fps, on_corrupt, deinterlace, deep = self.source
+        new = start_decoders(info, batch, fps, on_corrupt, 1, parallel=False, deinterlace=deinterlace,
+                             deep=deep)
         self.actors, self.owners = new.actors, new.owners
 
     def finish(self, keep: bool) -> None:
@@ -126,13 +127,15 @@ def idle_key(cls: type, options: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def start_decoders(info: VideoInfo, batch: int, fps: Any, on_corrupt: str, count: int,
-                   parallel: bool = True, deinterlace: bool = True) -> RayDecoders:
+                   parallel: bool = True, deinterlace: bool = True, deep: bool = False) -> RayDecoders:
     """``count`` seeking decoder actors where seeking is exact for this input, else one sequential (inputs
     whose timestamps need repair, or interlaced ones being deinterlaced, among others). Idle decoders an
-    earlier job handed back are taken first (``RayDecoders.finish``)."""
+    earlier job handed back are taken first (``RayDecoders.finish``). ``deep``: uint16 frames for a video of
+    more than 8 bits."""
     from vsr_pipeline.media.seek import scan, seek_problem
 
-    args, source = (str(info.path), fps, on_corrupt, deinterlace), (info, batch, fps, on_corrupt, deinterlace)
+    args = (str(info.path), fps, on_corrupt, deinterlace, deep)
+    source = (info, batch, fps, on_corrupt, deinterlace, deep)
     if parallel and count > 1:
         index = scan(info.path)
         problem = seek_problem(index, info, on_corrupt, deinterlace)

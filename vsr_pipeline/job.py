@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from vsr_pipeline.options import (
     check_perf_options,
     chunks_per_pass,
     concrete_batch,
+    output_bit_depth,
 )
 from vsr_pipeline.plan import Chunk, machine_memory, plan_chunks, spec_chunk
 from vsr_pipeline.scheduler import ChunkWork, decoded_chunks, run_chunks
@@ -70,6 +71,7 @@ class UpscaleResult:
     timestamps_repaired: int = 0
     timestamps_renumbered: int = 0  # frames whose pts were not display times: renumbered in display order
     deinterlaced: bool = False  # the input is interlaced and its frames were deinterlaced
+    bit_depth: int = 8  # output bits per sample (10: a 10-bit video or 16-bit PNGs)
     #: wall seconds the job's own upscalers spent inside their forward calls (summed over actors; None when
     #: the upscalers were shared with other jobs): ``seconds`` minus this is what the pipeline itself cost
     model_seconds: float | None = None
@@ -183,7 +185,8 @@ def plan_job(
     check_manifest_free(output, opts.overwrite)
     check_perf_options(spec, opts, device)
     info = probe(input_path, fps=opts.fps)
-    check_input(info, opts.scale)
+    opts = replace(opts, bit_depth=output_bit_depth(opts, info, output))  # auto is decided here
+    check_input(info, opts.scale, opts.bit_depth)
     padding = spec.default_padding if opts.padding is None else opts.padding
     chunk = opts.chunk or _default_chunk(output, opts, spec, info, padding, device, sharing)
     return JobPlan(input_path, output, opts, spec, info, chunk, padding,
@@ -214,6 +217,7 @@ def job_settings(
     """What made a job's segments: the ledger reuses them only when every one of these is equal."""
     from vsr_pipeline.ledger import file_sha256, input_fingerprint
     from vsr_pipeline.manifest import segment_software
+    from vsr_pipeline.precision import resolved_precision
 
     weights = resolve_weights(spec.name, opts.weights, opts.scale)
     return {
@@ -227,13 +231,14 @@ def job_settings(
         "batch": concrete_batch(opts.batch),
         # segments made in another precision or tiling differ slightly; "auto" is recorded as what it
         # resolves to, so a CLI run (auto) and an API run (fp32) that compute the same way share segments
-        "precision": _resolved_precision(opts.precision, device, spec.name),
+        "precision": resolved_precision(opts.precision, device, spec.name),
         "tile": [opts.tile, opts.overlap] if opts.tile else None,
         "device": device,
         "codec": opts.codec,
         "crf": opts.crf,
         "preset": opts.preset,
         **({"tune": opts.tune} if opts.tune else {}),  # absent: the encoder's own default
+        **({"bit_depth": opts.bit_depth} if (opts.bit_depth or 8) > 8 else {}),  # absent: 8, as before it
         "chunk": chunk,
         "padding": padding,
         "fps": str(opts.fps) if opts.fps is not None else None,
@@ -246,17 +251,6 @@ def job_settings(
         **({"sequences": opts.sequences} if chunks_per_pass(spec, opts.sequences) > 1 else {}),
         "software": segment_software(),
     }
-
-
-def _resolved_precision(precision: str, device: str, model: str) -> str:
-    import torch
-
-    from vsr_pipeline.precision import resolve_precision
-
-    try:
-        return resolve_precision(precision, torch.device(device), model)
-    except ValueError:
-        return precision
 
 
 def upscale(input_path: str | Path, output: str | Path, opts: UpscaleOptions | None = None) -> UpscaleResult:
@@ -309,6 +303,7 @@ def run_job(
         start_encoder,
     )
     from vsr_pipeline.ledger import Ledger
+    from vsr_pipeline.precision import resolved_precision
     from workers.aligner import Aligner
     from workers.encoder import SegmentTarget, check_encoder, is_video_path, join_segments
     from workers.motion import Motion
@@ -357,7 +352,7 @@ def run_job(
             stage_device = "auto" if gpu else "cpu"  # resolved on the actor's own node
             upscalers = pool() if own_pool else pool
             decoders = start_decoders(info, plan.chunk, opts.fps, opts.on_corrupt, opts.decoders,
-                                      deinterlace=opts.deinterlace)
+                                      deinterlace=opts.deinterlace, deep=(opts.bit_depth or 8) > 8)
             stages, motion, aligner = [], None, None
             if opts.align:
                 motion = ray.remote(num_cpus=0, num_gpus=gpu_share / 2, **restarts)(
@@ -457,11 +452,12 @@ def run_job(
         timestamps_repaired=timestamps["repaired"],
         timestamps_renumbered=timestamps["renumbered"],
         deinterlaced=timestamps["deinterlaced"],
+        bit_depth=opts.bit_depth or 8,
         model_seconds=model_seconds,
         # actors' epoch clocks against the driver's: exact on one node, good to the clock skew across nodes
         model_head_s=round(min(float(s["first"]) for s in busy) - started_epoch, 3) if busy else None,
         model_tail_s=round(ended_epoch - max(float(s["last"]) for s in busy), 3) if busy else None,
-        precision=_resolved_precision(opts.precision, device_type, spec.name),
+        precision=resolved_precision(opts.precision, device_type, spec.name),
         precision_reason=plan.precision_reason or None,
         batch=opts.batch,
         batch_reason=plan.batch_reason or None,

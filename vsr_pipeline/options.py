@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from vsr_pipeline.errors import ResourceError, UsageError
 from vsr_pipeline.media import EncodeSettings, VideoInfo
 from vsr_pipeline.media.reader import ON_CORRUPT
-from vsr_pipeline.media.writer import tune_problem
+from vsr_pipeline.media.writer import BIT_DEPTHS, codec_takes, is_video_path, output_pix_fmt, tune_problem
 
 if TYPE_CHECKING:
     from models.registry import ModelSpec
@@ -64,6 +64,9 @@ class ModelSettings:
     #: recurrent models: chunks run as one batch of sequences per forward pass (a GPU's throughput); every
     #: forward pass holds exactly this many (a lone chunk is padded), so output does not depend on grouping
     sequences: int = 1
+    #: bits per sample of the output: HR frames are uint8 for 8 (and None), uint16 for 10; a job sets the
+    #: output's (``output_bit_depth``)
+    bit_depth: int | None = None
 
 
 _M, _E = ModelSettings, EncodeSettings
@@ -104,6 +107,9 @@ class UpscaleOptions:
     crf: int = _E.crf
     preset: str = _E.preset
     tune: str | None = _E.tune
+    #: output bits per sample, 8 or 10; None: the input's (10 for a 10- or 12-bit input where the codec takes
+    #: 10 bits; a PNG folder then gets 16-bit PNGs), else 8
+    bit_depth: int | None = _E.bit_depth
     #: torch threads of a CPU upscaler (0: chosen on this machine, ``autotune.choose_job_threads``)
     threads: int = 0
     #: core frames per chunk (None: ``vsr_pipeline.plan.default_chunk``)
@@ -200,6 +206,8 @@ def check_options(opts: UpscaleOptions) -> ModelSpec:
         raise UsageError("--chunk must be >= 1 and --padding >= 0")
     if opts.tune and (problem := tune_problem(opts.codec, opts.tune)):
         raise UsageError(f"--tune: {problem}")
+    if opts.bit_depth not in (None, *BIT_DEPTHS):
+        raise UsageError(f"--bit-depth must be auto, 8 or 10, not {opts.bit_depth}")
     if spec.temporal == "window" and opts.padding is not None:
         from vsr_pipeline.windows import check_padding
 
@@ -284,12 +292,12 @@ def check_paths(input_path: Path, output: Path, overwrite: bool) -> None:
         raise UsageError(f"output directory {parent} is not writable ({exc.strerror or exc})") from None
 
 
-def memory_estimate(info: VideoInfo, scale: int) -> int:
+def memory_estimate(info: VideoInfo, scale: int, bit_depth: int = 8) -> int:
     """A lower bound on the bytes one frame needs, whatever the batch or tiling: its HR output as float32
-    (the model's) plus three uint8 RGB copies (upscaler, object store, encoder). Activations are left out:
-    batching and tiling shrink them, and out-of-memory backs off to tiles."""
+    (the model's) plus three RGB copies (upscaler, object store, encoder; uint16 above 8 bits). Activations
+    are left out: batching and tiling shrink them, and out-of-memory backs off to tiles."""
     hr = info.width * scale * info.height * scale * 3
-    return hr * (4 + 3)
+    return hr * (4 + 3 * (2 if bit_depth > 8 else 1))
 
 
 def total_memory() -> int | None:
@@ -303,15 +311,27 @@ def total_memory() -> int | None:
 HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
 
 
-def check_input(info: VideoInfo, scale: int) -> None:
-    """Refuse, with the estimate, a frame whose processing cannot fit this machine's memory; warn that
-    samples deeper than 8 bits are not kept (frames are 8-bit RGB from decode to encode)."""
-    if info.bit_depth > 8:
+def output_bit_depth(opts: UpscaleOptions, info: VideoInfo, output: Path) -> int:
+    """The output's bits per sample: ``opts.bit_depth``, or for None (auto) 10 where the input has more than
+    8 bits and ``output`` can hold 10 (a PNG folder always: 16-bit PNGs; a video where ``opts.codec`` takes
+    10 bits at the output size), else 8."""
+    if opts.bit_depth is not None:
+        return opts.bit_depth
+    if info.bit_depth <= 8:
+        return 8
+    fmt = output_pix_fmt(info.width * opts.scale, info.height * opts.scale, 10)
+    return 10 if not is_video_path(output) or codec_takes(opts.codec, fmt) else 8
+
+
+def check_input(info: VideoInfo, scale: int, bit_depth: int = 8) -> None:
+    """Refuse, with the estimate, a frame whose processing cannot fit this machine's memory; warn where
+    samples deeper than 8 bits are not kept (output ``bit_depth`` 8)."""
+    if info.bit_depth > 8 and bit_depth <= 8:
         hdr = HDR_TRANSFERS.get(info.color_trc)
         logging.getLogger(__name__).warning(
             "%s: %d-bit video is upscaled and written at 8 bits%s", info.path, info.bit_depth,
             f" ({hdr} HDR: its tags are kept, but smooth gradients may band)" if hdr else "")
-    need, have = memory_estimate(info, scale), total_memory()
+    need, have = memory_estimate(info, scale, bit_depth), total_memory()
     if have is not None and need > have:
         raise ResourceError(
             f"a {info.width}x{info.height} frame at x{scale} needs about {need / 2**30:.1f} GiB "

@@ -136,6 +136,15 @@ def resolve_precision(precision: str, device: torch.device, model: str) -> str:
     return precision
 
 
+def resolved_precision(precision: str, device: str, model: str) -> str:
+    """:func:`resolve_precision` for a device named by a string, or ``precision`` itself where it does not
+    resolve (what a job records)."""
+    try:
+        return resolve_precision(precision, torch.device(device), model)
+    except ValueError:
+        return precision
+
+
 @dataclass(frozen=True)
 class Precision:
     """How to run a forward pass: ``name`` (fp32/fp32-cl/bf16/fp16) on ``device``."""

@@ -108,7 +108,8 @@ def open_source(source: str, timeout: float, stdin: StdinPipe | None = None) -> 
 
 class StreamDecoder(threading.Thread):
     """Opens the source and decodes its first video stream. Puts on ``out``: ``("start", VideoInfo)``, then
-    ``(rgb (H, W, 3) uint8, pts)`` per frame, then ``END``, or an exception instead. Pts that are missing,
+    ``(rgb (H, W, 3) uint8, pts)`` per frame (uint16 for a source of more than 8 bits with ``deep``), then
+    ``END``, or an exception instead. Pts that are missing,
     repeat or go backwards are repaired as the file reader does (``media.ingest.TimestampRepair``, counted
     in ``timestamps``); where the pts cannot be display times (an AVI with B-frames:
     :func:`.media.frame_order.decode_order_pts`) each frame gets the lowest packet pts not yet given, as
@@ -119,7 +120,7 @@ class StreamDecoder(threading.Thread):
     opened again up to ``reopens`` times; its frames go on from the last one's pts (``_reopened_at``)."""
 
     def __init__(self, source: str, timeout: float, out: queue.Queue[Any], stop: threading.Event,
-                 on_corrupt: str, deinterlace: bool = True, reopens: int = 0):
+                 on_corrupt: str, deinterlace: bool = True, reopens: int = 0, deep: bool = False):
         super().__init__(daemon=True, name="vsr-stream-decode")
         #: a URL whose reading fails after frames came is opened again up to this many times (``reopened``)
         self.reopens, self.reopened = reopens, 0
@@ -131,6 +132,7 @@ class StreamDecoder(threading.Thread):
         self.name_shown = "stdin" if source == "-" else source
         self.on_corrupt = on_corrupt
         self.deinterlace = deinterlace
+        self.deep = deep
         self.deinterlaced = False
         self.timestamps = TimestampRepair(1)
         self.bad_packets = 0
@@ -230,7 +232,7 @@ class StreamDecoder(threading.Thread):
             frames = Deinterlacer(Fraction(stream.time_base or Fraction(1, 90000)), name).filter(frames)
             self.deinterlaced = True
         if self.info is not None:  # opened again: the same picture, the timeline going on
-            self._reopened_at(stream, frame_to_rgb(first, *(self._tags or (0, 0))), first)
+            self._reopened_at(stream, frame_to_rgb(first, *(self._tags or (0, 0)), self.deep), first)
         for frame in frames:
             if not isinstance(frame, av.VideoFrame):  # a lost frame: its packet's pts, or None
                 if self.on_corrupt == "repeat" and self._good is not None:
@@ -242,7 +244,7 @@ class StreamDecoder(threading.Thread):
                 continue
             if self._tags is None:
                 self._tags = (int(frame.colorspace), int(frame.color_range or 0))
-                rgb = frame_to_rgb(frame, *self._tags)
+                rgb = frame_to_rgb(frame, *self._tags, self.deep)
                 self.info = stream_info(self.source, container, stream, rgb, frame, interlaced)
                 self.timestamps = TimestampRepair(frame_step(stream_rate(stream) or self.info.fps,
                                                              self.info.time_base))
@@ -250,7 +252,7 @@ class StreamDecoder(threading.Thread):
             read = frame.pts if frame.pts is not None else frame.dts
             pts = self.timestamps.fix(None if read is None else read + self._offset)
             self.mapping.append((read, pts, False, self._offset))
-            self._good = frame_to_rgb(frame, *self._tags)
+            self._good = frame_to_rgb(frame, *self._tags, self.deep)
             if not self._put((self._good, pts)):
                 return
         self._put(END)

@@ -32,6 +32,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from vsr_pipeline.options import (
     check_paths,
     check_perf_options,
     concrete_batch,
+    output_bit_depth,
 )
 from vsr_pipeline.plan import LivePolicy, live_policy
 from vsr_pipeline.scheduler import ChunkWork, run_chunks
@@ -179,7 +181,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
     failure: BaseException | None = None
     try:
         decoder = StreamDecoder(source, timeout, frames_q, stop, opts.on_corrupt, opts.deinterlace,
-                                reopens=opts.retries)
+                                reopens=opts.retries, deep=opts.bit_depth != 8)
         decoder.start()  # connects and decodes while the model loads
         # a stream is this process's one job: freed buffers serve the next chunk (vsr_pipeline.heap)
         building = upscale.submit(Engine.from_settings, opts.model_settings(), spec=spec, device=str(device),
@@ -188,8 +190,10 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         if isinstance(item, BaseException):
             raise item
         info = item[1]
-        check_input(info, opts.scale)
+        opts = replace(opts, bit_depth=output_bit_depth(opts, info, output))  # auto: the source's
+        check_input(info, opts.scale, opts.bit_depth)
         engine = building.result()
+        upscale.submit(engine.configure, **{**engine.base, "bit_depth": opts.bit_depth}).result()
         writer = _writer(output, info, opts)
         sink = _ProgressiveEncoder(writer, header_first=output.suffix.lower() != ".ts")
         executor = LocalExecutor(engine, sink, upscale)

@@ -34,8 +34,9 @@ def align_windows(
     dtype: str = "uint8",
     padding_mode: str = "border",
 ) -> np.ndarray:
-    """Aligned windows ``(T, 2r+1, H, W, 3)`` of output frames ``keep`` of ``frames`` uint8 ``(L, H, W, 3)``,
-    ``flows`` ``(T, 2r+1, 2, H, W)`` from ``compute_flows`` on the same frames and ``keep``."""
+    """Aligned windows ``(T, 2r+1, H, W, 3)`` of output frames ``keep`` of ``frames`` uint8 or uint16
+    ``(L, H, W, 3)``, ``flows`` ``(T, 2r+1, 2, H, W)`` from ``compute_flows`` on the same frames and ``keep``.
+    ``dtype`` "uint8" keeps the frames' own type (uint16 frames of a deep video give uint16 windows)."""
     if dtype not in (*ALIGNED_DTYPES, "float32"):
         raise ValueError(f"aligned dtype must be one of {', '.join(ALIGNED_DTYPES)}, float32; got {dtype!r}")
     device = device or torch.device("cpu")
@@ -46,7 +47,8 @@ def align_windows(
             f"{table.shape[1]} frames {frames.shape[1]}x{frames.shape[2]}"
         )
     lr = to_tensor(frames, device)
-    out = np.empty((*table.shape, *frames.shape[1:]), dtype=np.dtype(dtype))
+    deep = dtype == "uint8" and frames.dtype == np.uint16
+    out = np.empty((*table.shape, *frames.shape[1:]), dtype=np.uint16 if deep else np.dtype(dtype))
     for i in range(0, len(table), batch):
         idx = torch.from_numpy(table[i : i + batch]).to(device)
         x = lr[idx]  # (b, 2r+1, 3, H, W)
@@ -54,7 +56,9 @@ def align_windows(
         warped = flow_warp(x.flatten(0, 1), f.flatten(0, 1), padding_mode=padding_mode).view_as(x)
         centre = (idx == idx[:, radius : radius + 1])[..., None, None, None]
         warped = torch.where(centre, x, warped).clamp_(0.0, 1.0)
-        if dtype == "uint8":
+        if deep:
+            warped = warped.mul_(65535.0).round_().to(torch.int32).to(torch.uint16)
+        elif dtype == "uint8":
             warped = warped.mul_(255.0).round_().to(torch.uint8)
         elif dtype == "float16":
             warped = warped.half()

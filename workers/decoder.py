@@ -25,22 +25,24 @@ class Decoder:
     ``open`` when made without a ``path``)."""
 
     def __init__(self, path: str | None = None, fps: Fraction | None = None, on_corrupt: str = "fail",
-                 deinterlace: bool = True):
+                 deinterlace: bool = True, deep: bool = False):
         self._reader: FrameReader | None = None
         self._error: Exception | None = None
         if path is not None:
             # kept, and raised by the first read: an actor's constructor must not fail (the driver would see
             # only that the actor died)
             with contextlib.suppress(Exception):
-                self.open(path, fps, on_corrupt, deinterlace)
+                self.open(path, fps, on_corrupt, deinterlace, deep)
 
     def open(self, path: str, fps: Fraction | None = None, on_corrupt: str = "fail",
-             deinterlace: bool = True) -> bool:
+             deinterlace: bool = True, deep: bool = False) -> bool:
         """Read ``path`` from its first frame on (the input before, if any, is closed); True. Its error is
-        also raised by every read until the next ``open``."""
+        also raised by every read until the next ``open``. ``deep``: uint16 frames for a video of more than
+        8 bits (``FrameReader``)."""
         self.close()
         try:
-            self._reader = FrameReader(path, fps=fps, on_corrupt=on_corrupt, deinterlace=deinterlace)
+            self._reader = FrameReader(path, fps=fps, on_corrupt=on_corrupt, deinterlace=deinterlace,
+                                       deep=deep)
         except Exception as exc:
             self._error = exc
             raise

@@ -24,13 +24,10 @@ from vsr_pipeline.cluster import actor_restarted
 from vsr_pipeline.heap import release_free_memory
 from vsr_pipeline.media import EncodeSettings, ImageFolderWriter, VideoInfo
 from vsr_pipeline.media.mux import concat_segments
+from vsr_pipeline.media.writer import VIDEO_EXTENSIONS, is_video_path
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm", ".ts"})
-
-
-def is_video_path(path: str | Path) -> bool:
-    """A path with a video extension is a video; anything else is a folder of PNG frames."""
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+__all__ = ["VIDEO_EXTENSIONS", "Encoder", "SegmentTarget", "check_encoder", "is_video_path", "join_segments",
+           "segment_suffix"]
 
 
 def segment_suffix(output: str | Path) -> str:
@@ -84,9 +81,9 @@ class Encoder:
     def write_segment(
         self, index: int, frames: np.ndarray, pts: Sequence[int | None], target: SegmentTarget | None = None
     ) -> tuple[str | None, int]:
-        """Encode chunk ``index``'s HR frames uint8 (T, H, W, 3) with their source pts (``None``: leave the
-        frame out) as one segment of ``target``'s job (default: the constructor's); returns (segment file
-        name or None when no frame is left, frames)."""
+        """Encode chunk ``index``'s HR frames (T, H, W, 3), uint8 or uint16 (10 bits), with their source pts
+        (``None``: leave the frame out) as one segment of ``target``'s job (default: the constructor's);
+        returns (segment file name or None when no frame is left, frames)."""
         target = target or self.target
         if target is None:
             raise ValueError("write_segment needs a target: this encoder was made without one")
@@ -116,7 +113,7 @@ def check_encoder(output: str | Path, info: VideoInfo, scale: int, encode: Encod
     w, h = info.width * scale, info.height * scale
     writer = encode.open_writer(output, w, h, info, overwrite=True)
     try:
-        writer.write(np.zeros((1, h, w, 3), np.uint8), [0])
+        writer.write(np.zeros((1, h, w, 3), np.uint16 if writer.bit_depth > 8 else np.uint8), [0])
     finally:
         writer.abort()
 

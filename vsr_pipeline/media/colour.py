@@ -10,8 +10,13 @@ The reader and the writer use the same matrices, so decode -> encode keeps colou
 
 OpenCV's ``COLOR_YUV2RGB_I420`` is used where its matrix is the one needed (BT.601, limited, 4:2:0, even
 size); it is ~3x faster than the general path. Everything else goes through ``cv2.transform`` with our own
-3x4 matrix; pixel formats we do not handle (high bit depth, semi-planar, palettes) go through swscale with
-the same colorspace and range passed explicitly.
+3x4 matrix; pixel formats we do not handle (semi-planar, palettes, RGB) go through swscale with the same
+colorspace and range passed explicitly.
+
+High bit depth: with ``deep``, a frame of more than 8 bits per sample (``yuv420p10le``, ...) becomes
+(H, W, 3) **uint16** RGB scaled to the full 0-65535 range (as ``rgb48``), and :func:`rgb_to_frame` takes
+such frames to ``yuv420p10le`` / ``yuv444p10le``. Samples of b bits are scaled as the ITU-R BT.2100 /
+FFmpeg convention has it: limited range is the 8-bit range times 2^(b-8); full range spans 0..2^b-1.
 """
 
 from __future__ import annotations
@@ -43,6 +48,11 @@ _BT601 = (0.299, 0.114)
 _SWS_CS = {1: Colorspace.ITU709, 4: Colorspace.FCC, 7: Colorspace.SMPTE240M, 9: Colorspace.BT2020,
            10: Colorspace.BT2020}
 
+#: RGB frames' sample types: 8 bits, or 16 for video of more than 8 bits (``deep``)
+RGB_MAX = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
+#: output pixel formats of more than 8 bits, by chroma layout
+DEEP_FORMATS = {"yuv420p": "yuv420p10le", "yuv444p": "yuv444p10le"}
+
 _YUV_8BIT = {
     "yuv420p": (2, 2), "yuvj420p": (2, 2), "yuv422p": (2, 1), "yuvj422p": (2, 1),
     "yuv444p": (1, 1), "yuvj444p": (1, 1), "yuv440p": (1, 2), "yuvj440p": (1, 2),
@@ -61,9 +71,23 @@ def matrix_name(colorspace: int) -> str:
             (0.2627, 0.0593): "bt2020"}.get(kr_kb, "bt601")
 
 
+def _sample_scale(bits: int, full: bool) -> np.ndarray:
+    """4x4 affine map from ``bits``-bit [y, u, v, 1] to the 8-bit samples that mean the same colour."""
+    s = np.eye(4)
+    if bits == 8:
+        return s
+    if not full:  # limited range: 8-bit levels times 2^(bits-8)
+        s[:3, :3] /= 2 ** (bits - 8)
+        return s
+    k = 255 / (2**bits - 1)  # full range: 0..2^bits-1, chroma centred at 2^(bits-1)
+    s[:3, :3] *= k
+    s[1:3, 3] = 128 - 2 ** (bits - 1) * k
+    return s
+
+
 @lru_cache(maxsize=32)
-def yuv_to_rgb_matrix(colorspace: int, full: bool) -> np.ndarray:
-    """3x4 float32 matrix M with rgb = M @ [y, u, v, 1] for 8-bit samples."""
+def yuv_to_rgb_matrix(colorspace: int, full: bool, bits: int = 8, rgb_max: int = 255) -> np.ndarray:
+    """3x4 float32 matrix M with rgb = M @ [y, u, v, 1] for ``bits``-bit samples, RGB in 0..``rgb_max``."""
     kr, kb = _KR_KB.get(colorspace, _BT601)
     kg = 1.0 - kr - kb
     a = np.array([
@@ -76,31 +100,46 @@ def yuv_to_rgb_matrix(colorspace: int, full: bool) -> np.ndarray:
     else:
         a = a * np.array([255 / 219, 255 / 224, 255 / 224])
         offset = np.array([16.0, 128.0, 128.0])
-    m = np.hstack([a, (-a @ offset)[:, None]]).astype(np.float32)
+    m8 = np.hstack([a, (-a @ offset)[:, None]]) * (rgb_max / 255)
+    m = (m8 @ _sample_scale(bits, full)).astype(np.float32)
     m.setflags(write=False)
     return m
 
 
 @lru_cache(maxsize=32)
-def rgb_to_yuv_matrix(colorspace: int, full: bool) -> np.ndarray:
+def rgb_to_yuv_matrix(colorspace: int, full: bool, bits: int = 8, rgb_max: int = 255) -> np.ndarray:
     """3x4 float32 matrix, the exact inverse of :func:`yuv_to_rgb_matrix`."""
-    m = yuv_to_rgb_matrix(colorspace, full).astype(np.float64)
+    m = yuv_to_rgb_matrix(colorspace, full, bits, rgb_max).astype(np.float64)
     a_inv = np.linalg.inv(m[:, :3])
     out = np.hstack([a_inv, (-a_inv @ m[:, 3])[:, None]]).astype(np.float32)
     out.setflags(write=False)
     return out
 
 
-def _plane(frame: av.VideoFrame, i: int) -> np.ndarray:
+def _plane(frame: av.VideoFrame, i: int, dtype: type = np.uint8) -> np.ndarray:
     p = frame.planes[i]
-    return np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width]
+    size = np.dtype(dtype).itemsize
+    return np.frombuffer(p, dtype).reshape(p.height, p.line_size // size)[:, : p.width]
 
 
-def frame_to_rgb(frame: av.VideoFrame, colorspace: int, color_range: int) -> np.ndarray:
-    """Decoded frame -> (H, W, 3) uint8 RGB, with the matrix for ``colorspace`` and ``color_range``."""
+def _planar_yuv(fmt: str) -> tuple[tuple[int, int], int] | None:
+    """Chroma subsampling and bits per sample of a planar YUV format we convert ourselves (None: other)."""
+    if fmt in _YUV_8BIT:
+        return _YUV_8BIT[fmt], 8
+    base, _, rest = fmt.partition("p")
+    if rest.endswith("le") and rest[:-2].isdigit() and f"{base}p" in _YUV_8BIT and 8 < int(rest[:-2]) <= 16:
+        return _YUV_8BIT[f"{base}p"], int(rest[:-2])
+    return None
+
+
+def frame_to_rgb(frame: av.VideoFrame, colorspace: int, color_range: int, deep: bool = False) -> np.ndarray:
+    """Decoded frame -> (H, W, 3) uint8 RGB, with the matrix for ``colorspace`` and ``color_range``; with
+    ``deep``, a frame of more than 8 bits per sample -> uint16 RGB (0-65535)."""
     fmt = frame.format.name
     h, w = frame.height, frame.width
     full = is_full_range(color_range, fmt)
+    layout = _planar_yuv(fmt)
+    bits = layout[1] if layout else int(frame.format.components[0].bits)
     if fmt == "rgb24":
         return frame.to_ndarray()
     if fmt == "gray":
@@ -108,37 +147,54 @@ def frame_to_rgb(frame: av.VideoFrame, colorspace: int, color_range: int) -> np.
         if not full:
             y = np.clip((y.astype(np.float32) - 16) * (255 / 219) + 0.5, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(y[:, :, None], 3, axis=2))
-    sub = _YUV_8BIT.get(fmt)
-    if sub is None:
+    if layout is None or (bits > 8 and not deep):
         sws_cs = _SWS_CS.get(colorspace, Colorspace.ITU601)
         rng = ColorRange.JPEG if full else ColorRange.MPEG
-        return frame.reformat(format="rgb24", src_colorspace=sws_cs, src_color_range=rng).to_ndarray()
-    y, u, v = _plane(frame, 0), _plane(frame, 1), _plane(frame, 2)
+        out = "rgb48le" if deep and bits > 8 else "rgb24"
+        return frame.reformat(format=out, src_colorspace=sws_cs, src_color_range=rng).to_ndarray()
+    sub = layout[0]
+    dtype = np.uint16 if bits > 8 else np.uint8
+    y, u, v = (_plane(frame, i, dtype) for i in range(3))
     kr_kb = _KR_KB.get(colorspace, _BT601)
-    if sub == (2, 2) and not full and kr_kb == _BT601 and h % 2 == 0 and w % 2 == 0:
+    if bits == 8 and sub == (2, 2) and not full and kr_kb == _BT601 and h % 2 == 0 and w % 2 == 0:
         i420 = np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(h * 3 // 2, w)
         return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
     if sub != (1, 1):
         size = (u.shape[1] * sub[0], u.shape[0] * sub[1])
         u = cv2.resize(u, size, interpolation=cv2.INTER_NEAREST)[:h, :w]
         v = cv2.resize(v, size, interpolation=cv2.INTER_NEAREST)[:h, :w]
-    return cv2.transform(cv2.merge([y, u, v]), yuv_to_rgb_matrix(colorspace, full))
+    rgb_max = 65535 if bits > 8 else 255
+    return cv2.transform(cv2.merge([y, u, v]), yuv_to_rgb_matrix(colorspace, full, bits, rgb_max))
 
 
 def rgb_to_frame(rgb: np.ndarray, pix_fmt: str, colorspace: int, color_range: int) -> av.VideoFrame:
-    """(H, W, 3) uint8 RGB -> ``yuv420p`` (even size) or ``yuv444p`` VideoFrame, tagged."""
+    """(H, W, 3) RGB -> a tagged VideoFrame: uint8 to ``yuv420p`` (even size) or ``yuv444p``; uint16
+    (0-65535) to ``yuv420p10le`` or ``yuv444p10le``."""
     h, w = rgb.shape[:2]
     full = is_full_range(color_range)
-    yuv = cv2.transform(np.ascontiguousarray(rgb), rgb_to_yuv_matrix(colorspace, full))
-    if pix_fmt == "yuv444p":
-        frame = av.VideoFrame.from_ndarray(yuv, format="yuv444p", channel_last=True)
-    elif pix_fmt == "yuv420p":
+    deep = pix_fmt in DEEP_FORMATS.values()
+    if (rgb.dtype == np.uint16) != deep or rgb.dtype not in RGB_MAX:
+        raise ValueError(f"{rgb.dtype} frames cannot be written as {pix_fmt}")
+    bits = 10 if deep else 8
+    m = rgb_to_yuv_matrix(colorspace, full, bits, RGB_MAX[rgb.dtype])
+    yuv = cv2.transform(np.ascontiguousarray(rgb), m)
+    if deep:
+        np.minimum(yuv, 2**bits - 1, out=yuv)  # a 16-bit transform saturates at 65535, not at 1023
+    if pix_fmt in ("yuv420p", "yuv420p10le"):
         y, u, v = cv2.split(yuv)
         half = (w // 2, h // 2)
         u = cv2.resize(u, half, interpolation=cv2.INTER_AREA)
         v = cv2.resize(v, half, interpolation=cv2.INTER_AREA)
         i420 = np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(h * 3 // 2, w)
-        frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+        frame = av.VideoFrame.from_ndarray(i420, format=pix_fmt)
+    elif pix_fmt == "yuv444p":
+        frame = av.VideoFrame.from_ndarray(yuv, format="yuv444p", channel_last=True)
+    elif pix_fmt == "yuv444p10le":  # PyAV 18 has no from_ndarray for it: fill the planes
+        frame = av.VideoFrame(w, h, pix_fmt)
+        for plane, samples in zip(frame.planes, cv2.split(yuv), strict=True):
+            padded = np.zeros((plane.height, plane.line_size // 2), np.uint16)
+            padded[:, :w] = samples
+            plane.update(padded)
     else:
         raise ValueError(f"unsupported output pixel format {pix_fmt!r}")
     frame.colorspace = colorspace

@@ -123,10 +123,13 @@ def read_images(paths: Sequence[str | os.PathLike[str]]) -> np.ndarray:
     return out
 
 
-def check_frames(frames: np.ndarray, pts: Sequence[int]) -> None:
-    if not (isinstance(frames, np.ndarray) and frames.dtype == np.uint8 and frames.ndim == 4
+def check_frames(frames: np.ndarray, pts: Sequence[int], dtype: type | tuple[type, ...] = np.uint8) -> None:
+    """Frames are a ``dtype`` (one of them) array of shape (T, H, W, 3), one pts each (ValueError)."""
+    dtypes = dtype if isinstance(dtype, tuple) else (dtype,)
+    if not (isinstance(frames, np.ndarray) and frames.dtype in dtypes and frames.ndim == 4
             and frames.shape[3] == 3):
-        raise ValueError("frames must be a uint8 array of shape (T, H, W, 3)")
+        names = " or ".join(np.dtype(d).name for d in dtypes)
+        raise ValueError(f"frames must be a {names} array of shape (T, H, W, 3)")
     if len(pts) != frames.shape[0]:
         raise ValueError(f"{frames.shape[0]} frames but {len(pts)} pts")
 
@@ -155,10 +158,10 @@ class ImageFolderWriter(AtomicOutput):
         self._open = True
 
     def write(self, frames: np.ndarray, pts: Sequence[int]) -> None:
-        """Append frames (T, H, W, 3) uint8 RGB."""
+        """Append frames (T, H, W, 3) RGB: uint8 as 8-bit PNGs, uint16 (deep video) as 16-bit PNGs."""
         if not self._open:
             raise ValueError("writer is closed")
-        check_frames(frames, pts)
+        check_frames(frames, pts, (np.uint8, np.uint16))
         for rgb in frames:
             ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), self._params)
             if not ok:

@@ -1,4 +1,4 @@
-"""``FrameReader``: sequential decoding into uint8 RGB batches with each frame's own pts."""
+"""``FrameReader``: sequential decoding into RGB batches (uint8, or uint16 for deep video), pts per frame."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class CorruptFrame:
 class FrameReader:
     """Decode a video file (or read an image folder) in batches.
 
-    ``read(n)`` returns ``(frames, pts)``: frames (t, H, W, 3) uint8 RGB C-contiguous, pts a list of ints
+    ``read(n)`` returns ``(frames, pts)``: frames (t, H, W, 3) RGB C-contiguous, pts a list of ints
     in ``info.time_base`` (for image folders pts = index). t < n only at the end, t == 0 at EOF.
     Colours are converted with the matrix/range of the stream's tags (see :mod:`.colour`); frames
     without pts get their dts. Pts that are still missing, repeat or go backwards are repaired
@@ -55,19 +55,25 @@ class FrameReader:
     than :func:`probe` counted. ``corrupt`` lists them. (Errors the decoder conceals itself cannot be
     seen here.)
 
+    Frames are uint8; with ``deep``, a video of more than 8 bits per sample (``info.bit_depth``) gives
+    uint16 frames (0-65535, :mod:`.colour`) so its 10 or 12 bits reach the model (``dtype`` says which).
+
     ``seek(index)`` positions the reader so the next ``read`` starts at frame ``index`` (keyframe seek,
     decode forward, drop frames before it by pts); ``frames_decoded`` counts frames out of the decoder
     (dropped ones included), to measure what seeking costs.
     """
 
     def __init__(self, path: str | os.PathLike[str], fps: Fraction | float | int | None = None,
-                 on_corrupt: str = "fail", deinterlace: bool = True):
+                 on_corrupt: str = "fail", deinterlace: bool = True, deep: bool = False):
         if on_corrupt not in ON_CORRUPT:
             raise ValueError(f"on_corrupt must be one of {', '.join(ON_CORRUPT)}, got {on_corrupt!r}")
         self.path = Path(path)
         self.on_corrupt = on_corrupt
         self.info: VideoInfo = probe(self.path, fps=fps)
         self.deinterlace = deinterlace and self.info.interlaced
+        self.deep = deep and self.info.bit_depth > 8
+        #: the frames' sample type: uint16 for deep video read with ``deep``, else uint8
+        self.dtype = np.dtype(np.uint16 if self.deep else np.uint8)
         self.timestamps = TimestampRepair(1)
         self.corrupt: list[CorruptFrame] = []
         self._index = 0
@@ -290,7 +296,7 @@ class FrameReader:
             pts = list(range(self._index, self._index + len(paths)))
             self._index += len(paths)
             if not paths:
-                return np.empty((0, info.height, info.width, 3), np.uint8), []
+                return np.empty((0, info.height, info.width, 3), self.dtype), []
             frames = read_images(paths)
             if frames.shape[1:3] != (info.height, info.width):
                 raise MediaError(f"{paths[0]}: size differs from the folder's {info.width}x{info.height}")
@@ -309,20 +315,24 @@ class FrameReader:
                 self._lost_frame(frame, pts)
                 rgb = self._stand_in()
             else:
-                rgb = frame_to_rgb(frame, info.colorspace, info.color_range)
+                rgb = frame_to_rgb(frame, info.colorspace, info.color_range, self.deep)
                 pts = self.timestamps.fix(frame.pts if frame.pts is not None else frame.dts)
                 self._good = rgb
             if out is None:
-                out = np.empty((n, *rgb.shape), np.uint8)
-            elif rgb.shape != out.shape[1:]:
+                out = np.empty((n, *rgb.shape), self.dtype)
+            if rgb.shape != out.shape[1:]:
                 raise MediaError(f"{self.path}: frame {self._index} is {rgb.shape[1]}x{rgb.shape[0]}, "
                                  f"expected {out.shape[2]}x{out.shape[1]} (resolution changes mid-stream)")
+            if rgb.dtype != self.dtype:
+                raise MediaError(f"{self.path}: frame {self._index} has {8 * rgb.itemsize}-bit samples where "
+                                 f"the video's first had {8 * self.dtype.itemsize} (pixel format changes "
+                                 "mid-stream)")
             out[len(pts_out)] = rgb
             keep.append(not isinstance(frame, Lost))
             pts_out.append(int(pts))
             self._index += 1
         if out is None:
-            return np.empty((0, info.height, info.width, 3), np.uint8), []
+            return np.empty((0, info.height, info.width, 3), self.dtype), []
         frames = out if len(pts_out) == n else np.ascontiguousarray(out[: len(pts_out)])
         if self.on_corrupt == "skip" and not all(keep):
             return frames, [p if k else None for p, k in zip(pts_out, keep, strict=True)]  # type: ignore[misc]
@@ -343,7 +353,7 @@ class FrameReader:
                 ahead.append(nxt)
                 if not isinstance(nxt, Lost):
                     break
-            self._good = frame_to_rgb(nxt, self.info.colorspace, self.info.color_range)
+            self._good = frame_to_rgb(nxt, self.info.colorspace, self.info.color_range, self.deep)
             self._frames = itertools.chain(ahead, self._frames)
         return self._good
 

@@ -1,4 +1,4 @@
-"""``VideoWriter``: encode uint8 RGB frames with their own pts, copy audio/subtitles, appear atomically."""
+"""``VideoWriter``: encode 8- or 10-bit RGB frames with their pts, copy audio/subtitles, appear atomically."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import av
 import numpy as np
 
 from .atomic import AtomicOutput
-from .colour import rgb_to_frame
+from .colour import DEEP_FORMATS, rgb_to_frame
 from .errors import MediaError, short_reason
 from .images import check_frames
 from .probe import ColourTags, VideoInfo, main_video, open_input
@@ -28,6 +28,29 @@ _X26X = {"libx264", "libx265"}
 #: of a sweep (18-220 px, heights 16-90, odd widths in yuv444p) wrote
 X265_ABORTS = range(33, 49)
 _VPX = {"libvpx", "libvpx-vp9"}
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm", ".ts"})
+#: sample depths a video output can have (``--bit-depth``)
+BIT_DEPTHS = (8, 10)
+
+
+def is_video_path(path: str | os.PathLike[str]) -> bool:
+    """A path with a video extension is a video; anything else is a folder of PNG frames."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def output_pix_fmt(width: int, height: int, bit_depth: int = 8) -> str:
+    """4:2:0, or 4:4:4 where a side is odd (4:2:0 cannot hold it); 10-bit formats for ``bit_depth`` 10."""
+    fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+    return DEEP_FORMATS[fmt] if bit_depth > 8 else fmt
+
+
+def codec_takes(codec: str, pix_fmt: str) -> bool:
+    """Whether encoder ``codec`` accepts ``pix_fmt`` (True where it does not say; False if unknown)."""
+    try:
+        formats = {f.name for f in (av.Codec(codec, "w").video_formats or ())}
+    except (av.FFmpegError, ValueError):
+        return False
+    return not formats or pix_fmt in formats
 
 
 def partial_path(path: Path) -> Path:
@@ -103,6 +126,18 @@ class EncodeSettings:
     #: x264/x265 ``--tune`` (:data:`TUNES`): e.g. ``grain`` for film grain, ``animation``, ``zerolatency``
     #: (no B-frames or lookahead); None: the encoder's default
     tune: str | None = None
+    #: bits per sample of the output, 8 or 10 (:data:`BIT_DEPTHS`); None: the input's (10 for a 10- or 12-bit
+    #: input where the codec takes 10 bits, else 8), see :meth:`bits_for`
+    bit_depth: int | None = None
+
+    def bits_for(self, info: VideoInfo, width: int | None = None, height: int | None = None) -> int:
+        """The output's bits per sample for input ``info`` (output size ``width`` x ``height``, default the
+        input's): ``bit_depth``, or for None 10 where the input has more than 8 bits and the codec takes 10
+        at that size, else 8."""
+        if self.bit_depth is not None:
+            return self.bit_depth
+        w, h = width or info.width, height or info.height
+        return 10 if info.bit_depth > 8 and codec_takes(self.codec, output_pix_fmt(w, h, 10)) else 8
 
     def open_writer(self, path: str | os.PathLike[str], width: int, height: int, info: VideoInfo,
                     **kwargs: Any) -> VideoWriter:
@@ -110,7 +145,8 @@ class EncodeSettings:
         ``kwargs`` are further VideoWriter options (``overwrite``, ``options``, ``atomic``, ...)."""
         options = {**({"tune": self.tune} if self.tune else {}), **kwargs.pop("options", {})}
         return VideoWriter(path, width, height, info.time_base, info.fps, codec=self.codec, crf=self.crf,
-                           preset=self.preset, source=info, options=options, **kwargs)
+                           preset=self.preset, source=info, options=options,
+                           bit_depth=self.bits_for(info, width, height), **kwargs)
 
 
 class VideoWriter(AtomicOutput):
@@ -122,6 +158,7 @@ class VideoWriter(AtomicOutput):
       untagged -> BT.601 limited, the same convention :class:`FrameReader` decodes with.
     - Pixel format: ``yuv420p``; odd width or height -> ``yuv444p`` (4:2:0 cannot hold them; 4:4:4 keeps
       every pixel without padding or cropping). MediaError if the codec cannot take the format needed.
+      ``bit_depth`` 10: ``yuv420p10le`` / ``yuv444p10le`` from uint16 frames (0-65535); 8: uint8 frames.
     - ``copy_streams_from``: its audio and subtitle streams are copied packet for packet (no re-encoding,
       same pts) when the container accepts the codec, else skipped with a warning. They are read
       progressively, up to the time of the video written so far, and the rest is flushed at close
@@ -161,6 +198,7 @@ class VideoWriter(AtomicOutput):
         options: dict[str, str] | None = None,
         atomic: bool = True,
         container_options: dict[str, str] | None = None,
+        bit_depth: int = 8,
     ):
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
@@ -185,7 +223,10 @@ class VideoWriter(AtomicOutput):
         self.atomic = atomic
         self.tmp_path = partial_path(self.path) if atomic else self.path
         self.packets_written = 0
-        self.pix_fmt = "yuv420p" if self.width % 2 == 0 and self.height % 2 == 0 else "yuv444p"
+        if bit_depth not in BIT_DEPTHS:
+            raise ValueError(f"bit depth must be one of {BIT_DEPTHS}, got {bit_depth}")
+        self.bit_depth = bit_depth
+        self.pix_fmt = output_pix_fmt(self.width, self.height, bit_depth)
         self.frames_written = 0
         self._last_pts: int | None = None
         self._copier: StreamCopier | None = None
@@ -203,7 +244,8 @@ class VideoWriter(AtomicOutput):
         formats = {f.name for f in (codec_obj.video_formats or ())}
         if formats and self.pix_fmt not in formats:
             raise MediaError(f"{self.path}: encoder {codec} cannot take {self.pix_fmt}"
-                             + (" (needed for odd sizes)" if self.pix_fmt == "yuv444p" else ""))
+                             + (" (needed for odd sizes)" if self.pix_fmt.startswith("yuv444p") else "")
+                             + ("; --bit-depth 8 writes 8 bits" if bit_depth > 8 else ""))
         try:
             self._container = av.open(str(self.tmp_path), mode="w",
                                       container_options=exact_timing_options(self.path, self.time_base)
@@ -262,10 +304,11 @@ class VideoWriter(AtomicOutput):
             self.packets_written += 1
 
     def write(self, frames: np.ndarray, pts: Sequence[int]) -> None:
-        """Encode frames (T, H, W, 3) uint8 RGB with their pts (ints in ``time_base``, increasing)."""
+        """Encode frames (T, H, W, 3) RGB with their pts (ints in ``time_base``, increasing): uint8, or
+        uint16 (0-65535) for ``bit_depth`` 10."""
         if not self._open:
             raise ValueError("writer is closed")
-        check_frames(frames, pts)
+        check_frames(frames, pts, np.uint16 if self.bit_depth > 8 else np.uint8)
         if frames.shape[1:3] != (self.height, self.width):
             raise ValueError(f"frames are {frames.shape[2]}x{frames.shape[1]}, "
                              f"writer is {self.width}x{self.height}")

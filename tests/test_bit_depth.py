@@ -1,0 +1,218 @@
+"""10-bit video end to end: a 10- or 12-bit input keeps its depth through decode, model and encode
+(video2x #1305: HDR flattened to 8 bits), colours exact at the format's reference levels, and the 8-bit path
+as before where 10 bits cannot be written.
+
+The end-to-end checks are independent of our colour code: bicubic upscaling and the RGB <-> YUV matrices are
+linear and luma does not depend on chroma, so the output's Y plane must equal bicubic(input's Y plane),
+both read as raw 10-bit samples from PyAV's planes.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.conftest import make_clip, textured_frames
+from vsr_pipeline.media import FrameReader, VideoWriter, frame_to_rgb, probe, rgb_to_frame
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+FRAMES, W, H = 6, 48, 32
+PQ, BT2020 = 16, 9
+
+
+def smooth_rgb16(n: int, w: int, h: int, seed: int = 0) -> np.ndarray:
+    """Smooth moving colour gradients, (n, h, w, 3) uint16, mid-range (no clipping in RGB or YUV)."""
+    rng = np.random.default_rng(seed)
+    base = rng.random((h // 8 + 2, (w + n) // 8 + 2, 3))
+    big = cv2.resize(base, (w + n + 16, h + 16), interpolation=cv2.INTER_CUBIC)
+    frames = np.stack([big[8 : 8 + h, n - i : n - i + w] for i in range(n)])
+    return np.round((0.3 + 0.4 * np.clip(frames, 0, 1)) * 65535).astype(np.uint16)
+
+
+def write_10bit(path: Path, frames: np.ndarray, codec: str = "ffv1") -> Path:
+    """A BT.2020 PQ (HDR10-tagged) 4:2:0 10-bit clip; ffv1 is lossless, so its samples are what we wrote."""
+    with av.open(str(path), "w") as out:
+        v = out.add_stream(codec, rate=25)
+        v.width, v.height, v.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p10le"
+        cc = v.codec_context
+        cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = BT2020, BT2020, PQ, 1
+        for i, rgb in enumerate(frames):
+            f = rgb_to_frame(rgb, "yuv420p10le", BT2020, 1)
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode())
+    return path
+
+
+def y_planes(path: Path) -> tuple[np.ndarray, str]:
+    """Every frame's raw Y samples (float64) and the stream's pixel format."""
+    with av.open(str(path)) as c:
+        frames = list(c.decode(video=0))
+    fmt = frames[0].format.name
+    dtype = np.uint16 if fmt.endswith("le") else np.uint8
+    ys = [np.frombuffer(f.planes[0], dtype).reshape(f.height, -1)[:, : f.width] for f in frames]
+    return np.stack(ys).astype(np.float64), fmt
+
+
+def bicubic_y(y: np.ndarray, scale: int = 2) -> np.ndarray:
+    """The reference: bicubic (the pipeline's ``bicubic`` model's interpolation) of the Y plane."""
+    t = torch.from_numpy(y)[:, None]
+    return F.interpolate(t, scale_factor=scale, mode="bicubic", align_corners=False)[:, 0].numpy()
+
+
+@pytest.fixture(scope="module")
+def clip10(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_10bit(tmp_path_factory.mktemp("deep") / "hdr10.mkv", smooth_rgb16(FRAMES, W, H))
+
+
+def test_ten_bit_reference_levels_decode_exactly() -> None:
+    """Limited range: Y 64 is black and 940 white (BT.2100), chroma 512 neutral; full range spans 0-1023;
+    the same picture in 8 bits decodes to the same colours within rounding."""
+    def frame(fmt: str, y: int, c: int) -> av.VideoFrame:
+        f = av.VideoFrame(4, 4, fmt)
+        dtype = np.uint16 if fmt.endswith("le") else np.uint8
+        for i, p in enumerate(f.planes):
+            p.update(np.full((p.height, p.line_size // np.dtype(dtype).itemsize), y if i == 0 else c, dtype))
+        return f
+
+    for cs in (1, BT2020):
+        assert frame_to_rgb(frame("yuv444p10le", 64, 512), cs, 1, deep=True).max() == 0
+        assert frame_to_rgb(frame("yuv444p10le", 940, 512), cs, 1, deep=True).min() == 65535
+        assert frame_to_rgb(frame("yuv444p10le", 0, 512), cs, 2, deep=True).max() == 0
+        assert frame_to_rgb(frame("yuv444p10le", 1023, 512), cs, 2, deep=True).min() == 65535
+        for y8, c8 in ((16, 128), (100, 90), (180, 200), (235, 128)):
+            deep = frame_to_rgb(frame("yuv444p10le", 4 * y8, 4 * c8), cs, 1, deep=True).astype(np.int64)
+            eight = frame_to_rgb(frame("yuv444p", y8, c8), cs, 1).astype(np.int64)
+            # within 0.6 of an 8-bit level: OpenCV's 8-bit transform rounds in fixed point (0.54 seen)
+            assert np.abs(deep - eight * 257).max() <= 0.6 * 257
+    # without ``deep`` a 10-bit frame still decodes, to 8 bits
+    assert frame_to_rgb(frame("yuv420p10le", 940, 512), 1, 1).dtype == np.uint8
+
+
+def test_ten_bit_rgb_round_trip() -> None:
+    """uint16 RGB -> 10-bit 4:4:4 -> RGB is exact to the 10-bit quantisation (chroma's share of it can reach
+    1.6 levels of one RGB component)."""
+    rgb = smooth_rgb16(1, 40, 24)[0]
+    for cs, rng in ((1, 1), (BT2020, 1), (BT2020, 2), (2, 0)):
+        back = frame_to_rgb(rgb_to_frame(rgb, "yuv444p10le", cs, rng), cs, rng, deep=True)
+        err = np.abs(back.astype(np.int64) - rgb) / (65535 / 1023)
+        assert back.dtype == np.uint16 and err.max() < 2.0 and err.mean() < 0.6, (cs, rng, err.max())
+
+
+def test_ten_bit_input_stays_ten_bit_and_exact(clip10: Path, tmp_path: Path, vsr: Any) -> None:
+    """Default: a 10-bit HDR10 input gives a 10-bit output with its tags, whose luma is bicubic of the
+    input's to within rounding (max 1, mean < 0.3 of a 10-bit level); ``--bit-depth 8`` is 4x coarser."""
+    code, res, err = vsr(str(clip10), "-o", str(tmp_path / "o10.mkv"), "--codec", "ffv1")
+    assert code == 0 and res["frames_out"] == FRAMES and res["bit_depth"] == 10, err
+    assert "8 bits" not in err
+    info = probe(tmp_path / "o10.mkv")
+    assert (info.pix_fmt, info.bit_depth) == ("yuv420p10le", 10)
+    c = info.colour
+    assert (c.color_trc, c.color_primaries, c.colorspace) == (PQ, BT2020, BT2020)
+    y_in, _ = y_planes(clip10)
+    want = bicubic_y(y_in)
+    y10, fmt10 = y_planes(tmp_path / "o10.mkv")
+    e10 = np.abs(y10 - want)
+    assert fmt10 == "yuv420p10le" and e10.max() <= 1.0 and e10.mean() < 0.3, (e10.max(), e10.mean())
+
+    code, res, err = vsr(str(clip10), "-o", str(tmp_path / "o8.mkv"), "--codec", "ffv1", "--bit-depth", "8")
+    assert code == 0 and res["bit_depth"] == 8 and "written at 8 bits (PQ HDR" in err
+    y8, fmt8 = y_planes(tmp_path / "o8.mkv")
+    e8 = np.abs(y8 * 4 - want)  # 8-bit luma in 10-bit units
+    assert fmt8 == "yuv420p" and e8.mean() > 3 * e10.mean(), (e8.mean(), e10.mean())
+    assert len(np.unique(y10)) > 3 * len(np.unique(y8))  # the levels a smooth gradient keeps: no banding
+
+
+def test_ten_bit_chunks_equal_whole_and_png_folders_are_16_bit(clip10: Path, tmp_path: Path,
+                                                                vsr: Any) -> None:
+    """Chunked 10-bit output equals the whole-video run; a PNG-folder output holds 16-bit PNGs equal to the
+    model's uint16 output on the decoder's uint16 frames."""
+    assert vsr(str(clip10), "-o", str(tmp_path / "whole.mkv"), "--codec", "ffv1")[0] == 0
+    assert vsr(str(clip10), "-o", str(tmp_path / "chunked.mkv"), "--codec", "ffv1", "--chunk", "2")[0] == 0
+    whole, chunked = y_planes(tmp_path / "whole.mkv")[0], y_planes(tmp_path / "chunked.mkv")[0]
+    assert np.array_equal(whole, chunked)
+
+    code, res, err = vsr(str(clip10), "-o", str(tmp_path / "pngs"))
+    assert code == 0 and res["bit_depth"] == 10, err
+    pngs = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted((tmp_path / "pngs").iterdir())]
+    assert len(pngs) == FRAMES and all(p.dtype == np.uint16 for p in pngs)
+    from models.sisr.bicubic import Bicubic
+    from vsr_pipeline.engine import run_model
+
+    with FrameReader(clip10, deep=True) as r:
+        lr, _ = r.read(FRAMES)
+    assert lr.dtype == np.uint16
+    hr = run_model(Bicubic(2), "none", lr, torch.device("cpu"), batch=4, dtype=np.uint16)
+    assert np.array_equal(np.stack([cv2.cvtColor(p, cv2.COLOR_BGR2RGB) for p in pngs]), hr)
+
+
+def test_a_codec_without_ten_bits(clip10: Path, tmp_path: Path, vsr: Any) -> None:
+    """VP9 of this FFmpeg takes no 10-bit format: by default the output is 8-bit with the warning; asked
+    for 10 bits, one line says so and nothing is written."""
+    code, res, err = vsr(str(clip10), "-o", str(tmp_path / "out.webm"), "--codec", "libvpx-vp9")
+    assert code == 0 and res["bit_depth"] == 8 and "written at 8 bits" in err, err
+    code, _, err = vsr(str(clip10), "-o", str(tmp_path / "ten.webm"), "--codec", "libvpx-vp9",
+                       "--bit-depth", "10")
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(("INFO", "WARNING"))]
+    assert code != 0 and len(lines) == 1 and "yuv420p10le" in lines[0] and "--bit-depth 8" in lines[0], err
+    assert not (tmp_path / "ten.webm").exists()
+
+
+def test_eight_bit_input_written_at_ten_bits(tmp_path: Path, vsr: Any) -> None:
+    """``--bit-depth 10`` on an 8-bit input: the model's output is kept at 10 bits (4x finer than the
+    8-bit run's, which it matches within one 8-bit level)."""
+    valid_mp4 = make_clip(tmp_path / "eight.mp4", textured_frames(FRAMES, W, H))
+    code, res, err = vsr(str(valid_mp4), "-o", str(tmp_path / "ten.mkv"), "--codec", "ffv1",
+                         "--bit-depth", "10")
+    assert code == 0 and res["bit_depth"] == 10, err
+    assert vsr(str(valid_mp4), "-o", str(tmp_path / "eight.mkv"), "--codec", "ffv1")[0] == 0
+    ten, fmt = y_planes(tmp_path / "ten.mkv")
+    eight = y_planes(tmp_path / "eight.mkv")[0]
+    assert fmt == "yuv420p10le" and np.abs(ten / 4 - eight).max() <= 1.0
+
+
+def test_writer_refuses_frames_of_the_other_depth(tmp_path: Path) -> None:
+    w = VideoWriter(tmp_path / "a.mkv", 16, 16, Fraction(1, 25), Fraction(25), codec="ffv1", bit_depth=10)
+    with pytest.raises(ValueError, match="uint16"):
+        w.write(np.zeros((1, 16, 16, 3), np.uint8), [0])
+    w.abort()
+    with pytest.raises(ValueError, match="bit depth"):
+        VideoWriter(tmp_path / "b.mkv", 16, 16, Fraction(1, 25), Fraction(25), bit_depth=12)
+
+
+def test_aligned_windows_of_deep_frames_stay_deep() -> None:
+    """The aligner keeps uint16 frames uint16 (its "uint8" means the frames' own type)."""
+    from workers.aligner import align_windows
+
+    frames = smooth_rgb16(5, 24, 16)
+    flows = np.zeros((5, 3, 2, 16, 24), np.float32)
+    flows[..., 0, :, :] = 0.5
+    deep = align_windows(frames, flows, 1)
+    eight = align_windows(np.round(frames / 257).astype(np.uint8), flows, 1)
+    assert deep.dtype == np.uint16 and np.abs(deep / 257 - eight).max() <= 1.0
+
+
+def test_a_ten_bit_live_stream_stays_ten_bit(clip10: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live path (stdin) decodes the 10-bit source deep and writes 10 bits."""
+    from vsr_pipeline.options import UpscaleOptions
+    from vsr_pipeline.streaming import stream_upscale
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(clip10.read_bytes()))))
+    res = stream_upscale("-", tmp_path / "live.mkv", UpscaleOptions(model="bicubic", scale=2, codec="ffv1",
+                                                                    progress=False))
+    assert res["frames_out"] == FRAMES
+    y, fmt = y_planes(tmp_path / "live.mkv")
+    e = np.abs(y - bicubic_y(y_planes(clip10)[0]))
+    assert fmt == "yuv420p10le" and e.max() <= 1.0, e.max()
