@@ -18,7 +18,7 @@ Reported per output:
 - ``psnr_y_gt``: the standard PSNR (BT.601 Y, border 4) against the clip's own 8-bit frames: the metric that
   cannot see the difference (the GT is 8-bit; the model's error dwarfs either quantisation).
 Time: the whole job (``upscale``) with the default x264 crf 18 encode, 8 then 10 bits alternating,
-``--repeats`` each, medians and their ratio, Ray started once in this process.
+``--repeats`` each (0: not timed), medians and their ratio, Ray started once in this process.
 ``--bf16 MODEL``: instead, how far MODEL's bf16 forward pass (what ``--precision auto`` picks on a CPU with
 bf16 units, for the models measured safe) lands from fp32, in 10-bit levels, on 5 frames of bikes.mp4 (a
 192x128 crop, MATLAB bicubic x4 down): bf16 keeps 8 significant bits, so an output computed wholly in bf16
@@ -75,13 +75,15 @@ def float_reference(model: str, lr10: Path) -> np.ndarray:
 
     engine = Engine(model, None, 4, device="cpu", precision="fp32")
     with FrameReader(lr10, deep=True) as r:
-        lr = r.read(10_000)[0]
-    ys = []
+        lr = r.read(r.info.frames)[0]
+    cpu = torch.device("cpu")
     with torch.inference_mode():
-        for f in lr:
-            rgb = engine.model(to_tensor(f[None], torch.device("cpu"))).clamp(0, 1)[0].double().numpy()
-            ys.append(64 + 876 * (KR * rgb[0] + (1 - KR - KB) * rgb[1] + KB * rgb[2]))
-    return np.stack(ys)
+        if engine.spec.temporal == "recurrent":  # the clip is one chunk of the pipeline's (<= 50 frames)
+            hr = engine.model(to_tensor(lr, cpu)[None])[0]
+        else:
+            hr = torch.cat([engine.model(to_tensor(f[None], cpu)) for f in lr])
+    rgb = hr.clamp(0, 1).double().numpy()
+    return 64 + 876 * (KR * rgb[:, 0] + (1 - KR - KB) * rgb[:, 1] + KB * rgb[:, 2])
 
 
 def y_levels(path: Path) -> np.ndarray:
@@ -168,7 +170,7 @@ def main() -> None:
             y = y_levels(out)
             err = y - ref
             with FrameReader(out) as r:
-                sr = r.read(10_000)[0]
+                sr = r.read(args.frames)[0]
             flat = y[0, by : by + 64, bx : bx + 64]
             result[f"bits{bits}"] = {
                 "y_rms": round(float(np.sqrt((err**2).mean())), 3),
@@ -198,11 +200,12 @@ def main() -> None:
                 print(f"{bits}-bit job {k}: {seconds[str(bits)][-1]:.2f} s", flush=True)
     release_warm_upscalers()
     ray.shutdown()
-    med = {k: round(statistics.median(v), 3) for k, v in seconds.items()}
-    runs = {k: [round(x, 3) for x in v] for k, v in seconds.items()}
-    result.update({"job_median_s": med, "job_runs_s": runs,
-                   "ten_over_eight_time": round(med["10"] / med["8"], 3),
-                   "capability": torch.backends.cpu.get_cpu_capability(), "cpus": os.cpu_count(),
+    if args.repeats > 0:
+        med = {k: round(statistics.median(v), 3) for k, v in seconds.items()}
+        runs = {k: [round(x, 3) for x in v] for k, v in seconds.items()}
+        result.update({"job_median_s": med, "job_runs_s": runs,
+                       "ten_over_eight_time": round(med["10"] / med["8"], 3)})
+    result.update({"capability": torch.backends.cpu.get_cpu_capability(), "cpus": os.cpu_count(),
                    "torch": torch.__version__, "av": av.__version__, "date": time.strftime("%Y-%m-%d")})
     print(json.dumps(result))
     if args.json:

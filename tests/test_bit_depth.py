@@ -96,8 +96,11 @@ def test_ten_bit_reference_levels_decode_exactly() -> None:
             eight = frame_to_rgb(frame("yuv444p", y8, c8), cs, 1).astype(np.int64)
             # within 0.6 of an 8-bit level: OpenCV's 8-bit transform rounds in fixed point (0.54 seen)
             assert np.abs(deep - eight * 257).max() <= 0.6 * 257
-    # without ``deep`` a 10-bit frame still decodes, to 8 bits
-    assert frame_to_rgb(frame("yuv420p10le", 940, 512), 1, 1).dtype == np.uint8
+            # without ``deep`` the 10-bit frame decodes to the same 8-bit colours (the same matrix)
+            shallow = frame_to_rgb(frame("yuv444p10le", 4 * y8, 4 * c8), cs, 1)
+            assert shallow.dtype == np.uint8 and np.abs(shallow.astype(np.int64) - eight).max() <= 1
+    # 10-bit white read at 8 bits is 255 (swscale's own conversion, used before, gives 253)
+    assert frame_to_rgb(frame("yuv420p10le", 940, 512), 1, 1).min() == 255
 
 
 def test_ten_bit_rgb_round_trip() -> None:
@@ -216,3 +219,55 @@ def test_a_ten_bit_live_stream_stays_ten_bit(clip10: Path, tmp_path: Path,
     y, fmt = y_planes(tmp_path / "live.mkv")
     e = np.abs(y - bicubic_y(y_planes(clip10)[0]))
     assert fmt == "yuv420p10le" and e.max() <= 1.0, e.max()
+
+
+def test_a_folder_of_16_bit_pngs_stays_deep(tmp_path: Path, vsr: Any) -> None:
+    """A film scan's 16-bit PNG frames are read at 16 bits: a PNG-folder output holds the model's uint16
+    output of them exactly, a video output is 10-bit (an 8-bit folder stays 8-bit)."""
+    from models.sisr.bicubic import Bicubic
+    from vsr_pipeline.engine import run_model
+
+    frames = smooth_rgb16(4, W, H)
+    (tmp_path / "scan").mkdir()
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(tmp_path / "scan" / f"{i:04d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    info = probe(tmp_path / "scan")
+    assert info.bit_depth == 16
+    code, res, err = vsr(str(tmp_path / "scan"), "-o", str(tmp_path / "up"))
+    assert code == 0 and res["bit_depth"] == 10, err
+    pngs = np.stack([cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
+                     for p in sorted((tmp_path / "up").iterdir())])
+    want = run_model(Bicubic(2), "none", frames, torch.device("cpu"), batch=4, dtype=np.uint16)
+    assert pngs.dtype == np.uint16 and np.array_equal(pngs, want)
+    code, res, err = vsr(str(tmp_path / "scan"), "-o", str(tmp_path / "up.mkv"), "--codec", "ffv1")
+    assert code == 0 and probe(tmp_path / "up.mkv").pix_fmt == "yuv420p10le", err
+    (tmp_path / "eight").mkdir()
+    cv2.imwrite(str(tmp_path / "eight" / "0.png"), (frames[0] // 257).astype(np.uint8))
+    assert probe(tmp_path / "eight").bit_depth == 8
+
+
+def test_a_batch_keeps_each_videos_depth(clip10: Path, tmp_path: Path) -> None:
+    """``vsr batch``: one pool of upscalers shared by a 10-bit and an 8-bit video writes each at its own
+    depth (the chunk carries its job's, not the pool's)."""
+    from vsr_pipeline import batch
+    from vsr_pipeline.options import UpscaleOptions
+
+    eight = make_clip(tmp_path / "eight.mp4", textured_frames(FRAMES, W, H))
+    summary = batch([str(clip10), str(eight)], str(tmp_path / "out"),
+                    UpscaleOptions(model="bicubic", scale=2, codec="ffv1", progress=False), format="mkv",
+                    upscalers=1)
+    assert [v["status"] for v in summary["videos"]] == ["ok", "ok"], summary["videos"]
+    formats = {Path(v["output"]).stem: probe(v["output"]).pix_fmt for v in summary["videos"]}
+    assert formats == {"hdr10": "yuv420p10le", "eight": "yuv420p"}
+    e = np.abs(y_planes(tmp_path / "out" / "hdr10.mkv")[0] - bicubic_y(y_planes(clip10)[0]))
+    assert e.max() <= 1.0
+
+
+def test_the_thread_choice_measures_the_ten_bit_encode(clip10: Path) -> None:
+    """The decode+encode cost the CPU thread choice weighs (``encode_cost``) is measured on uint16 frames
+    into the 10-bit encoder the job will run (before, the probe failed and the choice ignored that work)."""
+    from vsr_pipeline.encode_cost import time_decode_encode
+    from vsr_pipeline.media import EncodeSettings
+
+    cost = time_decode_encode(clip10, probe(clip10), 2, EncodeSettings(codec="ffv1"), ".mkv", frames=2)
+    assert cost["decode"] > 0 and cost["encode"] > 0

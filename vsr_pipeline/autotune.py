@@ -349,8 +349,10 @@ def decode_encode_seconds(input_path: str | Path, info: Any, scale: int, encode:
     when it cannot be measured: the thread choice then considers the model alone."""
     from vsr_pipeline.encode_cost import time_decode_encode
 
+    bits = encode.bits_for(info, info.width * scale, info.height * scale)
     key = json.dumps({"machine": machine(device), "decode_encode": [encode.codec, encode.crf, encode.preset,
-                                                                     *([encode.tune] if encode.tune else [])],
+                                                                     *([encode.tune] if encode.tune else []),
+                                                                     *([f"{bits}bit"] if bits > 8 else [])],
                       "suffix": suffix, "size": [info.width, info.height], "scale": scale}, sort_keys=True)
     try:
         seconds, source = _probed(key, ["decode", "encode"], device,

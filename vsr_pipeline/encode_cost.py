@@ -35,7 +35,7 @@ def probe_frames(width: int, height: int) -> int:
 
 
 def enlarge(frames: np.ndarray, scale: int) -> np.ndarray:
-    """(T, H, W, 3) uint8 -> (T, H*scale, W*scale, 3) with OpenCV's bicubic."""
+    """(T, H, W, 3) uint8 or uint16 -> (T, H*scale, W*scale, 3) with OpenCV's bicubic."""
     import cv2
 
     return np.stack([cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) for f in frames])
@@ -48,17 +48,20 @@ def time_decode_encode(input_path: str | Path, info: VideoInfo, scale: int, enco
     into a ``suffix`` video with ``encode`` (``suffix`` "": PNGs). ``frames`` default: ``probe_frames``."""
     fps = info.fps if info.is_image_folder else None
     frames = frames or probe_frames(info.width * scale, info.height * scale)
+    deep = encode.bits_for(info, info.width * scale, info.height * scale) > 8  # as the job: uint16 frames
 
     def cpu() -> float:
         return time.process_time()
 
-    with FrameReader(input_path, fps=fps, on_corrupt="repeat") as reader:
+    with FrameReader(input_path, fps=fps, on_corrupt="repeat", deep=deep) as reader:
         start = cpu()
         lr, _ = reader.read(frames)
         decode = cpu() - start
     if len(lr) == 0:
         raise ValueError(f"{input_path}: no frame to measure")
     hr = enlarge(lr, scale)
+    if deep and hr.dtype == np.uint8:  # an 8-bit input written at 10 bits
+        hr = hr.astype(np.uint16) * 257
     with tempfile.TemporaryDirectory(prefix="vsr-encode-probe-") as tmp:
         writer: Any = (encode.open_writer(Path(tmp) / f"probe{suffix}", hr.shape[2], hr.shape[1], info,
                                           overwrite=True)

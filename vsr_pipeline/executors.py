@@ -237,6 +237,8 @@ class RayExecutor:
     #: actors' ``ready()`` references not yet waited for: waited for (raising a constructor's error) before
     #: the first chunk goes to them
     ready: list[Any] = field(default_factory=list)
+    #: the job's output bits per sample (the upscalers' HR frames: uint16 above 8); None: the pool's
+    bit_depth: int | None = None
 
     def wait_ready(self) -> None:
         import ray
@@ -249,11 +251,11 @@ class RayExecutor:
         self.wait_ready()
         window, keep, batches = work.window, work.chunk.keep, work.batches
         if self.motion is None:
-            hr = self.upscalers.process(window, keep, batches)
+            hr = self.upscalers.process(window, keep, batches, self.bit_depth)
         else:
             flows = self.motion.process.remote(window, keep, *batches)
             aligned = self.aligner.process.remote(window, keep, flows, *batches)
-            hr = self.upscalers.process_windows(aligned)
+            hr = self.upscalers.process_windows(aligned, self.bit_depth)
         return self.encoder.write_segment.remote(work.chunk.index, hr, work.pts, self.target)
 
     def submit_group(self, works: list[ChunkWork]) -> list[Any]:
@@ -263,7 +265,7 @@ class RayExecutor:
             return [self.submit(works[0])]
         self.wait_ready()
         items = [(w.window, w.chunk.keep, len(w.batches)) for w in works]
-        hrs = self.upscalers.process_group(items, [b for w in works for b in w.batches])
+        hrs = self.upscalers.process_group(items, [b for w in works for b in w.batches], self.bit_depth)
         return [self.encoder.write_segment.remote(w.chunk.index, hr, w.pts, self.target)
                 for w, hr in zip(works, hrs, strict=True)]
 

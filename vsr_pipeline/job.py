@@ -371,7 +371,8 @@ def run_job(
                          encoder_ready]
                 log.debug("workers starting: %d of %d chunk(s) to compute", len(todo), len(chunks))
                 executor = RayExecutor(upscalers, encoder, target, motion, aligner, ready=ready,
-                                       sequences=chunks_per_pass(spec, opts.sequences))
+                                       sequences=chunks_per_pass(spec, opts.sequences),
+                                       bit_depth=opts.bit_depth)
                 (corrupt, timestamps), restarts_d = run_decoding(
                     lambda d, todo: run(executor, d, todo), decoders,
                     lambda: {c.index for c in chunks} - set(ledger.done), opts.retries)

@@ -177,26 +177,35 @@ class UpscalerPool:
                 busy = [r for refs in self._outstanding for r in refs]
             ray.wait(busy, num_returns=1, timeout=1.0)
 
-    def process(self, window: slice, keep: slice, batches: list[Any]) -> Any:
+    def _base(self, bit_depth: int | None) -> dict[str, Any] | None:
+        """The settings sent with a chunk: the pool's, with the chunk's job's output ``bit_depth`` (the jobs
+        sharing a pool (``vsr batch``) each have their input's)."""
+        return self.base if bit_depth is None or self.base is None else {**self.base, "bit_depth": bit_depth}
+
+    def process(self, window: slice, keep: slice, batches: list[Any], bit_depth: int | None = None) -> Any:
         """Reference to the HR core frames of one chunk (``Upscaler.process``), given to the least-loaded
-        actor once its decoded ``batches`` exist."""
+        actor once its decoded ``batches`` exist; HR frames of ``bit_depth`` (None: the pool's)."""
         self._wait_inputs(batches)
-        return self._submit(lambda actor: actor.process.remote(window, keep, *batches, base=self.base,
+        base = self._base(bit_depth)
+        return self._submit(lambda actor: actor.process.remote(window, keep, *batches, base=base,
                                                                    engine=self.engine))
 
-    def process_group(self, items: list[tuple[slice, slice, int]], batches: list[Any]) -> list[Any]:
+    def process_group(self, items: list[tuple[slice, slice, int]], batches: list[Any],
+                      bit_depth: int | None = None) -> list[Any]:
         """References to the HR core frames of several chunks of a recurrent model, computed by one actor in
         one forward pass (``Upscaler.process_group``; items as there)."""
         self._wait_inputs(batches)
+        base = self._base(bit_depth)
         return self._submit(  # type: ignore[no-any-return]
             lambda actor: actor.process_group.options(num_returns=len(items)).remote(
-                items, *batches, base=self.base, engine=self.engine)
+                items, *batches, base=base, engine=self.engine)
         )
 
-    def process_windows(self, aligned: Any) -> Any:
+    def process_windows(self, aligned: Any, bit_depth: int | None = None) -> Any:
         """Reference to the HR frames of one chunk of pre-aligned windows (``Upscaler.process_windows``)."""
         self._wait_inputs([aligned])
-        return self._submit(lambda actor: actor.process_windows.remote(aligned, base=self.base,
+        base = self._base(bit_depth)
+        return self._submit(lambda actor: actor.process_windows.remote(aligned, base=base,
                                                                            engine=self.engine))
 
     def _ask(self, method: str) -> list[Any]:

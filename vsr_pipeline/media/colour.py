@@ -10,7 +10,8 @@ The reader and the writer use the same matrices, so decode -> encode keeps colou
 
 OpenCV's ``COLOR_YUV2RGB_I420`` is used where its matrix is the one needed (BT.601, limited, 4:2:0, even
 size); it is ~3x faster than the general path. Everything else goes through ``cv2.transform`` with our own
-3x4 matrix; pixel formats we do not handle (semi-planar, palettes, RGB) go through swscale with the same
+3x4 matrix, for 8-bit and deeper planar YUV alike (swscale's own 10-bit limited range maps white to 65283 of
+65535); pixel formats we do not handle (semi-planar, palettes, RGB) go through swscale with the same
 colorspace and range passed explicitly.
 
 High bit depth: with ``deep``, a frame of more than 8 bits per sample (``yuv420p10le``, ...) becomes
@@ -147,7 +148,7 @@ def frame_to_rgb(frame: av.VideoFrame, colorspace: int, color_range: int, deep: 
         if not full:
             y = np.clip((y.astype(np.float32) - 16) * (255 / 219) + 0.5, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(y[:, :, None], 3, axis=2))
-    if layout is None or (bits > 8 and not deep):
+    if layout is None:
         sws_cs = _SWS_CS.get(colorspace, Colorspace.ITU601)
         rng = ColorRange.JPEG if full else ColorRange.MPEG
         out = "rgb48le" if deep and bits > 8 else "rgb24"
@@ -163,8 +164,11 @@ def frame_to_rgb(frame: av.VideoFrame, colorspace: int, color_range: int, deep: 
         size = (u.shape[1] * sub[0], u.shape[0] * sub[1])
         u = cv2.resize(u, size, interpolation=cv2.INTER_NEAREST)[:h, :w]
         v = cv2.resize(v, size, interpolation=cv2.INTER_NEAREST)[:h, :w]
-    rgb_max = 65535 if bits > 8 else 255
-    return cv2.transform(cv2.merge([y, u, v]), yuv_to_rgb_matrix(colorspace, full, bits, rgb_max))
+    rgb_max = 65535 if bits > 8 and deep else 255
+    rgb = cv2.transform(cv2.merge([y, u, v]), yuv_to_rgb_matrix(colorspace, full, bits, rgb_max))
+    if rgb_max == 255 and rgb.dtype != np.uint8:  # deep samples read at 8 bits: rounded by the matrix
+        rgb = np.minimum(rgb, 255).astype(np.uint8)
+    return rgb
 
 
 def rgb_to_frame(rgb: np.ndarray, pix_fmt: str, colorspace: int, color_range: int) -> av.VideoFrame:

@@ -91,12 +91,37 @@ def _imread(path: Path) -> np.ndarray:
     return img
 
 
+def image_bits(path: str | os.PathLike[str]) -> int:
+    """Bits per sample of an image: 16 for a 16-bit PNG or TIFF (or a float TIFF), else 8. PNG from its
+    header; TIFF decoded."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(26)
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read image ({exc.strerror or exc})") from None
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return 16 if head[24] == 16 else 8
+    if head[:2] in (b"II", b"MM"):  # TIFF
+        return 8 if _imread(path).dtype == np.uint8 else 16
+    return 8
+
+
 def to_rgb8(img: np.ndarray) -> np.ndarray:
     """OpenCV image (BGR/BGRA/gray, 8 or 16 bit, or float) -> (H, W, 3) uint8 RGB."""
-    if img.dtype == np.uint16:
+    return to_rgb(img, np.uint8)
+
+
+def to_rgb(img: np.ndarray, dtype: type = np.uint8) -> np.ndarray:
+    """OpenCV image (BGR/BGRA/gray, 8 or 16 bit, or float) -> (H, W, 3) RGB of ``dtype``, uint8 or uint16
+    (0-65535: an 8-bit image's values x 257)."""
+    top = 65535 if dtype == np.uint16 else 255
+    if img.dtype == np.uint16 and top == 255:
         img = cv2.convertScaleAbs(img, alpha=1 / 257)
-    elif img.dtype != np.uint8:
-        img = np.clip(img.astype(np.float32) * 255 + 0.5, 0, 255).astype(np.uint8)
+    elif img.dtype == np.uint8 and top == 65535:
+        img = img.astype(np.uint16) * 257
+    elif img.dtype not in (np.uint8, np.uint16):
+        img = np.clip(img.astype(np.float32) * top + 0.5, 0, top).astype(dtype)
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     if img.shape[2] == 4:
@@ -106,15 +131,17 @@ def to_rgb8(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def read_images(paths: Sequence[str | os.PathLike[str]]) -> np.ndarray:
-    """Read images into one (T, H, W, 3) uint8 RGB C-contiguous array; MediaError on a size mismatch."""
+def read_images(paths: Sequence[str | os.PathLike[str]], deep: bool = False) -> np.ndarray:
+    """Read images into one (T, H, W, 3) RGB C-contiguous array, uint8 (``deep``: uint16, 0-65535);
+    MediaError on a size mismatch."""
+    dtype = np.uint16 if deep else np.uint8
     if not paths:
-        return np.empty((0, 0, 0, 3), np.uint8)
+        return np.empty((0, 0, 0, 3), dtype)
     out: np.ndarray | None = None
     for i, p in enumerate(paths):
-        rgb = to_rgb8(_imread(Path(p)))
+        rgb = to_rgb(_imread(Path(p)), dtype)
         if out is None:
-            out = np.empty((len(paths), *rgb.shape), np.uint8)
+            out = np.empty((len(paths), *rgb.shape), dtype)
         elif rgb.shape != out.shape[1:]:
             raise MediaError(f"{p}: size {rgb.shape[1]}x{rgb.shape[0]} differs from the first image's "
                              f"{out.shape[2]}x{out.shape[1]}")

@@ -11,7 +11,7 @@ import av
 from av.container import InputContainer
 
 from .errors import MediaError, short_reason
-from .images import image_size, list_images
+from .images import image_bits, image_size, list_images
 from .ingest import is_interlaced
 
 
@@ -229,8 +229,10 @@ def probe_image_folder(
         if image_size(q) != (w, h):
             raise MediaError(f"{q}: size {image_size(q)[0]}x{image_size(q)[1]} differs from {w}x{h} "
                              f"of {paths[0].name}")
+    bits = image_bits(paths[0])  # 16: the frames are read deep where the output keeps more than 8 bits
     return VideoInfo(
         path=str(folder), width=w, height=h, frames=len(paths), fps=fps_f, time_base=1 / fps_f,
-        duration_s=float(len(paths) / fps_f), codec=paths[0].suffix.lower().lstrip("."), pix_fmt="rgb24",
-        bit_depth=8, container="image_folder", is_image_folder=True,
+        duration_s=float(len(paths) / fps_f), codec=paths[0].suffix.lower().lstrip("."),
+        pix_fmt="rgb48le" if bits > 8 else "rgb24", bit_depth=bits, container="image_folder",
+        is_image_folder=True,
     )

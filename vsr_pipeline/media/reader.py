@@ -297,7 +297,7 @@ class FrameReader:
             self._index += len(paths)
             if not paths:
                 return np.empty((0, info.height, info.width, 3), self.dtype), []
-            frames = read_images(paths)
+            frames = read_images(paths, self.deep)
             if frames.shape[1:3] != (info.height, info.width):
                 raise MediaError(f"{paths[0]}: size differs from the folder's {info.width}x{info.height}")
             return frames, pts
