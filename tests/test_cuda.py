@@ -286,3 +286,19 @@ def test_every_model_with_weights_gives_the_cpus_frames_on_the_gpu(model: str) -
     gpu = run(Engine(model, weights, scale, GPU, batch=2, precision="fp32"), lr)
     worst, share = differing(cpu, gpu)
     assert worst <= 1 and share < 0.01, (worst, share, mean_psnr(cpu, gpu))
+
+
+def test_ten_bit_frames_cross_the_gpu_exactly() -> None:
+    """uint16 frames go up and come back through torch's uint16 (copies only, which CUDA supports since 2.3):
+    a 10-bit job's frames on the GPU equal the CPU's within one 16-bit step of rounding, and the round
+    trip to_tensor -> to_frames is exact."""
+    from vsr_pipeline.engine import to_frames, to_tensor
+
+    frames = (np.random.default_rng(0).random((2, 24, 40, 3)) * 65535).round().astype(np.uint16)
+    back = to_frames(to_tensor(frames, torch.device(GPU)), np.uint16)
+    assert back.dtype == np.uint16 and np.array_equal(back, frames)
+    lr = (real_frames(3, 48 * 4, 64 * 4)[:, ::4, ::4].astype(np.uint16) * 257).copy()
+    cpu = run(Engine("espcn", None, 4, "cpu", batch=2, precision="fp32", bit_depth=10), lr)
+    gpu = run(Engine("espcn", None, 4, GPU, batch=2, precision="fp32", bit_depth=10), lr)
+    assert cpu.dtype == gpu.dtype == np.uint16
+    assert np.abs(cpu.astype(np.int64) - gpu).max() <= 64  # a 10-bit level is 64 of these
