@@ -33,6 +33,15 @@ def test_missing_input(tmp_path: Path) -> None:
     assert not (tmp_path / "out.mp4").exists()
 
 
+def test_a_mistyped_input_is_said_before_torch_loads(tmp_path: Path) -> None:
+    """The commonest mistake gets its answer at once: torch (4 s to import on a slow VM) is not loaded."""
+    code = ("import sys; from vsr_pipeline.cli import main; rc = main(['upscale', sys.argv[1], '-o', "
+            "sys.argv[2]]); print(rc, 'torch' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "nope.mp4"), str(tmp_path / "o.mp4")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.stdout.split() == [str(errors.EXIT_INPUT), "False"], run.stderr
+
+
 def test_text_file_renamed_mp4(tmp_path: Path) -> None:
     bad = tmp_path / "notes.mp4"
     bad.write_text("this is not a video\n" * 50)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from fractions import Fraction
 from typing import Any, NoReturn
@@ -310,11 +311,15 @@ def _options(args: argparse.Namespace, cls: type[Any] | None = None) -> Any:
 
 
 def cmd_upscale(args: argparse.Namespace) -> dict[str, Any]:
+    from vsr_pipeline.media import MediaError
+    from vsr_pipeline.stream_source import is_stream_source
+
+    if not is_stream_source(args.input) and not os.path.exists(args.input):  # before torch loads (4 s)
+        raise MediaError(f"{args.input}: no such file")
     from vsr_pipeline.job import upscale
-    from vsr_pipeline.streaming import is_stream_source, stream_upscale
+    from vsr_pipeline.streaming import stream_upscale
 
     opts = _options(args)
-
     if is_stream_source(args.input):  # stdin or a URL: read once, written as it grows (no ledger, no Ray)
         unused = [f for f, on in (("--address", args.address), ("--fps", args.fps), ("--no-resume",
                   args.no_resume)) if on]
@@ -324,11 +329,9 @@ def cmd_upscale(args: argparse.Namespace) -> dict[str, Any]:
     else:
         result = upscale(args.input, args.output, opts).to_json()
     if not args.json:
-        print(
-            f"wrote {result['output']}: {result['frames_out']} frames "
-            f"{result['width_out']}x{result['height_out']} "
-            f"in {result['seconds']:.1f} s ({result['fps']:.2f} frames/s, {result['device']})"
-        )
+        r = result
+        print(f"wrote {r['output']}: {r['frames_out']} frames {r['width_out']}x{r['height_out']} "
+              f"in {r['seconds']:.1f} s ({r['fps']:.2f} frames/s, {r['device']})")
     return result
 
 
@@ -338,14 +341,9 @@ def cmd_batch(args: argparse.Namespace) -> dict[str, Any]:
     from vsr_pipeline.batch_runner import BatchOptions, read_list, run_batch
 
     inputs = list(args.inputs) + (read_list(args.list_file) if args.list_file else [])
-    opts = BatchOptions(
-        upscale=_options(args),
-        outdir=Path(args.outdir),
-        format=args.format.lstrip(".").lower(),
-        upscalers=args.upscalers,
-        threads=args.threads,
-        jobs=args.jobs,
-    )
+    opts = BatchOptions(upscale=_options(args), outdir=Path(args.outdir),
+                        format=args.format.lstrip(".").lower(), upscalers=args.upscalers,
+                        threads=args.threads, jobs=args.jobs)
     summary = run_batch(inputs, opts)
     if not args.json:
         print(
