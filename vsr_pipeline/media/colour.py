@@ -140,7 +140,6 @@ def frame_to_rgb(frame: av.VideoFrame, colorspace: int, color_range: int, deep: 
     h, w = frame.height, frame.width
     full = is_full_range(color_range, fmt)
     layout = _planar_yuv(fmt)
-    bits = layout[1] if layout else int(frame.format.components[0].bits)
     if fmt == "rgb24":
         return frame.to_ndarray()
     if fmt == "gray":
@@ -151,9 +150,9 @@ def frame_to_rgb(frame: av.VideoFrame, colorspace: int, color_range: int, deep: 
     if layout is None:
         sws_cs = _SWS_CS.get(colorspace, Colorspace.ITU601)
         rng = ColorRange.JPEG if full else ColorRange.MPEG
-        out = "rgb48le" if deep and bits > 8 else "rgb24"
+        out = "rgb48le" if deep and max(c.bits for c in frame.format.components) > 8 else "rgb24"
         return frame.reformat(format=out, src_colorspace=sws_cs, src_color_range=rng).to_ndarray()
-    sub = layout[0]
+    sub, bits = layout
     dtype = np.uint16 if bits > 8 else np.uint8
     y, u, v = (_plane(frame, i, dtype) for i in range(3))
     kr_kb = _KR_KB.get(colorspace, _BT601)
