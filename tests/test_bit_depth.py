@@ -215,7 +215,7 @@ def test_a_ten_bit_live_stream_stays_ten_bit(clip10: Path, tmp_path: Path,
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(clip10.read_bytes()))))
     res = stream_upscale("-", tmp_path / "live.mkv", UpscaleOptions(model="bicubic", scale=2, codec="ffv1",
                                                                     progress=False))
-    assert res["frames_out"] == FRAMES
+    assert res["frames_out"] == FRAMES and res["bit_depth"] == 10
     y, fmt = y_planes(tmp_path / "live.mkv")
     e = np.abs(y - bicubic_y(y_planes(clip10)[0]))
     assert fmt == "yuv420p10le" and e.max() <= 1.0, e.max()

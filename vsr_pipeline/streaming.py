@@ -145,7 +145,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
     Returns input, output, model, frames_in, frames_out, width/height in and out, seconds, fps (frames out
     per second of the run), first_frame_s (start to the first output frame on disk), latency_frames (see the
     module docstring), chunk and padding (recurrent models), timestamps_repaired (frames whose pts was
-    missing, repeated or went backwards), deinterlaced,
+    missing, repeated or went backwards), deinterlaced, bit_depth (of the output: 10 for a deeper source),
     bad_packets, repeated_frames (lost frames the previous one stood in for), reopened (times a URL whose
     reading failed was opened again and read on: ``opts.retries`` at most), interrupted and manifest
     (``OUTPUT.vsr.json``: ``vsr_pipeline.manifest.write_stream_manifest``). ``timeout``:
@@ -273,6 +273,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         "timestamps_repaired": decoder.timestamps.repaired,
         "timestamps_renumbered": decoder.renumbered,
         "deinterlaced": decoder.deinterlaced,
+        "bit_depth": writer.bit_depth,
         "bad_packets": decoder.bad_packets,
         "repeated_frames": decoder.repeated,
         "reopened": decoder.reopened,
