@@ -271,3 +271,12 @@ def test_the_thread_choice_measures_the_ten_bit_encode(clip10: Path) -> None:
 
     cost = time_decode_encode(clip10, probe(clip10), 2, EncodeSettings(codec="ffv1"), ".mkv", frames=2)
     assert cost["decode"] > 0 and cost["encode"] > 0
+
+
+def test_av1_output_in_chunks_is_joined(clip10: Path, tmp_path: Path, vsr: Any) -> None:
+    """SVT-AV1 at 10 bits in three chunks: the segments are joined (PyAV looked for an encoder named like
+    the decoder, libdav1d, and the finished job failed at the join with an internal error)."""
+    code, res, err = vsr(str(clip10), "-o", str(tmp_path / "av1.mkv"), "--codec", "libsvtav1", "--chunk", "2")
+    assert code == 0 and res["frames_out"] == FRAMES and res["bit_depth"] == 10, err
+    info = probe(tmp_path / "av1.mkv")
+    assert info.pix_fmt == "yuv420p10le" and info.frames == FRAMES

@@ -20,7 +20,7 @@ import av
 
 from .errors import MediaError, short_reason
 from .probe import open_input
-from .writer import StreamCopier, exact_timing_options, partial_path
+from .writer import StreamCopier, exact_timing_options, partial_path, stream_like
 
 
 def _codec_key(stream: av.video.stream.VideoStream) -> tuple[object, ...]:
@@ -56,7 +56,7 @@ def concat_segments(
     frames = 0
     try:
         template = first.streams.video[0]
-        video = container.add_stream_from_template(template)
+        video = stream_like(container, template)
         video.time_base = template.time_base
         if rotation:
             video.set_display_rotation(rotation)

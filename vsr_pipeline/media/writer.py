@@ -100,6 +100,16 @@ TUNES = {"libx264": ("film", "animation", "grain", "stillimage", "psnr", "ssim",
 COMBINABLE_TUNES = ("fastdecode", "zerolatency")
 
 
+def stream_like(container: av.container.OutputContainer, template: av.stream.Stream) -> av.stream.Stream:
+    """A stream of ``container`` with ``template``'s codec parameters, for copying its packets. PyAV looks up
+    an encoder named like the template's decoder; where there is none (AV1 read by libdav1d) the parameters
+    are copied without one (``opaque``)."""
+    try:
+        return container.add_stream_from_template(template)
+    except av.codec.codec.UnknownCodecError:
+        return container.add_stream_from_template(template, opaque=True)
+
+
 def tune_problem(codec: str, tune: str) -> str | None:
     """Why ``codec`` cannot take ``tune`` (one line), or None when it can."""
     if codec not in TUNES:
@@ -435,7 +445,7 @@ class StreamCopier:
                             out_path, s.type, s.index, name, out_path.suffix)
                 continue
             try:
-                self._stream_map[s.index] = container.add_stream_from_template(s)
+                self._stream_map[s.index] = stream_like(container, s)
                 copy_tags(s.metadata, self._stream_map[s.index].metadata)
             except (av.FFmpegError, ValueError) as exc:
                 log.warning("%s: not copying %s stream #%d (%s): %s", out_path, s.type, s.index, name,
