@@ -280,3 +280,19 @@ def test_av1_output_in_chunks_is_joined(clip10: Path, tmp_path: Path, vsr: Any) 
     assert code == 0 and res["frames_out"] == FRAMES and res["bit_depth"] == 10, err
     info = probe(tmp_path / "av1.mkv")
     assert info.pix_fmt == "yuv420p10le" and info.frames == FRAMES
+
+
+def test_a_new_bit_depth_keeps_the_engines_back_off() -> None:
+    """A shared upscaler alternating 8- and 10-bit videos changes only its rounding: an out-of-memory
+    back-off (smaller tiles) stays, and the frames are the 8-bit run's to within rounding."""
+    from vsr_pipeline.engine import Engine
+
+    engine = Engine("bicubic", None, 2, "cpu", threads=1, precision="fp32")
+    lr = (smooth_rgb16(2, 24, 16) // 257).astype(np.uint8)
+    eight = engine.process(slice(0, 2), slice(0, 2), lr)
+    engine.tile, engine.backoffs = 8, [{"tile": 8, "batch": 4, "sequences": 1}]  # as a back-off leaves it
+    ten = engine.process(slice(0, 2), slice(0, 2), lr, base={**engine.base, "bit_depth": 10})
+    assert ten.dtype == np.uint16 and engine.tile == 8 and len(engine.backoffs) == 1
+    assert np.abs(ten / 257 - eight).max() <= 0.5 + 1e-9
+    engine.process(slice(0, 2), slice(0, 2), lr, base={**engine.base, "tile": 32})
+    assert engine.tile == 32 and engine.backoffs == []  # any other change starts afresh

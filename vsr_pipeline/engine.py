@@ -331,15 +331,16 @@ class Engine:
     def configure(self, threads: int, batch: int, tile: int | None, overlap: int, sequences: int,
                   bit_depth: int | None = 8) -> None:
         """Run with these (:data:`ADJUSTABLE`, as the constructor's) from now on; the loaded model is kept.
-        Unchanged settings keep any out-of-memory back-off; changed ones start from what is given."""
+        Unchanged settings keep any out-of-memory back-off, and so does a new ``bit_depth`` (only the output's
+        rounding, uint8 or uint16; a batch's videos alternate it); other changes start from what is given."""
         if sequences < 1:
             raise ValueError(f"sequences must be >= 1, got {sequences}")
-        self.bit_depth, self.dtype = bit_depth or 8, frame_dtype(bit_depth)  # HR frames: uint8, or uint16
+        self.bit_depth, self.dtype = bit_depth or 8, frame_dtype(bit_depth)
         base = {"threads": threads, "batch": batch, "tile": tile, "overlap": overlap, "sequences": sequences,
                 "bit_depth": bit_depth}
-        if base == self._base:
+        self._base, old = base, self._base
+        if {**base, "bit_depth": 0} == {**old, "bit_depth": 0}:  # the forward pass is as it was
             return
-        self._base = base
         if threads or torch.get_num_threads() != self._default_threads:
             set_threads(threads or self._default_threads)
         self.threads = torch.get_num_threads()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from vsr_pipeline.errors import ResourceError, UsageError
 from vsr_pipeline.media import EncodeSettings, VideoInfo
 from vsr_pipeline.media.reader import ON_CORRUPT
-from vsr_pipeline.media.writer import BIT_DEPTHS, codec_takes, is_video_path, output_pix_fmt, tune_problem
+from vsr_pipeline.media.writer import BIT_DEPTHS, is_video_path, tune_problem
 
 if TYPE_CHECKING:
     from models.registry import ModelSpec
@@ -315,12 +315,9 @@ def output_bit_depth(opts: UpscaleOptions, info: VideoInfo, output: Path) -> int
     """The output's bits per sample: ``opts.bit_depth``, or for None (auto) 10 where the input has more than
     8 bits and ``output`` can hold 10 (a PNG folder always: 16-bit PNGs; a video where ``opts.codec`` takes
     10 bits at the output size), else 8."""
-    if opts.bit_depth is not None:
-        return opts.bit_depth
-    if info.bit_depth <= 8:
-        return 8
-    fmt = output_pix_fmt(info.width * opts.scale, info.height * opts.scale, 10)
-    return 10 if not is_video_path(output) or codec_takes(opts.codec, fmt) else 8
+    if is_video_path(output):
+        return opts.encode_settings().bits_for(info, info.width * opts.scale, info.height * opts.scale)
+    return opts.bit_depth or (10 if info.bit_depth > 8 else 8)
 
 
 def check_input(info: VideoInfo, scale: int, bit_depth: int = 8) -> None:

@@ -107,11 +107,6 @@ def image_bits(path: str | os.PathLike[str]) -> int:
     return 8
 
 
-def to_rgb8(img: np.ndarray) -> np.ndarray:
-    """OpenCV image (BGR/BGRA/gray, 8 or 16 bit, or float) -> (H, W, 3) uint8 RGB."""
-    return to_rgb(img, np.uint8)
-
-
 def to_rgb(img: np.ndarray, dtype: type = np.uint8) -> np.ndarray:
     """OpenCV image (BGR/BGRA/gray, 8 or 16 bit, or float) -> (H, W, 3) RGB of ``dtype``, uint8 or uint16
     (0-65535: an 8-bit image's values x 257)."""
