@@ -112,6 +112,8 @@ def _job_options(p: argparse.ArgumentParser) -> None:
                    "fastdecode, zerolatency also with one of those (grain,zerolatency); default none")
     p.add_argument("--bit-depth", type=int, choices=[8, 10], help="output bits per sample (default: the "
                    "input's: 10 for 10/12-bit video if the codec takes 10, 16-bit PNGs for a folder, else 8)")
+    p.add_argument("--chroma", choices=["420", "422", "444"], help="chroma subsampling of a video output "
+                   "(default: 420, or what the codec takes: 422 for ProRes and DNxHR, 444 for odd sizes)")
     p.add_argument("--fps", type=_fraction, help="frame rate of a folder-of-frames input (default 25)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--backbone", help="single-image model as the body of a video model that accepts one")

@@ -24,6 +24,7 @@ from vsr_pipeline.cluster import ray_session, reporting_errors, restart_policy
 from vsr_pipeline.errors import InterruptedJob
 from vsr_pipeline.media import MediaError, VideoInfo, probe
 from vsr_pipeline.media.ingest import timestamp_warnings
+from vsr_pipeline.media.writer import is_video_path
 from vsr_pipeline.options import (
     UpscaleOptions,
     check_input,
@@ -32,7 +33,7 @@ from vsr_pipeline.options import (
     check_perf_options,
     chunks_per_pass,
     concrete_batch,
-    output_bit_depth,
+    output_format,
 )
 from vsr_pipeline.plan import Chunk, machine_memory, plan_chunks, spec_chunk
 from vsr_pipeline.scheduler import ChunkWork, decoded_chunks, run_chunks
@@ -72,6 +73,7 @@ class UpscaleResult:
     timestamps_renumbered: int = 0  # frames whose pts were not display times: renumbered in display order
     deinterlaced: bool = False  # the input is interlaced and its frames were deinterlaced
     bit_depth: int = 8  # output bits per sample (10: a 10-bit video or 16-bit PNGs)
+    pix_fmt: str | None = None  # the output video's pixel format (yuv420p, yuv422p10le, ...; None: PNGs)
     #: wall seconds the job's own upscalers spent inside their forward calls (summed over actors; None when
     #: the upscalers were shared with other jobs): ``seconds`` minus this is what the pipeline itself cost
     model_seconds: float | None = None
@@ -124,8 +126,6 @@ def resolve_auto_settings(plan: JobPlan, device: Any) -> JobPlan:
     """``plan`` with ``precision auto``, ``batch auto`` and the upscaler's threads decided for this machine
     at the input's frame size (``vsr_pipeline.autotune``: hardware, then cached timed probes, in that order);
     forced values are kept. Resuming an unfinished job keeps what its ledger recorded for an ``auto``."""
-    from dataclasses import replace
-
     from vsr_pipeline.autotune import candidates, choose_batch, choose_job_threads, choose_precision
     from vsr_pipeline.ledger import recorded_setting
     from workers.encoder import segment_suffix
@@ -185,8 +185,11 @@ def plan_job(
     check_manifest_free(output, opts.overwrite)
     check_perf_options(spec, opts, device)
     info = probe(input_path, fps=opts.fps)
-    opts = replace(opts, bit_depth=output_bit_depth(opts, info, output))  # auto is decided here
+    opts = output_format(opts, info, output)  # auto bit depth and chroma are decided here
     check_input(info, opts.scale, opts.bit_depth)
+    if is_video_path(output):  # a codec/container/setting that cannot work fails now, naming the output
+        from workers.encoder import check_encoder
+        check_encoder(output, info, opts.scale, opts.encode_settings())
     padding = spec.default_padding if opts.padding is None else opts.padding
     chunk = opts.chunk or _default_chunk(output, opts, spec, info, padding, device, sharing)
     return JobPlan(input_path, output, opts, spec, info, chunk, padding,
@@ -239,6 +242,7 @@ def job_settings(
         "preset": opts.preset,
         **({"tune": opts.tune} if opts.tune else {}),  # absent: the encoder's own default
         **({"bit_depth": opts.bit_depth} if (opts.bit_depth or 8) > 8 else {}),  # absent: 8, as before it
+        **({"chroma": opts.chroma} if opts.chroma not in (None, "420") else {}),  # absent: 4:2:0 or PNGs
         "chunk": chunk,
         "padding": padding,
         "fps": str(opts.fps) if opts.fps is not None else None,
@@ -305,15 +309,13 @@ def run_job(
     from vsr_pipeline.ledger import Ledger
     from vsr_pipeline.precision import resolved_precision
     from workers.aligner import Aligner
-    from workers.encoder import SegmentTarget, check_encoder, is_video_path, join_segments
+    from workers.encoder import SegmentTarget, join_segments
     from workers.motion import Motion
 
     opts, spec, info, chunks = plan.opts, plan.spec, plan.info, plan.chunks
     input_path, output = plan.input_path, plan.output
     encode = opts.encode_settings()
     started, started_epoch = time.perf_counter(), time.time()
-    if is_video_path(output):  # a codec/container/setting that cannot work fails now, naming the output
-        check_encoder(output, info, opts.scale, encode)
     settings = job_settings(spec, opts, info, plan.chunk, plan.padding, device_type)
     ledger = Ledger.open(output, settings, opts.resume)
     if plan.threads:  # not a setting (segments stay valid), but a resume keeps it: the same rounding
@@ -454,6 +456,8 @@ def run_job(
         timestamps_renumbered=timestamps["renumbered"],
         deinterlaced=timestamps["deinterlaced"],
         bit_depth=opts.bit_depth or 8,
+        pix_fmt=encode.pix_fmt_for(info, info.width * opts.scale, info.height * opts.scale)
+        if is_video_path(output) else None,
         model_seconds=model_seconds,
         # actors' epoch clocks against the driver's: exact on one node, good to the clock skew across nodes
         model_head_s=round(min(float(s["first"]) for s in busy) - started_epoch, 3) if busy else None,

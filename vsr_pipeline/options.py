@@ -17,15 +17,16 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vsr_pipeline.errors import ResourceError, UsageError
 from vsr_pipeline.media import EncodeSettings, VideoInfo
+from vsr_pipeline.media.pixel_format import BIT_DEPTHS, CHROMAS, output_chroma
 from vsr_pipeline.media.reader import ON_CORRUPT
-from vsr_pipeline.media.writer import BIT_DEPTHS, is_video_path, tune_problem
+from vsr_pipeline.media.writer import is_video_path, tune_problem
 
 if TYPE_CHECKING:
     from models.registry import ModelSpec
@@ -110,6 +111,9 @@ class UpscaleOptions:
     #: output bits per sample, 8 or 10; None: the input's (10 for a 10- or 12-bit input where the codec takes
     #: 10 bits; a PNG folder then gets 16-bit PNGs), else 8
     bit_depth: int | None = _E.bit_depth
+    #: chroma layout of a video output, "420", "422" or "444"; None: 4:2:0, or what the codec takes (4:2:2
+    #: for ProRes and DNxHR; 4:4:4 for odd sizes)
+    chroma: str | None = _E.chroma
     #: torch threads of a CPU upscaler (0: chosen on this machine, ``autotune.choose_job_threads``)
     threads: int = 0
     #: core frames per chunk (None: ``vsr_pipeline.plan.default_chunk``)
@@ -208,6 +212,8 @@ def check_options(opts: UpscaleOptions) -> ModelSpec:
         raise UsageError(f"--tune: {problem}")
     if opts.bit_depth not in (None, *BIT_DEPTHS):
         raise UsageError(f"--bit-depth must be auto, 8 or 10, not {opts.bit_depth}")
+    if opts.chroma not in (None, *CHROMAS):
+        raise UsageError(f"--chroma must be auto, {', '.join(CHROMAS)}, not {opts.chroma}")
     if spec.temporal == "window" and opts.padding is not None:
         from vsr_pipeline.windows import check_padding
 
@@ -311,13 +317,16 @@ def total_memory() -> int | None:
 HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
 
 
-def output_bit_depth(opts: UpscaleOptions, info: VideoInfo, output: Path) -> int:
-    """The output's bits per sample: ``opts.bit_depth``, or for None (auto) 10 where the input has more than
-    8 bits and ``output`` can hold 10 (a PNG folder always: 16-bit PNGs; a video where ``opts.codec`` takes
-    10 bits at the output size), else 8."""
-    if is_video_path(output):
-        return opts.encode_settings().bits_for(info, info.width * opts.scale, info.height * opts.scale)
-    return opts.bit_depth or (10 if info.bit_depth > 8 else 8)
+def output_format(opts: UpscaleOptions, info: VideoInfo, output: Path) -> UpscaleOptions:
+    """``opts`` with the output's ``bit_depth`` and ``chroma`` decided. Bits: ``opts.bit_depth``, or for None
+    (auto) 10 where the input has more than 8 bits and ``output`` can hold 10 (a PNG folder always: 16-bit
+    PNGs; a video where ``opts.codec`` takes 10 bits at the output size, and for a codec with only 10-bit
+    formats, ProRes), else 8. Chroma (video only): ``opts.chroma``, or the first layout the codec takes."""
+    if not is_video_path(output):
+        return replace(opts, bit_depth=opts.bit_depth or (10 if info.bit_depth > 8 else 8))
+    w, h = info.width * opts.scale, info.height * opts.scale
+    bits = opts.encode_settings().bits_for(info, w, h)
+    return replace(opts, bit_depth=bits, chroma=output_chroma(opts.codec, w, h, bits, opts.chroma))
 
 
 def check_input(info: VideoInfo, scale: int, bit_depth: int = 8) -> None:

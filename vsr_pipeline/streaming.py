@@ -32,7 +32,6 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,7 @@ from vsr_pipeline.options import (
     check_paths,
     check_perf_options,
     concrete_batch,
-    output_bit_depth,
+    output_format,
 )
 from vsr_pipeline.plan import LivePolicy, live_policy
 from vsr_pipeline.scheduler import ChunkWork, run_chunks
@@ -190,7 +189,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         if isinstance(item, BaseException):
             raise item
         info = item[1]
-        opts = replace(opts, bit_depth=output_bit_depth(opts, info, output))  # auto: the source's
+        opts = output_format(opts, info, output)  # auto bits: the source's
         check_input(info, opts.scale, opts.bit_depth)
         engine = building.result()
         upscale.submit(engine.configure, **{**engine.base, "bit_depth": opts.bit_depth}).result()
@@ -274,6 +273,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         "timestamps_renumbered": decoder.renumbered,
         "deinterlaced": decoder.deinterlaced,
         "bit_depth": writer.bit_depth,
+        "pix_fmt": writer.pix_fmt,
         "bad_packets": decoder.bad_packets,
         "repeated_frames": decoder.repeated,
         "reopened": decoder.reopened,

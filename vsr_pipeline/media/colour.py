@@ -16,8 +16,9 @@ colorspace and range passed explicitly.
 
 High bit depth: with ``deep``, a frame of more than 8 bits per sample (``yuv420p10le``, ...) becomes
 (H, W, 3) **uint16** RGB scaled to the full 0-65535 range (as ``rgb48``), and :func:`rgb_to_frame` takes
-such frames to ``yuv420p10le`` / ``yuv444p10le``. Samples of b bits are scaled as the ITU-R BT.2100 /
-FFmpeg convention has it: limited range is the 8-bit range times 2^(b-8); full range spans 0..2^b-1.
+such frames to ``yuv420p10le`` / ``yuv422p10le`` / ``yuv444p10le``. Samples of b bits are scaled as the
+ITU-R BT.2100 / FFmpeg convention has it: limited range is the 8-bit range times 2^(b-8); full range spans
+0..2^b-1.
 """
 
 from __future__ import annotations
@@ -51,8 +52,6 @@ _SWS_CS = {1: Colorspace.ITU709, 4: Colorspace.FCC, 7: Colorspace.SMPTE240M, 9: 
 
 #: RGB frames' sample types: 8 bits, or 16 for video of more than 8 bits (``deep``)
 RGB_MAX = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
-#: output pixel formats of more than 8 bits, by chroma layout
-DEEP_FORMATS = {"yuv420p": "yuv420p10le", "yuv444p": "yuv444p10le"}
 
 _YUV_8BIT = {
     "yuv420p": (2, 2), "yuvj420p": (2, 2), "yuv422p": (2, 1), "yuvj422p": (2, 1),
@@ -171,35 +170,34 @@ def frame_to_rgb(frame: av.VideoFrame, colorspace: int, color_range: int, deep: 
 
 
 def rgb_to_frame(rgb: np.ndarray, pix_fmt: str, colorspace: int, color_range: int) -> av.VideoFrame:
-    """(H, W, 3) RGB -> a tagged VideoFrame: uint8 to ``yuv420p`` (even size) or ``yuv444p``; uint16
-    (0-65535) to ``yuv420p10le`` or ``yuv444p10le``."""
+    """(H, W, 3) RGB -> a tagged VideoFrame of planar ``pix_fmt``: 4:2:0, 4:2:2 or 4:4:4 (each chroma sample
+    the mean of its block): uint8 to 8 bits (``yuv422p``), uint16 (0-65535) to 10 (``yuv422p10le``)."""
     h, w = rgb.shape[:2]
     full = is_full_range(color_range)
-    deep = pix_fmt in DEEP_FORMATS.values()
-    if (rgb.dtype == np.uint16) != deep or rgb.dtype not in RGB_MAX:
+    layout = _planar_yuv(pix_fmt)
+    if layout is None or layout[1] not in (8, 10) or layout[0] == (1, 2) or pix_fmt.startswith("yuvj"):
+        raise ValueError(f"unsupported output pixel format {pix_fmt!r}")
+    (sx, sy), bits = layout
+    if (rgb.dtype == np.uint16) != (bits > 8) or rgb.dtype not in RGB_MAX:
         raise ValueError(f"{rgb.dtype} frames cannot be written as {pix_fmt}")
-    bits = 10 if deep else 8
+    if w % sx or h % sy:
+        raise ValueError(f"{pix_fmt} cannot hold a {w}x{h} frame")
     m = rgb_to_yuv_matrix(colorspace, full, bits, RGB_MAX[rgb.dtype])
     yuv = cv2.transform(np.ascontiguousarray(rgb), m)
-    if deep:
+    if bits > 8:
         np.minimum(yuv, 2**bits - 1, out=yuv)  # a 16-bit transform saturates at 65535, not at 1023
-    if pix_fmt in ("yuv420p", "yuv420p10le"):
-        y, u, v = cv2.split(yuv)
-        half = (w // 2, h // 2)
-        u = cv2.resize(u, half, interpolation=cv2.INTER_AREA)
-        v = cv2.resize(v, half, interpolation=cv2.INTER_AREA)
+    y, u, v = cv2.split(yuv)
+    if (sx, sy) != (1, 1):
+        u, v = (cv2.resize(c, (w // sx, h // sy), interpolation=cv2.INTER_AREA) for c in (u, v))
+    if (sx, sy) == (2, 2):  # I420 in one buffer: PyAV's fast path
         i420 = np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(h * 3 // 2, w)
         frame = av.VideoFrame.from_ndarray(i420, format=pix_fmt)
-    elif pix_fmt == "yuv444p":
-        frame = av.VideoFrame.from_ndarray(yuv, format="yuv444p", channel_last=True)
-    elif pix_fmt == "yuv444p10le":  # PyAV 18 has no from_ndarray for it: fill the planes
+    else:  # PyAV 18 has no from_ndarray for these: fill the planes
         frame = av.VideoFrame(w, h, pix_fmt)
-        for plane, samples in zip(frame.planes, cv2.split(yuv), strict=True):
-            padded = np.zeros((plane.height, plane.line_size // 2), np.uint16)
-            padded[:, :w] = samples
+        for plane, samples in zip(frame.planes, (y, u, v), strict=True):
+            padded = np.zeros((plane.height, plane.line_size // samples.itemsize), samples.dtype)
+            padded[:, : samples.shape[1]] = samples
             plane.update(padded)
-    else:
-        raise ValueError(f"unsupported output pixel format {pix_fmt!r}")
     frame.colorspace = colorspace
     frame.color_range = RANGE_FULL if full else 1
     return frame

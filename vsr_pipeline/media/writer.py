@@ -1,4 +1,5 @@
-"""``VideoWriter``: encode 8- or 10-bit RGB frames with their pts, copy audio/subtitles, appear atomically."""
+"""``VideoWriter``: encode 8- or 10-bit RGB frames as 4:2:0, 4:2:2 or 4:4:4 with their pts, copy
+audio/subtitles, appear atomically."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import av
 import numpy as np
 
 from .atomic import AtomicOutput
-from .colour import DEEP_FORMATS, rgb_to_frame
+from .colour import rgb_to_frame
 from .errors import MediaError, short_reason
 from .images import check_frames
+from .pixel_format import BIT_DEPTHS, CHROMAS, codec_defaults, format_problem, output_bits, output_pix_fmt
 from .probe import ColourTags, VideoInfo, main_video, open_input
 
 log = logging.getLogger(__name__)
@@ -29,28 +31,11 @@ _X26X = {"libx264", "libx265"}
 X265_ABORTS = range(33, 49)
 _VPX = {"libvpx", "libvpx-vp9"}
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm", ".ts"})
-#: sample depths a video output can have (``--bit-depth``)
-BIT_DEPTHS = (8, 10)
 
 
 def is_video_path(path: str | os.PathLike[str]) -> bool:
     """A path with a video extension is a video; anything else is a folder of PNG frames."""
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
-
-
-def output_pix_fmt(width: int, height: int, bit_depth: int = 8) -> str:
-    """4:2:0, or 4:4:4 where a side is odd (4:2:0 cannot hold it); 10-bit formats for ``bit_depth`` 10."""
-    fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-    return DEEP_FORMATS[fmt] if bit_depth > 8 else fmt
-
-
-def codec_takes(codec: str, pix_fmt: str) -> bool:
-    """Whether encoder ``codec`` accepts ``pix_fmt`` (True where it does not say; False if unknown)."""
-    try:
-        formats = {f.name for f in (av.Codec(codec, "w").video_formats or ())}
-    except (av.FFmpegError, ValueError):
-        return False
-    return not formats or pix_fmt in formats
 
 
 def partial_path(path: Path) -> Path:
@@ -139,15 +124,23 @@ class EncodeSettings:
     #: bits per sample of the output, 8 or 10 (:data:`BIT_DEPTHS`); None: the input's (10 for a 10- or 12-bit
     #: input where the codec takes 10 bits, else 8), see :meth:`bits_for`
     bit_depth: int | None = None
+    #: chroma layout of the output, "420", "422" or "444" (:data:`CHROMAS`); None: the first of these the
+    #: codec takes at the frame size (``pixel_format.output_chroma``: 4:2:2 for ProRes and DNxHR)
+    chroma: str | None = None
 
     def bits_for(self, info: VideoInfo, width: int | None = None, height: int | None = None) -> int:
         """The output's bits per sample for input ``info`` (output size ``width`` x ``height``, default the
-        input's): ``bit_depth``, or for None 10 where the input has more than 8 bits and the codec takes 10
-        at that size, else 8."""
+        input's): ``bit_depth``, or for None 10 where the input has more than 8 bits or the codec takes only
+        10-bit formats (ProRes), and the codec takes 10 at that size; else 8."""
         if self.bit_depth is not None:
             return self.bit_depth
         w, h = width or info.width, height or info.height
-        return 10 if info.bit_depth > 8 and codec_takes(self.codec, output_pix_fmt(w, h, 10)) else 8
+        return output_bits(self.codec, w, h, info.bit_depth, self.chroma)
+
+    def pix_fmt_for(self, info: VideoInfo, width: int | None = None, height: int | None = None) -> str:
+        """The output's pixel format for input ``info`` (output size ``width`` x ``height``)."""
+        w, h = width or info.width, height or info.height
+        return output_pix_fmt(w, h, self.bits_for(info, w, h), self.codec, self.chroma)
 
     def open_writer(self, path: str | os.PathLike[str], width: int, height: int, info: VideoInfo,
                     **kwargs: Any) -> VideoWriter:
@@ -156,7 +149,7 @@ class EncodeSettings:
         options = {**({"tune": self.tune} if self.tune else {}), **kwargs.pop("options", {})}
         return VideoWriter(path, width, height, info.time_base, info.fps, codec=self.codec, crf=self.crf,
                            preset=self.preset, source=info, options=options,
-                           bit_depth=self.bits_for(info, width, height), **kwargs)
+                           bit_depth=self.bits_for(info, width, height), chroma=self.chroma, **kwargs)
 
 
 class VideoWriter(AtomicOutput):
@@ -166,9 +159,10 @@ class VideoWriter(AtomicOutput):
       frame rate survives); ``fps`` is only a rate-control hint. Pts must increase strictly.
     - Colour: RGB -> YUV with the matrix/range of ``colour`` (the source's tags, kept on the output);
       untagged -> BT.601 limited, the same convention :class:`FrameReader` decodes with.
-    - Pixel format: ``yuv420p``; odd width or height -> ``yuv444p`` (4:2:0 cannot hold them; 4:4:4 keeps
-      every pixel without padding or cropping). MediaError if the codec cannot take the format needed.
-      ``bit_depth`` 10: ``yuv420p10le`` / ``yuv444p10le`` from uint16 frames (0-65535); 8: uint8 frames.
+    - Pixel format: ``chroma`` ("420", "422", "444"), or for None the first of those the codec takes whose
+      subsampling the size holds (``yuv420p``; ``yuv422p`` for ProRes/DNxHR; odd sizes ``yuv444p``: 4:4:4
+      keeps every pixel without padding or cropping); MediaError if the codec cannot take it.
+      ``bit_depth`` 10: ``yuv420p10le``, ... from uint16 frames (0-65535); 8: uint8 frames.
     - ``copy_streams_from``: its audio and subtitle streams are copied packet for packet (no re-encoding,
       same pts) when the container accepts the codec, else skipped with a warning. They are read
       progressively, up to the time of the video written so far, and the rest is flushed at close
@@ -209,6 +203,7 @@ class VideoWriter(AtomicOutput):
         atomic: bool = True,
         container_options: dict[str, str] | None = None,
         bit_depth: int = 8,
+        chroma: str | None = None,
     ):
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
@@ -233,10 +228,11 @@ class VideoWriter(AtomicOutput):
         self.atomic = atomic
         self.tmp_path = partial_path(self.path) if atomic else self.path
         self.packets_written = 0
-        if bit_depth not in BIT_DEPTHS:
-            raise ValueError(f"bit depth must be one of {BIT_DEPTHS}, got {bit_depth}")
+        if bit_depth not in BIT_DEPTHS or chroma not in (None, *CHROMAS):
+            raise ValueError(f"bit depth must be one of {BIT_DEPTHS} and chroma one of {CHROMAS}, got "
+                             f"{bit_depth} and {chroma}")
         self.bit_depth = bit_depth
-        self.pix_fmt = output_pix_fmt(self.width, self.height, bit_depth)
+        self.pix_fmt = output_pix_fmt(self.width, self.height, bit_depth, codec, chroma)
         self.frames_written = 0
         self._last_pts: int | None = None
         self._copier: StreamCopier | None = None
@@ -251,11 +247,9 @@ class VideoWriter(AtomicOutput):
             raise MediaError(f"{self.path}: libx265 aborts the process on frames {X265_ABORTS.start} to "
                              f"{X265_ABORTS.stop - 1} px wide ({self.width} px here); use libx264 or another "
                              "scale")
-        formats = {f.name for f in (codec_obj.video_formats or ())}
-        if formats and self.pix_fmt not in formats:
-            raise MediaError(f"{self.path}: encoder {codec} cannot take {self.pix_fmt}"
-                             + (" (needed for odd sizes)" if self.pix_fmt.startswith("yuv444p") else "")
-                             + ("; --bit-depth 8 writes 8 bits" if bit_depth > 8 else ""))
+        problem = format_problem(codec, self.width, self.height, bit_depth, chroma)
+        if problem:
+            raise MediaError(f"{self.path}: {problem}")
         try:
             self._container = av.open(str(self.tmp_path), mode="w",
                                       container_options=exact_timing_options(self.path, self.time_base)
@@ -280,6 +274,7 @@ class VideoWriter(AtomicOutput):
                 opts["x265-params"] = "log-level=error"
         elif codec in _VPX:
             opts = {"crf": str(crf), "b": "0"}
+        opts.update(codec_defaults(codec, self.pix_fmt))
         opts.update(extra)
         stream = self._container.add_stream(codec, rate=self.fps, options=opts)
         stream.width, stream.height = self.width, self.height
