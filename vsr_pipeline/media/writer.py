@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,15 @@ from .atomic import AtomicOutput
 from .colour import rgb_to_frame
 from .errors import MediaError, short_reason
 from .images import check_frames
-from .pixel_format import BIT_DEPTHS, CHROMAS, codec_defaults, format_problem, output_bits, output_pix_fmt
+from .pixel_format import (
+    BIT_DEPTHS,
+    CHROMAS,
+    FIXED_MATRIX,
+    codec_defaults,
+    format_problem,
+    output_bits,
+    output_pix_fmt,
+)
 from .probe import ColourTags, VideoInfo, main_video, open_input
 
 log = logging.getLogger(__name__)
@@ -213,6 +221,8 @@ class VideoWriter(AtomicOutput):
             colour = source.colour if source is not None else ColourTags()
         if rotation is None:
             rotation = source.rotation if source is not None else 0
+        if codec in FIXED_MATRIX:  # the matrix its decoder will use, whatever the source's was
+            colour = replace(colour, colorspace=FIXED_MATRIX[codec])
         if sample_aspect_ratio is None and source is not None:
             sample_aspect_ratio = source.sample_aspect_ratio
         self.sample_aspect_ratio = sample_aspect_ratio
