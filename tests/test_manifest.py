@@ -64,7 +64,8 @@ def test_manifest_records_hashes_model_settings_versions_and_the_pts_mapping(job
                           "scale": 2, "backbone": None, "align": None, "degradation": "bi"}
     # as it ran: autos resolved (chroma "420" from "yuv420p")
     ran = opts(precision=res.precision, batch=res.batch, bit_depth=res.bit_depth, chroma=res.pix_fmt[3:6])
-    assert m["settings"] == {k: str(v) if isinstance(v, Fraction) else v for k, v in asdict(ran).items()}
+    want = {k: str(v) if isinstance(v, Fraction) else v for k, v in asdict(ran).items()}
+    assert m["settings"] == json.loads(json.dumps(want))  # tuples as JSON lists
     assert m["job_settings"]["weights_sha256"] == sha256(weights) and m["job_settings"]["chunk"] == 4
     sw = m["software"]
     assert (sw["torch"], sw["av"], sw["ray"]) == (torch.__version__, av.__version__, ray.__version__)

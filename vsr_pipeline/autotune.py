@@ -350,9 +350,11 @@ def decode_encode_seconds(input_path: str | Path, info: Any, scale: int, encode:
     from vsr_pipeline.encode_cost import time_decode_encode
 
     bits = encode.bits_for(info, info.width * scale, info.height * scale)
-    key = json.dumps({"machine": machine(device), "decode_encode": [encode.codec, encode.crf, encode.preset,
-                                                                     *([encode.tune] if encode.tune else []),
-                                                                     *([f"{bits}bit"] if bits > 8 else [])],
+    extra = [*([encode.tune] if encode.tune else []), *([f"{bits}bit"] if bits > 8 else []),
+             *([f"chroma{encode.chroma}"] if encode.chroma not in (None, "420") else []),
+             *encode.codec_options]
+    settings = [encode.codec, encode.crf, encode.preset, *extra]
+    key = json.dumps({"machine": machine(device), "decode_encode": settings,
                       "suffix": suffix, "size": [info.width, info.height], "scale": scale}, sort_keys=True)
     try:
         seconds, source = _probed(key, ["decode", "encode"], device,

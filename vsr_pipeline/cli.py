@@ -114,6 +114,8 @@ def _job_options(p: argparse.ArgumentParser) -> None:
                    "input's: 10 for 10/12-bit video if the codec takes 10, 16-bit PNGs for a folder, else 8)")
     p.add_argument("--chroma", choices=["420", "422", "444"], help="chroma subsampling of a video output "
                    "(default: 420, or what the codec takes: 422 for ProRes and DNxHR, 444 for odd sizes)")
+    p.add_argument("--codec-option", dest="codec_options", action="append", default=[], metavar="KEY=VALUE",
+                   help="encoder option as FFmpeg's -KEY:v VALUE, repeatable (profile=4444xq, b=8M, g=1)")
     p.add_argument("--fps", type=_fraction, help="frame rate of a folder-of-frames input (default 25)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--backbone", help="single-image model as the body of a video model that accepts one")
@@ -472,7 +474,7 @@ def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     for name, value in vars(args).items():  # argparse drops a lone "--" value (``--batch=--``) and gives []
-        if isinstance(value, list) and name != "inputs":
+        if isinstance(value, list) and name not in ("inputs", "codec_options"):
             parser.error(f"argument --{name.replace('_', '-')}: expected one value")
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,

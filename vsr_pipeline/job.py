@@ -237,12 +237,11 @@ def job_settings(
         "precision": resolved_precision(opts.precision, device, spec.name),
         "tile": [opts.tile, opts.overlap] if opts.tile else None,
         "device": device,
-        "codec": opts.codec,
-        "crf": opts.crf,
-        "preset": opts.preset,
+        "codec": opts.codec, "crf": opts.crf, "preset": opts.preset,
         **({"tune": opts.tune} if opts.tune else {}),  # absent: the encoder's own default
         **({"bit_depth": opts.bit_depth} if (opts.bit_depth or 8) > 8 else {}),  # absent: 8, as before it
         **({"chroma": opts.chroma} if opts.chroma not in (None, "420") else {}),  # absent: 4:2:0 or PNGs
+        **({"codec_options": list(opts.codec_options)} if opts.codec_options else {}),
         "chunk": chunk,
         "padding": padding,
         "fps": str(opts.fps) if opts.fps is not None else None,

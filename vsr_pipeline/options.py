@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from vsr_pipeline.errors import ResourceError, UsageError
 from vsr_pipeline.media import EncodeSettings, VideoInfo
+from vsr_pipeline.media.encoder_options import codec_option_problem, tune_problem
 from vsr_pipeline.media.pixel_format import BIT_DEPTHS, CHROMAS, output_chroma
 from vsr_pipeline.media.reader import ON_CORRUPT
-from vsr_pipeline.media.writer import is_video_path, tune_problem
+from vsr_pipeline.media.writer import is_video_path
 
 if TYPE_CHECKING:
     from models.registry import ModelSpec
@@ -114,6 +115,8 @@ class UpscaleOptions:
     #: chroma layout of a video output, "420", "422" or "444"; None: 4:2:0, or what the codec takes (4:2:2
     #: for ProRes and DNxHR; 4:4:4 for odd sizes)
     chroma: str | None = _E.chroma
+    #: further encoder options, "KEY=VALUE" as FFmpeg's ``-KEY:v VALUE`` (``--codec-option``)
+    codec_options: tuple[str, ...] = _E.codec_options
     #: torch threads of a CPU upscaler (0: chosen on this machine, ``autotune.choose_job_threads``)
     threads: int = 0
     #: core frames per chunk (None: ``vsr_pipeline.plan.default_chunk``)
@@ -155,7 +158,8 @@ class UpscaleOptions:
         return ModelSettings(**{f.name: getattr(self, f.name) for f in fields(ModelSettings)})
 
     def encode_settings(self) -> EncodeSettings:
-        return EncodeSettings(**{f.name: getattr(self, f.name) for f in fields(EncodeSettings)})
+        values = {f.name: getattr(self, f.name) for f in fields(EncodeSettings)}
+        return EncodeSettings(**{**values, "codec_options": tuple(self.codec_options)})  # a CLI list too
 
 
 def default(name: str) -> Any:
@@ -212,6 +216,12 @@ def check_options(opts: UpscaleOptions) -> ModelSpec:
         raise UsageError(f"--tune: {problem}")
     if opts.bit_depth not in (None, *BIT_DEPTHS):
         raise UsageError(f"--bit-depth must be auto, 8 or 10, not {opts.bit_depth}")
+    try:
+        codec_options = opts.encode_settings().codec_option_dict()
+    except ValueError as exc:
+        raise UsageError(f"--codec-option {exc}") from None
+    if problem := codec_option_problem(opts.codec, codec_options):
+        raise UsageError(f"--codec-option: {problem}")
     if opts.chroma not in (None, *CHROMAS):
         raise UsageError(f"--chroma must be auto, {', '.join(CHROMAS)}, not {opts.chroma}")
     if spec.temporal == "window" and opts.padding is not None:

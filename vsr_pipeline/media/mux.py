@@ -58,6 +58,8 @@ def concat_segments(
         template = first.streams.video[0]
         video = stream_like(container, template)
         video.time_base = template.time_base
+        if template.codec_tag.strip("\x00 "):  # the same muxer's: a new stream has none, and MOV then tagged
+            video.codec_tag = template.codec_tag  # every ProRes as HQ (apch), which editors go by
         if rotation:
             video.set_display_rotation(rotation)
         if copy_streams_from is not None:

@@ -17,6 +17,7 @@ import numpy as np
 
 from .atomic import AtomicOutput
 from .colour import rgb_to_frame
+from .encoder_options import codec_option_problem, merge_options, parse_codec_option, rate_control
 from .errors import MediaError, short_reason
 from .images import check_frames
 from .pixel_format import (
@@ -32,12 +33,10 @@ from .probe import ColourTags, VideoInfo, main_video, open_input
 
 log = logging.getLogger(__name__)
 
-_X26X = {"libx264", "libx265"}
 #: frame widths refused for libx265: through PyAV 18.1's FFmpeg it corrupts its heap and aborts the process
 #: ("corrupted size vs. prev_size") at every width from 33 to 48 px, whatever the height; every other width
 #: of a sweep (18-220 px, heights 16-90, odd widths in yuv444p) wrote
 X265_ABORTS = range(33, 49)
-_VPX = {"libvpx", "libvpx-vp9"}
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm", ".ts"})
 
 
@@ -86,13 +85,6 @@ def exact_timing_options(path: str | os.PathLike[str], time_base: Fraction) -> d
     return {}
 
 
-#: ``--tune`` values of each encoder (x264/x265 ``--tune``); ``fastdecode`` and ``zerolatency`` combine with
-#: one other (comma-separated): x264 ignores a second psycho-visual tuning
-TUNES = {"libx264": ("film", "animation", "grain", "stillimage", "psnr", "ssim", "fastdecode", "zerolatency"),
-         "libx265": ("animation", "grain", "psnr", "ssim", "fastdecode", "zerolatency")}
-COMBINABLE_TUNES = ("fastdecode", "zerolatency")
-
-
 def stream_like(container: av.container.OutputContainer, template: av.stream.Stream) -> av.stream.Stream:
     """A stream of ``container`` with ``template``'s codec parameters, for copying its packets. PyAV looks up
     an encoder named like the template's decoder; where there is none (AV1 read by libdav1d) the parameters
@@ -103,25 +95,12 @@ def stream_like(container: av.container.OutputContainer, template: av.stream.Str
         return container.add_stream_from_template(template, opaque=True)
 
 
-def tune_problem(codec: str, tune: str) -> str | None:
-    """Why ``codec`` cannot take ``tune`` (one line), or None when it can."""
-    if codec not in TUNES:
-        return f"{codec} takes no tune (libx264 and libx265 do)"
-    parts = tune.split(",")
-    unknown = [t for t in parts if t not in TUNES[codec]]
-    if unknown:
-        return f"{codec} has no tune {unknown[0]!r}; known: {', '.join(TUNES[codec])}"
-    if len(parts) != len(set(parts)) or len([t for t in parts if t not in COMBINABLE_TUNES]) > 1:
-        return f"{tune!r}: at most one tune besides {' and '.join(COMBINABLE_TUNES)}, each once"
-    return None
-
-
 @dataclass(frozen=True)
 class EncodeSettings:
     """How HR frames are encoded, passed whole from the CLI or API to every stage that encodes (the segment
     encoder, the live-stream writer, ``vsr bench``'s loops). ``crf``/``preset``/``tune`` go to x264/x265 (crf
-    also to libvpx). These defaults are the CLI's and the API's; a new encoder option is a field here plus its
-    use in :meth:`open_writer` (and a flag in ``vsr_pipeline.cli``)."""
+    also to libvpx and SVT-AV1). These defaults are the CLI's and the API's; a new encoder option is a field
+    here plus its use in :meth:`open_writer` (and a flag in ``vsr_pipeline.cli``)."""
 
     codec: str = "libx264"
     crf: int = 18
@@ -135,6 +114,13 @@ class EncodeSettings:
     #: chroma layout of the output, "420", "422" or "444" (:data:`CHROMAS`); None: the first of these the
     #: codec takes at the frame size (``pixel_format.output_chroma``: 4:2:2 for ProRes and DNxHR)
     chroma: str | None = None
+    #: further encoder options, each ``"KEY=VALUE"`` as FFmpeg's ``-KEY:v VALUE`` (``profile=4444xq``,
+    #: ``b=8M``, ``g=1``); they override the settings above (``media.encoder_options``)
+    codec_options: tuple[str, ...] = ()
+
+    def codec_option_dict(self) -> dict[str, str]:
+        """:attr:`codec_options` as a dict (ValueError for one that is not KEY=VALUE)."""
+        return dict(parse_codec_option(o) for o in self.codec_options)
 
     def bits_for(self, info: VideoInfo, width: int | None = None, height: int | None = None) -> int:
         """The output's bits per sample for input ``info`` (output size ``width`` x ``height``, default the
@@ -154,7 +140,8 @@ class EncodeSettings:
                     **kwargs: Any) -> VideoWriter:
         """A :class:`VideoWriter` for ``width`` x ``height`` frames with ``info``'s timing and colour tags;
         ``kwargs`` are further VideoWriter options (``overwrite``, ``options``, ``atomic``, ...)."""
-        options = {**({"tune": self.tune} if self.tune else {}), **kwargs.pop("options", {})}
+        options = {**({"tune": self.tune} if self.tune else {}), **kwargs.pop("options", {}),
+                   **self.codec_option_dict()}
         return VideoWriter(path, width, height, info.time_base, info.fps, codec=self.codec, crf=self.crf,
                            preset=self.preset, source=info, options=options,
                            bit_depth=self.bits_for(info, width, height), chroma=self.chroma, **kwargs)
@@ -181,7 +168,8 @@ class VideoWriter(AtomicOutput):
       ``atomic=False`` (progressive output, e.g. a live stream) writes under the output's own name, so the
       file can be read while it grows; ``container_options`` go to the muxer (e.g. MP4 ``movflags``).
       ``packets_written`` counts the video packets muxed so far.
-    - ``crf``/``preset`` go to x264/x265 (crf also to libvpx); ``options`` are extra codec options.
+    - ``crf``/``preset`` go to x264/x265 (crf also to libvpx, SVT-AV1); ``options`` are extra codec options
+      (AVOption names the encoder has, else MediaError).
       The extension picks the container (.mp4, .mkv, .mov, .webm).
     - ``sample_aspect_ratio``: non-square pixels (DV, DVD, anamorphic), written to the codec headers and
       the container, so players show the picture at its display aspect; None: square.
@@ -257,7 +245,8 @@ class VideoWriter(AtomicOutput):
             raise MediaError(f"{self.path}: libx265 aborts the process on frames {X265_ABORTS.start} to "
                              f"{X265_ABORTS.stop - 1} px wide ({self.width} px here); use libx264 or another "
                              "scale")
-        problem = format_problem(codec, self.width, self.height, bit_depth, chroma)
+        problem = (format_problem(codec, self.width, self.height, bit_depth, chroma)
+                   or codec_option_problem(codec, options or {}))
         if problem:
             raise MediaError(f"{self.path}: {problem}")
         try:
@@ -277,15 +266,8 @@ class VideoWriter(AtomicOutput):
     def _setup_video(self, codec: str, crf: int, preset: str, rotation: int, extra: dict[str, str]) -> None:
         if not container_holds(self._container, codec):
             raise MediaError(f"{self.path}: the {self.path.suffix or '?'} container cannot hold {codec}")
-        opts: dict[str, str] = {}
-        if codec in _X26X:
-            opts = {"crf": str(crf), "preset": preset}
-            if codec == "libx265":
-                opts["x265-params"] = "log-level=error"
-        elif codec in _VPX:
-            opts = {"crf": str(crf), "b": "0"}
-        opts.update(codec_defaults(codec, self.pix_fmt))
-        opts.update(extra)
+        ours = {**rate_control(codec, crf, preset), **codec_defaults(codec, self.pix_fmt)}
+        opts = merge_options(ours, extra)
         stream = self._container.add_stream(codec, rate=self.fps, options=opts)
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = self.pix_fmt
@@ -384,8 +366,10 @@ class VideoWriter(AtomicOutput):
 
     def abort(self) -> None:
         """Stop and delete the partial file; the output name is left as it was."""
-        self._open = False
+        was_open, self._open = self._open, False
         with contextlib.suppress(Exception):  # best effort; the file is deleted anyway
+            if was_open and self.frames_written:  # drained: SVT-AV1 logs an error when it is not
+                self._video.encode(None)
             self._container.close()
         self._close_src()
         self.tmp_path.unlink(missing_ok=True)

@@ -1,0 +1,80 @@
+"""Encoder options: ``--codec-option KEY=VALUE`` reaches the encoder (checked in the file written), a name the
+encoder does not have is refused before anything runs (FFmpeg would ignore it), and an encoder that will not
+open says FFmpeg's own reason; ``--crf`` reaches SVT-AV1 (it was dropped: SVT's default crf 35 ran)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+
+from tests.conftest import make_clip, textured_frames
+from vsr_pipeline.media.encoder_options import has_option, merge_options, parse_codec_option
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("encopts") / "in.mp4", textured_frames(6, 64, 48))
+
+
+def one_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(("INFO", "WARNING"))]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_option_names_are_the_encoders_own() -> None:
+    assert has_option("prores_ks", "profile") and has_option("libx264", "x264-params")
+    assert has_option("libx264", "g") and has_option("mpeg2video", "b")  # generic AVCodecContext options
+    assert has_option("prores_ks", "profle") is False and has_option("libx264", "bogus") is False
+    assert parse_codec_option("-b:v=8M") == ("b", "8M") and parse_codec_option("g=1") == ("g", "1")
+    for bad in ("g", "=1", "g=", "Bad Name=1", "pix_fmt=yuv444p"):
+        with pytest.raises(ValueError):
+            parse_codec_option(bad)
+    assert merge_options({"crf": "18", "x265-params": "log-level=error"}, {"x265-params": "keyint=1"}) == {
+        "crf": "18", "x265-params": "log-level=error:keyint=1"}
+
+
+def test_codec_options_reach_the_encoder(clip: Path, tmp_path: Path, vsr: Any) -> None:
+    """``profile=4444xq`` gives ProRes 4444 XQ; ``g=1`` an x264 stream of keyframes only."""
+    code, res, err = vsr(str(clip), "-o", str(tmp_path / "xq.mov"), "--codec", "prores_ks", "--chroma", "444",
+                         "--codec-option", "profile=4444xq")
+    assert code == 0 and res["pix_fmt"] == "yuv444p10le", err
+    with av.open(str(tmp_path / "xq.mov")) as c:  # the FourCC too (the joined file had HQ's, apch)
+        assert (c.streams.video[0].codec_context.profile, c.streams.video[0].codec_tag) == ("XQ", "ap4x")
+    code, _, err = vsr(str(clip), "-o", str(tmp_path / "intra.mkv"), "--codec-option", "g=1")
+    assert code == 0, err
+    with av.open(str(tmp_path / "intra.mkv")) as c:
+        keys = [p.is_keyframe for p in c.demux(video=0) if p.size]
+    assert len(keys) == 6 and all(keys)
+
+
+def test_svt_av1_takes_the_crf(clip: Path, tmp_path: Path) -> None:
+    from vsr_pipeline import UpscaleOptions, upscale
+
+    sizes = {}
+    for crf in (10, 50):
+        out = tmp_path / f"av1_{crf}.mkv"
+        upscale(clip, out, UpscaleOptions(model="bicubic", scale=2, codec="libsvtav1", crf=crf,
+                                          progress=False))
+        sizes[crf] = out.stat().st_size
+    assert sizes[10] > 2 * sizes[50], sizes
+
+
+def test_options_that_cannot_work_fail_before_anything_runs(clip: Path, tmp_path: Path, vsr: Any) -> None:
+    """A typo (exit 2, nothing written), a value the encoder refuses and an encoder that cannot take the
+    stream (exit 3, FFmpeg's own reason appended)."""
+    cases = ((("--codec", "prores_ks", "--codec-option", "profle=proxy"), 2, "has no option 'profle'"),
+             (("--codec-option", "g"), 2, "is not KEY=VALUE"),
+             (("--codec", "prores_ks", "--codec-option", "profile=bogus"), 3,
+              "Error setting option profile to value bogus"),
+             (("--codec", "mpeg2video"), 3, "MPEG-1/2 does not support"))
+    for i, (args, want, says) in enumerate(cases):
+        out = tmp_path / f"out{i}{'.mov' if 'prores_ks' in args else '.mkv'}"
+        code, _, err = vsr(str(clip), "-o", str(out), *args)
+        assert code == want and says in one_line(err), err
+        assert not list(tmp_path.iterdir())

@@ -1,0 +1,156 @@
+"""What an encoder is told: rate control from ``--crf``/``--preset``, ``--tune``, and ``--codec-option
+KEY=VALUE`` (FFmpeg's ``-KEY:v VALUE``: ``profile=4444xq`` for ProRes 4444 XQ, ``b=8M`` for a bit rate,
+``g=1`` for intra-only, ``x264-params=...``), whose names are checked against the encoder's own AVOptions:
+FFmpeg's encoders ignore a name they do not know, so a typo would otherwise change nothing without a word.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+from collections.abc import Iterator
+from functools import cache
+
+import av
+import av.logging
+
+#: ``--tune`` values of each encoder (x264/x265 ``--tune``); ``fastdecode`` and ``zerolatency`` combine with
+#: one other (comma-separated): x264 ignores a second psycho-visual tuning
+TUNES = {"libx264": ("film", "animation", "grain", "stillimage", "psnr", "ssim", "fastdecode", "zerolatency"),
+         "libx265": ("animation", "grain", "psnr", "ssim", "fastdecode", "zerolatency")}
+COMBINABLE_TUNES = ("fastdecode", "zerolatency")
+X26X = frozenset({"libx264", "libx265"})
+VPX = frozenset({"libvpx", "libvpx-vp9"})
+#: encoders with a constant-quality ``crf`` of their own scale (SVT-AV1: 0-63, its default 35)
+CRF_ONLY = frozenset({"libsvtav1", "libaom-av1"})
+#: options the writer sets itself from the frames and the container (the stream's geometry and timing)
+RESERVED = frozenset({"pix_fmt", "s", "video_size", "time_base", "r", "framerate", "width", "height"})
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+#: SVT-AV1 prints ~40 lines of its configuration per encoder (every segment) unless told to say only errors;
+#: read once per process, when its first encoder starts
+os.environ.setdefault("SVT_LOG", "1")
+
+
+def tune_problem(codec: str, tune: str) -> str | None:
+    """Why ``codec`` cannot take ``tune`` (one line), or None when it can."""
+    if codec not in TUNES:
+        return f"{codec} takes no tune (libx264 and libx265 do)"
+    parts = tune.split(",")
+    unknown = [t for t in parts if t not in TUNES[codec]]
+    if unknown:
+        return f"{codec} has no tune {unknown[0]!r}; known: {', '.join(TUNES[codec])}"
+    if len(parts) != len(set(parts)) or len([t for t in parts if t not in COMBINABLE_TUNES]) > 1:
+        return f"{tune!r}: at most one tune besides {' and '.join(COMBINABLE_TUNES)}, each once"
+    return None
+
+
+def rate_control(codec: str, crf: int, preset: str) -> dict[str, str]:
+    """Encoder options for ``--crf`` and ``--preset``: x264/x265 both, libvpx constant quality (``b=0``),
+    SVT-AV1 its own crf; other encoders have neither (ProRes, DNxHR, FFV1: their profile sets the rate)."""
+    if codec in X26X:
+        return {"crf": str(crf), "preset": preset,
+                **({"x265-params": "log-level=error"} if codec == "libx265" else {})}
+    if codec in VPX:
+        return {"crf": str(crf), "b": "0"}
+    if codec in CRF_ONLY:
+        return {"crf": str(crf)}
+    return {}
+
+
+def merge_options(base: dict[str, str], user: dict[str, str]) -> dict[str, str]:
+    """``user``'s options over ``base``; x265's ``x265-params`` are joined (ours keep its log quiet)."""
+    out = {**base, **user}
+    if "x265-params" in base and "x265-params" in user:
+        out["x265-params"] = f"{base['x265-params']}:{user['x265-params']}"
+    return out
+
+
+def parse_codec_option(text: str) -> tuple[str, str]:
+    """``"KEY=VALUE"`` -> (KEY, VALUE); ValueError naming what is wrong."""
+    key, sep, value = text.partition("=")
+    key = key.strip().lstrip("-").split(":")[0]  # "-b:v" as FFmpeg writes it is "b"
+    if not sep or not value or not _NAME.fullmatch(key):
+        raise ValueError(f"{text!r} is not KEY=VALUE (e.g. profile=4444xq, b=8M, g=1)")
+    if key in RESERVED:
+        raise ValueError(f"{key} is set from the frames and the container; use --chroma, --bit-depth, --fps")
+    return key, value
+
+
+def _loaded(stem: str) -> str | None:
+    """Path of the shared library ``stem`` (libavcodec, libavutil) this process has loaded, or None."""
+    av.Codec("rawvideo", "w")  # PyAV's libraries are loaded by now
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({ln.split()[-1] for ln in maps if f"/{stem}" in ln and ".so" in ln})
+    except OSError:
+        return None
+    return paths[0] if paths else None
+
+
+@cache
+def _libs() -> tuple[ctypes.CDLL, ctypes.CDLL] | None:
+    """PyAV's own libavcodec and libavutil (the same loaded copies), or None where they cannot be found."""
+    codec_path, util_path = _loaded("libavcodec"), _loaded("libavutil")
+    if codec_path is None or util_path is None:
+        return None
+    try:
+        lavc, lavu = ctypes.CDLL(codec_path), ctypes.CDLL(util_path)
+    except OSError:
+        return None
+    lavc.avcodec_find_encoder_by_name.restype = ctypes.c_void_p
+    lavc.avcodec_find_encoder_by_name.argtypes = [ctypes.c_char_p]
+    lavc.avcodec_alloc_context3.restype = ctypes.c_void_p
+    lavc.avcodec_alloc_context3.argtypes = [ctypes.c_void_p]
+    lavc.avcodec_free_context.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+    lavu.av_opt_find.restype = ctypes.c_void_p
+    lavu.av_opt_find.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int,
+                                 ctypes.c_int]
+    return lavc, lavu
+
+
+@cache
+def has_option(codec: str, name: str) -> bool | None:
+    """Whether encoder ``codec`` has an AVOption ``name`` (a generic one or its own), asked of a context
+    allocated for it; None where that cannot be asked (libraries not found, unknown encoder)."""
+    libs = _libs()
+    if libs is None:
+        return None
+    lavc, lavu = libs
+    enc = lavc.avcodec_find_encoder_by_name(codec.encode())
+    ctx = ctypes.c_void_p(lavc.avcodec_alloc_context3(enc) if enc else None)
+    if not ctx.value:
+        return None
+    try:
+        return bool(lavu.av_opt_find(ctx, name.encode(), None, 0, 1))  # 1: AV_OPT_SEARCH_CHILDREN
+    finally:
+        lavc.avcodec_free_context(ctypes.byref(ctx))
+
+
+def codec_option_problem(codec: str, options: dict[str, str]) -> str | None:
+    """Why ``options`` cannot go to ``codec`` (a name it does not have), or None."""
+    try:
+        av.Codec(codec, "w")
+    except (av.FFmpegError, ValueError):
+        return None  # the writer says the encoder is unknown
+    unknown = [k for k in options if has_option(codec, k) is False]
+    if unknown:
+        return f"encoder {codec} has no option {unknown[0]!r} (see ffmpeg -h encoder={codec})"
+    return None
+
+
+@contextlib.contextmanager
+def ffmpeg_errors() -> Iterator[list[str]]:
+    """The error lines FFmpeg logs in this thread meanwhile (an encoder says why it will not open: "MPEG-1/2
+    does not support 12800/1 fps"; PyAV's exception says only "Invalid argument"); FFmpeg's log level is
+    restored after."""
+    said: list[str] = []
+    previous = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture() as logs:
+            yield said
+            said.extend(m.strip() for level, _, m in logs if level <= av.logging.ERROR and m.strip())
+    finally:
+        av.logging.set_level(previous)
