@@ -49,6 +49,7 @@ LAYOUTS = (
     Layout("x264 crf18 4:4:4", "libx264", ".mkv", "444"),
     Layout("x264 crf18 4:2:2 10-bit", "libx264", ".mkv", "422", 10),
     Layout("x265 crf18 4:4:4 10-bit", "libx265", ".mkv", "444", 10),
+    Layout("SVT-AV1 crf18 4:2:0 10-bit", "libsvtav1", ".mkv", None, 10),
     Layout("ProRes HQ 4:2:2 10-bit (auto)", "prores_ks", ".mov"),
     Layout("ProRes 4444 10-bit", "prores_ks", ".mov", "444"),
     Layout("DNxHR HQ 4:2:2 (auto)", "dnxhd", ".mov"),
