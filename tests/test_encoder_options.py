@@ -4,6 +4,7 @@ open says FFmpeg's own reason; ``--crf`` reaches SVT-AV1 (it was dropped: SVT's 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,22 @@ def test_codec_options_reach_the_encoder(clip: Path, tmp_path: Path, vsr: Any) -
     assert len(keys) == 6 and all(keys)
 
 
-def test_svt_av1_takes_the_crf(clip: Path, tmp_path: Path) -> None:
+def realtime_threads() -> list[int]:
+    """Threads of this process with a realtime scheduling policy."""
+    tasks = Path("/proc/self/task")
+    found = []
+    for t in tasks.iterdir() if tasks.is_dir() else ():
+        try:
+            if os.sched_getscheduler(int(t.name)) in (os.SCHED_FIFO, os.SCHED_RR):
+                found.append(int(t.name))
+        except OSError:  # the thread ended meanwhile
+            pass
+    return found
+
+
+def test_svt_av1_takes_the_crf_and_leaves_no_realtime_thread(clip: Path, tmp_path: Path) -> None:
+    """SVT-AV1 run as root made every thread of the process that opened it SCHED_FIFO 99 (the job's own
+    encoder check runs here, in the driver): none is left so."""
     from vsr_pipeline import UpscaleOptions, upscale
 
     sizes = {}
@@ -63,6 +79,7 @@ def test_svt_av1_takes_the_crf(clip: Path, tmp_path: Path) -> None:
                                           progress=False))
         sizes[crf] = out.stat().st_size
     assert sizes[10] > 2 * sizes[50], sizes
+    assert realtime_threads() == []
 
 
 def test_options_that_cannot_work_fail_before_anything_runs(clip: Path, tmp_path: Path, vsr: Any) -> None:

@@ -154,3 +154,24 @@ def ffmpeg_errors() -> Iterator[list[str]]:
             said.extend(m.strip() for level, _, m in logs if level <= av.logging.ERROR and m.strip())
     finally:
         av.logging.set_level(previous)
+
+
+#: encoders that raise their threads, and the thread that opens them, to realtime scheduling: SVT-AV1 run
+#: as root (a container's default) makes them SCHED_FIFO priority 99, 41 of 42 threads of a process here; on
+#: a few cores those starve Ray's own processes and the decoders (a test process hung waiting on Ray after it)
+REALTIME_ENCODERS = frozenset({"libsvtav1"})
+
+
+def ordinary_scheduling() -> int:
+    """Put every thread of this process that has a realtime policy back to ``SCHED_OTHER``; how many were.
+    Linux only (0 elsewhere)."""
+    if not hasattr(os, "sched_setscheduler") or not os.path.isdir("/proc/self/task"):
+        return 0
+    changed = 0
+    for name in os.listdir("/proc/self/task"):
+        tid = int(name)
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            if os.sched_getscheduler(tid) in (os.SCHED_FIFO, os.SCHED_RR):
+                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+                changed += 1
+    return changed

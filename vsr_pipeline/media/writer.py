@@ -17,7 +17,14 @@ import numpy as np
 
 from .atomic import AtomicOutput
 from .colour import rgb_to_frame
-from .encoder_options import codec_option_problem, merge_options, parse_codec_option, rate_control
+from .encoder_options import (
+    REALTIME_ENCODERS,
+    codec_option_problem,
+    merge_options,
+    ordinary_scheduling,
+    parse_codec_option,
+    rate_control,
+)
 from .errors import MediaError, short_reason
 from .images import check_frames
 from .pixel_format import (
@@ -299,6 +306,8 @@ class VideoWriter(AtomicOutput):
         for packet in self._video.encode(frame):
             self._container.mux(packet)
             self.packets_written += 1
+        if self.frames_written == 0 and self._video.codec_context.name in REALTIME_ENCODERS:
+            ordinary_scheduling()  # the encoder opened at its first frame and made its threads realtime
 
     def write(self, frames: np.ndarray, pts: Sequence[int]) -> None:
         """Encode frames (T, H, W, 3) RGB with their pts (ints in ``time_base``, increasing): uint8, or
