@@ -147,7 +147,7 @@ def test_ten_bit_chunks_equal_whole_and_png_folders_are_16_bit(clip10: Path, tmp
     assert np.array_equal(whole, chunked)
 
     code, res, err = vsr(str(clip10), "-o", str(tmp_path / "pngs"))
-    assert code == 0 and res["bit_depth"] == 10, err
+    assert code == 0 and res["bit_depth"] == 16, err
     pngs = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted((tmp_path / "pngs").iterdir())]
     assert len(pngs) == FRAMES and all(p.dtype == np.uint16 for p in pngs)
     from models.sisr.bicubic import Bicubic
@@ -191,7 +191,7 @@ def test_writer_refuses_frames_of_the_other_depth(tmp_path: Path) -> None:
         w.write(np.zeros((1, 16, 16, 3), np.uint8), [0])
     w.abort()
     with pytest.raises(ValueError, match="bit depth"):
-        VideoWriter(tmp_path / "b.mkv", 16, 16, Fraction(1, 25), Fraction(25), bit_depth=12)
+        VideoWriter(tmp_path / "b.mkv", 16, 16, Fraction(1, 25), Fraction(25), bit_depth=14)
 
 
 def test_aligned_windows_of_deep_frames_stay_deep() -> None:
@@ -223,7 +223,9 @@ def test_a_ten_bit_live_stream_stays_ten_bit(clip10: Path, tmp_path: Path,
 
 def test_a_folder_of_16_bit_pngs_stays_deep(tmp_path: Path, vsr: Any) -> None:
     """A film scan's 16-bit PNG frames are read at 16 bits: a PNG-folder output holds the model's uint16
-    output of them exactly, a video output is 10-bit (an 8-bit folder stays 8-bit)."""
+    output of them exactly; a video output is as deep as the codec goes: FFV1 16 bits, equal to that output
+    within the YUV matrix's rounding (2 of 65535; 10 bits are 64x coarser), x265 12, x264 10 (an 8-bit
+    folder stays 8-bit)."""
     from models.sisr.bicubic import Bicubic
     from vsr_pipeline.engine import run_model
 
@@ -234,13 +236,24 @@ def test_a_folder_of_16_bit_pngs_stays_deep(tmp_path: Path, vsr: Any) -> None:
     info = probe(tmp_path / "scan")
     assert info.bit_depth == 16
     code, res, err = vsr(str(tmp_path / "scan"), "-o", str(tmp_path / "up"))
-    assert code == 0 and res["bit_depth"] == 10, err
+    assert code == 0 and res["bit_depth"] == 16, err
     pngs = np.stack([cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
                      for p in sorted((tmp_path / "up").iterdir())])
     want = run_model(Bicubic(2), "none", frames, torch.device("cpu"), batch=4, dtype=np.uint16)
     assert pngs.dtype == np.uint16 and np.array_equal(pngs, want)
-    code, res, err = vsr(str(tmp_path / "scan"), "-o", str(tmp_path / "up.mkv"), "--codec", "ffv1")
-    assert code == 0 and probe(tmp_path / "up.mkv").pix_fmt == "yuv420p10le", err
+    errors = {}
+    for bits in ("16", "10"):
+        out = tmp_path / f"up{bits}.mkv"
+        code, res, err = vsr(str(tmp_path / "scan"), "-o", str(out), "--codec", "ffv1", "--chroma", "444",
+                             *(("--bit-depth", bits) if bits == "10" else ()))
+        assert code == 0 and res["pix_fmt"] == f"yuv444p{bits}le", err
+        with FrameReader(out, deep=True) as r:
+            errors[bits] = np.abs(r.read(4)[0].astype(np.int64) - want)
+    assert errors["16"].max() <= 2 and errors["10"].mean() > 16 * errors["16"].mean(), (
+        errors["16"].max(), errors["10"].mean(), errors["16"].mean())
+    for codec, fmt in (("libx265", "yuv420p12le"), ("libx264", "yuv420p10le")):
+        code, res, err = vsr(str(tmp_path / "scan"), "-o", str(tmp_path / f"{codec}.mkv"), "--codec", codec)
+        assert code == 0 and res["pix_fmt"] == fmt, err
     (tmp_path / "eight").mkdir()
     cv2.imwrite(str(tmp_path / "eight" / "0.png"), (frames[0] // 257).astype(np.uint8))
     assert probe(tmp_path / "eight").bit_depth == 8

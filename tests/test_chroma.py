@@ -1,4 +1,4 @@
-"""Output chroma layouts: 4:2:0, 4:2:2 and 4:4:4 at 8 and 10 bits, chosen per encoder (ProRes and DNxHR,
+"""Output chroma layouts: 4:2:0, 4:2:2 and 4:4:4 at 8 to 16 bits, chosen per encoder (ProRes and DNxHR,
 the editing codecs of an archive or a post-production hand-off, take only 4:2:2 and 4:4:4) or named with
 ``--chroma``. What each layout keeps is checked on pictures made for it: rows of alternating colour survive
 4:2:2 and not 4:2:0, columns survive only 4:4:4."""
@@ -39,19 +39,22 @@ def test_each_encoder_gets_a_layout_it_takes() -> None:
     assert output_chroma("dnxhd", 640, 360, 8) == "422" and output_bits("dnxhd", 640, 360, 8) == 8
     assert output_bits("libx264", 640, 360, 8) == 8 and output_bits("libx264", 640, 360, 10) == 10
     assert output_bits("libvpx-vp9", 640, 360, 10) == 8  # no 10-bit format in this build
+    # as deep as the input, as far as the encoder goes (a 16-bit scan: FFV1 16, x265 12, x264 10)
+    assert [output_bits("ffv1", 640, 360, b) for b in (8, 9, 10, 12, 14, 16)] == [8, 10, 10, 12, 16, 16]
+    assert output_bits("libx265", 640, 360, 16) == 12 and output_bits("libx264", 640, 360, 12) == 10
     assert codec_defaults("dnxhd", "yuv422p10le") == {"profile": "dnxhr_hqx"}
     assert codec_defaults("libx264", "yuv422p") == {}
     for codec, w, chroma in (("libx264", 640, None), ("libx264", 641, "444"), ("prores_ks", 640, "422")):
         assert format_problem(codec, w, 360, 10, chroma) is None, codec
     problem = format_problem("prores_ks", 640, 360, 8, None)
-    assert problem == ("encoder prores_ks cannot take yuv420p; it can with --chroma 422 --bit-depth 10 or "
-                       "--chroma 444 --bit-depth 10")
+    assert problem == ("encoder prores_ks cannot take yuv420p; it takes --bit-depth 10 with --chroma 422 "
+                       "or 444")
     assert "needed for odd sizes" in str(format_problem("libsvtav1", 641, 361, 8, None))
     assert "cannot hold a 641x360 frame (odd width); --chroma 444 can" in str(
         format_problem("libx264", 641, 360, 8, "422"))
 
 
-@pytest.mark.parametrize("bits", [8, 10])
+@pytest.mark.parametrize("bits", [8, 10, 12, 16])
 def test_what_each_layout_keeps(bits: int) -> None:
     """One-pixel rows of alternating colour come back from 4:2:2 and 4:4:4 within rounding but are averaged
     away by 4:2:0; one-pixel columns come back only from 4:4:4. Within each layout's blocks the chroma of a
@@ -139,8 +142,9 @@ def test_dnxhr_and_a_named_layout(tmp_path: Path, vsr: Any) -> None:
 def test_a_layout_the_encoder_lacks_fails_at_once(clip: Path, tmp_path: Path, vsr: Any) -> None:
     """ProRes at 8 bits, SVT-AV1 at 4:4:4: one line naming what would work, exit 3, nothing written, before
     any frame is upscaled."""
-    cases = (("p.mov", ("--codec", "prores_ks", "--bit-depth", "8"), "--chroma 422 --bit-depth 10"),
-             ("a.mkv", ("--codec", "libsvtav1", "--chroma", "444"), "--chroma 420 --bit-depth 8"))
+    cases = (("p.mov", ("--codec", "prores_ks", "--bit-depth", "8"),
+              "--bit-depth 10 with --chroma 422 or 444"),
+             ("a.mkv", ("--codec", "libsvtav1", "--chroma", "444"), "--bit-depth 8 or 10 with --chroma 420"))
     for out, args, hint in cases:
         code, _, err = vsr(str(clip), "-o", str(tmp_path / out), *args)
         lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(("INFO", "WARNING"))]

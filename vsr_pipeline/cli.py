@@ -74,8 +74,8 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=default("preset"))
     p.add_argument("--tune", help="x264/x265 tune: film, animation, grain, stillimage, psnr, ssim; "
                    "fastdecode, zerolatency also with one of those (grain,zerolatency); default none")
-    p.add_argument("--bit-depth", type=int, choices=[8, 10], help="output bits per sample (default: the "
-                   "input's: 10 for 10/12-bit video if the codec takes 10, 16-bit PNGs for a folder, else 8)")
+    p.add_argument("--bit-depth", type=int, choices=[8, 10, 12, 16], help="output bits per sample (default: "
+                   "the input's as far as the codec goes: x264 10, x265 12, FFV1 16; a folder: 16-bit PNGs)")
     p.add_argument("--chroma", choices=["420", "422", "444"], help="chroma subsampling of a video output "
                    "(default: 420, or what the codec takes: 422 for ProRes and DNxHR, 444 for odd sizes)")
     p.add_argument("--codec-option", dest="codec_options", action=Collect, default=(), metavar="KEY=VALUE",

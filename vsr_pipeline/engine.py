@@ -5,7 +5,7 @@ Ray actor (``workers.upscaler.Upscaler``), the live-stream executor, ``vsr bench
 call it. Functions: ``run_model`` (a chunk's window -> its kept HR frames, by temporal kind), ``run_windows``
 (pre-aligned windows), ``make_forward`` (precision + tiles around a module), ``to_tensor``/``to_frames``
 (uint8 or uint16 (T, H, W, 3) <-> float (T, 3, H, W) in [0, 1]). HR frames are uint8, or uint16 (0-65535) for
-a 10-bit output (``bit_depth``): the model's float output is quantised once, at the output's depth.
+a 10- to 16-bit output (``bit_depth``): the model's float output is quantised once, at the output's depth.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def frame_dtype(bit_depth: int | None) -> np.dtype:
 
 def to_frames(frames: torch.Tensor, dtype: np.dtype | type = np.uint8) -> np.ndarray:
     """float (T, 3, H, W) in [0, 1] -> (T, H, W, 3) of ``dtype``: uint8 rounded as BasicSR's tensor2img does,
-    or uint16 (0-65535) for a 10-bit output. Quantised on the tensor's device (on a GPU only the integers
+    or uint16 (0-65535) for a deeper output. Quantised on the tensor's device (on a GPU only the integers
     come back), from float32 (a bf16/fp16 output is widened first: bf16 cannot hold every 8-bit level)."""
     deep = np.dtype(dtype) == np.uint16
     top = 65535.0 if deep else 255.0
@@ -129,7 +129,7 @@ def run_model(
     dtype: np.dtype | type = np.uint8,
 ) -> np.ndarray:
     """Run ``model`` over LR frames uint8 or uint16 (T, H, W, 3); returns HR frames (T, sH, sW, 3) of
-    ``dtype`` (uint8, or uint16 for a 10-bit output).
+    ``dtype`` (uint8, or uint16 for a deeper output).
 
     Recurrent video models see the whole window as one sequence; single-image models run
     per frame in mini-batches of ``batch``; window models (``radius`` frames each side) get

@@ -215,7 +215,7 @@ def check_options(opts: UpscaleOptions) -> ModelSpec:
     if opts.tune and (problem := tune_problem(opts.codec, opts.tune)):
         raise UsageError(f"--tune: {problem}")
     if opts.bit_depth not in (None, *BIT_DEPTHS):
-        raise UsageError(f"--bit-depth must be auto, 8 or 10, not {opts.bit_depth}")
+        raise UsageError(f"--bit-depth must be auto, {', '.join(map(str, BIT_DEPTHS))}, not {opts.bit_depth}")
     try:
         codec_options = opts.encode_settings().codec_option_dict()
     except ValueError as exc:
@@ -328,12 +328,12 @@ HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
 
 
 def output_format(opts: UpscaleOptions, info: VideoInfo, output: Path) -> UpscaleOptions:
-    """``opts`` with the output's ``bit_depth`` and ``chroma`` decided. Bits: ``opts.bit_depth``, or for None
-    (auto) 10 where the input has more than 8 bits and ``output`` can hold 10 (a PNG folder always: 16-bit
-    PNGs; a video where ``opts.codec`` takes 10 bits at the output size, and for a codec with only 10-bit
-    formats, ProRes), else 8. Chroma (video only): ``opts.chroma``, or the first layout the codec takes."""
-    if not is_video_path(output):
-        return replace(opts, bit_depth=opts.bit_depth or (10 if info.bit_depth > 8 else 8))
+    """``opts`` with the output's ``bit_depth`` and ``chroma`` decided. Video: ``opts.bit_depth``, or for None
+    (auto) the input's depth as far as ``opts.codec`` goes at the output size (``pixel_format.output_bits``:
+    x264 10, x265 12, FFV1 16; ProRes 10 even for 8), and ``opts.chroma`` or the first layout the codec
+    takes. A PNG folder: 16 bits where the input or ``opts.bit_depth`` has more than 8, else 8."""
+    if not is_video_path(output):  # PNGs: 16 bits for any depth above 8
+        return replace(opts, bit_depth=16 if (opts.bit_depth or info.bit_depth) > 8 else 8)
     w, h = info.width * opts.scale, info.height * opts.scale
     bits = opts.encode_settings().bits_for(info, w, h)
     return replace(opts, bit_depth=bits, chroma=output_chroma(opts.codec, w, h, bits, opts.chroma))
@@ -347,6 +347,9 @@ def check_input(info: VideoInfo, scale: int, bit_depth: int = 8) -> None:
         logging.getLogger(__name__).warning(
             "%s: %d-bit video is upscaled and written at 8 bits%s", info.path, info.bit_depth,
             f" ({hdr} HDR: its tags are kept, but smooth gradients may band)" if hdr else "")
+    elif 8 < bit_depth < info.bit_depth:
+        logging.getLogger(__name__).info("%s: %d-bit video is written at %d bits", info.path, info.bit_depth,
+                                         bit_depth)
     need, have = memory_estimate(info, scale, bit_depth), total_memory()
     if have is not None and need > have:
         raise ResourceError(

@@ -171,11 +171,12 @@ def frame_to_rgb(frame: av.VideoFrame, colorspace: int, color_range: int, deep: 
 
 def rgb_to_frame(rgb: np.ndarray, pix_fmt: str, colorspace: int, color_range: int) -> av.VideoFrame:
     """(H, W, 3) RGB -> a tagged VideoFrame of planar ``pix_fmt``: 4:2:0, 4:2:2 or 4:4:4 (each chroma sample
-    the mean of its block): uint8 to 8 bits (``yuv422p``), uint16 (0-65535) to 10 (``yuv422p10le``)."""
+    the mean of its block): uint8 to 8 bits (``yuv422p``), uint16 (0-65535) to 10, 12 or 16 bits
+    (``yuv422p10le``, ``yuv444p16le``)."""
     h, w = rgb.shape[:2]
     full = is_full_range(color_range)
     layout = _planar_yuv(pix_fmt)
-    if layout is None or layout[1] not in (8, 10) or layout[0] == (1, 2) or pix_fmt.startswith("yuvj"):
+    if layout is None or layout[1] not in (8, 10, 12, 16) or layout[0] == (1, 2) or pix_fmt[:4] == "yuvj":
         raise ValueError(f"unsupported output pixel format {pix_fmt!r}")
     (sx, sy), bits = layout
     if (rgb.dtype == np.uint16) != (bits > 8) or rgb.dtype not in RGB_MAX:
@@ -189,7 +190,7 @@ def rgb_to_frame(rgb: np.ndarray, pix_fmt: str, colorspace: int, color_range: in
     y, u, v = cv2.split(yuv)
     if (sx, sy) != (1, 1):
         u, v = (cv2.resize(c, (w // sx, h // sy), interpolation=cv2.INTER_AREA) for c in (u, v))
-    if (sx, sy) == (2, 2):  # I420 in one buffer: PyAV's fast path
+    if pix_fmt in ("yuv420p", "yuv420p10le"):  # I420 in one buffer: PyAV's fast path
         i420 = np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(h * 3 // 2, w)
         frame = av.VideoFrame.from_ndarray(i420, format=pix_fmt)
     else:  # PyAV 18 has no from_ndarray for these: fill the planes

@@ -1,25 +1,27 @@
-"""The output's pixel format: chroma layout (4:2:0, 4:2:2, 4:4:4) and bits per sample (8, 10).
+"""The output's pixel format: chroma layout (4:2:0, 4:2:2, 4:4:4) and bits per sample (8, 10, 12, 16).
 
 Chosen per encoder and frame size: 4:2:0 where the encoder takes it (what players expect), else 4:2:2
 (ProRes, DNxHR: they have no 4:2:0), else 4:4:4; a side 4:2:0 or 4:2:2 cannot halve (odd) moves on to the
-next. ``--chroma`` names one instead. Depth: 10 bits where the input has more than 8 or the encoder takes
-no 8-bit format (ProRes), else 8; ``--bit-depth`` names one instead.
+next. ``--chroma`` names one instead. Depth: as deep as the input as far as the encoder goes (a 16-bit scan
+stays 16-bit in FFV1, becomes 12 in x265 and 10 in x264), at least 10 where the encoder has no 8-bit format
+(ProRes), else 8; ``--bit-depth`` names one instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 
 import av
 
 #: sample depths a video output can have (``--bit-depth``)
-BIT_DEPTHS = (8, 10)
+BIT_DEPTHS = (8, 10, 12, 16)
 #: chroma layouts a video output can have (``--chroma``), in the order auto tries them
 CHROMAS = ("420", "422", "444")
 #: chroma samples per luma sample, (horizontal, vertical), by layout
 SUBSAMPLING = {"420": (2, 2), "422": (2, 1), "444": (1, 1)}
 #: pixel format names by (chroma, bits)
-PIX_FMTS = {(c, b): f"yuv{c}p" + ("10le" if b > 8 else "") for c in CHROMAS for b in BIT_DEPTHS}
+PIX_FMTS = {(c, b): f"yuv{c}p" + (f"{b}le" if b > 8 else "") for c in CHROMAS for b in BIT_DEPTHS}
 
 
 @cache
@@ -59,12 +61,19 @@ def output_pix_fmt(width: int, height: int, bit_depth: int = 8, codec: str = "li
 
 
 def output_bits(codec: str, width: int, height: int, input_bits: int, chroma: str | None = None) -> int:
-    """Auto bit depth: 10 where the input has more than 8 bits or ``codec`` takes no 8-bit format at this
-    size (and ``chroma``), and it takes a 10-bit one; else 8."""
-    def takes(bits: int) -> bool:
-        return codec_takes(codec, output_pix_fmt(width, height, bits, codec, chroma))
+    """Auto bit depth at this size (and ``chroma``): for an input of more than 8 bits the least depth that
+    holds it (9-10 -> 10, 11-12 -> 12, more -> 16) or, where ``codec`` lacks it, the deepest below it that it
+    takes; for 8 bits 8, or the least depth ``codec`` takes where it has no 8-bit format (ProRes: 10)."""
+    takes = [b for b in BIT_DEPTHS if codec_takes(codec, output_pix_fmt(width, height, b, codec, chroma))]
+    if input_bits <= 8:
+        return 8 if 8 in takes or not takes else takes[0]
+    want = next(b for b in BIT_DEPTHS if b >= min(input_bits, 16))
+    deep = [b for b in takes if 8 < b <= want]
+    return deep[-1] if deep else 8
 
-    return 10 if (input_bits > 8 or not takes(8)) and takes(10) else 8
+
+def _either(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
 
 
 def format_problem(codec: str, width: int, height: int, bit_depth: int, chroma: str | None) -> str | None:
@@ -76,11 +85,17 @@ def format_problem(codec: str, width: int, height: int, bit_depth: int, chroma: 
     pix_fmt = output_pix_fmt(width, height, bit_depth, codec, chroma)
     if codec_takes(codec, pix_fmt):
         return None
-    usable = [f"--chroma {c} --bit-depth {b}" for c in CHROMAS for b in BIT_DEPTHS
-              if size_holds(c, width, height) and codec_takes(codec, PIX_FMTS[c, b])]
+    by_layouts: dict[tuple[str, ...], list[str]] = {}  # depths grouped by the layouts they come in
+    for b in BIT_DEPTHS:
+        layouts = tuple(c for c in CHROMAS
+                        if size_holds(c, width, height) and codec_takes(codec, PIX_FMTS[c, b]))
+        if layouts:
+            by_layouts.setdefault(layouts, []).append(str(b))
+    usable = [f"--bit-depth {_either(bits)} with --chroma {_either(layouts)}"
+              for layouts, bits in by_layouts.items()]
     return (f"encoder {codec} cannot take {pix_fmt}"
             + (" (4:4:4 is needed for odd sizes)" if chroma is None and pix_fmt.startswith("yuv444p") else "")
-            + (f"; it can with {' or '.join(usable)}" if usable else ""))
+            + (f"; it takes {'; '.join(usable)}" if usable else ""))
 
 
 #: encoders whose output is read with one YUV matrix whatever the tags say: FFmpeg's DNxHD decoder reports
@@ -94,5 +109,5 @@ def codec_defaults(codec: str, pix_fmt: str) -> dict[str, str]:
     broadcast sizes and bit rates: dnxhd gets the DNxHR profile for the layout (HQ, HQX at 10 bits, 444)."""
     if codec == "dnxhd":
         return {"profile": "dnxhr_444" if pix_fmt.startswith("yuv444") else
-                "dnxhr_hqx" if pix_fmt.endswith("10le") else "dnxhr_hq"}
+                "dnxhr_hqx" if pix_fmt.endswith("le") else "dnxhr_hq"}
     return {}

@@ -1,4 +1,4 @@
-"""``VideoWriter``: encode 8- or 10-bit RGB frames as 4:2:0, 4:2:2 or 4:4:4 with their pts, copy
+"""``VideoWriter``: encode RGB frames as 4:2:0, 4:2:2 or 4:4:4 YUV of 8 to 16 bits with their pts, copy
 audio/subtitles, appear atomically."""
 
 from __future__ import annotations
@@ -131,8 +131,8 @@ class EncodeSettings:
 
     def bits_for(self, info: VideoInfo, width: int | None = None, height: int | None = None) -> int:
         """The output's bits per sample for input ``info`` (output size ``width`` x ``height``, default the
-        input's): ``bit_depth``, or for None 10 where the input has more than 8 bits or the codec takes only
-        10-bit formats (ProRes), and the codec takes 10 at that size; else 8."""
+        input's): ``bit_depth``, or for None the input's as far as the codec goes at that size (x264 10, x265
+        12, FFV1 16; 10 for ProRes, which has no 8-bit format), see ``pixel_format.output_bits``."""
         if self.bit_depth is not None:
             return self.bit_depth
         w, h = width or info.width, height or info.height
@@ -164,7 +164,7 @@ class VideoWriter(AtomicOutput):
     - Pixel format: ``chroma`` ("420", "422", "444"), or for None the first of those the codec takes whose
       subsampling the size holds (``yuv420p``; ``yuv422p`` for ProRes/DNxHR; odd sizes ``yuv444p``: 4:4:4
       keeps every pixel without padding or cropping); MediaError if the codec cannot take it.
-      ``bit_depth`` 10: ``yuv420p10le``, ... from uint16 frames (0-65535); 8: uint8 frames.
+      ``bit_depth`` 10, 12, 16: ``yuv420p10le``, ... from uint16 frames (0-65535); 8: uint8 frames.
     - ``copy_streams_from``: its audio and subtitle streams are copied packet for packet (no re-encoding,
       same pts) when the container accepts the codec, else skipped with a warning. They are read
       progressively, up to the time of the video written so far, and the rest is flushed at close
@@ -311,7 +311,7 @@ class VideoWriter(AtomicOutput):
 
     def write(self, frames: np.ndarray, pts: Sequence[int]) -> None:
         """Encode frames (T, H, W, 3) RGB with their pts (ints in ``time_base``, increasing): uint8, or
-        uint16 (0-65535) for ``bit_depth`` 10."""
+        uint16 (0-65535) for a ``bit_depth`` above 8."""
         if not self._open:
             raise ValueError("writer is closed")
         check_frames(frames, pts, np.uint16 if self.bit_depth > 8 else np.uint8)
