@@ -29,6 +29,14 @@ def one_line(err: str) -> str:
 
 
 def test_option_names_are_the_encoders_own() -> None:
+    """Asked of PyAV's own libavcodec, not OpenCV's copy (another version, loaded in the same process)."""
+    import cv2  # noqa: F401  (its libavcodec is mapped too)
+
+    from vsr_pipeline.media.encoder_options import _pyav_libraries
+
+    libs = _pyav_libraries()
+    if (Path(av.__file__).parent.parent / "av.libs").is_dir():  # PyAV's wheel (not a build on system FFmpeg)
+        assert libs is not None and all(Path(p).parent.name == "av.libs" for p in libs), libs
     assert has_option("prores_ks", "profile") and has_option("libx264", "x264-params")
     assert has_option("libx264", "g") and has_option("mpeg2video", "b")  # generic AVCodecContext options
     assert has_option("prores_ks", "profle") is False and has_option("libx264", "bogus") is False

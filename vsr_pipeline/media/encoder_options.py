@@ -78,25 +78,38 @@ def parse_codec_option(text: str) -> tuple[str, str]:
     return key, value
 
 
-def _loaded(stem: str) -> str | None:
-    """Path of the shared library ``stem`` (libavcodec, libavutil) this process has loaded, or None."""
+def _pyav_libraries() -> tuple[str, str] | None:
+    """Paths of the libavcodec and libavutil PyAV loaded, or None where that is not certain: other packages
+    bring copies of their own (OpenCV's wheel: libavcodec 63 beside PyAV's 62 here), and a context of one
+    passed to the other's functions would crash. Each pair comes from one folder; PyAV's wheel keeps its own
+    in ``av.libs`` beside the package."""
     av.Codec("rawvideo", "w")  # PyAV's libraries are loaded by now
     try:
         with open("/proc/self/maps") as maps:
-            paths = sorted({ln.split()[-1] for ln in maps if f"/{stem}" in ln and ".so" in ln})
+            mapped = {ln.split()[-1] for ln in maps if ".so" in ln}
     except OSError:
         return None
-    return paths[0] if paths else None
+    folders: dict[str, dict[str, str]] = {}
+    for path in mapped:
+        for stem in ("libavcodec", "libavutil"):
+            if os.path.basename(path).startswith(stem):
+                folders.setdefault(os.path.dirname(path), {})[stem] = path
+    pairs = {folder: (libs["libavcodec"], libs["libavutil"])
+             for folder, libs in folders.items() if len(libs) == 2}
+    own = os.path.join(os.path.dirname(os.path.dirname(av.__file__)), "av.libs")
+    if own in pairs:
+        return pairs[own]
+    return next(iter(pairs.values())) if len(pairs) == 1 else None
 
 
 @cache
 def _libs() -> tuple[ctypes.CDLL, ctypes.CDLL] | None:
     """PyAV's own libavcodec and libavutil (the same loaded copies), or None where they cannot be found."""
-    codec_path, util_path = _loaded("libavcodec"), _loaded("libavutil")
-    if codec_path is None or util_path is None:
+    paths = _pyav_libraries()
+    if paths is None:
         return None
     try:
-        lavc, lavu = ctypes.CDLL(codec_path), ctypes.CDLL(util_path)
+        lavc, lavu = ctypes.CDLL(paths[0]), ctypes.CDLL(paths[1])
     except OSError:
         return None
     lavc.avcodec_find_encoder_by_name.restype = ctypes.c_void_p
