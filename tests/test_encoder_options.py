@@ -9,10 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import av
+import cv2
+import numpy as np
 import pytest
 
 from tests.conftest import make_clip, textured_frames
-from vsr_pipeline.media.encoder_options import has_option, merge_options, parse_codec_option
+from vsr_pipeline.media.encoder_options import (
+    crf_quantiser,
+    has_option,
+    merge_options,
+    parse_codec_option,
+    rate_control,
+)
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -92,14 +100,40 @@ def test_svt_av1_takes_the_crf_and_leaves_no_realtime_thread(clip: Path, tmp_pat
 
 def test_options_that_cannot_work_fail_before_anything_runs(clip: Path, tmp_path: Path, vsr: Any) -> None:
     """A typo (exit 2, nothing written), a value the encoder refuses and an encoder that cannot take the
-    stream (exit 3, FFmpeg's own reason appended)."""
-    cases = ((("--codec", "prores_ks", "--codec-option", "profle=proxy"), 2, "has no option 'profle'"),
-             (("--codec-option", "g"), 2, "is not KEY=VALUE"),
-             (("--codec", "prores_ks", "--codec-option", "profile=bogus"), 3,
+    stream (exit 3, FFmpeg's own reason appended: MPEG-2 has no 7 fps)."""
+    frames = tmp_path.parent / f"{tmp_path.name}_frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0.png"), textured_frames(1, 64, 48)[0])
+    cases = (((str(clip), "--codec", "prores_ks", "--codec-option", "profle=proxy"), 2,
+              "has no option 'profle'"),
+             ((str(clip), "--codec-option", "g"), 2, "is not KEY=VALUE"),
+             ((str(clip), "--codec", "prores_ks", "--codec-option", "profile=bogus"), 3,
               "Error setting option profile to value bogus"),
-             (("--codec", "mpeg2video"), 3, "MPEG-1/2 does not support"))
+             ((str(frames), "--fps", "7", "--codec", "mpeg2video"), 3, "MPEG-1/2 does not support 7/1 fps"))
     for i, (args, want, says) in enumerate(cases):
         out = tmp_path / f"out{i}{'.mov' if 'prores_ks' in args else '.mkv'}"
-        code, _, err = vsr(str(clip), "-o", str(out), *args)
+        code, _, err = vsr("-o", str(out), *args)
         assert code == want and says in one_line(err), err
         assert not list(tmp_path.iterdir())
+
+
+def test_mpeg2_output_keeps_every_frame_and_its_time(clip: Path, tmp_path: Path, vsr: Any) -> None:
+    """MPEG-2 opens (its encoder takes only a frame rate as time base: frames are numbered at the rate and
+    the container keeps the pts) with ``--crf`` as a fixed quantiser (FFmpeg's default, a 200 kb/s target,
+    wrote mush): crf 0 -> quantiser 1, above 40 dB against the lossless run."""
+    assert rate_control("mpeg2video", 18, "medium")["qmax"] == "3" and crf_quantiser(0) == 1
+    assert rate_control("mpeg2video", 18, "medium", {"b": "8M"}) == {}  # a bit rate instead
+    code, _, err = vsr(str(clip), "-o", str(tmp_path / "m2.mkv"), "--codec", "mpeg2video")
+    assert code == 0, err
+    assert vsr(str(clip), "-o", str(tmp_path / "ref.mkv"), "--codec", "ffv1")[0] == 0
+
+    def frames_and_times(path: Path) -> tuple[np.ndarray, list[float]]:
+        with av.open(str(path)) as c:
+            decoded = list(c.decode(video=0))
+        return (np.stack([f.to_ndarray(format="rgb24") for f in decoded]).astype(np.float64),
+                [float(f.pts * f.time_base) for f in decoded])
+
+    got, times = frames_and_times(tmp_path / "m2.mkv")
+    ref, ref_times = frames_and_times(tmp_path / "ref.mkv")
+    assert len(got) == 6 and times == ref_times
+    assert 10 * np.log10(255**2 / np.mean((got - ref) ** 2)) > 40

@@ -34,6 +34,7 @@ import numpy as np
 from vsr_pipeline.degrade import degrade_bd, degrade_bi, to_uint8
 from vsr_pipeline.errors import UsageError
 from vsr_pipeline.media.colour import frame_to_rgb
+from vsr_pipeline.media.encoder_options import fixed_quantiser
 
 __all__ = ["KERNELS", "STAGES", "Degradation", "DegradationError", "Stage", "codec_round_trip",
            "encode_decode", "parse_degradation"]
@@ -49,7 +50,6 @@ STAGES: dict[str, tuple[str, float, float, bool]] = {
 }
 SYNTAX = "KERNEL[+STAGE...], KERNEL bi or bd, STAGE h264:CRF, mpeg4:Q or noise:SIGMA (e.g. bi+h264:28)"
 _FPS = 25
-_LAMBDA_PER_QP = 118  # FFmpeg's FF_QP2LAMBDA
 
 
 class DegradationError(UsageError):
@@ -118,11 +118,8 @@ def parse_degradation(text: str | Degradation) -> Degradation:
 def _codec_options(codec: str, value: int, preset: str = "medium") -> dict[str, str]:
     if codec == "h264":
         return {"crf": str(value), "preset": preset, "threads": "1"}
-    # `ffmpeg -q:v Q` sets every frame's quality (lambda) to Q; PyAV cannot set a frame's quality, so pin the
-    # rate control's quantiser and lambda to Q instead (I-frames too): the same decisions, the same frames.
-    lam = str(value * _LAMBDA_PER_QP)
-    return {"qmin": str(value), "qmax": str(value), "lmin": lam, "lmax": lam, "i_qfactor": "1",
-            "i_qoffset": "0", "threads": "1"}
+    # `ffmpeg -q:v Q` sets every frame's quality (lambda) to Q: the same decisions, the same frames
+    return {**fixed_quantiser(value), "threads": "1"}
 
 
 def codec_round_trip(frames: np.ndarray, codec: str, value: int) -> np.ndarray:

@@ -25,6 +25,12 @@ X26X = frozenset({"libx264", "libx265"})
 VPX = frozenset({"libvpx", "libvpx-vp9"})
 #: encoders with a constant-quality ``crf`` of their own scale (SVT-AV1: 0-63, its default 35)
 CRF_ONLY = frozenset({"libsvtav1", "libaom-av1"})
+#: FFmpeg's MPEG-1/2/4-part-2 encoders: no crf; ``--crf`` sets a fixed quantiser (:func:`fixed_quantiser`)
+QUANTISER_ENCODERS = frozenset({"mpeg1video", "mpeg2video", "mpeg4"})
+#: encoders whose time base must be a standard frame rate ("MPEG-1/2 does not support 12800/1 fps"): frames
+#: are numbered at the rate, and the container's time base keeps the pts
+FRAME_RATE_TIME_BASE = frozenset({"mpeg1video", "mpeg2video"})
+LAMBDA_PER_QP = 118  # FFmpeg's FF_QP2LAMBDA
 #: options the writer sets itself from the frames and the container (the stream's geometry and timing)
 RESERVED = frozenset({"pix_fmt", "s", "video_size", "time_base", "r", "framerate", "width", "height"})
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -46,9 +52,25 @@ def tune_problem(codec: str, tune: str) -> str | None:
     return None
 
 
-def rate_control(codec: str, crf: int, preset: str) -> dict[str, str]:
+def fixed_quantiser(q: int) -> dict[str, str]:
+    """Options that pin FFmpeg's MPEG-1/2/4 rate control to quantiser ``q`` (1-31) on every frame, I-frames
+    too: what ``ffmpeg -q:v Q`` gives (PyAV cannot set a frame's quality, so the quantiser and lambda
+    bounds are pinned instead)."""
+    lam = str(q * LAMBDA_PER_QP)
+    return {"qmin": str(q), "qmax": str(q), "lmin": lam, "lmax": lam, "i_qfactor": "1", "i_qoffset": "0"}
+
+
+def crf_quantiser(crf: int) -> int:
+    """The fixed quantiser ``--crf`` means for MPEG-1/2/4 (our mapping, they have no crf): crf / 6 rounded,
+    1-31 (crf 18 -> 3, high quality; 0 -> 1, the finest)."""
+    return max(1, min(31, round(crf / 6)))
+
+
+def rate_control(codec: str, crf: int, preset: str, user: dict[str, str] | None = None) -> dict[str, str]:
     """Encoder options for ``--crf`` and ``--preset``: x264/x265 both, libvpx constant quality (``b=0``),
-    SVT-AV1 its own crf; other encoders have neither (ProRes, DNxHR, FFV1: their profile sets the rate)."""
+    SVT-AV1 its own crf, MPEG-1/2/4 a fixed quantiser (:func:`crf_quantiser`; FFmpeg's default, a 200 kb/s
+    target, would write mush) unless the ``user``'s options name a bit rate (``b``); others have neither
+    (ProRes, DNxHR, FFV1: their profile sets the rate)."""
     if codec in X26X:
         return {"crf": str(crf), "preset": preset,
                 **({"x265-params": "log-level=error"} if codec == "libx265" else {})}
@@ -56,6 +78,8 @@ def rate_control(codec: str, crf: int, preset: str) -> dict[str, str]:
         return {"crf": str(crf), "b": "0"}
     if codec in CRF_ONLY:
         return {"crf": str(crf)}
+    if codec in QUANTISER_ENCODERS and "b" not in (user or {}):
+        return fixed_quantiser(crf_quantiser(crf))
     return {}
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from .atomic import AtomicOutput
 from .colour import rgb_to_frame
 from .encoder_options import (
+    FRAME_RATE_TIME_BASE,
     REALTIME_ENCODERS,
     codec_option_problem,
     merge_options,
@@ -273,14 +274,15 @@ class VideoWriter(AtomicOutput):
     def _setup_video(self, codec: str, crf: int, preset: str, rotation: int, extra: dict[str, str]) -> None:
         if not container_holds(self._container, codec):
             raise MediaError(f"{self.path}: the {self.path.suffix or '?'} container cannot hold {codec}")
-        ours = {**rate_control(codec, crf, preset), **codec_defaults(codec, self.pix_fmt)}
+        ours = {**rate_control(codec, crf, preset, extra), **codec_defaults(codec, self.pix_fmt)}
         opts = merge_options(ours, extra)
         stream = self._container.add_stream(codec, rate=self.fps, options=opts)
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = self.pix_fmt
         stream.time_base = self.time_base
         cc = stream.codec_context
-        cc.time_base = self.time_base
+        # MPEG-1/2 take only a frame rate: the frames' pts are rebased to it, the container keeps the stream's
+        cc.time_base = 1 / self.fps if codec in FRAME_RATE_TIME_BASE and self.fps else self.time_base
         cc.framerate = self.fps
         c = self.colour
         cc.color_range = c.color_range
