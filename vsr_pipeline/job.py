@@ -72,7 +72,7 @@ class UpscaleResult:
     timestamps_repaired: int = 0
     timestamps_renumbered: int = 0  # frames whose pts were not display times: renumbered in display order
     deinterlaced: bool = False  # the input is interlaced and its frames were deinterlaced
-    bit_depth: int = 8  # output bits per sample (10: a 10-bit video or 16-bit PNGs)
+    bit_depth: int = 8  # output bits per sample (8, 10, 12, 16; 16 for the PNGs of a deep input)
     pix_fmt: str | None = None  # the output video's pixel format (yuv420p, yuv422p10le, ...; None: PNGs)
     #: wall seconds the job's own upscalers spent inside their forward calls (summed over actors; None when
     #: the upscalers were shared with other jobs): ``seconds`` minus this is what the pipeline itself cost

@@ -66,8 +66,8 @@ class ModelSettings:
     #: recurrent models: chunks run as one batch of sequences per forward pass (a GPU's throughput); every
     #: forward pass holds exactly this many (a lone chunk is padded), so output does not depend on grouping
     sequences: int = 1
-    #: bits per sample of the output: HR frames are uint8 for 8 (and None), uint16 for 10; a job sets the
-    #: output's (``output_bit_depth``)
+    #: bits per sample of the output: HR frames are uint8 for 8 (and None), uint16 above; a job sets the
+    #: output's (``output_format``)
     bit_depth: int | None = None
 
 
@@ -109,8 +109,8 @@ class UpscaleOptions:
     crf: int = _E.crf
     preset: str = _E.preset
     tune: str | None = _E.tune
-    #: output bits per sample, 8 or 10; None: the input's (10 for a 10- or 12-bit input where the codec takes
-    #: 10 bits; a PNG folder then gets 16-bit PNGs), else 8
+    #: output bits per sample, 8, 10, 12 or 16; None: the input's as far as the codec goes (x264 10, x265 12,
+    #: FFV1 16; a PNG folder gets 16-bit PNGs for any depth above 8)
     bit_depth: int | None = _E.bit_depth
     #: chroma layout of a video output, "420", "422" or "444"; None: 4:2:0, or what the codec takes (4:2:2
     #: for ProRes and DNxHR; 4:4:4 for odd sizes)

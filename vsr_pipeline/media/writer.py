@@ -107,7 +107,8 @@ def stream_like(container: av.container.OutputContainer, template: av.stream.Str
 class EncodeSettings:
     """How HR frames are encoded, passed whole from the CLI or API to every stage that encodes (the segment
     encoder, the live-stream writer, ``vsr bench``'s loops). ``crf``/``preset``/``tune`` go to x264/x265 (crf
-    also to libvpx and SVT-AV1). These defaults are the CLI's and the API's; a new encoder option is a field
+    also to libvpx and SVT-AV1, and a fixed quantiser to MPEG-1/2/4: ``encoder_options.rate_control``). These
+    defaults are the CLI's and the API's; a new encoder option is a field
     here plus its use in :meth:`open_writer` (and a flag in ``vsr_pipeline.cli``)."""
 
     codec: str = "libx264"
@@ -116,8 +117,8 @@ class EncodeSettings:
     #: x264/x265 ``--tune`` (:data:`TUNES`): e.g. ``grain`` for film grain, ``animation``, ``zerolatency``
     #: (no B-frames or lookahead); None: the encoder's default
     tune: str | None = None
-    #: bits per sample of the output, 8 or 10 (:data:`BIT_DEPTHS`); None: the input's (10 for a 10- or 12-bit
-    #: input where the codec takes 10 bits, else 8), see :meth:`bits_for`
+    #: bits per sample of the output, 8, 10, 12 or 16 (:data:`BIT_DEPTHS`); None: the input's as far as the
+    #: codec goes, see :meth:`bits_for`
     bit_depth: int | None = None
     #: chroma layout of the output, "420", "422" or "444" (:data:`CHROMAS`); None: the first of these the
     #: codec takes at the frame size (``pixel_format.output_chroma``: 4:2:2 for ProRes and DNxHR)
