@@ -22,8 +22,7 @@ import numpy as np
 
 from vsr_pipeline.cluster import actor_restarted
 from vsr_pipeline.heap import release_free_memory
-from vsr_pipeline.media import EncodeSettings, ImageFolderWriter, MediaError, VideoInfo
-from vsr_pipeline.media.encoder_options import ffmpeg_errors
+from vsr_pipeline.media import EncodeSettings, ImageFolderWriter, VideoInfo
 from vsr_pipeline.media.mux import concat_segments
 from vsr_pipeline.media.writer import VIDEO_EXTENSIONS, is_video_path
 
@@ -112,18 +111,11 @@ def check_encoder(output: str | Path, info: VideoInfo, scale: int, encode: Encod
     """MediaError naming ``output`` when its container cannot hold ``codec`` or the codec refuses the frame
     size or settings (the encoder is opened on one black frame; nothing is left on disk)."""
     w, h = info.width * scale, info.height * scale
-    with ffmpeg_errors() as said:
-        try:
-            writer = encode.open_writer(output, w, h, info, overwrite=True)
-            try:
-                writer.write(np.zeros((1, h, w, 3), np.uint16 if writer.bit_depth > 8 else np.uint8), [0])
-            finally:
-                writer.abort()
-        except MediaError as exc:
-            error = exc
-        else:
-            return
-    raise MediaError(f"{error}: {said[-1]}" if said else str(error)) from None
+    writer = encode.open_writer(output, w, h, info, overwrite=True)
+    try:
+        writer.write(np.zeros((1, h, w, 3), np.uint16 if writer.bit_depth > 8 else np.uint8), [0])
+    finally:
+        writer.abort()
 
 
 def join_segments(output: str | Path, segments: Sequence[Path], info: VideoInfo, overwrite: bool) -> None:

@@ -10,11 +10,9 @@ import contextlib
 import ctypes
 import os
 import re
-from collections.abc import Iterator
 from functools import cache
 
 import av
-import av.logging
 
 #: ``--tune`` values of each encoder (x264/x265 ``--tune``); ``fastdecode`` and ``zerolatency`` combine with
 #: one other (comma-separated): x264 ignores a second psycho-visual tuning
@@ -175,22 +173,6 @@ def codec_option_problem(codec: str, options: dict[str, str]) -> str | None:
     if unknown:
         return f"encoder {codec} has no option {unknown[0]!r} (see ffmpeg -h encoder={codec})"
     return None
-
-
-@contextlib.contextmanager
-def ffmpeg_errors() -> Iterator[list[str]]:
-    """The error lines FFmpeg logs in this thread meanwhile (an encoder says why it will not open: "MPEG-1/2
-    does not support 12800/1 fps"; PyAV's exception says only "Invalid argument"); FFmpeg's log level is
-    restored after."""
-    said: list[str] = []
-    previous = av.logging.get_level()
-    av.logging.set_level(av.logging.ERROR)
-    try:
-        with av.logging.Capture() as logs:
-            yield said
-            said.extend(m.strip() for level, _, m in logs if level <= av.logging.ERROR and m.strip())
-    finally:
-        av.logging.set_level(previous)
 
 
 #: encoders that raise their threads, and the thread that opens them, to realtime scheduling: SVT-AV1 run

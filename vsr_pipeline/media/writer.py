@@ -26,6 +26,7 @@ from .encoder_options import (
     parse_codec_option,
     rate_control,
 )
+from .encoder_reason import encoder_reason
 from .errors import MediaError, short_reason
 from .images import check_frames
 from .pixel_format import (
@@ -276,7 +277,7 @@ class VideoWriter(AtomicOutput):
         if not container_holds(self._container, codec):
             raise MediaError(f"{self.path}: the {self.path.suffix or '?'} container cannot hold {codec}")
         ours = {**rate_control(codec, crf, preset, extra), **codec_defaults(codec, self.pix_fmt)}
-        opts = merge_options(ours, extra)
+        opts = self._options = merge_options(ours, extra)
         stream = self._container.add_stream(codec, rate=self.fps, options=opts)
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = self.pix_fmt
@@ -337,8 +338,10 @@ class VideoWriter(AtomicOutput):
                 self.frames_written += 1
             if self._last_pts is not None:
                 self._pump(self._last_pts * self.time_base)
-        except av.FFmpegError as exc:
-            raise MediaError(f"{self.path}: encoding failed ({short_reason(exc)})") from None
+        except av.FFmpegError as exc:  # the encoder would not open: FFmpeg's reason, asked of a child
+            said = None if self.frames_written else encoder_reason(self._video.codec_context, self._options)
+            raise MediaError(f"{self.path}: encoding failed ({short_reason(exc)})"
+                             + (f": {said}" if said else "")) from None
 
     def close(self) -> None:
         """Flush, finish the file and move it into place (MediaError if no frame was written)."""
