@@ -309,3 +309,26 @@ def test_a_new_bit_depth_keeps_the_engines_back_off() -> None:
     assert np.abs(ten / 257 - eight).max() <= 0.5 + 1e-9
     engine.process(slice(0, 2), slice(0, 2), lr, base={**engine.base, "tile": 32})
     assert engine.tile == 32 and engine.backoffs == []  # any other change starts afresh
+
+
+def test_a_folder_of_dpx_scans_is_read_at_its_depth(tmp_path: Path, vsr: Any) -> None:
+    """DPX, the film scanner's format, read by FFmpeg's decoder: a 10-bit scan's samples come in as 16-bit
+    values within 1 of v * 65535 / 1023, the folder is 10-bit, and a video output of it keeps 10 bits."""
+    from vsr_pipeline.media.images import read_images
+
+    ten = np.round(smooth_rgb16(3, W, H).astype(np.float64) / 65535 * 1023).astype(np.uint16)
+    (tmp_path / "scan").mkdir()
+    for i, f in enumerate(ten):
+        with av.open(str(tmp_path / "scan" / f"reel1_{i + 1:05d}.dpx"), "w", format="image2") as out:
+            s = out.add_stream("dpx", rate=24)
+            s.width, s.height, s.pix_fmt = W, H, "gbrp10le"
+            frame = av.VideoFrame.from_ndarray(f * 64, format="rgb48le").reformat(format="gbrp10le")
+            frame.pts = 0
+            out.mux(s.encode(frame))
+            out.mux(s.encode())
+    info = probe(tmp_path / "scan")
+    assert (info.frames, info.bit_depth) == (3, 10)
+    got = read_images(sorted((tmp_path / "scan").iterdir()), deep=True)
+    assert got.dtype == np.uint16 and np.abs(got - ten * (65535 / 1023)).max() <= 1
+    code, res, err = vsr(str(tmp_path / "scan"), "-o", str(tmp_path / "up.mkv"), "--codec", "ffv1")
+    assert code == 0 and (res["frames_out"], res["pix_fmt"]) == (3, "yuv420p10le"), err

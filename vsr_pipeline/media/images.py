@@ -13,9 +13,10 @@ import cv2
 import numpy as np
 
 from .atomic import AtomicOutput
-from .errors import MediaError
+from .errors import MediaError, short_reason
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+#: DPX (film scans, 10/12/16-bit) is read by FFmpeg's decoder, the others by OpenCV
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dpx"})
 _SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 
 
@@ -25,7 +26,7 @@ def natural_key(name: str) -> list[object]:
 
 
 def list_images(folder: str | os.PathLike[str], missing_ok: bool = False) -> list[Path]:
-    """Image files (png/jpg/bmp/tif) directly in ``folder``, in natural order.
+    """Image files (png/jpg/bmp/tif/dpx) directly in ``folder``, in natural order.
 
     MediaError when ``folder`` is not a folder or has no images, unless ``missing_ok`` (then ``[]``).
     """
@@ -37,7 +38,7 @@ def list_images(folder: str | os.PathLike[str], missing_ok: bool = False) -> lis
     paths = [p for p in folder.iterdir()
              if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")]
     if not paths and not missing_ok:
-        raise MediaError(f"{folder}: folder has no images (png, jpg, bmp, tif)")
+        raise MediaError(f"{folder}: folder has no images (png, jpg, bmp, tif, dpx)")
     return sorted(paths, key=lambda p: natural_key(p.name))
 
 
@@ -81,6 +82,8 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
 
 
 def _imread(path: Path) -> np.ndarray:
+    if path.suffix.lower() == ".dpx":
+        return _read_dpx(path)[0]
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
@@ -91,10 +94,30 @@ def _imread(path: Path) -> np.ndarray:
     return img
 
 
+def _read_dpx(path: Path) -> tuple[np.ndarray, int]:
+    """A DPX frame through FFmpeg's decoder: OpenCV's BGR layout, uint16 (0-65535) above 8 bits (a 10-bit
+    sample v as v * 65535 / 1023, bits replicated), and its bits per sample. Values are taken as they are:
+    a log-encoded (Cineon) scan stays log."""
+    import av
+
+    from .probe import bit_depth_of
+
+    try:
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0))
+    except (av.FFmpegError, StopIteration, OSError, ValueError) as exc:
+        raise MediaError(f"{path}: not a readable DPX image ({short_reason(exc)})") from None
+    bits = bit_depth_of(frame.format.name)
+    rgb = frame.to_ndarray(format="rgb48le" if bits > 8 else "rgb24")
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), bits
+
+
 def image_bits(path: str | os.PathLike[str]) -> int:
-    """Bits per sample of an image: 16 for a 16-bit PNG or TIFF (or a float TIFF), else 8. PNG from its
-    header; TIFF decoded."""
+    """Bits per sample of an image: 16 for a 16-bit PNG or TIFF (or a float TIFF), a DPX's own (10, 12,
+    16), else 8. PNG from its header; TIFF and DPX decoded."""
     path = Path(path)
+    if path.suffix.lower() == ".dpx":
+        return _read_dpx(path)[1]
     try:
         with open(path, "rb") as f:
             head = f.read(26)
