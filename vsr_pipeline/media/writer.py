@@ -115,8 +115,8 @@ class EncodeSettings:
     codec: str = "libx264"
     crf: int = 18
     preset: str = "medium"
-    #: x264/x265 ``--tune`` (:data:`TUNES`): e.g. ``grain`` for film grain, ``animation``, ``zerolatency``
-    #: (no B-frames or lookahead); None: the encoder's default
+    #: x264/x265 ``--tune`` (``encoder_options.TUNES``): e.g. ``grain`` for film grain, ``animation``,
+    #: ``zerolatency`` (no B-frames or lookahead); None: the encoder's default
     tune: str | None = None
     #: bits per sample of the output, 8, 10, 12 or 16 (:data:`BIT_DEPTHS`); None: the input's as far as the
     #: codec goes, see :meth:`bits_for`
