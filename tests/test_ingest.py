@@ -420,3 +420,28 @@ def test_tune_reaches_each_segments_x264_and_one_the_codec_lacks_is_refused(tmp_
     for bad in (["--tune", "cinema"], ["--tune", "grain,film"], ["--codec", "libvpx-vp9", "--tune", "grain"]):
         code, _, err = vsr(str(src), "-o", str(tmp_path / "bad.mkv"), *bad)
         assert code == 2 and "--tune" in err and not (tmp_path / "bad.mkv").exists(), err
+
+
+def test_a_source_timecode_reaches_mov_and_mkv_outputs(tmp_path: Path, vsr: Any) -> None:
+    """A camera or editor's MOV with a start timecode (a tmcd track, 01:00:00:00): the output has it too,
+    in chunks (the joined stream gets the frame rate the timecode track needs: x264 segments said 1/time
+    base, 12800 fps, and the join failed "fps 12800 is too large"; ProRes segments said none and it was
+    lost), as a tmcd track in MOV and a TIMECODE tag in Matroska."""
+    src = tmp_path / "tc.mov"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.metadata["timecode"] = "01:00:00:00"
+        for i, f in enumerate(textured_frames(6, 64, 48)):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p")
+            vf.pts = i
+            out.mux(v.encode(vf))
+        out.mux(v.encode())
+    for name, args in (("x.mov", ("--chunk", "2")), ("p.mov", ("--codec", "prores_ks")), ("x.mkv", ())):
+        code, _, err = vsr(str(src), "-o", str(tmp_path / name), *args)
+        assert code == 0, err
+        with av.open(str(tmp_path / name)) as c:
+            tags = [{k.lower(): val for k, val in s.metadata.items()} for s in c.streams]
+        assert tags[0].get("timecode") == "01:00:00:00", (name, tags)
+        if name.endswith(".mov"):
+            assert [s.get("timecode") for s in tags[1:]] == ["01:00:00:00"]  # the tmcd track

@@ -60,6 +60,11 @@ def concat_segments(
         video.time_base = template.time_base
         if template.codec_tag.strip("\x00 "):  # the same muxer's: a new stream has none, and MOV then tagged
             video.codec_tag = template.codec_tag  # every ProRes as HQ (apch), which editors go by
+        # the frame rate, for a timecode track (MOV): x264's stream says 1/time base (12800 fps), and the
+        # muxer refused the source's timecode ("fps 12800 is too large"); ProRes's says none, and it was lost
+        rate = template.guessed_rate or template.average_rate
+        if rate:
+            video.codec_context.framerate = rate
         if rotation:
             video.set_display_rotation(rotation)
         if copy_streams_from is not None:
