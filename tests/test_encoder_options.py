@@ -5,6 +5,7 @@ open says FFmpeg's own reason; ``--crf`` reaches SVT-AV1 (it was dropped: SVT's 
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,19 @@ def test_mpeg2_output_keeps_every_frame_and_its_time(clip: Path, tmp_path: Path,
     ref, ref_times = frames_and_times(tmp_path / "ref.mkv")
     assert len(got) == 6 and times == ref_times
     assert 10 * np.log10(255**2 / np.mean((got - ref) ** 2)) > 40
+
+
+def test_x264_output_declares_its_frame_rate(tmp_path: Path) -> None:
+    """x264's VUI timing was its time base, so its stream declared 12800 fps for a 25 fps source in MP4's
+    usual time base: what FFmpeg reports as the codec's rate, what a join copied (a MOV timecode track then
+    failed) and what later tools read. It declares 25, and every pts is still the source's (a variable
+    rate too)."""
+    from vsr_pipeline.media import VideoWriter
+
+    pts = [0, 512, 1024, 1536, 3000, 3512]
+    with VideoWriter(tmp_path / "out.mp4", 64, 48, Fraction(1, 12800), Fraction(25)) as writer:
+        writer.write(textured_frames(6, 64, 48), pts)
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        rate = c.streams.video[0].codec_context.framerate
+        times = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    assert rate == 25 and times == [p / 12800 for p in pts]

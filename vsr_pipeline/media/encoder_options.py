@@ -70,8 +70,11 @@ def rate_control(codec: str, crf: int, preset: str, user: dict[str, str] | None 
     target, would write mush) unless the ``user``'s options name a bit rate (``b``); others have neither
     (ProRes, DNxHR, FFV1: their profile sets the rate)."""
     if codec in X26X:
-        return {"crf": str(crf), "preset": preset,
-                **({"x265-params": "log-level=error"} if codec == "libx265" else {})}
+        # x264's VUI timing is its time base unless told the input is constant-rate: the stream said 12800
+        # fps (1/time base), which Matroska readers took for its rate; pts pass through unchanged either way
+        params = {"libx264": ("x264-params", "force-cfr=1"), "libx265": ("x265-params", "log-level=error")}
+        key, value = params[codec]
+        return {"crf": str(crf), "preset": preset, key: value}
     if codec in VPX:
         return {"crf": str(crf), "b": "0"}
     if codec in CRF_ONLY:
@@ -82,10 +85,12 @@ def rate_control(codec: str, crf: int, preset: str, user: dict[str, str] | None 
 
 
 def merge_options(base: dict[str, str], user: dict[str, str]) -> dict[str, str]:
-    """``user``'s options over ``base``; x265's ``x265-params`` are joined (ours keep its log quiet)."""
+    """``user``'s options over ``base``; ``x264-params``/``x265-params`` are joined, ours first (they keep
+    x265's log quiet and x264's declared frame rate right; the user's win where both set one)."""
     out = {**base, **user}
-    if "x265-params" in base and "x265-params" in user:
-        out["x265-params"] = f"{base['x265-params']}:{user['x265-params']}"
+    for key in ("x264-params", "x265-params"):
+        if key in base and key in user:
+            out[key] = f"{base[key]}:{user[key]}"
     return out
 
 
