@@ -100,14 +100,12 @@ def _read_dpx(path: Path) -> tuple[np.ndarray, int]:
     a log-encoded (Cineon) scan stays log."""
     import av
 
-    from .probe import bit_depth_of
-
     try:
         with av.open(str(path)) as container:
             frame = next(container.decode(video=0))
     except (av.FFmpegError, StopIteration, OSError, ValueError) as exc:
         raise MediaError(f"{path}: not a readable DPX image ({short_reason(exc)})") from None
-    bits = bit_depth_of(frame.format.name)
+    bits = max(c.bits for c in frame.format.components)
     rgb = frame.to_ndarray(format="rgb48le" if bits > 8 else "rgb24")
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), bits
 
