@@ -84,6 +84,21 @@ def rate_control(codec: str, crf: int, preset: str, user: dict[str, str] | None 
     return {}
 
 
+def codec_defaults(codec: str, pix_fmt: str) -> dict[str, str]:
+    """Options ``codec`` needs to open at all for ``pix_fmt``: DNxHD's default profile takes only its
+    broadcast sizes and bit rates: dnxhd gets the DNxHR profile for the layout (HQ, HQX at 10 bits, 444)."""
+    if codec == "dnxhd":
+        return {"profile": "dnxhr_444" if pix_fmt.startswith("yuv444") else
+                "dnxhr_hqx" if pix_fmt.endswith("le") else "dnxhr_hq"}
+    return {}
+
+
+def encoder_options(codec: str, pix_fmt: str, crf: int, preset: str, user: dict[str, str]) -> dict[str, str]:
+    """Everything ``codec`` is told for ``pix_fmt``: :func:`rate_control`, :func:`codec_defaults`, then the
+    ``user``'s options (``--tune``, ``--codec-option``, a live stream's) over them (:func:`merge_options`)."""
+    return merge_options({**rate_control(codec, crf, preset, user), **codec_defaults(codec, pix_fmt)}, user)
+
+
 def merge_options(base: dict[str, str], user: dict[str, str]) -> dict[str, str]:
     """``user``'s options over ``base``; ``x264-params``/``x265-params`` are joined, ours first (they keep
     x265's log quiet and x264's declared frame rate right; the user's win where both set one)."""

@@ -102,12 +102,3 @@ def format_problem(codec: str, width: int, height: int, bit_depth: int, chroma: 
 #: BT.709 for every DNxHD/DNxHR frame (a BT.601 conversion read as 709 shifted colours: luma 37.7 dB from the
 #: model's output on Big Buck Bunny), so their frames are converted with it
 FIXED_MATRIX = {"dnxhd": 1}
-
-
-def codec_defaults(codec: str, pix_fmt: str) -> dict[str, str]:
-    """Options ``codec`` needs to open at all for ``pix_fmt``: DNxHD's default profile takes only its
-    broadcast sizes and bit rates: dnxhd gets the DNxHR profile for the layout (HQ, HQX at 10 bits, 444)."""
-    if codec == "dnxhd":
-        return {"profile": "dnxhr_444" if pix_fmt.startswith("yuv444") else
-                "dnxhr_hqx" if pix_fmt.endswith("le") else "dnxhr_hq"}
-    return {}

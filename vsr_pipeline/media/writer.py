@@ -21,10 +21,9 @@ from .encoder_options import (
     FRAME_RATE_TIME_BASE,
     REALTIME_ENCODERS,
     codec_option_problem,
-    merge_options,
+    encoder_options,
     ordinary_scheduling,
     parse_codec_option,
-    rate_control,
 )
 from .encoder_reason import encoder_reason
 from .errors import MediaError, short_reason
@@ -33,7 +32,6 @@ from .pixel_format import (
     BIT_DEPTHS,
     CHROMAS,
     FIXED_MATRIX,
-    codec_defaults,
     format_problem,
     output_bits,
     output_pix_fmt,
@@ -276,8 +274,7 @@ class VideoWriter(AtomicOutput):
     def _setup_video(self, codec: str, crf: int, preset: str, rotation: int, extra: dict[str, str]) -> None:
         if not container_holds(self._container, codec):
             raise MediaError(f"{self.path}: the {self.path.suffix or '?'} container cannot hold {codec}")
-        ours = {**rate_control(codec, crf, preset, extra), **codec_defaults(codec, self.pix_fmt)}
-        opts = self._options = merge_options(ours, extra)
+        opts = self._options = encoder_options(codec, self.pix_fmt, crf, preset, extra)
         stream = self._container.add_stream(codec, rate=self.fps, options=opts)
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = self.pix_fmt
