@@ -162,6 +162,16 @@ def avi_output(tmp: Path) -> tuple[list[str], Path]:
     return _up(_clip(tmp), tmp / "o.avi", "--chunk", "2")
 
 
+def mpg_output(tmp: Path) -> tuple[list[str], Path]:
+    """A file type FFmpeg writes but vsr does not: it used to become a folder of PNGs named ``o.mpg``."""
+    return _up(_clip(tmp), tmp / "o.mpg")
+
+
+def encoder_flags_for_frames(tmp: Path) -> tuple[list[str], Path]:
+    """--codec for a folder of PNGs did nothing, silently."""
+    return _up(_clip(tmp), tmp / "frames", "--codec", "libx265")
+
+
 def unsupported_scale(tmp: Path) -> tuple[list[str], Path]:
     args, out = _up(_clip(tmp), tmp / "o.mp4")
     args[args.index("--scale") + 1] = "5"
@@ -273,6 +283,10 @@ CASES = [
     Case("output folder not writable", output_dir_not_writable, errors.EXIT_USAGE, ("not writable",)),
     Case("output folder missing", output_dir_missing, errors.EXIT_USAGE, ("does not exist",)),
     Case("AVI output", avi_output, errors.EXIT_USAGE, ("AVI output is not supported",)),
+    Case("MPEG program stream output (.mpg)", mpg_output, errors.EXIT_USAGE,
+         (".mpg is a file type vsr does not write", "mpeg2video into .ts")),
+    Case("--codec for a folder of PNG frames", encoder_flags_for_frames, errors.EXIT_USAGE,
+         ("--codec", "not encoded")),
     Case("existing output without --overwrite", existing_output, errors.EXIT_USAGE, ("--overwrite",)),
     Case("scale the model lacks", unsupported_scale, errors.EXIT_USAGE, ("supports scale",)),
     Case("YAML config with a wrong field", bad_yaml_field, errors.EXIT_USAGE,

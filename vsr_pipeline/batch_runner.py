@@ -25,7 +25,7 @@ from typing import Any
 from vsr_pipeline.cluster import ray_session, restart_policy
 from vsr_pipeline.errors import EXIT_INTERRUPTED, InterruptedJob, UsageError, exit_code_and_message
 from vsr_pipeline.job import plan_job, run_job
-from vsr_pipeline.options import DEFAULT_BATCH, UpscaleOptions, check_options
+from vsr_pipeline.options import DEFAULT_BATCH, UpscaleOptions, check_folder_output, check_options
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,9 @@ def output_paths(inputs: list[str], outdir: Path, fmt: str) -> list[Path]:
 
 
 def check_format(fmt: str) -> None:
-    from workers.encoder import VIDEO_EXTENSIONS
+    from vsr_pipeline.media.output_names import WRITTEN
 
-    known = [*sorted(e.lstrip(".") for e in VIDEO_EXTENSIONS), "png"]
+    known = [*(e.lstrip(".") for e in WRITTEN), "png"]
     if fmt not in known:
         raise UsageError(f"--format must be one of {', '.join(known)}, not {fmt!r}")
 
@@ -147,6 +147,8 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
         raise UsageError("no inputs: name video files or folders, or --list FILE")
     check_format(opts.format)
     spec = check_options(opts.upscale)
+    if opts.format == "png":
+        check_folder_output(opts.upscale, "--format png")
     if opts.upscale.device not in ("auto", "cpu", "cuda"):
         raise UsageError(f"--device must be auto, cpu or cuda, not {opts.upscale.device!r}")
     if opts.jobs is not None and opts.jobs < 1:

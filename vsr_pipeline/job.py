@@ -24,7 +24,7 @@ from vsr_pipeline.cluster import ray_session, reporting_errors, restart_policy
 from vsr_pipeline.errors import InterruptedJob
 from vsr_pipeline.media import MediaError, VideoInfo, probe
 from vsr_pipeline.media.ingest import timestamp_warnings
-from vsr_pipeline.media.writer import is_video_path
+from vsr_pipeline.media.output_names import is_video_path
 from vsr_pipeline.options import (
     UpscaleOptions,
     check_input,

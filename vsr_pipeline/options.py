@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 from vsr_pipeline.errors import ResourceError, UsageError
 from vsr_pipeline.media import EncodeSettings, VideoInfo
 from vsr_pipeline.media.encoder_options import codec_option_problem, tune_problem
+from vsr_pipeline.media.output_names import is_video_path, output_name_problem
 from vsr_pipeline.media.pixel_format import BIT_DEPTHS, CHROMAS, output_chroma
 from vsr_pipeline.media.reader import ON_CORRUPT
-from vsr_pipeline.media.writer import is_video_path
 
 if TYPE_CHECKING:
     from models.registry import ModelSpec
@@ -293,6 +293,8 @@ def check_paths(input_path: Path, output: Path, overwrite: bool) -> None:
     if output.suffix.lower() == ".avi":  # the segments' pts would restart at every joint
         raise UsageError(f"{output}: AVI output is not supported (AVI stores no timestamps, so the chunks "
                          f"cannot be joined exactly); write .mkv, .mp4, .mov or .ts")
+    if problem := output_name_problem(output):
+        raise UsageError(problem)
     if output.resolve() == input_path.resolve():
         raise UsageError(f"output {output} is the input; choose another output path")
     if output.exists() and not overwrite:
@@ -333,10 +335,26 @@ def output_format(opts: UpscaleOptions, info: VideoInfo, output: Path) -> Upscal
     x264 10, x265 12, FFV1 16; ProRes 10 even for 8), and ``opts.chroma`` or the first layout the codec
     takes. A PNG folder: 16 bits where the input or ``opts.bit_depth`` has more than 8, else 8."""
     if not is_video_path(output):  # PNGs: 16 bits for any depth above 8
+        check_folder_output(opts, output)
         return replace(opts, bit_depth=16 if (opts.bit_depth or info.bit_depth) > 8 else 8)
     w, h = info.width * opts.scale, info.height * opts.scale
     bits = opts.encode_settings().bits_for(info, w, h)
     return replace(opts, bit_depth=bits, chroma=output_chroma(opts.codec, w, h, bits, opts.chroma))
+
+
+def encoder_flags(opts: UpscaleOptions) -> list[str]:
+    """The encoder flags ``opts`` sets away from their defaults."""
+    return [flag for flag, value, default in (
+        ("--codec", opts.codec, _E.codec), ("--crf", opts.crf, _E.crf), ("--preset", opts.preset, _E.preset),
+        ("--tune", opts.tune, _E.tune), ("--chroma", opts.chroma, _E.chroma),
+        ("--codec-option", opts.codec_options, _E.codec_options)) if value != default]
+
+
+def check_folder_output(opts: UpscaleOptions, output: Path | str) -> None:
+    """UsageError where encoder flags were set for an output that is a folder of PNG frames (not encoded)."""
+    if flags := encoder_flags(opts):
+        raise UsageError(f"{output}: {', '.join(flags)} set, but a folder of PNG frames is not encoded; "
+                         "choose a video output (.mp4, .mkv, .mov, .webm, .ts) to encode")
 
 
 def check_input(info: VideoInfo, scale: int, bit_depth: int = 8) -> None:

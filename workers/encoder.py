@@ -24,7 +24,7 @@ from vsr_pipeline.cluster import actor_restarted
 from vsr_pipeline.heap import release_free_memory
 from vsr_pipeline.media import EncodeSettings, ImageFolderWriter, VideoInfo
 from vsr_pipeline.media.mux import concat_segments
-from vsr_pipeline.media.writer import VIDEO_EXTENSIONS, is_video_path
+from vsr_pipeline.media.output_names import VIDEO_EXTENSIONS, is_video_path
 
 __all__ = ["VIDEO_EXTENSIONS", "Encoder", "SegmentTarget", "check_encoder", "is_video_path", "join_segments",
            "segment_suffix"]

@@ -44,14 +44,6 @@ log = logging.getLogger(__name__)
 #: ("corrupted size vs. prev_size") at every width from 33 to 48 px, whatever the height; every other width
 #: of a sweep (18-220 px, heights 16-90, odd widths in yuv444p) wrote
 X265_ABORTS = range(33, 49)
-VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm", ".ts"})
-
-
-def is_video_path(path: str | os.PathLike[str]) -> bool:
-    """A path with a video extension is a video; anything else is a folder of PNG frames."""
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
-
-
 def partial_path(path: Path) -> Path:
     """Temporary sibling ``.NAME.partial.EXT`` (same folder, same extension, so the same muxer)."""
     return path.with_name(f".{path.stem}.partial{path.suffix}")
