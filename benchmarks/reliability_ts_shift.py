@@ -1,6 +1,8 @@
-"""What moves an MPEG-TS output in time: `vsr upscale -o OUT.ts` of three small clips, with x264's default
-B-frames and with ``--tune zerolatency``; prints and saves each output's ``shift_s`` (its manifest: the first
-frame's output time minus its input time).
+"""What moves an MPEG-TS output in time, and whether its audio stays in sync: `vsr upscale -o OUT.ts` of
+four small clips, with x264's default B-frames (one chunk, and chunks of 2 frames) and with ``--tune
+zerolatency``. For each output: ``shift_s`` (its manifest: the first frame's output time minus its input
+time), the A/V error (the output's video start minus its audio start, less the source's: 0 when in sync),
+and whether every frame keeps its input time plus that one shift.
 
     PYTHONPATH=. python benchmarks/reliability_ts_shift.py --json benchmarks/results/ts_shift.json
 
@@ -17,19 +19,45 @@ import json
 import subprocess
 import sys
 import tempfile
+from fractions import Fraction
 from pathlib import Path
+
+import av
 
 from tests.conftest import ROOT, make_clip, textured_frames
 from tests.test_ingest import camera_export
 
 
-def shift_of(src: Path, out: Path, tune: list[str]) -> float:
+def starts(path: Path) -> dict[str, Fraction]:
+    """The first pts (seconds) of the video and, where there is one, the audio stream."""
+    out = {}
+    with av.open(str(path)) as c:
+        streams = [c.streams.video[0], *c.streams.audio[:1]]
+        for s in streams:
+            with av.open(str(path)) as c2:
+                pts = [p.pts for p in c2.demux(c2.streams[s.index]) if p.size and p.pts is not None]
+            out[s.type] = Fraction(min(pts)) * s.time_base
+    return out
+
+
+def frame_times(path: Path) -> list[Fraction]:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return sorted(Fraction(f.pts) * s.time_base for f in c.decode(s))
+
+
+def measure(src: Path, out: Path, extra: list[str]) -> dict[str, object]:
     run = subprocess.run([sys.executable, "-m", "vsr_pipeline.cli", "upscale", str(src), "-o", str(out),
-                          "--model", "bicubic", "--scale", "2", "--no-progress", *tune],
+                          "--model", "bicubic", "--scale", "2", "--no-progress", *extra],
                          capture_output=True, text=True, cwd=ROOT)
     if run.returncode != 0:
         raise SystemExit(f"{src.name}: vsr upscale failed: {run.stderr.strip().splitlines()[-1]}")
-    return float(json.loads(Path(f"{out}.vsr.json").read_text())["shift_s"])
+    shift = float(json.loads(Path(f"{out}.vsr.json").read_text())["shift_s"])
+    a, b = starts(src), starts(out)
+    av_error = (b["video"] - b["audio"]) - (a["video"] - a["audio"]) if "audio" in a else None
+    spacing = {round(float(y - x), 6) for x, y in zip(frame_times(src), frame_times(out), strict=True)}
+    return {"shift_s": round(shift, 6), "av_error_s": None if av_error is None else round(float(av_error), 6),
+            "one_shift": len(spacing) == 1}
 
 
 def main() -> None:
@@ -37,6 +65,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args()
     rows = []
+    runs = {"default": [], "chunk2": ["--chunk", "2"], "zerolatency": ["--tune", "zerolatency"]}
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         clips = {"video only": make_clip(d / "v.mp4", textured_frames(6, 32, 24)),
@@ -44,11 +73,10 @@ def main() -> None:
                  "camera export, AAC 8 kHz": camera_export(d / "cam.mp4"),
                  "real: assets/bbb_demo_160x90.mp4": ROOT / "assets" / "bbb_demo_160x90.mp4"}
         for name, src in clips.items():
-            row = {"clip": name}
-            for label, tune in (("default", []), ("zerolatency", ["--tune", "zerolatency"])):
-                row[f"shift_s_{label}"] = round(shift_of(src, d / f"{src.stem}_{label}.ts", tune), 6)
-            print(f"{name:34s} shift {row['shift_s_default']:.4f} s default, "
-                  f"{row['shift_s_zerolatency']:.4f} s with --tune zerolatency")
+            row: dict[str, object] = {"clip": name}
+            for label, extra in runs.items():
+                row[label] = measure(src, d / f"{src.stem}_{label}.ts", extra)
+            print(name, json.dumps({k: v for k, v in row.items() if k != "clip"}))
             rows.append(row)
     if args.json:
         args.json.write_text(json.dumps({"rows": rows}, indent=1) + "\n")

@@ -3,6 +3,7 @@ flags are refused where a folder of PNGs is written (they used to be ignored sil
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,8 @@ def test_other_names_are_folders(name: str) -> None:
     assert not is_video_path(name) and output_name_problem(name) is None
 
 
-@pytest.mark.parametrize("name", ["out.mpg", "out.VOB", "out.m2ts", "out.flv", "out.3gp", "out.wav", "out.png",
-                                  "out.y4m", "out.mxf"])
+@pytest.mark.parametrize("name", ["out.mpg", "out.VOB", "out.m2ts", "out.flv", "out.3gp", "out.wav",
+                                  "out.png", "out.y4m", "out.mxf"])
 def test_file_types_we_do_not_write(name: str) -> None:
     problem = output_name_problem(f"/some/dir/{name}")
     assert problem is not None and problem.startswith(f"{name}: {Path(name).suffix.lower()} is a file type")
@@ -32,21 +33,17 @@ def test_file_types_we_do_not_write(name: str) -> None:
     assert ("mpeg2video" in problem) == (Path(name).suffix.lower() in (".mpg", ".vob", ".m2ts"))
 
 
-def test_encoder_flags_for_a_folder() -> None:
+def test_encoder_flags_for_a_folder_are_said_to_do_nothing(caplog: pytest.LogCaptureFixture) -> None:
     assert encoder_flags(UpscaleOptions()) == []
-    check_folder_output(UpscaleOptions(), "frames")  # defaults: nothing said
-    opts = UpscaleOptions(codec="libx265", crf=20, codec_options=("g=5",), chroma="444")
-    assert encoder_flags(opts) == ["--codec", "--crf", "--chroma", "--codec-option"]
-    with pytest.raises(UsageError, match=r"frames: --codec, --crf, --chroma, --codec-option set, but a folder"):
+    with caplog.at_level(logging.WARNING):
+        check_folder_output(UpscaleOptions(), "frames")  # defaults: nothing said
+        assert not caplog.records
+        opts = UpscaleOptions(codec="libx265", crf=20, codec_options=("g=5",), chroma="444")
+        assert encoder_flags(opts) == ["--codec", "--crf", "--chroma", "--codec-option"]
         check_folder_output(opts, "frames")
-
-
-def test_batch_png_with_encoder_flags_is_refused_before_work(tmp_path: Path) -> None:
-    outdir = tmp_path / "out"
-    opts = BatchOptions(UpscaleOptions(model="bicubic", tune="film"), outdir, format="png")
-    with pytest.raises(UsageError, match="--format png: --tune set"):
-        run_batch([str(tmp_path / "any.mp4")], opts)
-    assert not outdir.exists()
+    assert [r.getMessage() for r in caplog.records] == [
+        "frames: --codec, --crf, --chroma, --codec-option not used: a folder of PNG frames is not encoded (a "
+        "video output is: .mp4, .mkv, .mov, .webm, .ts)"]
 
 
 def test_batch_refuses_avi_format(tmp_path: Path) -> None:

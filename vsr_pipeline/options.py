@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from vsr_pipeline.errors import ResourceError, UsageError
 from vsr_pipeline.media import EncodeSettings, VideoInfo
 from vsr_pipeline.media.encoder_options import codec_option_problem, tune_problem
+from vsr_pipeline.media.frame_rate import output_frame_rate
 from vsr_pipeline.media.output_names import is_video_path, output_name_problem
 from vsr_pipeline.media.pixel_format import BIT_DEPTHS, CHROMAS, output_chroma
 from vsr_pipeline.media.reader import ON_CORRUPT
@@ -117,6 +118,9 @@ class UpscaleOptions:
     chroma: str | None = _E.chroma
     #: further encoder options, "KEY=VALUE" as FFmpeg's ``-KEY:v VALUE`` (``--codec-option``)
     codec_options: tuple[str, ...] = _E.codec_options
+    #: the output's frame rate where the encoder takes only listed ones (MPEG-1/2); set by the job from the
+    #: source's pts (``output_format``), None otherwise (no flag)
+    frame_rate: Fraction | None = _E.frame_rate
     #: torch threads of a CPU upscaler (0: chosen on this machine, ``autotune.choose_job_threads``)
     threads: int = 0
     #: core frames per chunk (None: ``vsr_pipeline.plan.default_chunk``)
@@ -330,16 +334,18 @@ HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
 
 
 def output_format(opts: UpscaleOptions, info: VideoInfo, output: Path) -> UpscaleOptions:
-    """``opts`` with the output's ``bit_depth`` and ``chroma`` decided. Video: ``opts.bit_depth``, or for None
-    (auto) the input's depth as far as ``opts.codec`` goes at the output size (``pixel_format.output_bits``:
-    x264 10, x265 12, FFV1 16; ProRes 10 even for 8), and ``opts.chroma`` or the first layout the codec
-    takes. A PNG folder: 16 bits where the input or ``opts.bit_depth`` has more than 8, else 8."""
+    """``opts`` with the output's ``bit_depth``, ``chroma`` and ``frame_rate`` decided. Video:
+    ``opts.bit_depth``, or for None (auto) the input's depth as far as ``opts.codec`` goes at the output
+    size (``pixel_format.output_bits``: x264 10, x265 12, FFV1 16; ProRes 10 even for 8), ``opts.chroma`` or
+    the first layout the codec takes, and for MPEG-1/2 a rate they take (``frame_rate.output_frame_rate``).
+    A PNG folder: 16 bits where the input or ``opts.bit_depth`` has more than 8, else 8."""
     if not is_video_path(output):  # PNGs: 16 bits for any depth above 8
         check_folder_output(opts, output)
         return replace(opts, bit_depth=16 if (opts.bit_depth or info.bit_depth) > 8 else 8)
     w, h = info.width * opts.scale, info.height * opts.scale
     bits = opts.encode_settings().bits_for(info, w, h)
-    return replace(opts, bit_depth=bits, chroma=output_chroma(opts.codec, w, h, bits, opts.chroma))
+    return replace(opts, bit_depth=bits, chroma=output_chroma(opts.codec, w, h, bits, opts.chroma),
+                   frame_rate=output_frame_rate(opts.codec, info, output))
 
 
 def encoder_flags(opts: UpscaleOptions) -> list[str]:
@@ -351,10 +357,11 @@ def encoder_flags(opts: UpscaleOptions) -> list[str]:
 
 
 def check_folder_output(opts: UpscaleOptions, output: Path | str) -> None:
-    """UsageError where encoder flags were set for an output that is a folder of PNG frames (not encoded)."""
+    """A warning (once) where encoder flags were set for an output that is a folder of PNG frames: they did
+    nothing, without a word (a script's shared flags are not an error)."""
     if flags := encoder_flags(opts):
-        raise UsageError(f"{output}: {', '.join(flags)} set, but a folder of PNG frames is not encoded; "
-                         "choose a video output (.mp4, .mkv, .mov, .webm, .ts) to encode")
+        _warn_once(f"{output}: {', '.join(flags)} not used: a folder of PNG frames is not encoded (a video "
+                   "output is: .mp4, .mkv, .mov, .webm, .ts)")
 
 
 def check_input(info: VideoInfo, scale: int, bit_depth: int = 8) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from vsr_pipeline.cluster import actor_restarted
 from vsr_pipeline.heap import release_free_memory
 from vsr_pipeline.media import EncodeSettings, ImageFolderWriter, VideoInfo
-from vsr_pipeline.media.mux import concat_segments
+from vsr_pipeline.media.mux import concat_segments, segment_options
 from vsr_pipeline.media.output_names import VIDEO_EXTENSIONS, is_video_path
 
 __all__ = ["VIDEO_EXTENSIONS", "Encoder", "SegmentTarget", "check_encoder", "is_video_path", "join_segments",
@@ -99,7 +99,8 @@ class Encoder:
         writer: Any
         if is_video_path(target.output):
             w, h = target.info.width * target.scale, target.info.height * target.scale
-            writer = target.encode.open_writer(path, w, h, target.info, overwrite=True)
+            writer = target.encode.open_writer(path, w, h, target.info, overwrite=True,
+                                               container_options=segment_options(path))
         else:
             writer = ImageFolderWriter(path, overwrite=True)
         with writer:

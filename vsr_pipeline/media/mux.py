@@ -20,7 +20,25 @@ import av
 
 from .errors import MediaError, short_reason
 from .probe import open_input
-from .writer import StreamCopier, exact_timing_options, partial_path, stream_like
+from .stream_copy import StreamCopier, stream_like
+from .writer import exact_timing_options, partial_path
+
+#: seconds an MPEG-TS segment is written later than its frames' pts, and moved back when joined: the TS
+#: muxer moves a file later where its first dts would be negative (a B-frame delay at pts 0), which it did
+#: to the first segment only: the joint went back in time and the video came out 1-2 frames late against
+#: the audio. Offset, no segment is moved; the join's one muxer moves every stream alike where it must.
+TS_SEGMENT_OFFSET_S = 10
+
+
+def segment_options(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Muxer options of a segment file ``path`` (an MPEG-TS one is written :data:`TS_SEGMENT_OFFSET_S`
+    later)."""
+    return {"output_ts_offset": str(TS_SEGMENT_OFFSET_S)} if Path(path).suffix.lower() == ".ts" else {}
+
+
+def _segment_offset(path: str | os.PathLike[str], time_base: Fraction) -> int:
+    """What :func:`segment_options` added to the pts of segment ``path``, in ``time_base``."""
+    return round(TS_SEGMENT_OFFSET_S / Fraction(time_base)) if segment_options(path) else 0
 
 
 def _codec_key(stream: av.video.stream.VideoStream) -> tuple[object, ...]:
@@ -76,11 +94,15 @@ def concat_segments(
                 vs = src.streams.video[0]
                 if _codec_key(vs) != key:
                     raise MediaError(f"{seg}: segment's codec parameters differ from the first segment's")
+                offset = _segment_offset(seg, video.time_base)
                 for pkt in _with_dts([p for p in src.demux(vs) if p.size]):
                     if pkt.time_base != video.time_base:
                         pkt.pts = _rescale(pkt.pts, pkt.time_base, video.time_base)
                         pkt.dts = _rescale(pkt.dts, pkt.time_base, video.time_base)
                         pkt.time_base = video.time_base
+                    if offset:
+                        pkt.pts = None if pkt.pts is None else pkt.pts - offset
+                        pkt.dts = None if pkt.dts is None else pkt.dts - offset
                     # B-frame delay: a segment's first dts lies before its first pts; keep dts increasing
                     # across the joint (decoding order is the packet order either way).
                     if pkt.dts is not None and last_dts is not None and pkt.dts <= last_dts:

@@ -147,6 +147,15 @@ def count_video_packets(container: InputContainer, stream: av.video.stream.Video
     return n
 
 
+def video_pts(path: str | os.PathLike[str]) -> list[int] | None:
+    """The pts of every video packet with data, in display order (sorted), by demuxing only; None where one
+    has no pts (the reader numbers such frames itself)."""
+    with open_input(path) as container:
+        stream = main_video(container)
+        pts = [p.pts for p in container.demux(stream) if p.size]
+    return None if any(p is None for p in pts) else sorted(pts)  # type: ignore[type-var]
+
+
 def stream_sar(stream: av.video.stream.VideoStream) -> Fraction | None:
     """The stream's sample (pixel) aspect ratio as FFmpeg guesses it (the container's, else the codec's),
     or None when it is square or unknown."""

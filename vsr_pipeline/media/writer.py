@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -27,6 +27,7 @@ from .encoder_options import (
 )
 from .encoder_reason import encoder_reason
 from .errors import MediaError, short_reason
+from .frame_rate import codec_frame_rate, codec_time_base, frame_period, shared_period_problem
 from .images import check_frames
 from .pixel_format import (
     BIT_DEPTHS,
@@ -36,7 +37,8 @@ from .pixel_format import (
     output_bits,
     output_pix_fmt,
 )
-from .probe import ColourTags, VideoInfo, main_video, open_input
+from .probe import ColourTags, VideoInfo
+from .stream_copy import StreamCopier, container_holds
 
 log = logging.getLogger(__name__)
 
@@ -53,28 +55,6 @@ def partial_path(path: Path) -> Path:
 ISO_BMFF = frozenset({".mp4", ".mov", ".m4v"})
 
 
-#: what MPEG-TS (.ts, .m2ts) and MPEG-PS hold that FFmpeg's codec query does not say (their muxers have no
-#: codec table, so PyAV's ``supported_codecs`` lists only their default codecs), by codec name
-MPEG_STREAM_CODECS = frozenset({"h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4", "aac", "mp2", "mp3",
-                                "ac3", "eac3", "opus", "dvb_subtitle", "dvd_subtitle"})
-
-
-def container_holds(container: av.container.OutputContainer, codec: str) -> bool:
-    """Whether ``container`` can hold ``codec`` (an encoder or codec name)."""
-    if codec in container.supported_codecs:
-        return True
-    if container.format.name not in ("mpegts", "mpeg", "vob", "dvd"):
-        return False
-    try:
-        name = av.Codec(codec, "w").canonical_name
-    except (av.FFmpegError, ValueError):
-        try:
-            name = av.Codec(codec, "r").canonical_name
-        except (av.FFmpegError, ValueError):
-            return False
-    return name in MPEG_STREAM_CODECS
-
-
 def exact_timing_options(path: str | os.PathLike[str], time_base: Fraction) -> dict[str, str]:
     """Muxer options that keep every pts exact: MP4/MOV store a file's start offset in the movie timescale
     (1/1000 s by default), so a file starting at 8192/15360 s read back at 8187/15360; the stream's own
@@ -82,16 +62,6 @@ def exact_timing_options(path: str | os.PathLike[str], time_base: Fraction) -> d
     if Path(path).suffix.lower() in ISO_BMFF and Fraction(time_base).denominator <= 2**31 - 1:
         return {"movie_timescale": str(Fraction(time_base).denominator)}
     return {}
-
-
-def stream_like(container: av.container.OutputContainer, template: av.stream.Stream) -> av.stream.Stream:
-    """A stream of ``container`` with ``template``'s codec parameters, for copying its packets. PyAV looks up
-    an encoder named like the template's decoder; where there is none (AV1 read by libdav1d) the parameters
-    are copied without one (``opaque``)."""
-    try:
-        return container.add_stream_from_template(template)
-    except av.codec.codec.UnknownCodecError:
-        return container.add_stream_from_template(template, opaque=True)
 
 
 @dataclass(frozen=True)
@@ -117,6 +87,9 @@ class EncodeSettings:
     #: further encoder options, each ``"KEY=VALUE"`` as FFmpeg's ``-KEY:v VALUE`` (``profile=4444xq``,
     #: ``b=8M``, ``g=1``); they override the settings above (``media.encoder_options``)
     codec_options: tuple[str, ...] = ()
+    #: the rate of an encoder that takes only listed ones (MPEG-1/2), chosen by the job from the source's
+    #: pts (``frame_rate.output_frame_rate``); None: the input's
+    frame_rate: Fraction | None = None
 
     def codec_option_dict(self) -> dict[str, str]:
         """:attr:`codec_options` as a dict (ValueError for one that is not KEY=VALUE)."""
@@ -142,8 +115,8 @@ class EncodeSettings:
         ``kwargs`` are further VideoWriter options (``overwrite``, ``options``, ``atomic``, ...)."""
         options = {**({"tune": self.tune} if self.tune else {}), **kwargs.pop("options", {}),
                    **self.codec_option_dict()}
-        return VideoWriter(path, width, height, info.time_base, info.fps, codec=self.codec, crf=self.crf,
-                           preset=self.preset, source=info, options=options,
+        return VideoWriter(path, width, height, info.time_base, self.frame_rate or info.fps, codec=self.codec,
+                           crf=self.crf, preset=self.preset, source=info, options=options,
                            bit_depth=self.bits_for(info, width, height), chroma=self.chroma, **kwargs)
 
 
@@ -204,7 +177,8 @@ class VideoWriter(AtomicOutput):
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
         self.time_base = Fraction(time_base)
-        self.fps = Fraction(fps)
+        self.source_fps = Fraction(fps)
+        self.fps = codec_frame_rate(codec, self.source_fps)  # MPEG-1/2: a rate they take
         if colour is None:
             colour = source.colour if source is not None else ColourTags()
         if rotation is None:
@@ -233,6 +207,8 @@ class VideoWriter(AtomicOutput):
         self.pix_fmt = output_pix_fmt(self.width, self.height, bit_depth, codec, chroma)
         self.frames_written = 0
         self._last_pts: int | None = None
+        self._last_period: int | None = None
+        self._last_dts: int | None = None
         self._copier: StreamCopier | None = None
         self._open = True
         try:
@@ -272,8 +248,7 @@ class VideoWriter(AtomicOutput):
         stream.pix_fmt = self.pix_fmt
         stream.time_base = self.time_base
         cc = stream.codec_context
-        # MPEG-1/2 take only a frame rate: the frames' pts are rebased to it, the container keeps the stream's
-        cc.time_base = 1 / self.fps if codec in FRAME_RATE_TIME_BASE and self.fps else self.time_base
+        cc.time_base = codec_time_base(codec, self.time_base, self.fps)
         cc.framerate = self.fps
         c = self.colour
         cc.color_range = c.color_range
@@ -296,10 +271,19 @@ class VideoWriter(AtomicOutput):
             self._copier.pump(until)
 
     def _mux_video(self, frame: av.VideoFrame | None) -> None:
+        # libx265 (PyAV 18's FFmpeg) gives the packets of a 1- or 2-frame encode a dts of uninitialised
+        # memory (pts +- ~4e18): the muxer refused it and a job failed on a short last chunk. Such an encode
+        # has no B-frame, so the dts is the pts (or just after the last dts); any dts after its pts likewise.
+        codec = self._video.codec_context.name
+        short_x265 = frame is None and self.frames_written <= 2 and codec == "libx265"
         for packet in self._video.encode(frame):
+            if packet.dts is not None and packet.pts is not None and (packet.dts > packet.pts or short_x265):
+                last = self._last_dts
+                packet.dts = packet.pts if last is None or packet.pts > last else last + 1
+            self._last_dts = packet.dts
             self._container.mux(packet)
             self.packets_written += 1
-        if self.frames_written == 0 and self._video.codec_context.name in REALTIME_ENCODERS:
+        if self.frames_written == 0 and codec in REALTIME_ENCODERS:
             ordinary_scheduling()  # the encoder opened at its first frame and made its threads realtime
 
     def write(self, frames: np.ndarray, pts: Sequence[int]) -> None:
@@ -317,6 +301,7 @@ class VideoWriter(AtomicOutput):
                 p = int(p)
                 if self._last_pts is not None and p <= self._last_pts:
                     raise ValueError(f"pts must increase: {p} after {self._last_pts}")
+                self._check_period(p)
                 vf = rgb_to_frame(rgb, self.pix_fmt, c.colorspace, c.color_range)
                 vf.color_primaries = c.color_primaries
                 vf.color_trc = c.color_trc
@@ -331,6 +316,17 @@ class VideoWriter(AtomicOutput):
             said = None if self.frames_written else encoder_reason(self._video.codec_context, self._options)
             raise MediaError(f"{self.path}: encoding failed ({short_reason(exc)})"
                              + (f": {said}" if said else "")) from None
+
+    def _check_period(self, pts: int) -> None:
+        """MediaError where an encoder of listed rates would number this frame and the last one alike."""
+        codec, last = self._video.codec_context.name, self._last_pts
+        if codec not in FRAME_RATE_TIME_BASE:
+            return
+        period = frame_period(pts, self.time_base, self.fps)
+        if self._last_period is not None and last is not None and period <= self._last_period:
+            raise MediaError(f"{self.path}: " + shared_period_problem(codec, self.source_fps, self.fps,
+                                                                      (last, pts), self.time_base))
+        self._last_period = period
 
     def close(self) -> None:
         """Flush, finish the file and move it into place (MediaError if no frame was written)."""
@@ -388,99 +384,3 @@ class VideoWriter(AtomicOutput):
         }
         kw.update(kwargs)
         return cls(path, width or info.width, height or info.height, **kw)  # type: ignore[arg-type]
-
-
-#: tags not copied from the source (compared in lower case): the muxer writes its own, they name the
-#: source's format, or they are statistics of the source's video stream (mkvmerge's ``_STATISTICS_*`` set)
-NOT_COPIED_TAGS = frozenset({"encoder", "major_brand", "minor_version", "compatible_brands", "duration",
-                             "number_of_frames", "number_of_bytes", "bps", "handler_name", "vendor_id"})
-
-
-def copy_tags(source: dict[str, str], target: dict[str, str]) -> None:
-    """Put ``source``'s tags into ``target``, less :data:`NOT_COPIED_TAGS` and ``_statistics_*``."""
-    for key, value in source.items():
-        low = key.lower()
-        if low not in NOT_COPIED_TAGS and not low.startswith("_statistics"):
-            target[key] = value
-
-
-class StreamCopier:
-    """Copies the audio and subtitle streams of ``src_path`` into ``container`` packet for packet, and
-    what FFmpeg copies by default with them: the container's tags (title, creation_time, comment,
-    location, ...), each copied stream's tags (language, title) and the video stream's onto the output's
-    (already added) video stream, less :data:`NOT_COPIED_TAGS` (:func:`copy_tags`; the output format keeps
-    those it has a place for), and the chapters (a DVD rip's, an editor's markers).
-
-    Streams the output container cannot hold are skipped with a warning. :meth:`pump` muxes the packets
-    up to a time (seconds), so copied packets interleave with the video written so far.
-    """
-
-    def __init__(self, container: av.container.OutputContainer, src_path: Path, out_path: Path):
-        self._container = container
-        self._out = out_path
-        self._src: av.container.InputContainer | None = open_input(src_path)
-        copy_tags(self._src.metadata, container.metadata)
-        for video in container.streams.video:
-            copy_tags(main_video(self._src).metadata, video.metadata)
-        chapters = self._src.chapters()
-        if chapters:
-            container.set_chapters(chapters)
-        self._iter: Iterator[av.Packet] | None = None
-        self._pending: av.Packet | None = None
-        self._stream_map: dict[int, av.stream.Stream] = {}
-        chosen = []
-        for s in self._src.streams:
-            if s.type not in ("audio", "subtitle") or s.codec_context is None:
-                continue
-            name = s.codec_context.name
-            if not container_holds(container, name):
-                log.warning("%s: not copying %s stream #%d (%s): the %s container cannot hold it",
-                            out_path, s.type, s.index, name, out_path.suffix)
-                continue
-            try:
-                self._stream_map[s.index] = stream_like(container, s)
-                copy_tags(s.metadata, self._stream_map[s.index].metadata)
-            except (av.FFmpegError, ValueError) as exc:
-                log.warning("%s: not copying %s stream #%d (%s): %s", out_path, s.type, s.index, name,
-                            short_reason(exc))
-                continue
-            chosen.append(s)
-        if chosen:
-            self._iter = self._src.demux(*chosen)
-        else:
-            self.close()
-
-    @property
-    def active(self) -> bool:
-        return self._iter is not None
-
-    def pump(self, until: Fraction | None) -> None:
-        """Mux copied packets whose time is <= ``until`` seconds (all when None)."""
-        while self._iter is not None:
-            pkt = self._pending
-            if pkt is None:
-                try:
-                    pkt = next(self._iter, None)
-                except av.FFmpegError as exc:
-                    log.warning("%s: stopped copying streams at a bad packet (%s)", self._out,
-                                short_reason(exc))
-                    pkt = None
-                if pkt is None:
-                    self._iter = None
-                    return
-                if not pkt.size:
-                    continue
-            ts = pkt.pts if pkt.pts is not None else pkt.dts
-            if until is not None and ts is not None and ts * Fraction(pkt.time_base) > until:
-                self._pending = pkt
-                return
-            self._pending = None
-            pkt.stream = self._stream_map[pkt.stream_index]
-            self._container.mux(pkt)
-
-    def close(self) -> None:
-        self._iter = None
-        self._pending = None
-        if self._src is not None:
-            self._src.close()
-            self._src = None

@@ -1,0 +1,145 @@
+"""Copying a source's audio and subtitle streams, tags and chapters into an output, packet for packet
+(``StreamCopier``), and what an output container can hold."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from .errors import short_reason
+from .probe import main_video, open_input
+
+log = logging.getLogger(__name__)
+
+
+#: what MPEG-TS (.ts, .m2ts) and MPEG-PS hold that FFmpeg's codec query does not say (their muxers have no
+#: codec table, so PyAV's ``supported_codecs`` lists only their default codecs), by codec name
+MPEG_STREAM_CODECS = frozenset({"h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4", "aac", "mp2", "mp3",
+                                "ac3", "eac3", "opus", "dvb_subtitle", "dvd_subtitle"})
+
+
+def container_holds(container: av.container.OutputContainer, codec: str) -> bool:
+    """Whether ``container`` can hold ``codec`` (an encoder or codec name)."""
+    if codec in container.supported_codecs:
+        return True
+    if container.format.name not in ("mpegts", "mpeg", "vob", "dvd"):
+        return False
+    try:
+        name = av.Codec(codec, "w").canonical_name
+    except (av.FFmpegError, ValueError):
+        try:
+            name = av.Codec(codec, "r").canonical_name
+        except (av.FFmpegError, ValueError):
+            return False
+    return name in MPEG_STREAM_CODECS
+
+
+def stream_like(container: av.container.OutputContainer, template: av.stream.Stream) -> av.stream.Stream:
+    """A stream of ``container`` with ``template``'s codec parameters, for copying its packets. PyAV looks up
+    an encoder named like the template's decoder; where there is none (AV1 read by libdav1d) the parameters
+    are copied without one (``opaque``)."""
+    try:
+        return container.add_stream_from_template(template)
+    except av.codec.codec.UnknownCodecError:
+        return container.add_stream_from_template(template, opaque=True)
+
+
+
+#: tags not copied from the source (compared in lower case): the muxer writes its own, they name the
+#: source's format, or they are statistics of the source's video stream (mkvmerge's ``_STATISTICS_*`` set)
+NOT_COPIED_TAGS = frozenset({"encoder", "major_brand", "minor_version", "compatible_brands", "duration",
+                             "number_of_frames", "number_of_bytes", "bps", "handler_name", "vendor_id"})
+
+
+def copy_tags(source: dict[str, str], target: dict[str, str]) -> None:
+    """Put ``source``'s tags into ``target``, less :data:`NOT_COPIED_TAGS` and ``_statistics_*``."""
+    for key, value in source.items():
+        low = key.lower()
+        if low not in NOT_COPIED_TAGS and not low.startswith("_statistics"):
+            target[key] = value
+
+
+class StreamCopier:
+    """Copies the audio and subtitle streams of ``src_path`` into ``container`` packet for packet, and
+    what FFmpeg copies by default with them: the container's tags (title, creation_time, comment,
+    location, ...), each copied stream's tags (language, title) and the video stream's onto the output's
+    (already added) video stream, less :data:`NOT_COPIED_TAGS` (:func:`copy_tags`; the output format keeps
+    those it has a place for), and the chapters (a DVD rip's, an editor's markers).
+
+    Streams the output container cannot hold are skipped with a warning. :meth:`pump` muxes the packets
+    up to a time (seconds), so copied packets interleave with the video written so far.
+    """
+
+    def __init__(self, container: av.container.OutputContainer, src_path: Path, out_path: Path):
+        self._container = container
+        self._out = out_path
+        self._src: av.container.InputContainer | None = open_input(src_path)
+        copy_tags(self._src.metadata, container.metadata)
+        for video in container.streams.video:
+            copy_tags(main_video(self._src).metadata, video.metadata)
+        chapters = self._src.chapters()
+        if chapters:
+            container.set_chapters(chapters)
+        self._iter: Iterator[av.Packet] | None = None
+        self._pending: av.Packet | None = None
+        self._stream_map: dict[int, av.stream.Stream] = {}
+        chosen = []
+        for s in self._src.streams:
+            if s.type not in ("audio", "subtitle") or s.codec_context is None:
+                continue
+            name = s.codec_context.name
+            if not container_holds(container, name):
+                log.warning("%s: not copying %s stream #%d (%s): the %s container cannot hold it",
+                            out_path, s.type, s.index, name, out_path.suffix)
+                continue
+            try:
+                self._stream_map[s.index] = stream_like(container, s)
+                copy_tags(s.metadata, self._stream_map[s.index].metadata)
+            except (av.FFmpegError, ValueError) as exc:
+                log.warning("%s: not copying %s stream #%d (%s): %s", out_path, s.type, s.index, name,
+                            short_reason(exc))
+                continue
+            chosen.append(s)
+        if chosen:
+            self._iter = self._src.demux(*chosen)
+        else:
+            self.close()
+
+    @property
+    def active(self) -> bool:
+        return self._iter is not None
+
+    def pump(self, until: Fraction | None) -> None:
+        """Mux copied packets whose time is <= ``until`` seconds (all when None)."""
+        while self._iter is not None:
+            pkt = self._pending
+            if pkt is None:
+                try:
+                    pkt = next(self._iter, None)
+                except av.FFmpegError as exc:
+                    log.warning("%s: stopped copying streams at a bad packet (%s)", self._out,
+                                short_reason(exc))
+                    pkt = None
+                if pkt is None:
+                    self._iter = None
+                    return
+                if not pkt.size:
+                    continue
+            ts = pkt.pts if pkt.pts is not None else pkt.dts
+            if until is not None and ts is not None and ts * Fraction(pkt.time_base) > until:
+                self._pending = pkt
+                return
+            self._pending = None
+            pkt.stream = self._stream_map[pkt.stream_index]
+            self._container.mux(pkt)
+
+    def close(self) -> None:
+        self._iter = None
+        self._pending = None
+        if self._src is not None:
+            self._src.close()
+            self._src = None
