@@ -28,6 +28,7 @@ from vsr_pipeline.media import MediaError, VideoInfo, frame_to_rgb
 from vsr_pipeline.media.errors import short_reason
 from vsr_pipeline.media.frame_order import decode_order_pts
 from vsr_pipeline.media.ingest import Deinterlacer, TimestampRepair, frame_step, is_interlaced, stream_rate
+from vsr_pipeline.media.live_copy import PacketTap
 from vsr_pipeline.media.probe import bit_depth_of, main_video, stream_sar
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,11 @@ STREAM_SCHEMES = frozenset({
     "mms", "mmsh", "mmst", "ftp", "sftp", "tls", "unix",
 })
 #: Demuxer options: no wait for 20 frames to estimate the frame rate before the first is handed out (a live
-#: stream would start that much later); the rate comes from the codec's headers, else 25.
-PROBE_OPTIONS = {"fpsprobesize": "0"}
+#: stream would start that much later); the rate comes from the codec's headers, else 25. No duration from
+#: the last pts: over http(s) with ranges the MPEG-TS demuxer sought the end of the file for it and back,
+#: which FFmpeg's reconnect did by asking for the file again from byte 0, and without reconnect (a failed
+#: one; the tests' stand-in for rtsp) lost every packet (a 65 KB TS: 0 of 48 frames, every time).
+PROBE_OPTIONS = {"fpsprobesize": "0", "skip_estimate_duration_from_pts": "1"}
 #: http(s): FFmpeg reopens a connection that drops or fails mid-stream and reads on (from the byte where it
 #: stopped where the server takes a Range, else from where a live server is now): tried at once, then after
 #: 1 s (``reconnect_delay_max`` 2: delays 0, 1, 3, ... up to it). Without it a dropped connection ended the
@@ -140,6 +144,10 @@ class StreamDecoder(threading.Thread):
         self.renumbered_first: int | None = None
         self.repeated = 0  # lost frames the previous frame stood in for
         self.pipe = StdinPipe(sys.stdin.buffer) if source == "-" else None
+        #: the stream's audio packets, for the writer to copy (``media.live_copy``)
+        self.tap = PacketTap()
+        self._conn = 0  # this connection's number (the tap's)
+        self._audio: dict[int, int] = {}  # its audio stream index -> the tap's position
         #: per frame handed on: (pts as read or None, pts given, a stand-in for a lost frame, the shift added
         #: to its connection's pts: 0 but for a URL opened again)
         self.mapping: list[tuple[int | None, int, bool, int]] = []
@@ -151,7 +159,12 @@ class StreamDecoder(threading.Thread):
         the packets demuxed so far that no frame has taken."""
         slots: list[int] | None = [] if decode_order_pts(container, stream) else None
         given = 0
-        for packet in container.demux(stream):
+        audio = [s for s in container.streams.audio if s.index in self._audio]
+        for packet in container.demux(stream, *audio):
+            if packet.stream_index != stream.index:  # audio: to the tap, for the writer
+                if packet.size:
+                    self.tap.put(self._conn, self._audio[packet.stream_index], packet)
+                continue
             if slots is not None and packet.size and packet.pts is not None:
                 heapq.heappush(slots, int(packet.pts))
             try:
@@ -192,7 +205,8 @@ class StreamDecoder(threading.Thread):
                 try:
                     self._decode(container)
                 finally:
-                    container.close()
+                    if not self.tap.hold(container):  # its audio streams are the writer's templates
+                        container.close()
                 return
             except av.FFmpegError as exc:
                 failure = MediaError(f"{self.name_shown}: reading the stream failed ({short_reason(exc)})")
@@ -217,8 +231,9 @@ class StreamDecoder(threading.Thread):
         name = self.name_shown
         if not container.streams.video:
             raise MediaError(f"{name}: no video stream")
-        if container.streams.audio or container.streams.subtitles:
-            log.warning("%s: audio and subtitles are not copied from a stream input (video only)", name)
+        if container.streams.subtitles:
+            log.warning("%s: subtitles are not copied from a stream input", name)
+        self._conn, self._audio = self.tap.connect(list(container.streams.audio), name)
         stream = main_video(container)
         stream.thread_type = "SLICE"  # frame threads would hold back one frame per thread
         items = self.frames(container, stream)
@@ -233,6 +248,7 @@ class StreamDecoder(threading.Thread):
             self.deinterlaced = True
         if self.info is not None:  # opened again: the same picture, the timeline going on
             self._reopened_at(stream, frame_to_rgb(first, *(self._tags or (0, 0)), self.deep), first)
+            self.tap.set_shift(self._conn, self._offset * self.info.time_base)
         for frame in frames:
             if not isinstance(frame, av.VideoFrame):  # a lost frame: its packet's pts, or None
                 if self.on_corrupt == "repeat" and self._good is not None:

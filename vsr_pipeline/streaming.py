@@ -16,12 +16,14 @@ the file pipeline computes for the same chunk and padding. The encoder runs with
 ``tune=zerolatency``, a keyframe every 2 s) so packets leave it as frames go in, and the muxer writes them
 under the output's own name as they come: Matroska in one cluster per frame, MP4/MOV fragmented
 (``movflags=frag_keyframe+empty_moov+default_base_moof``, a fragment at least every second), MPEG-TS as is.
-Output pts are the input's (in the input stream's time base, rescaled by the muxer); fragmented MP4 starts its
-timeline at 0 (the muxer shifts the first pts to 0), Matroska and MPEG-TS keep the input's offset.
+Output pts are the input's (in the input stream's time base, rescaled by the muxer), the start offset too:
+fragmented MP4 writes its header with the first fragment (``delay_moov``), so its edit lists keep where each
+track starts (before, its timeline started at 0, which would have put copied audio out of step).
 
 End of stream flushes everything. Ctrl-C (or SIGTERM through the CLI) stops reading, finishes the output up to
 the last frame computed, and raises ``InterruptedJob`` saying how many frames the playable file holds.
-Audio and subtitles are not copied (a warning says so).
+Audio is copied packet for packet as the video reaches its time (``media.live_copy``; after a reopened URL
+with the same shift as its frames); subtitles are not copied (a warning says so).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ log = logging.getLogger(__name__)
 
 #: Output containers that can be written as they grow.
 STREAM_OUTPUTS = {".mkv": "matroska", ".mp4": "mp4", ".mov": "mov", ".ts": "mpegts"}
-FRAGMENTED_MP4 = "frag_keyframe+empty_moov+default_base_moof"
+FRAGMENTED_MP4 = "frag_keyframe+empty_moov+delay_moov+default_base_moof"
 #: LR frames the decode thread may hold ahead of the model.
 QUEUE_FRAMES = 32
 #: Seconds a URL may take to open and, later, to deliver more data.
@@ -134,7 +136,7 @@ def _writer(output: Path, info: VideoInfo, opts: UpscaleOptions) -> VideoWriter:
         codec_opts["tune"] = ",".join([*tunes, "zerolatency"])
     return opts.encode_settings().open_writer(output, info.width * opts.scale, info.height * opts.scale, info,
                                               overwrite=opts.overwrite, options=codec_opts, atomic=False,
-                                              container_options=container)
+                                              container_options=container, trim_copied_streams=True)
 
 
 def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
@@ -194,6 +196,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         engine = building.result()
         upscale.submit(engine.configure, **{**engine.base, "bit_depth": opts.bit_depth}).result()
         writer = _writer(output, info, opts)
+        writer.copy_live(decoder.tap)  # the stream's audio, muxed as the video reaches its time
         sink = _ProgressiveEncoder(writer, header_first=output.suffix.lower() != ".ts")
         executor = LocalExecutor(engine, sink, upscale)
         run_chunks(_live_chunks(frames_q, policy, state), executor, max_inflight=opts.max_inflight,
@@ -290,9 +293,11 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
 
 def _let_go(decoder: StreamDecoder | None) -> None:
     """Give the decode thread a second to see the stop (it closes the input); one blocked in a read is a
-    daemon and is left behind."""
+    daemon and is left behind. An input held for its audio's parameters is closed."""
     if decoder is not None and decoder.is_alive():
         decoder.join(timeout=1.0)
+    if decoder is not None and not decoder.is_alive():
+        decoder.tap.release()
 
 
 def _live_chunks(frames_q: queue.Queue[Any], policy: LivePolicy, state: dict[str, int]

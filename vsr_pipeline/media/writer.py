@@ -29,6 +29,7 @@ from .encoder_reason import encoder_reason
 from .errors import MediaError, short_reason
 from .frame_rate import codec_frame_rate, codec_time_base, frame_period, shared_period_problem
 from .images import check_frames
+from .live_copy import LiveCopier, PacketTap
 from .pixel_format import (
     BIT_DEPTHS,
     CHROMAS,
@@ -209,7 +210,7 @@ class VideoWriter(AtomicOutput):
         self._last_pts: int | None = None
         self._last_period: int | None = None
         self._last_dts: int | None = None
-        self._copier: StreamCopier | None = None
+        self._copier: StreamCopier | LiveCopier | None = None
         self._open = True
         try:
             codec_obj = av.Codec(codec, "w")
@@ -260,6 +261,14 @@ class VideoWriter(AtomicOutput):
         if rotation:
             stream.set_display_rotation(rotation)
         self._video = stream
+
+    def copy_live(self, tap: PacketTap) -> None:
+        """Copy a live stream's audio from ``tap`` alongside the video (before the first frame is written):
+        its packets are muxed as the video reaches their time (``media.live_copy``)."""
+        if self.packets_written or self._copier is not None:
+            raise ValueError("copy_live: before the first frame, once")
+        copier = LiveCopier(self._container, tap, self.path)
+        self._copier = copier if copier.active else None
 
     def _setup_copies(self, src_path: Path) -> None:
         copier = StreamCopier(self._container, src_path, self.path)

@@ -1,0 +1,186 @@
+"""A live stream's audio, copied packet for packet into its growing output.
+
+A pipe or a URL is read once, on the decode thread, so its audio packets cannot be read again from a file
+at the end (as ``StreamCopier`` does): the decode thread puts them in a :class:`PacketTap` as it demuxes,
+and the writer's :class:`LiveCopier` muxes those whose time has come (up to the last video frame written),
+so audio and video interleave. A packet without a timestamp, or whose dts does not increase, is dropped
+(counted); a packet the muxer refuses ends the copy with a warning: the video never fails for its audio.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from .errors import short_reason
+from .stream_copy import container_holds, stream_like
+
+log = logging.getLogger(__name__)
+
+#: muxers of fragmented MP4/MOV (the live outputs .mp4, .mov)
+ISO_BMFF_MUXERS = frozenset({"mp4", "mov"})
+#: packets a tap holds at most (the oldest go first): minutes of audio; the decode queue keeps the video,
+#: and with it the audio, within seconds of the encoder
+TAP_PACKETS = 20_000
+
+
+def audio_key(stream: Any) -> tuple[object, ...]:
+    """What must match for a reopened stream's audio to go on in the same output stream."""
+    cc = stream.codec_context
+    return (cc.name, cc.sample_rate, cc.layout.nb_channels if cc.layout else None)
+
+
+class PacketTap:
+    """Audio packets of a stream, as the decode thread demuxes them, with the connection they came on; each
+    connection's shift (seconds added: a reopened URL's timeline goes on from the last frame) is known once
+    its first frame is. Thread-safe."""
+
+    def __init__(self) -> None:
+        self.templates: list[Any] = []  # the first connection's audio streams (their codec parameters)
+        self._keys: list[tuple[object, ...]] = []
+        self._packets: collections.deque[tuple[int, int, av.Packet]] = collections.deque()
+        self._shifts: list[Fraction | None] = []
+        self._lock = threading.Lock()
+        self.open = True
+        self.dropped = 0  # packets of a connection that never gave a frame
+        self._held: Any = None  # the templates' container, while no copier has taken their parameters
+        self._adopted = False
+
+    def connect(self, streams: list[Any], name: str) -> tuple[int, dict[int, int]]:
+        """The audio ``streams`` of a new connection: the first's become the templates; a later one's are
+        mapped by order onto them where codec, rate and channels match (else the copy ends, with a
+        warning). Returns the connection's number and input stream index -> template position."""
+        keys = [audio_key(s) for s in streams]
+        with self._lock:
+            conn = len(self._shifts)
+            self._shifts.append(Fraction(0) if conn == 0 else None)
+        if conn == 0:
+            self.templates, self._keys = list(streams), keys
+            return conn, {s.index: i for i, s in enumerate(streams)}
+        if keys[: len(self._keys)] != self._keys:
+            if self._keys:
+                log.warning("%s: opened again, its audio differs (%s, was %s): audio is not copied on", name,
+                            keys, self._keys)
+            self.open = False
+            return conn, {}
+        return conn, {s.index: i for i, s in enumerate(streams[: len(self._keys)])}
+
+    def hold(self, container: Any) -> bool:
+        """Keep ``container`` open when its streams are the templates and no copier has taken them yet (a
+        stream of a closed container is freed memory: reading it crashed the process); True if held, and
+        then :meth:`release` closes it."""
+        with self._lock:
+            if self._adopted or not self.templates or self.templates[0].container is not container:
+                return False
+            self._held = container
+            return True
+
+    def release(self) -> None:
+        """The templates are no longer needed (a copier took them, or none will): close a held container."""
+        with self._lock:
+            self._adopted, held, self._held = True, self._held, None
+        if held is not None:
+            held.close()
+
+    def set_shift(self, conn: int, shift_s: Fraction) -> None:
+        with self._lock:
+            self._shifts[conn] = shift_s
+
+    def put(self, conn: int, position: int, packet: av.Packet) -> None:
+        if not self.open:
+            return
+        with self._lock:
+            if len(self._packets) >= TAP_PACKETS:
+                self._packets.popleft()
+            self._packets.append((conn, position, packet))
+
+    def take(self, until: Fraction | None) -> list[tuple[int, av.Packet, Fraction]]:
+        """(position, packet, shift) for the packets, in arrival order, whose time (pts, else dts, plus
+        their connection's shift) is <= ``until`` seconds, all for None; the first later one (or one whose
+        connection's shift is not known yet) and those after it stay."""
+        out = []
+        with self._lock:
+            while self._packets:
+                conn, position, packet = self._packets[0]
+                shift = self._shifts[conn]
+                if shift is None:
+                    if until is not None:
+                        break
+                    self._packets.popleft()
+                    self.dropped += 1
+                    continue
+                ts = packet.pts if packet.pts is not None else packet.dts
+                if until is not None and ts is not None and ts * Fraction(packet.time_base) + shift > until:
+                    break
+                self._packets.popleft()
+                out.append((position, packet, shift))
+        return out
+
+
+class LiveCopier:
+    """Output streams for a tap's templates in ``container`` (those it can hold) and, at each :meth:`pump`,
+    the tap's packets up to a time muxed into them; the interface of ``StreamCopier``."""
+
+    def __init__(self, container: av.container.OutputContainer, tap: PacketTap, out_path: Path):
+        self._container, self._tap, self._out = container, tap, out_path
+        self._streams: dict[int, av.stream.Stream] = {}
+        self._last_dts: dict[int, int] = {}
+        self.dropped = 0
+        for position, s in enumerate(tap.templates):
+            name = s.codec_context.name
+            if not container_holds(container, name):
+                log.warning("%s: not copying audio stream #%d (%s): the %s container cannot hold it",
+                            out_path, s.index, name, out_path.suffix)
+                continue
+            if container.format.name in ISO_BMFF_MUXERS and name == "aac" and not s.codec_context.extradata:
+                # ADTS AAC (MPEG-TS): its config reaches an MP4 muxer with the first packet, after the
+                # fragmented file's header was written; FFmpeg refuses the packets ("Operation not permitted")
+                log.warning("%s: not copying audio stream #%d: AAC from MPEG-TS cannot go into a fragmented "
+                            "MP4 written as it grows; write .mkv or .ts to keep it", out_path, s.index)
+                continue
+            try:
+                self._streams[position] = stream_like(container, s)
+            except (av.FFmpegError, ValueError) as exc:
+                log.warning("%s: not copying audio stream #%d (%s): %s", out_path, s.index, name,
+                            short_reason(exc))
+        tap.release()
+
+    @property
+    def active(self) -> bool:
+        return bool(self._streams) and self._tap.open
+
+    def pump(self, until: Fraction | None) -> None:
+        """Mux the tap's packets whose time is <= ``until`` seconds (all when None)."""
+        for position, packet, shift in self._tap.take(until):
+            out = self._streams.get(position)
+            if out is None or not self.active:
+                continue
+            tb = Fraction(packet.time_base)
+            move = round(shift / tb) if shift else 0
+            pts = None if packet.pts is None else packet.pts + move
+            dts = None if packet.dts is None else packet.dts + move
+            last = self._last_dts.get(position)
+            if (pts is None and dts is None) or (dts is not None and last is not None and dts <= last):
+                self.dropped += 1
+                continue
+            packet.pts, packet.dts, packet.stream = pts, dts, out
+            try:
+                self._container.mux(packet)
+            except av.FFmpegError as exc:
+                log.warning("%s: stopped copying the stream's audio (%s)", self._out, short_reason(exc))
+                self._tap.open = False
+                return
+            if dts is not None:
+                self._last_dts[position] = dts
+
+    def close(self) -> None:
+        if self.dropped or self._tap.dropped:
+            log.warning("%s: %d audio packet(s) without a timestamp, out of order or of a connection that "
+                        "gave no frame were left out", self._out, self.dropped + self._tap.dropped)
+        self._tap.open = False
