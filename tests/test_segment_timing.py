@@ -77,3 +77,13 @@ def test_x265_one_and_two_frame_encodes_are_written(tmp_path: Path, ext: str) ->
             with av.open(str(out)) as c:
                 decoded = list(c.decode(video=0))
             assert [f.pts for f in decoded] == sorted({f.pts for f in decoded}) and len(decoded) == n
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_tiny_ts_segment_is_joined(jitter_clip: Path, tmp_path: Path) -> None:
+    """A last chunk of 2 frames at 64x48 in MPEG-4 makes a TS segment FFmpeg's probe could not tell for
+    MPEG-TS ("not a readable media file (End of file)" at the join); segments open as what wrote them."""
+    out = tmp_path / "tiny.ts"
+    res = upscale(jitter_clip, out, UpscaleOptions(model="bicubic", scale=2, codec="mpeg4", chunk=5,
+                                                   progress=False))
+    assert res.frames_out == len(JITTER) and probe(out).frames == len(JITTER)

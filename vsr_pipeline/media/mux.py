@@ -36,6 +36,12 @@ def segment_options(path: str | os.PathLike[str]) -> dict[str, str]:
     return {"output_ts_offset": str(TS_SEGMENT_OFFSET_S)} if Path(path).suffix.lower() == ".ts" else {}
 
 
+def open_segment(path: str | os.PathLike[str]) -> av.container.InputContainer:
+    """A segment file, opened with the demuxer that wrote it: FFmpeg's probe could not tell an MPEG-TS
+    segment of a few hundred bytes of video (2 frames at 64x48) for one ("End of file"): the join failed."""
+    return open_input(path, format="mpegts" if Path(path).suffix.lower() == ".ts" else None)
+
+
 def _segment_offset(path: str | os.PathLike[str], time_base: Fraction) -> int:
     """What :func:`segment_options` added to the pts of segment ``path``, in ``time_base``."""
     return round(TS_SEGMENT_OFFSET_S / Fraction(time_base)) if segment_options(path) else 0
@@ -62,7 +68,7 @@ def concat_segments(
     if out.exists() and not overwrite:
         raise MediaError(f"{out}: output exists (pass overwrite to replace it)")
     tmp = partial_path(out)
-    first = open_input(segments[0])
+    first = open_segment(segments[0])
     key = _codec_key(first.streams.video[0])
     try:
         container = av.open(str(tmp), mode="w",
@@ -89,7 +95,7 @@ def concat_segments(
             copier = StreamCopier(container, Path(copy_streams_from), out)
         last_dts: int | None = None
         for i, seg in enumerate(segments):
-            src = first if i == 0 else open_input(seg)
+            src = first if i == 0 else open_segment(seg)
             try:
                 vs = src.streams.video[0]
                 if _codec_key(vs) != key:

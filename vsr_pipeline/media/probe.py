@@ -77,8 +77,9 @@ class VideoInfo:
         return ColourTags(self.color_range, self.color_primaries, self.color_trc, self.colorspace)
 
 
-def open_input(path: str | os.PathLike[str]) -> InputContainer:
-    """Open a media file for reading, or raise MediaError naming the file and the problem."""
+def open_input(path: str | os.PathLike[str], format: str | None = None) -> InputContainer:
+    """Open a media file for reading (``format``: FFmpeg's demuxer, where it is known; else probed), or
+    raise MediaError naming the file and the problem."""
     p = Path(path)
     if not p.exists():
         raise MediaError(f"{p}: no such file")
@@ -87,7 +88,7 @@ def open_input(path: str | os.PathLike[str]) -> InputContainer:
     if p.stat().st_size == 0:
         raise MediaError(f"{p}: empty file (0 bytes)")
     try:
-        return av.open(str(p), mode="r", metadata_errors="replace")  # bad tags must not stop the job
+        return av.open(str(p), mode="r", format=format, metadata_errors="replace")  # bad tags: not fatal
     except av.FFmpegError as exc:
         raise MediaError(f"{p}: not a readable media file ({short_reason(exc)})") from None
     except OSError as exc:
