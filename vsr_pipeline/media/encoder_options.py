@@ -25,9 +25,6 @@ VPX = frozenset({"libvpx", "libvpx-vp9"})
 CRF_ONLY = frozenset({"libsvtav1", "libaom-av1"})
 #: FFmpeg's MPEG-1/2/4-part-2 encoders: no crf; ``--crf`` sets a fixed quantiser (:func:`fixed_quantiser`)
 QUANTISER_ENCODERS = frozenset({"mpeg1video", "mpeg2video", "mpeg4"})
-#: encoders whose time base must be a standard frame rate ("MPEG-1/2 does not support 12800/1 fps"): frames
-#: are numbered at the rate, and the container's time base keeps the pts
-FRAME_RATE_TIME_BASE = frozenset({"mpeg1video", "mpeg2video"})
 LAMBDA_PER_QP = 118  # FFmpeg's FF_QP2LAMBDA
 #: options the writer sets itself from the frames and the container (the stream's geometry and timing)
 RESERVED = frozenset({"pix_fmt", "s", "video_size", "time_base", "r", "framerate", "width", "height"})

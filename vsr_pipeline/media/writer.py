@@ -18,7 +18,6 @@ import numpy as np
 from .atomic import AtomicOutput
 from .colour import rgb_to_frame
 from .encoder_options import (
-    FRAME_RATE_TIME_BASE,
     REALTIME_ENCODERS,
     codec_option_problem,
     encoder_options,
@@ -27,7 +26,7 @@ from .encoder_options import (
 )
 from .encoder_reason import encoder_reason
 from .errors import MediaError, short_reason
-from .frame_rate import codec_frame_rate, codec_time_base, frame_period, shared_period_problem
+from .frame_rate import codec_frame_rate, codec_time_base, frame_period, listed_rates, shared_period_problem
 from .images import check_frames
 from .live_copy import LiveCopier, PacketTap
 from .pixel_format import (
@@ -47,6 +46,8 @@ log = logging.getLogger(__name__)
 #: ("corrupted size vs. prev_size") at every width from 33 to 48 px, whatever the height; every other width
 #: of a sweep (18-220 px, heights 16-90, odd widths in yuv444p) wrote
 X265_ABORTS = range(33, 49)
+
+
 def partial_path(path: Path) -> Path:
     """Temporary sibling ``.NAME.partial.EXT`` (same folder, same extension, so the same muxer)."""
     return path.with_name(f".{path.stem}.partial{path.suffix}")
@@ -329,7 +330,7 @@ class VideoWriter(AtomicOutput):
     def _check_period(self, pts: int) -> None:
         """MediaError where an encoder of listed rates would number this frame and the last one alike."""
         codec, last = self._video.codec_context.name, self._last_pts
-        if codec not in FRAME_RATE_TIME_BASE:
+        if not listed_rates(codec):
             return
         period = frame_period(pts, self.time_base, self.fps)
         if self._last_period is not None and last is not None and period <= self._last_period:
