@@ -8,6 +8,7 @@ docs/reliability.md.
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import zlib
@@ -241,6 +242,32 @@ def no_frame_count(tmp: Path) -> tuple[list[str], Path]:
     return _up(_clip(tmp, "in.mkv", n=7), tmp / "o.mkv")
 
 
+def raw_h264(tmp: Path) -> tuple[list[str], Path]:
+    """A recorder's raw H.264 export (.264): no container, no pts; its VUI says 12800 fps (x264 told its
+    MP4 time base), which numbered the frames 1/12800 s apart; and the quality report crashed."""
+    mp4 = _clip(tmp, "cam.mp4", n=6, w=32, h=32, time_base=Fraction(1, 12800),
+                pts=[512 * i for i in range(6)])
+    raw = tmp / "cam.264"
+    with av.open(str(mp4)) as c, av.open(str(raw), "w", format="h264") as o:
+        s = o.add_stream_from_template(c.streams.video[0])
+        for p in c.demux(c.streams.video[0]):
+            if p.size:
+                p.stream = s
+                o.mux(p)
+    mp4.unlink()
+    return _up(raw, tmp / "o.mp4")
+
+
+def _raw_h264_checked(out: Path) -> None:
+    _frames(6, 64, 64)(out)
+    with av.open(str(out)) as c:
+        s = c.streams.video[0]
+        times = sorted(f.pts * s.time_base for f in c.decode(s))
+    assert [t - times[0] for t in times] == [Fraction(i, 25) for i in range(6)]  # a raw stream's 25 (FFmpeg)
+    manifest = json.loads(Path(f"{out}.vsr.json").read_text())
+    assert "error" not in manifest["quality"] and manifest["quality"]["frames_checked"] == 6
+
+
 def _frames(n: int, w: int, h: int, rotation: int = 0) -> Callable[[Path], None]:
     def check(out: Path) -> None:
         info = probe(out)
@@ -303,6 +330,7 @@ CASES = [
     Case("rotation metadata (90)", rotated, OK, check=_frames(5, 64, 48, rotation=90)),
     Case("variable frame rate", variable_rate, OK, check=_same_pts_as("in.mp4")),
     Case("no frame count in the header (MKV)", no_frame_count, OK, check=_frames(7, 32, 32)),
+    Case("raw H.264 export (.264, no pts, VUI 12800 fps)", raw_h264, OK, check=_raw_h264_checked),
     Case("--codec for a folder of PNG frames (a warning)", encoder_flags_for_frames, OK,
          check=lambda out: _frames_in_folder(out, 6)),
 ]

@@ -27,12 +27,22 @@ T = TypeVar("T")
 INTERLACED_FIELD_ORDERS = frozenset({2, 3, 4, 5})
 
 
+#: a frame rate in a codec's headers above this is its time base, not a rate: x264 declares 1/time base
+#: unless told the rate (12800 fps for an MP4 time base of 1/12800), and a raw H.264 export of such a stream
+#: (a recorder's .264) has nothing else: its frames, which carry no pts, were numbered 1/12800 s apart
+MAX_HEADER_FPS = 480
+
+
 def stream_rate(stream: Any) -> Fraction | None:
-    """The stream's frame rate from its codec headers, else the container's (average, then guessed, rate)."""
-    for rate in (stream.codec_context.framerate, stream.average_rate, stream.guessed_rate, stream.base_rate):
+    """The stream's frame rate from its codec headers (where plausible: at most :data:`MAX_HEADER_FPS`),
+    else the container's (average, then guessed, rate)."""
+    header = stream.codec_context.framerate
+    if header and header <= MAX_HEADER_FPS:
+        return Fraction(header)
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate:
             return Fraction(rate)
-    return None
+    return Fraction(header) if header else None
 
 
 def frame_step(rate: Fraction | None, time_base: Fraction | None) -> int:

@@ -60,7 +60,10 @@ class StreamIndex:
         return len(self.pts)
 
     def keyframe_at_or_before(self, index: int) -> int | None:
-        """Position in ``keyframes`` of the last keyframe whose pts <= frame ``index``'s pts (None: none)."""
+        """Position in ``keyframes`` of the last keyframe whose pts <= frame ``index``'s pts (None: none, or
+        frame ``index`` has no pts: a raw H.264 export stores none)."""
+        if not 0 <= index < len(self.pts):
+            return None
         target = self.pts[index]
         key_pts = [self.pts[k] for k in self.keyframes]
         pos = bisect.bisect_right(key_pts, target) - 1
