@@ -147,3 +147,38 @@ def test_a_reopened_url_s_audio_follows_its_frames(ts_clip: Path, tmp_path: Path
     # the new connection's audio is the clip's again, in order, placed with its frames
     assert len(after) >= len(src) - 2 and any(src[i : i + len(after)] == after for i in range(3))
     assert max(times) <= max(t for t, _ in video) + Fraction(1, 25)
+
+
+def test_the_tap_holds_packets_until_their_connection_s_shift_is_known(
+        ts_clip: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A reopened connection's packets wait for its shift (known at its first frame); at the end, packets
+    of a connection that never gave a frame are dropped (counted); a connection whose audio differs ends
+    the copy with a warning; the templates' container is held open until released, once."""
+    from vsr_pipeline.media.live_copy import PacketTap
+
+    tap = PacketTap()
+    first, again = av.open(str(ts_clip)), av.open(str(ts_clip))
+    conn0, map0 = tap.connect(list(first.streams.audio), "cam")
+    assert conn0 == 0 and map0 == {first.streams.audio[0].index: 0}
+    assert tap.hold(first) and not tap.hold(again)  # only the templates' container is held
+    packets = [p for p in first.demux(first.streams.audio[0]) if p.size][:6]
+    for p in packets[:2]:
+        tap.put(conn0, 0, p)
+    conn1, map1 = tap.connect(list(again.streams.audio), "cam")
+    assert conn1 == 1 and map1 == map0
+    for p in packets[2:4]:
+        tap.put(conn1, 0, p)
+    assert [q for _, q, _ in tap.take(Fraction(100))] == packets[:2]  # the reopened ones wait for a shift
+    tap.set_shift(conn1, Fraction(5))
+    assert tap.take(Fraction(1)) == []  # their time is now 5 s later
+    assert [(q, shift) for _, q, shift in tap.take(None)] == [(p, 5) for p in packets[2:4]]
+    conn2, _ = tap.connect(list(again.streams.audio), "cam")
+    tap.put(conn2, 0, packets[4])  # a connection that never gives a frame: no shift
+    assert tap.take(None) == [] and tap.dropped == 1
+    tap.connect([], "cam")  # a connection without the audio: the copy ends
+    assert not tap.open and "audio differs" in caplog.text
+    tap.put(conn2, 0, packets[5])
+    assert tap.take(None) == []
+    tap.release()  # closes ``first``
+    assert not tap.hold(again)  # released: nothing is held again
+    again.close()
