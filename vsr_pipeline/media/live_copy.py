@@ -23,7 +23,7 @@ from .stream_copy import container_holds, stream_like
 
 log = logging.getLogger(__name__)
 
-#: muxers of fragmented MP4/MOV (the live outputs .mp4, .mov)
+#: muxers of fragmented MP4/MOV (the live outputs .mp4, .mov): ADTS AAC goes in through ``aac_adtstoasc``
 ISO_BMFF_MUXERS = frozenset({"mp4", "mov"})
 #: packets a tap holds at most (the oldest go first): minutes of audio; the decode queue keeps the video,
 #: and with it the audio, within seconds of the encoder
@@ -131,6 +131,7 @@ class LiveCopier:
         self._container, self._tap, self._out = container, tap, out_path
         self._streams: dict[int, av.stream.Stream] = {}
         self._last_dts: dict[int, int] = {}
+        self._filters: dict[int, Any] = {}  # position -> FFmpeg bitstream filter its packets go through
         self.dropped = 0
         for position, s in enumerate(tap.templates):
             name = s.codec_context.name
@@ -138,13 +139,13 @@ class LiveCopier:
                 log.warning("%s: not copying audio stream #%d (%s): the %s container cannot hold it",
                             out_path, s.index, name, out_path.suffix)
                 continue
-            if container.format.name in ISO_BMFF_MUXERS and name == "aac" and not s.codec_context.extradata:
-                # ADTS AAC (MPEG-TS): its config reaches an MP4 muxer with the first packet, after the
-                # fragmented file's header was written; FFmpeg refuses the packets ("Operation not permitted")
-                log.warning("%s: not copying audio stream #%d: AAC from MPEG-TS cannot go into a fragmented "
-                            "MP4 written as it grows; write .mkv or .ts to keep it", out_path, s.index)
-                continue
             try:
+                adts = name == "aac" and not s.codec_context.extradata
+                if adts and container.format.name in ISO_BMFF_MUXERS:
+                    # ADTS AAC (MPEG-TS): FFmpeg's MP4 muxer refused its packets in a fragmented file
+                    # ("Operation not permitted"); stripped to raw AAC here, the first carries the config,
+                    # which reaches the header (written with the first fragment: ``delay_moov``)
+                    self._filters[position] = av.BitStreamFilterContext("aac_adtstoasc", s)
                 self._streams[position] = stream_like(container, s)
             except (av.FFmpegError, ValueError) as exc:
                 log.warning("%s: not copying audio stream #%d (%s): %s", out_path, s.index, name,
@@ -169,9 +170,12 @@ class LiveCopier:
             if (pts is None and dts is None) or (dts is not None and last is not None and dts <= last):
                 self.dropped += 1
                 continue
-            packet.pts, packet.dts, packet.stream = pts, dts, out
+            packet.pts, packet.dts = pts, dts
             try:
-                self._container.mux(packet)
+                bsf = self._filters.get(position)
+                for q in bsf.filter(packet) if bsf is not None else [packet]:
+                    q.stream = out
+                    self._container.mux(q)
             except av.FFmpegError as exc:
                 log.warning("%s: stopped copying the stream's audio (%s)", self._out, short_reason(exc))
                 self._tap.open = False
