@@ -24,9 +24,8 @@ from pathlib import Path
 
 import av
 
-from benchmarks.reliability_ts_shift import frame_times, starts
 from tests.conftest import ROOT, make_clip, textured_frames
-from tests.test_segment_timing import JITTER
+from tests.test_segment_timing import JITTER, first_times, frame_times
 
 #: (container, codec) pairs vsr writes with the source's AAC copied (WebM takes no AAC: not copied there)
 OUTPUTS = [("mp4", "libx264"), ("mp4", "libx265"), ("mp4", "mpeg4"), ("mkv", "libx264"), ("mkv", "libx265"),
@@ -53,13 +52,13 @@ def audio_packets(path: Path) -> int:
 
 
 def measure(src: Path, out: Path) -> dict[str, object]:
-    a, b = starts(src), starts(out)
+    a, b = first_times(src), first_times(out)
     times_in, times_out = frame_times(src), frame_times(out)
     row: dict[str, object] = {"frames": len(times_out), "audio_packets": audio_packets(out)}
     if "audio" in b:
         row["av_error_ms"] = round(float((b["video"] - b["audio"]) - (a["video"] - a["audio"])) * 1000, 3)
     if len(times_in) == len(times_out):
-        shift = times_out[0] - times_in[0]
+        shift = times_out[0] - times_in[0]  # 0: both from their first frame
         row["frame_time_error_ms"] = round(max(float(abs(y - x - shift)) for x, y in
                                                zip(times_in, times_out, strict=True)) * 1000, 3)
     return row

@@ -19,31 +19,11 @@ import json
 import subprocess
 import sys
 import tempfile
-from fractions import Fraction
 from pathlib import Path
-
-import av
 
 from tests.conftest import ROOT, make_clip, textured_frames
 from tests.test_ingest import camera_export
-
-
-def starts(path: Path) -> dict[str, Fraction]:
-    """The first pts (seconds) of the video and, where there is one, the audio stream."""
-    out = {}
-    with av.open(str(path)) as c:
-        streams = [c.streams.video[0], *c.streams.audio[:1]]
-        for s in streams:
-            with av.open(str(path)) as c2:
-                pts = [p.pts for p in c2.demux(c2.streams[s.index]) if p.size and p.pts is not None]
-            out[s.type] = Fraction(min(pts)) * s.time_base
-    return out
-
-
-def frame_times(path: Path) -> list[Fraction]:
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        return sorted(Fraction(f.pts) * s.time_base for f in c.decode(s))
+from tests.test_segment_timing import first_times, frame_times
 
 
 def measure(src: Path, out: Path, extra: list[str]) -> dict[str, object]:
@@ -53,7 +33,7 @@ def measure(src: Path, out: Path, extra: list[str]) -> dict[str, object]:
     if run.returncode != 0:
         raise SystemExit(f"{src.name}: vsr upscale failed: {run.stderr.strip().splitlines()[-1]}")
     shift = float(json.loads(Path(f"{out}.vsr.json").read_text())["shift_s"])
-    a, b = starts(src), starts(out)
+    a, b = first_times(src), first_times(out)
     av_error = (b["video"] - b["audio"]) - (a["video"] - a["audio"]) if "audio" in a else None
     spacing = {round(float(y - x), 6) for x, y in zip(frame_times(src), frame_times(out), strict=True)}
     return {"shift_s": round(shift, 6), "av_error_s": None if av_error is None else round(float(av_error), 6),

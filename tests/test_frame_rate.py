@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import make_clip, textured_frames
 from tests.test_bad_input import run_cli
-from tests.test_segment_timing import JITTER, _frame_times
+from tests.test_segment_timing import JITTER, frame_times
 from vsr_pipeline import UpscaleOptions, upscale
 from vsr_pipeline.errors import EXIT_INPUT
 from vsr_pipeline.media import MediaError, VideoWriter
@@ -83,7 +83,7 @@ def test_mpeg2_from_a_jittery_phone_clip_keeps_every_frame(tmp_path: Path) -> No
     with av.open(str(out)) as c:
         assert c.streams.video[0].codec_context.framerate == 30  # their mean rate (11 periods in 0.3667 s)
     period = F(1, 30)
-    for got, want in zip(_frame_times(out), _frame_times(src), strict=True):
+    for got, want in zip(frame_times(out), frame_times(src), strict=True):
         assert abs(got - want) <= period / 2
 
 
@@ -93,7 +93,7 @@ def test_mpeg2_from_12_5_fps_is_exact_at_25(tmp_path: Path) -> None:
                     time_base=F(1, 25))
     out = tmp_path / "out.mkv"
     upscale(src, out, UpscaleOptions(model="bicubic", codec="mpeg2video", progress=False))
-    assert _frame_times(out) == [F(2 * i, 25) for i in range(9)]
+    assert frame_times(out) == [F(2 * i, 25) for i in range(9)]
 
 
 @pytest.mark.usefixtures("ray_local")
@@ -129,7 +129,7 @@ def test_mpeg2_from_7_fps_frames_is_written_at_7_49_with_a_warning(tmp_path: Pat
     assert res.frames_out == 5
     assert any("written at 7500/1001 fps, each within half a period (0.0667 s)" in r.getMessage()
                for r in caplog.records)
-    for got, want in zip(_frame_times(out), [F(i, 7) for i in range(5)], strict=True):
+    for got, want in zip(frame_times(out), [F(i, 7) for i in range(5)], strict=True):
         assert abs(got - want) <= F(1001, 15000) + F(1, 1000)  # Matroska's milliseconds
 
 

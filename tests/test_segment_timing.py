@@ -19,18 +19,19 @@ from vsr_pipeline.media import VideoWriter, probe
 JITTER = [0, 3010, 5990, 9020, 12000, 15030, 17990, 21000, 24020, 27000, 30030, 33000]
 
 
-def _first_times(path: Path) -> dict[str, Fraction]:
-    """The first pts (seconds) of the video and the audio stream, as a player reads them."""
+def first_times(path: Path) -> dict[str, Fraction]:
+    """The first pts (seconds) of the video and, where there is one, the audio stream, as a player reads
+    them (also ``benchmarks/reliability_ts_shift.py``'s and ``reliability_av_sync.py``'s)."""
     out = {}
     with av.open(str(path)) as c:
-        for s in (c.streams.video[0], c.streams.audio[0]):
+        for s in (c.streams.video[0], *c.streams.audio[:1]):
             with av.open(str(path)) as c2:
                 pts = [p.pts for p in c2.demux(c2.streams[s.index]) if p.size and p.pts is not None]
             out[s.type] = Fraction(min(pts)) * s.time_base
     return out
 
 
-def _frame_times(path: Path) -> list[Fraction]:
+def frame_times(path: Path) -> list[Fraction]:
     """Display times of the decoded frames, from the video's own first one."""
     with av.open(str(path)) as c:
         s = c.streams.video[0]
@@ -49,19 +50,19 @@ def jitter_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("codec", ["libx264", "libx265", "mpeg4"])
 def test_ts_output_keeps_av_offset_and_pts_chunked_or_whole(jitter_clip: Path, tmp_path: Path,
                                                               codec: str) -> None:
-    src = _first_times(jitter_clip)
+    src = first_times(jitter_clip)
     source_offset = src["video"] - src["audio"]  # AAC priming: the audio starts 1024 samples early
-    source_times = _frame_times(jitter_clip)
+    source_times = frame_times(jitter_clip)
     for chunk in (100, 5):  # one segment; three, the last of 2 frames
         out = tmp_path / f"{codec}_{chunk}.ts"
         # x264/x265's default preset: B-frames, so the first dts lies before the first pts
         opts = UpscaleOptions(model="bicubic", codec=codec, chunk=chunk, progress=False)
         res = upscale(jitter_clip, out, opts)
         assert res.frames_out == len(JITTER)
-        got = _first_times(out)
+        got = first_times(out)
         assert abs(got["video"] - got["audio"] - source_offset) <= Fraction(1, 90000), (chunk, got)
         tick = Fraction(1, 45000) if codec == "mpeg4" else Fraction(1, 90000)  # MPEG-4: 16-bit time base
-        assert all(abs(a - b) <= tick for a, b in zip(_frame_times(out), source_times, strict=True))
+        assert all(abs(a - b) <= tick for a, b in zip(frame_times(out), source_times, strict=True))
 
 
 @pytest.mark.parametrize("ext", ["mp4", "mov", "mkv", "ts"])

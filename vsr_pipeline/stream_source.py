@@ -42,7 +42,8 @@ STREAM_SCHEMES = frozenset({
 #: stream would start that much later); the rate comes from the codec's headers, else 25. No duration from
 #: the last pts: over http(s) with ranges the MPEG-TS demuxer sought the end of the file for it and back,
 #: which FFmpeg's reconnect did by asking for the file again from byte 0, and without reconnect (a failed
-#: one; the tests' stand-in for rtsp) lost every packet (a 65 KB TS: 0 of 48 frames, every time).
+#: one; the tests' stand-in for rtsp) lost every packet (0 of 48 frames, every time:
+#: tests/test_stream_audio.py::test_a_ts_over_http_with_ranges_is_read_once_and_whole).
 PROBE_OPTIONS = {"fpsprobesize": "0", "skip_estimate_duration_from_pts": "1"}
 #: http(s): FFmpeg reopens a connection that drops or fails mid-stream and reads on (from the byte where it
 #: stopped where the server takes a Range, else from where a live server is now): tried at once, then after
