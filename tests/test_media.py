@@ -256,9 +256,10 @@ def test_audio_copied_byte_identical(tmp_path: Path) -> None:
         assert abs(end_time(out, "audio") - end_time(out, "video")) <= Fraction(1, 25)
 
 
-def test_unsupported_audio_codec_skipped_with_warning(
+def test_audio_the_container_cannot_hold_is_reencoded(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """24-bit PCM into WebM (before: left out with a warning): re-encoded as Opus (``audio_transcode``)."""
     src = tmp_path / "pcm.mkv"
     with av.open(str(src), "w") as c:
         vs = c.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
@@ -275,10 +276,12 @@ def test_unsupported_audio_codec_skipped_with_warning(
             c.mux(pkt)
     frames, pts, r = read_all(src)
     out = tmp_path / "out.webm"
-    with caplog.at_level(logging.WARNING), VideoWriter.like(out, r.info, codec="libvpx-vp9", crf=40) as w:
+    with caplog.at_level(logging.INFO), VideoWriter.like(out, r.info, codec="libvpx-vp9", crf=40) as w:
         w.write(frames, pts)
-    assert "not copying audio" in caplog.text
-    assert probe(out).frames == 5 and not probe(out).has_audio
+    assert "(pcm_s24le) re-encoded as opus 8000 Hz mono" in caplog.text
+    assert probe(out).frames == 5 and probe(out).has_audio
+    with av.open(str(out)) as c:
+        assert c.streams.audio[0].codec_context.name == "opus"
 
 
 def test_x265_and_ffv1(tmp_path: Path) -> None:

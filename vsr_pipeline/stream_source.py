@@ -51,12 +51,53 @@ PROBE_OPTIONS = {"fpsprobesize": "0", "skip_estimate_duration_from_pts": "1"}
 #: job with an I/O error; a URL that refuses the first connection now takes about 1 s to fail.
 HTTP_RECONNECT = {"reconnect": "1", "reconnect_streamed": "1", "reconnect_on_network_error": "1",
                   "reconnect_delay_max": "2"}
+#: rtsp(s): RTP interleaved on the RTSP connection (TCP) instead of FFmpeg's default UDP, as camera
+#: recorders do (Frigate's RTSP presets): over UDP a lost packet is a smeared or grey frame, and NAT or a
+#: firewall between camera and host drops UDP altogether (tests/test_rtsp.py asks the camera for it)
+RTSP_OPTIONS = {"rtsp_transport": "tcp"}
 #: seconds before a failed URL is opened again, times the attempt (``StreamDecoder.reopens``)
 REOPEN_DELAY_S = 1.0
 #: a reopened URL whose first pts is ahead of the last frame's by at most this many seconds keeps its pts
 KEEP_CLOCK_S = 300
 
+#: the frame rate of a stream that declares none that is plausible (an RTSP camera whose SPS has no timing:
+#: its rates are the RTP clock, 90000); its pts are kept all the same, this sizes the keyframe interval and
+#: the step that repairs a missing pts
+LIVE_DEFAULT_FPS = 25
+
+#: frames looked at for a pts when a stream's first frame has none (``first_pts_from_later``)
+FIRST_PTS_LOOKAHEAD = 8
+
 END = object()
+
+
+class StreamDropped(Exception):
+    """A live stream came to an end it does not have (``live_stream_ended``): a failure, like a read error."""
+
+
+def live_stream_ended(source: str, container: av.container.InputContainer) -> bool:
+    """Whether reaching the end of ``container`` means the connection dropped: an RTSP stream whose session
+    description gives no length (a camera's; a recording's, as an NVR plays one back, has ``a=range`` with
+    an end). FFmpeg's RTSP client reads a connection the server closed as the end of the stream, exactly
+    as a BYE ("Failed reading RTSP data: End of file", then EOF): a camera that dropped ended the job as
+    if done (tests/test_rtsp.py)."""
+    return urlsplit(source).scheme.lower() in ("rtsp", "rtsps") and not container.duration
+
+
+def first_pts_from_later(first: av.VideoFrame, frames: Iterator[Any], step: int) -> Iterator[Any]:
+    """``frames`` (``first`` the first of them, without a pts), ``first`` given the first later pts minus
+    ``step`` per frame between, where one of the next :data:`FIRST_PTS_LOOKAHEAD` has a pts. FFmpeg's RTSP
+    client gives the first packet of a session no pts: repaired to 0 (the previous frame + one, after a
+    reopen), which put a reopened camera's frames on the old session's clock."""
+    head = []
+    for item in frames:
+        head.append(item)
+        if len(head) > FIRST_PTS_LOOKAHEAD or (isinstance(item, av.VideoFrame) and item.pts is not None):
+            break
+    later = head[-1]
+    if len(head) > 1 and isinstance(later, av.VideoFrame) and later.pts is not None:
+        first.pts = later.pts - (len(head) - 1) * step
+    return itertools.chain(head, frames)
 
 
 class StdinPipe:
@@ -100,9 +141,10 @@ def open_source(source: str, timeout: float, stdin: StdinPipe | None = None) -> 
         if source == "-":
             stdin = stdin or StdinPipe(sys.stdin.buffer)
             return av.open(stdin, mode="r", options=PROBE_OPTIONS, metadata_errors="replace")
-        http = urlsplit(source).scheme.lower() in ("http", "https")
-        return av.open(source, mode="r", options=PROBE_OPTIONS | (HTTP_RECONNECT if http else {}),
-                       timeout=(timeout, timeout), metadata_errors="replace")
+        scheme = urlsplit(source).scheme.lower()
+        extra = HTTP_RECONNECT if scheme in ("http", "https") else RTSP_OPTIONS if scheme == "rtsp" else {}
+        return av.open(source, mode="r", options=PROBE_OPTIONS | extra, timeout=(timeout, timeout),
+                       metadata_errors="replace")
     except av.FFmpegError as exc:
         hint = " (an MP4 must be fragmented to be read from a pipe; MPEG-TS or MKV stream as is)" \
             if source == "-" and "moov" in str(exc) else ""
@@ -211,6 +253,8 @@ class StreamDecoder(threading.Thread):
                 return
             except av.FFmpegError as exc:
                 failure = MediaError(f"{self.name_shown}: reading the stream failed ({short_reason(exc)})")
+            except StreamDropped as exc:
+                failure = MediaError(str(exc))
             except Exception as exc:
                 self._put(exc)
                 return
@@ -244,6 +288,9 @@ class StreamDecoder(threading.Thread):
             raise MediaError(f"{name}: the video stream has no decodable frame")
         interlaced = is_interlaced(stream, first)
         frames: Iterator[av.VideoFrame | int | None] = itertools.chain([first], items)
+        if first.pts is None:
+            frames = first_pts_from_later(first, frames, frame_step(stream_rate(stream) or LIVE_DEFAULT_FPS,
+                                                                     stream.time_base))
         if self.deinterlace and interlaced:
             frames = Deinterlacer(Fraction(stream.time_base or Fraction(1, 90000)), name).filter(frames)
             self.deinterlaced = True
@@ -272,6 +319,9 @@ class StreamDecoder(threading.Thread):
             self._good = frame_to_rgb(frame, *self._tags, self.deep)
             if not self._put((self._good, pts)):
                 return
+        if live_stream_ended(self.source, container):
+            raise StreamDropped(f"{name}: the stream ended, but a live RTSP stream (no length in its "
+                                f"description) has no end: the camera or the connection dropped")
         self._put(END)
 
     def _reopened_at(self, stream: Any, rgb: np.ndarray, first: av.VideoFrame) -> None:
@@ -307,7 +357,7 @@ class StreamDecoder(threading.Thread):
 def stream_info(source: str, container: av.container.InputContainer, s: Any, first: np.ndarray,
                  first_frame: av.VideoFrame, interlaced: bool = False) -> VideoInfo:
     """A VideoInfo for the stream (frames 0: unknown), from its first frame (``first``: it as RGB)."""
-    rate = s.average_rate or s.codec_context.framerate or s.guessed_rate or 25
+    rate = stream_rate(s) or LIVE_DEFAULT_FPS
     return VideoInfo(
         path=source, width=first.shape[1], height=first.shape[0], frames=0, fps=Fraction(rate),
         time_base=Fraction(s.time_base or Fraction(1, 90000)), duration_s=0.0, codec=s.codec_context.name,

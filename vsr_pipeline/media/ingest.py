@@ -34,15 +34,13 @@ MAX_HEADER_FPS = 480
 
 
 def stream_rate(stream: Any) -> Fraction | None:
-    """The stream's frame rate from its codec headers (where plausible: at most :data:`MAX_HEADER_FPS`),
-    else the container's (average, then guessed, rate)."""
-    header = stream.codec_context.framerate
-    if header and header <= MAX_HEADER_FPS:
-        return Fraction(header)
-    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
-        if rate:
+    """The stream's frame rate from its codec headers, else the container's (average, then guessed, then
+    base rate): the first at most :data:`MAX_HEADER_FPS` (None: none is). An RTSP stream's guessed and base
+    rates are its RTP clock (90000), and so is its header rate where the camera's SPS has no timing."""
+    for rate in (stream.codec_context.framerate, stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate and rate <= MAX_HEADER_FPS:
             return Fraction(rate)
-    return Fraction(header) if header else None
+    return None
 
 
 def frame_step(rate: Fraction | None, time_base: Fraction | None) -> int:

@@ -5,6 +5,7 @@ at the end (as ``StreamCopier`` does): the decode thread puts them in a :class:`
 and the writer's :class:`LiveCopier` muxes those whose time has come (up to the last video frame written),
 so audio and video interleave. A packet without a timestamp, or whose dts does not increase, is dropped
 (counted); a packet the muxer refuses ends the copy with a warning: the video never fails for its audio.
+Audio the output cannot hold (a camera's G.711 into MP4) is re-encoded (``audio_transcode``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from typing import Any
 
 import av
 
+from .audio_transcode import AudioTranscoder, try_transcoder
+from .container_codecs import container_holds
 from .errors import short_reason
-from .stream_copy import container_holds, stream_like
+from .stream_copy import copy_refused, stream_like
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +135,19 @@ class LiveCopier:
         self._streams: dict[int, av.stream.Stream] = {}
         self._last_dts: dict[int, int] = {}
         self._filters: dict[int, Any] = {}  # position -> FFmpeg bitstream filter its packets go through
+        #: position -> re-encoder, for audio the container cannot hold (a camera's G.711 into MP4): it
+        #: decodes with the template's codec context, so the tap keeps the templates' container open
+        self._transcoders: dict[int, AudioTranscoder] = {}
         self.dropped = 0
         for position, s in enumerate(tap.templates):
             name = s.codec_context.name
-            if not container_holds(container, name):
-                log.warning("%s: not copying audio stream #%d (%s): the %s container cannot hold it",
-                            out_path, s.index, name, out_path.suffix)
+            refused = f"the {out_path.suffix} container cannot hold it" \
+                if not container_holds(container, name) else copy_refused(container, s)
+            if refused:
+                transcoder = try_transcoder(container, s.codec_context, f"audio stream #{s.index}",
+                                            str(out_path), refused)
+                if transcoder is not None:
+                    self._transcoders[position] = transcoder
                 continue
             try:
                 adts = name == "aac" and not s.codec_context.extradata
@@ -150,17 +160,25 @@ class LiveCopier:
             except (av.FFmpegError, ValueError) as exc:
                 log.warning("%s: not copying audio stream #%d (%s): %s", out_path, s.index, name,
                             short_reason(exc))
-        tap.release()
+        if not self._transcoders:
+            tap.release()
 
     @property
     def active(self) -> bool:
-        return bool(self._streams) and self._tap.open
+        return bool(self._streams or self._transcoders) and self._tap.open
 
     def pump(self, until: Fraction | None) -> None:
         """Mux the tap's packets whose time is <= ``until`` seconds (all when None)."""
         for position, packet, shift in self._tap.take(until):
             out = self._streams.get(position)
-            if out is None or not self.active:
+            transcoder = self._transcoders.get(position)
+            if (out is None and transcoder is None) or not self.active:
+                continue
+            if transcoder is not None:
+                try:
+                    transcoder.add(packet, shift)
+                except av.FFmpegError:  # a damaged packet: left out, as a player would
+                    self.dropped += 1
                 continue
             tb = Fraction(packet.time_base)
             move = round(shift / tb) if shift else 0
@@ -183,7 +201,15 @@ class LiveCopier:
             if dts is not None:
                 self._last_dts[position] = dts
 
+    def finish(self) -> None:
+        """Flush the re-encoded audio (after the last :meth:`pump`, before the container is closed)."""
+        for transcoder in self._transcoders.values():
+            transcoder.finish()
+
     def close(self) -> None:
+        if self._transcoders:
+            self._transcoders.clear()
+            self._tap.release()
         if self.dropped or self._tap.dropped:
             log.warning("%s: %d audio packet(s) without a timestamp, out of order or of a connection that "
                         "gave no frame were left out", self._out, self.dropped + self._tap.dropped)

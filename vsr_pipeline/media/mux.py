@@ -125,6 +125,7 @@ def concat_segments(
                 src.close()
         if copier is not None:
             copier.pump(None)
+            copier.finish()
         container.close()
     except BaseException as exc:
         with contextlib.suppress(Exception):

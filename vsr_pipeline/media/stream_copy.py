@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from collections.abc import Iterator
 from fractions import Fraction
@@ -10,32 +12,12 @@ from pathlib import Path
 
 import av
 
+from .audio_transcode import AudioTranscoder, try_transcoder
+from .container_codecs import container_holds
 from .errors import short_reason
 from .probe import main_video, open_input
 
 log = logging.getLogger(__name__)
-
-
-#: what MPEG-TS (.ts, .m2ts) and MPEG-PS hold that FFmpeg's codec query does not say (their muxers have no
-#: codec table, so PyAV's ``supported_codecs`` lists only their default codecs), by codec name
-MPEG_STREAM_CODECS = frozenset({"h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4", "aac", "mp2", "mp3",
-                                "ac3", "eac3", "opus", "dvb_subtitle", "dvd_subtitle"})
-
-
-def container_holds(container: av.container.OutputContainer, codec: str) -> bool:
-    """Whether ``container`` can hold ``codec`` (an encoder or codec name)."""
-    if codec in container.supported_codecs:
-        return True
-    if container.format.name not in ("mpegts", "mpeg", "vob", "dvd"):
-        return False
-    try:
-        name = av.Codec(codec, "w").canonical_name
-    except (av.FFmpegError, ValueError):
-        try:
-            name = av.Codec(codec, "r").canonical_name
-        except (av.FFmpegError, ValueError):
-            return False
-    return name in MPEG_STREAM_CODECS
 
 
 def stream_like(container: av.container.OutputContainer, template: av.stream.Stream) -> av.stream.Stream:
@@ -47,6 +29,31 @@ def stream_like(container: av.container.OutputContainer, template: av.stream.Str
     except av.codec.codec.UnknownCodecError:
         return container.add_stream_from_template(template, opaque=True)
 
+
+
+def copy_refused(container: av.container.OutputContainer, template: av.stream.Stream) -> str | None:
+    """Why ``container``'s muxer refuses ``template``'s packets as they are, or None: a header with a copy
+    of the stream and one packet is written in memory by the same muxer. FFmpeg's codec query says yes to
+    what its muxer then refuses: PCM of an unnamed channel layout in MP4 ("unsupported channel layout")
+    failed a whole job at its final join. Not probed: AAC in ADTS (no extradata), which the muxers take
+    through their own ``aac_adtstoasc`` filter, reading the first packet's header (a made-up one has none)."""
+    cc = template.codec_context
+    if cc is not None and cc.name == "aac" and not cc.extradata:
+        return None
+    probe = av.open(io.BytesIO(), mode="w", format=container.format.name)
+    try:
+        stream = stream_like(probe, template)
+        packet = av.Packet(bytes(4))
+        packet.pts = packet.dts = 0
+        packet.time_base = stream.time_base or template.time_base or Fraction(1, 1000)
+        packet.stream = stream
+        probe.mux(packet)
+        probe.close()
+        return None
+    except (av.FFmpegError, ValueError) as exc:
+        with contextlib.suppress(Exception):
+            probe.close()
+        return f"the {container.format.name} muxer refuses a copy of it ({short_reason(exc)})"
 
 
 #: tags not copied from the source (compared in lower case): the muxer writes its own, they name the
@@ -70,8 +77,10 @@ class StreamCopier:
     (already added) video stream, less :data:`NOT_COPIED_TAGS` (:func:`copy_tags`; the output format keeps
     those it has a place for), and the chapters (a DVD rip's, an editor's markers).
 
-    Streams the output container cannot hold are skipped with a warning. :meth:`pump` muxes the packets
-    up to a time (seconds), so copied packets interleave with the video written so far.
+    Audio the output container cannot hold is re-encoded (``audio_transcode``: AAC, or Opus for WebM);
+    subtitles it cannot hold are skipped with a warning. :meth:`pump` muxes the packets up to a time
+    (seconds), so copied packets interleave with the video written so far; :meth:`finish` flushes the
+    re-encoded audio before the container is closed.
     """
 
     def __init__(self, container: av.container.OutputContainer, src_path: Path, out_path: Path):
@@ -87,14 +96,26 @@ class StreamCopier:
         self._iter: Iterator[av.Packet] | None = None
         self._pending: av.Packet | None = None
         self._stream_map: dict[int, av.stream.Stream] = {}
+        self._transcoders: dict[int, AudioTranscoder] = {}
+        self._bad_audio = 0
         chosen = []
         for s in self._src.streams:
             if s.type not in ("audio", "subtitle") or s.codec_context is None:
                 continue
             name = s.codec_context.name
-            if not container_holds(container, name):
-                log.warning("%s: not copying %s stream #%d (%s): the %s container cannot hold it",
-                            out_path, s.type, s.index, name, out_path.suffix)
+            refused = f"the {out_path.suffix} container cannot hold it" \
+                if not container_holds(container, name) else copy_refused(container, s)
+            if refused and s.type == "audio":
+                transcoder = try_transcoder(container, s.codec_context, f"audio stream #{s.index}",
+                                            str(out_path), refused)
+                if transcoder is not None:
+                    self._transcoders[s.index] = transcoder
+                    copy_tags(s.metadata, transcoder.stream.metadata)
+                    chosen.append(s)
+                continue
+            if refused:
+                log.warning("%s: not copying %s stream #%d (%s): %s", out_path, s.type, s.index, name,
+                            refused)
                 continue
             try:
                 self._stream_map[s.index] = stream_like(container, s)
@@ -134,8 +155,24 @@ class StreamCopier:
                 self._pending = pkt
                 return
             self._pending = None
-            pkt.stream = self._stream_map[pkt.stream_index]
-            self._container.mux(pkt)
+            transcoder = self._transcoders.get(pkt.stream_index)
+            if transcoder is None:
+                pkt.stream = self._stream_map[pkt.stream_index]
+                self._container.mux(pkt)
+                continue
+            try:
+                transcoder.add(pkt)
+            except av.FFmpegError as exc:  # a damaged audio packet: left out, as a player would
+                self._bad_audio += 1
+                if self._bad_audio == 1:
+                    log.warning("%s: an audio packet cannot be decoded (%s): left out", self._out,
+                                short_reason(exc))
+
+    def finish(self) -> None:
+        """Flush the re-encoded audio (after the last :meth:`pump`, before the container is closed)."""
+        for transcoder in self._transcoders.values():
+            transcoder.finish()
+        self._transcoders.clear()
 
     def close(self) -> None:
         self._iter = None

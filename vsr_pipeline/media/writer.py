@@ -17,6 +17,7 @@ import numpy as np
 
 from .atomic import AtomicOutput
 from .colour import rgb_to_frame
+from .container_codecs import container_holds
 from .encoder_options import (
     REALTIME_ENCODERS,
     codec_option_problem,
@@ -38,7 +39,7 @@ from .pixel_format import (
     output_pix_fmt,
 )
 from .probe import ColourTags, VideoInfo
-from .stream_copy import StreamCopier, container_holds
+from .stream_copy import StreamCopier
 
 log = logging.getLogger(__name__)
 
@@ -353,6 +354,8 @@ class VideoWriter(AtomicOutput):
                 self._pump(Fraction(end) - Fraction(1, 10**9))
             else:
                 self._pump(None)
+            if self._copier is not None:
+                self._copier.finish()
             self._container.close()
         except av.FFmpegError as exc:
             self.abort()

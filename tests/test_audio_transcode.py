@@ -1,0 +1,101 @@
+"""Audio the output cannot hold as it is (a camera's G.711, PCM of no named layout in MP4, AAC in WebM):
+re-encoded instead of left out, and in step with the video. Real files through the real CLI; the sound
+decoded from input and output and matched sample against sample (``tests.test_rtsp.lag_ms``)."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tests.conftest import shared_path
+from tests.test_rtsp import AAC_LAG_MS, lag_ms, sound, video_times
+
+FRAMES = 12
+SKIP = 25  # frames: the clip's first second is near silence
+
+
+def make_clip(path: Path, audio_codec: str, rate: int, layout: str) -> Path:
+    """12 frames of the Big Buck Bunny demo clip from 1 s on (its opening is near silence) at 160x90 (H.264,
+    25 fps), and its sound over them, encoded with ``audio_codec`` at ``rate`` Hz, ``layout``; both start
+    at 0."""
+    with av.open(str(shared_path("videos", "bigbuckbunny.mp4"))) as c:
+        frames = [f.reformat(width=160, height=90, format="yuv420p")
+                  for f in itertools.islice(c.decode(video=0), SKIP, SKIP + FRAMES)]
+        c.seek(0)
+        resampler = av.AudioResampler(format="s16", layout=layout, rate=rate)
+        pcm = np.concatenate([r.to_ndarray() for f in c.decode(audio=0) for r in resampler.resample(f)],
+                             axis=1)
+    channels = av.AudioLayout(layout).nb_channels
+    pcm = pcm.reshape(-1, channels)[round(SKIP / 25 * rate):][: round(FRAMES / 25 * rate)]
+    with av.open(str(path), "w") as o:
+        v = o.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 160, 90, "yuv420p"
+        a = o.add_stream(audio_codec, rate=rate)
+        a.layout = layout
+        for i, g in enumerate(frames):
+            g.pts, g.time_base = i, Fraction(1, 25)
+            o.mux(v.encode(g))
+        o.mux(v.encode())
+        for k in range(0, len(pcm), 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[k:k + 1024]).reshape(1, -1),
+                                               format="s16", layout=layout)
+            frame.sample_rate, frame.pts, frame.time_base = rate, k, Fraction(1, rate)
+            o.mux(a.encode(frame))
+        o.mux(a.encode())
+    return path
+
+
+def vsr(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vsr_pipeline.cli", "upscale", *args, "--model", "espcn",
+                           "--scale", "4", "--no-progress"], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(("source", "codec", "rate", "layout", "output", "flags", "encoder"), [
+    ("camera.mov", "pcm_mulaw", 8000, "mono", "out.mp4", (), "aac"),  # a camera's export into MP4
+    ("camera.mov", "pcm_mulaw", 8000, "mono", "out.ts", ("--chunk", "5"), "aac"),  # in 3 segments, joined
+    ("camcorder.avi", "adpcm_ima_wav", 22050, "mono", "out.mkv", (), "aac"),
+    ("screen.mkv", "pcm_s16le", 48000, "stereo", "out.mp4", (), "aac"),
+    ("phone.mp4", "aac", 48000, "stereo", "out.webm", ("--codec", "libvpx-vp9"), "opus"),
+])
+def test_audio_the_output_cannot_hold_is_reencoded_in_step(
+        tmp_path: Path, source: str, codec: str, rate: int, layout: str, output: str, flags: tuple[str, ...],
+        encoder: str) -> None:
+    """Before: G.711/ADPCM into MP4/TS/Matroska and AAC into WebM were left out with a warning; 16-bit PCM
+    (its layout unnamed, as Matroska keeps it) into MP4 passed FFmpeg's codec query, then the muxer refused
+    it at the final join ("unsupported channel layout") and the whole job failed. Now re-encoded (AAC; Opus
+    for WebM), its waveform within ``AAC_LAG_MS`` of the source's (as
+    FFmpeg's own encoder gives it), over the length of the video."""
+    src = make_clip(tmp_path / source, codec, rate, layout)
+    out = tmp_path / output
+    run = vsr(str(src), "-o", str(out), *flags)
+    assert run.returncode == 0, run.stderr
+    assert "re-encoded as " + encoder in run.stderr
+    with av.open(str(out)) as c:
+        assert [s.codec_context.name for s in c.streams.audio] == [encoder]
+        assert c.streams.audio[0].codec_context.layout.nb_channels == av.AudioLayout(layout).nb_channels
+    assert len(video_times(out)) == FRAMES
+    shift = video_times(out)[0] - video_times(src)[0]  # MPEG-TS: every stream moved alike
+    start_in, want = sound(src)
+    start_out, got = sound(out)
+    lag, corr = lag_ms(want, start_out - start_in - shift, got)
+    assert abs(lag) <= AAC_LAG_MS and corr > 0.9, (lag, corr)
+
+
+def test_audio_copied_as_is_where_the_output_holds_it(tmp_path: Path) -> None:
+    """G.711 into MOV, which holds it: copied packet for packet, not re-encoded."""
+    src = make_clip(tmp_path / "camera.mov", "pcm_mulaw", 8000, "mono")
+    out = tmp_path / "out.mov"
+    run = vsr(str(src), "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    assert "re-encoded" not in run.stderr
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        want = [bytes(p) for p in a.demux(audio=0) if p.size]
+        got = [bytes(p) for p in b.demux(audio=0) if p.size]
+    assert got == want and np.sum([len(p) for p in got]) > 0
