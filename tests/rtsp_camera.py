@@ -1,20 +1,22 @@
-"""A small RTSP server that behaves as an IP camera, for the tests: real RTSP 1.0 (RFC 2326) over TCP, its
-RTP (RFC 3550) interleaved on the same connection or sent over UDP, as FFmpeg's client asks.
+"""A small RTSP server that behaves as an IP camera, for the tests: real RTSP 1.0 (RFC 2326) over TCP, its RTP
+(RFC 3550) interleaved on the same connection or sent over UDP, as FFmpeg's client asks.
 
-It serves one H.264 stream (RFC 6184, packetization mode 1: one NAL unit per packet, FU-A fragments for
-larger ones, the marker bit on an access unit's last packet) and optionally G.711 mu-law audio (PCMU,
-payload type 0), as surveillance cameras do. ``RtspCamera(video, audio)`` takes the access units as
-(Annex B bytes, pts in 1/90000 s) and the audio as (mu-law bytes, pts in 1/8000 s); each session plays them
-from the start, paced at ``speed`` x real time, with RTP timestamps that start at a random value (as a
-camera's do), then sends RTCP BYE (FFmpeg's client reads it as the end of the stream). ``live`` False
-serves a recording (an NVR's playback URL: the SDP gives its length); a camera's stream has no length.
-``drop_after`` closes the first session's connection after that many video access units, as a camera
-that drops.
+It serves one H.264 stream (RFC 6184, packetization mode 1: one NAL unit per packet, FU-A fragments for larger
+ones, the marker bit on an access unit's last packet) or H.265 (``hevc``: RFC 7798, FU fragments), and
+optionally G.711 mu-law audio (PCMU, payload type 0), as surveillance cameras do. ``RtspCamera(video, audio)``
+takes the access units as (Annex B bytes, pts in 1/90000 s) and the audio as (mu-law bytes, pts in 1/8000 s);
+each session plays them from the start, paced at ``speed`` x real time, with RTP timestamps that start at a
+random value (as a camera's do), then sends RTCP BYE (FFmpeg's client reads it as the end of the stream).
+``live`` False serves a recording (an NVR's playback URL: the SDP gives its length); a camera's stream has no
+length. ``drop_after`` closes the first session's connection after that many video access units, as a camera
+that drops. ``auth`` (user, password) answers every request but OPTIONS with 401 and a Digest challenge until
+the client answers it right, as cameras do.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import random
 import socket
 import struct
@@ -62,6 +64,26 @@ def h264_payloads(unit: bytes) -> list[bytes]:
     return out
 
 
+def h265_payloads(unit: bytes) -> list[bytes]:
+    """RTP payloads for one H.265 NAL unit: itself, or FU fragments (RFC 7798 4.4.3) where too large."""
+    if len(unit) <= MTU_PAYLOAD:
+        return [unit]
+    kind = (unit[0] >> 1) & 0x3F
+    header = bytes([(unit[0] & 0x81) | (49 << 1), unit[1]])
+    body = unit[2:]
+    chunks = [body[i:i + MTU_PAYLOAD - 3] for i in range(0, len(body), MTU_PAYLOAD - 3)]
+    return [header + bytes([kind | (0x80 if k == 0 else 0) | (0x40 if k == len(chunks) - 1 else 0)]) + chunk
+            for k, chunk in enumerate(chunks)]
+
+
+def digest(user: str, password: str, realm: str, nonce: str, method: str, uri: str) -> str:
+    """The response of HTTP Digest authentication without qop (RFC 2617 3.2.2), as RTSP cameras ask."""
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode()).hexdigest()
+
+    return md5(f"{md5(f'{user}:{realm}:{password}')}:{nonce}:{md5(f'{method}:{uri}')}")
+
+
 @dataclass
 class Track:
     """One RTP stream of a session: its payload type, clock, SSRC and where its packets go."""
@@ -93,18 +115,20 @@ class Track:
 
 
 def encode_clip(src: str, frames: int, size: tuple[int, int], *, bframes: bool = False, audio: bool = False,
-                rate: int | None = 25) -> tuple[list[tuple[bytes, int]], list[tuple[bytes, int]]]:
+                rate: int | None = 25, codec_name: str = "libx264",
+                ) -> tuple[list[tuple[bytes, int]], list[tuple[bytes, int]]]:
     """The first ``frames`` frames of ``src`` at ``size`` as H.264 access units (Annex B, pts 1/90000: the
     source's times; the SPS declares ``rate`` fps, or with None the 90 kHz clock's 45000, as x264 does when
     told no rate) and, with ``audio``, its audio over the same time as 8 kHz mono mu-law, 20 ms a packet."""
     video: list[tuple[bytes, int]] = []
-    codec = av.CodecContext.create("libx264", "w")
+    codec = av.CodecContext.create(codec_name, "w")
     codec.width, codec.height, codec.pix_fmt = size[0], size[1], "yuv420p"
     codec.time_base = Fraction(1, 90000)
     if rate:
         codec.framerate = Fraction(rate)
-    codec.options = {"crf": "20", "preset": "fast", "bf": "2" if bframes else "0", "g": "25",
-                     "x264-params": "repeat-headers=1"}
+    codec.options = {"crf": "20", "preset": "fast", "bf": "2" if bframes else "0", "g": "25"} | (
+        {"x264-params": "repeat-headers=1"} if codec_name == "libx264"
+        else {"x265-params": "repeat-headers=1:log-level=error"})
     end = 0.0
     with av.open(src) as c:
         for i, f in enumerate(c.decode(video=0)):
@@ -140,7 +164,8 @@ class RtspCamera(threading.Thread):
     """Serves ``rtsp://127.0.0.1:PORT/cam`` until ``close()``; ``sessions`` counts the PLAYs."""
 
     def __init__(self, video: list[tuple[bytes, int]], audio: list[tuple[bytes, int]] | None = None, *,
-                 speed: float = 4.0, drop_after: int | None = None, live: bool = True):
+                 speed: float = 4.0, drop_after: int | None = None, live: bool = True, hevc: bool = False,
+                 auth: tuple[str, str] | None = None):
         super().__init__(daemon=True, name="rtsp-camera")
         self.video, self.audio = video, audio or []
         self.speed, self.drop_after, self.live = speed, drop_after, live
@@ -153,11 +178,21 @@ class RtspCamera(threading.Thread):
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.udp.bind(("127.0.0.1", 0))
         self._closed = threading.Event()
+        self.hevc, self.auth = hevc, auth
+        self.refused = 0  # requests answered 401 (no or wrong credentials)
+        self._nonce = f"{random.getrandbits(64):016x}"
         units = nal_units(self.video[0][0])
-        sps = next(u for u in units if u[0] & 0x1F == 7)
-        pps = next(u for u in units if u[0] & 0x1F == 8)
-        self.fmtp = (f"packetization-mode=1;profile-level-id={sps[1:4].hex()};sprop-parameter-sets="
-                     f"{base64.b64encode(sps).decode()},{base64.b64encode(pps).decode()}")
+
+        def b64(kind: int) -> str:
+            unit = next(u for u in units if ((u[0] >> 1) & 0x3F if hevc else u[0] & 0x1F) == kind)
+            return base64.b64encode(unit).decode()
+
+        if hevc:
+            self.fmtp = f"sprop-vps={b64(32)};sprop-sps={b64(33)};sprop-pps={b64(34)}"
+        else:
+            sps = base64.b64decode(b64(7))
+            self.fmtp = (f"packetization-mode=1;profile-level-id={sps[1:4].hex()};"
+                         f"sprop-parameter-sets={b64(7)},{b64(8)}")
 
     def run(self) -> None:
         self.sock.settimeout(0.2)
@@ -181,7 +216,8 @@ class RtspCamera(threading.Thread):
         if not self.live:  # a recording (an NVR's playback): its length; a camera's stream has none
             end = max(pts for _, pts in self.video) / 90000 + 0.04
             lines.append(f"a=range:npt=0-{end:.3f}")
-        lines += [f"m=video 0 RTP/AVP {H264_PT}", f"a=rtpmap:{H264_PT} H264/90000",
+        lines += [f"m=video 0 RTP/AVP {H264_PT}",
+                  f"a=rtpmap:{H264_PT} {'H265' if self.hevc else 'H264'}/90000",
                   f"a=fmtp:{H264_PT} {self.fmtp}", "a=control:trackID=0"]
         if self.audio:
             lines += [f"m=audio 0 RTP/AVP {PCMU_PT}", f"a=rtpmap:{PCMU_PT} PCMU/8000", "a=control:trackID=1"]
@@ -216,6 +252,12 @@ class RtspCamera(threading.Thread):
                 self.requests.append(method)
                 reply = {"CSeq": fields.get("cseq", "0")}
                 body = ""
+                if method != "OPTIONS" and not self._authorized(method, fields.get("authorization", "")):
+                    self.refused += 1
+                    self._send(conn, lock, (f"RTSP/1.0 401 Unauthorized\r\nCSeq: {reply['CSeq']}\r\n"
+                                            f'WWW-Authenticate: Digest realm="cam", nonce="{self._nonce}"\r\n'
+                                            "\r\n").encode())
+                    continue
                 if method == "OPTIONS":
                     reply["Public"] = "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER"
                 elif method == "DESCRIBE":
@@ -259,6 +301,18 @@ class RtspCamera(threading.Thread):
                 player.join(timeout=5)
             conn.close()
 
+    def _authorized(self, method: str, header: str) -> bool:
+        """No credentials asked, or ``header`` is a Digest answer with the right user and response."""
+        if self.auth is None:
+            return True
+        if not header.startswith("Digest "):
+            return False
+        said = {k.strip(): v.strip().strip('"') for k, v in
+                (part.split("=", 1) for part in header[7:].split(",") if "=" in part)}
+        user, password = self.auth
+        return said.get("username") == user and said.get("response") == digest(
+            user, password, said.get("realm", ""), said.get("nonce", ""), method, said.get("uri", ""))
+
     def _send(self, conn: socket.socket, lock: threading.Lock, data: bytes) -> None:
         with lock:
             conn.sendall(data)
@@ -295,7 +349,8 @@ class RtspCamera(threading.Thread):
                     if drop is not None and sent == drop:
                         conn.shutdown(socket.SHUT_RDWR)  # the camera drops: no BYE, the connection ends
                         return
-                    parts = [p for unit in nal_units(data) for p in h264_payloads(unit)]
+                    payloads = h265_payloads if self.hevc else h264_payloads
+                    parts = [p for unit in nal_units(data) for p in payloads(unit)]
                     for i, payload in enumerate(parts):
                         self._packet(conn, lock, track, track.rtp(payload, ts, i == len(parts) - 1))
                     sent += 1

@@ -186,3 +186,44 @@ def test_b_frames_and_a_camera_without_a_frame_rate(tmp_path: Path) -> None:
     assert got.shape == want.shape == (FRAMES, 272, 640, 3)
     mse = ((got - want) ** 2).reshape(FRAMES, -1).mean(axis=1)
     assert float(np.min(10 * np.log10(255**2 / np.maximum(mse, 1e-10)))) > 40
+
+
+def test_a_camera_with_a_password_and_h265_gives_its_frames_and_never_shows_the_password(
+        tmp_path: Path) -> None:
+    """An H.265 camera that asks for Digest credentials (``rtsp://admin:PASSWORD@host/...``, as cameras
+    are addressed): FFmpeg answers the challenge, every frame comes out at its time with the pictures the
+    file pipeline gives for the same access units; the password appears nowhere: not in stderr, the JSON
+    result, the manifest, the output file (before: every message, the result's and the manifest's input
+    named the URL whole)."""
+    video, _ = encode_clip(str(shared_path("videos", "bikes.mp4")), 12, (160, 68), codec_name="libx265")
+    raw = tmp_path / "cam.hevc"
+    raw.write_bytes(b"".join(data for data, _ in video))
+    password = "Pa55-w0rd-4-cam"
+    cam = RtspCamera(video, live=False, hevc=True, auth=("admin", password))
+    cam.start()
+    try:
+        url = cam.url.replace("rtsp://", f"rtsp://admin:{password}@")
+        out = tmp_path / "cam.mkv"
+        run = vsr(url, "-o", str(out), "--model", "espcn", "--scale", "4", "--retries", "0")
+        wrong = vsr(url.replace(password, "guess"), "-o", str(tmp_path / "no.mkv"), "--model", "espcn")
+    finally:
+        cam.close()
+    assert run.returncode == 0, run.stderr
+    assert cam.refused >= 2  # challenged, then let in (and the wrong password refused)
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["frames_out"] == 12 and result["input"].startswith("rtsp://admin:***@127.0.0.1:")
+    manifest = Path(result["manifest"]).read_text()
+    for text in (run.stdout, run.stderr, manifest, wrong.stdout, wrong.stderr):
+        assert password not in text
+    assert password.encode() not in out.read_bytes()
+    assert wrong.returncode == 3 and "rtsp://admin:***@" in wrong.stderr and "guess" not in wrong.stderr
+    assert not (tmp_path / "no.mkv").exists()
+    assert video_times(out) == pytest.approx([i / 25 for i in range(12)], abs=2e-3)
+    ref = tmp_path / "ref.mkv"
+    assert vsr(str(raw), "-o", str(ref), "--model", "espcn", "--scale", "4").returncode == 0
+    with av.open(str(out)) as a, av.open(str(ref)) as b:
+        got = np.stack([f.to_ndarray(format="rgb24") for f in a.decode(video=0)]).astype(float)
+        want = np.stack([f.to_ndarray(format="rgb24") for f in b.decode(video=0)]).astype(float)
+    assert got.shape == want.shape == (12, 272, 640, 3)
+    mse = ((got - want) ** 2).reshape(12, -1).mean(axis=1)
+    assert float(np.min(10 * np.log10(255**2 / np.maximum(mse, 1e-10)))) > 40

@@ -116,6 +116,16 @@ class StdinPipe:
         return data
 
 
+def redact_url(source: str) -> str:
+    """``source`` as it may be shown, logged or recorded: a URL's password replaced by ``***`` (a camera's
+    ``rtsp://admin:PASSWORD@host/...``); anything else unchanged."""
+    parts = urlsplit(source)
+    if parts.password is None:
+        return source
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
+
+
 def is_stream_source(s: str) -> bool:
     """``-`` (stdin) or a URL with an FFmpeg network/pipe protocol (``http://``, ``rtsp://``, ``pipe:``)."""
     if s == "-":
@@ -136,7 +146,7 @@ def check_stdin() -> None:
 
 def open_source(source: str, timeout: float, stdin: StdinPipe | None = None) -> av.container.InputContainer:
     """Open stdin (through ``stdin``) or the URL for sequential reading (MediaError, one line, on failure)."""
-    name = "stdin" if source == "-" else source
+    name = "stdin" if source == "-" else redact_url(source)
     try:
         if source == "-":
             stdin = stdin or StdinPipe(sys.stdin.buffer)
@@ -176,7 +186,7 @@ class StreamDecoder(threading.Thread):
         self._good: np.ndarray | None = None
         self._offset = 0  # added to a reopened connection's pts: its timeline goes on from the last frame
         self.source, self.timeout, self.out, self.stop_event = source, timeout, out, stop
-        self.name_shown = "stdin" if source == "-" else source
+        self.name_shown = "stdin" if source == "-" else redact_url(source)
         self.on_corrupt = on_corrupt
         self.deinterlace = deinterlace
         self.deep = deep
@@ -309,7 +319,7 @@ class StreamDecoder(threading.Thread):
             if self._tags is None:
                 self._tags = (int(frame.colorspace), int(frame.color_range or 0))
                 rgb = frame_to_rgb(frame, *self._tags, self.deep)
-                self.info = stream_info(self.source, container, stream, rgb, frame, interlaced)
+                self.info = stream_info(redact_url(self.source), container, stream, rgb, frame, interlaced)
                 self.timestamps = TimestampRepair(frame_step(stream_rate(stream) or self.info.fps,
                                                              self.info.time_base))
                 self._put(("start", self.info))

@@ -55,7 +55,7 @@ from vsr_pipeline.options import (
 )
 from vsr_pipeline.plan import LivePolicy, live_policy
 from vsr_pipeline.scheduler import ChunkWork, run_chunks
-from vsr_pipeline.stream_source import END, StreamDecoder, check_stdin, is_stream_source
+from vsr_pipeline.stream_source import END, StreamDecoder, check_stdin, is_stream_source, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,8 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
     check_perf_options(spec, opts, device)
     policy = live_policy(spec.temporal, spec.radius, concrete_batch(opts.batch), opts.chunk, opts.padding,
                          spec.default_padding)
-    name = "stdin" if source == "-" else source
+    shown = redact_url(source)  # a camera URL's password is never shown, logged or recorded
+    name = "stdin" if source == "-" else shown
     if source == "-":
         check_stdin()
     single_arena()  # before any thread starts: the engine's thread keeps its buffers (vsr_pipeline.heap)
@@ -249,7 +250,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
                                     "renumbered_first": decoder.renumbered_first}, info.time_base):
         log.warning("%s: %s", name, line)
     result = {
-        "input": source,
+        "input": shown,
         "output": str(output),
         "model": spec.name,
         "frames_in": state["in"],
@@ -286,7 +287,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
 
     pipe = decoder.pipe
     read = {"sha256": pipe.sha256.hexdigest(), "bytes": pipe.bytes} if pipe is not None else None
-    result["manifest"] = str(write_stream_manifest(source, output, opts, result, read, decoder.mapping,
+    result["manifest"] = str(write_stream_manifest(shown, output, opts, result, read, decoder.mapping,
                                                    started_epoch, time.time()))
     return result
 
