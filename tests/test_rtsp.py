@@ -105,6 +105,10 @@ def test_a_camera_is_upscaled_over_tcp_with_its_g711_sound_in_step(camera: RtspC
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["frames_in"] == result["frames_out"] == FRAMES
     assert "re-encoded as aac 8000 Hz mono" in run.stderr
+    with av.open(str(out)) as c:
+        aac = sum(1 for p in c.demux(audio=0) if p.size)
+    said = [{"stream": 1, "codec": "pcm_mulaw", "written_as": "aac", "packets": aac}]
+    assert result["audio"] == said == json.loads(Path(result["manifest"]).read_text())["audio"]
     assert camera.transports and all("RTP/AVP/TCP" in t for t in camera.transports), camera.transports
     times = video_times(out)
     shift = times[0]  # MPEG-TS moves every stream by the AAC priming (0.128 s), the sound's with them

@@ -4,6 +4,7 @@ frames' shift. Before 0.2.1 a stream's audio was dropped with a warning."""
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 
@@ -88,11 +89,17 @@ def test_a_ts_over_http_with_ranges_is_read_once_and_whole(tmp_path: Path,
 @pytest.mark.parametrize("ext", ["mkv", "ts"])
 def test_stdin_audio_is_copied_in_step(ts_clip: Path, tmp_path: Path, ext: str) -> None:
     out = tmp_path / f"out.{ext}"
-    run = vsr("upscale", "-", "-o", str(out), "--model", "bicubic", "--scale", "2", "--no-progress",
+    run = vsr("upscale", "-", "-o", str(out), "--model", "bicubic", "--scale", "2", "--no-progress", "--json",
               stdin=ts_clip.read_bytes())
     assert run.returncode == 0, run.stderr.decode()
     assert b"not copied" not in run.stderr
     src, got = packets(ts_clip, "audio"), packets(out, "audio")
+    # the result and the manifest say what became of the audio: copied, and how many packets
+    result = json.loads(run.stdout.decode().strip().splitlines()[-1])
+    with av.open(str(ts_clip)) as c:
+        index = c.streams.audio[0].index
+    said = [{"stream": index, "codec": "aac", "written_as": "copy", "packets": len(got)}]
+    assert result["audio"] == said == json.loads(Path(result["manifest"]).read_text())["audio"]
     # the source's packets from the first, byte for byte (Matroska stores AAC without the 7-byte ADTS header)
     strip = 7 if ext == "mkv" else 0
     assert [b for _, b in got] == [b[strip:] for _, b in src[: len(got)]]

@@ -268,6 +268,7 @@ def write_stream_manifest(source: str, output: Path, opts: UpscaleOptions, resul
         "ended": utc_iso(ended),
         "frames": {"in": result["frames_in"], "out": written, "corrupt": result.get("repeated_frames", 0),
                    "pts_repaired": sum(r["pts_repaired"] for r in rows)},
+        "audio": result.get("audio", []),
         "mapping": rows,
     }
     return _write(output, manifest, opts.overwrite)

@@ -281,6 +281,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         "bad_packets": decoder.bad_packets,
         "repeated_frames": decoder.repeated,
         "reopened": decoder.reopened,
+        "audio": writer.audio,  # per source audio stream: written_as copy / the codec re-encoded as / None
         "interrupted": False,
     }
     from vsr_pipeline.manifest import write_stream_manifest

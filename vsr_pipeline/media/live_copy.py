@@ -139,6 +139,9 @@ class LiveCopier:
         #: decodes with the template's codec context, so the tap keeps the templates' container open
         self._transcoders: dict[int, AudioTranscoder] = {}
         self.dropped = 0
+        self.muxed: dict[int, int] = {}  # position -> packets copied into the output
+        # what the summary names, read now: the templates' container is closed at ``tap.release()``
+        self._sources = [(s.index, s.codec_context.name) for s in tap.templates]
         for position, s in enumerate(tap.templates):
             name = s.codec_context.name
             refused = f"the {out_path.suffix} container cannot hold it" \
@@ -194,6 +197,7 @@ class LiveCopier:
                 for q in bsf.filter(packet) if bsf is not None else [packet]:
                     q.stream = out
                     self._container.mux(q)
+                    self.muxed[position] = self.muxed.get(position, 0) + 1
             except av.FFmpegError as exc:
                 log.warning("%s: stopped copying the stream's audio (%s)", self._out, short_reason(exc))
                 self._tap.open = False
@@ -205,6 +209,18 @@ class LiveCopier:
         """Flush the re-encoded audio (after the last :meth:`pump`, before the container is closed)."""
         for transcoder in self._transcoders.values():
             transcoder.finish()
+
+    def summary(self) -> list[dict[str, object]]:
+        """Per audio stream of the source: its index and codec, how it was written (``copy``, the codec it
+        was re-encoded as, or None: left out) and the packets written."""
+        rows: list[dict[str, object]] = []
+        for position, (index, codec) in enumerate(self._sources):
+            transcoder = self._transcoders.get(position)
+            written = "copy" if position in self._streams else \
+                av.Codec(transcoder.encoder, "w").canonical_name if transcoder is not None else None
+            packets = transcoder.packets if transcoder is not None else self.muxed.get(position, 0)
+            rows.append({"stream": index, "codec": codec, "written_as": written, "packets": packets})
+        return rows
 
     def close(self) -> None:
         if self._transcoders:

@@ -213,6 +213,8 @@ class VideoWriter(AtomicOutput):
         self._last_period: int | None = None
         self._last_dts: int | None = None
         self._copier: StreamCopier | LiveCopier | None = None
+        #: a live stream's audio, once closed: ``LiveCopier.summary`` (stream, codec, written_as, packets)
+        self.audio: list[dict[str, object]] = []
         self._open = True
         try:
             codec_obj = av.Codec(codec, "w")
@@ -271,6 +273,8 @@ class VideoWriter(AtomicOutput):
             raise ValueError("copy_live: before the first frame, once")
         copier = LiveCopier(self._container, tap, self.path)
         self._copier = copier if copier.active else None
+        if self._copier is None:
+            self.audio = copier.summary()
 
     def _setup_copies(self, src_path: Path) -> None:
         copier = StreamCopier(self._container, src_path, self.path)
@@ -374,6 +378,8 @@ class VideoWriter(AtomicOutput):
 
     def _close_src(self) -> None:
         if self._copier is not None:
+            if isinstance(self._copier, LiveCopier):
+                self.audio = self._copier.summary()
             self._copier.close()
             self._copier = None
 
