@@ -6,12 +6,14 @@ The clip is MPEG-TS (streamable): 12 frames of bikes.mp4 at 160x68.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import pty
 import signal
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -432,3 +434,44 @@ def test_a_reopened_url_whose_clock_went_on_keeps_its_timestamps(clip: Path, tmp
     assert result["reopened"] == 1 and 0 < first < FRAMES
     assert times[:first] == pytest.approx(src[:first], abs=1e-3)
     assert times[first:] == pytest.approx([t + 5 for t in src], abs=1e-3)
+
+
+def test_a_stream_whose_picture_size_changes_is_scaled_to_its_first_size(tmp_path: Path) -> None:
+    """A live H.264 stream whose size changes mid-stream (a camera reconfigured: new SPS at a keyframe):
+    frames of the new size are scaled to the first (as FFmpeg's tools do), with one warning; before, the
+    model's batch met two sizes and the job died ("internal error: ... same shape") after 8 of 20 frames.
+    The second part is the first part's pictures at a lower size: the same pictures out (> 25 dB)."""
+    src = shared_path("videos", "bikes.mp4")
+    clip = tmp_path / "resized.ts"
+    with av.open(str(src)) as c:
+        pictures = [f.to_ndarray(format="rgb24") for f in itertools.islice(c.decode(video=0), 10)]
+    with av.open(str(clip), "w") as o:
+        stream = o.add_stream("libx264", rate=25, options={"preset": "fast", "crf": "18"})
+        stream.width, stream.height, stream.pix_fmt = 160, 68, "yuv420p"
+        second = av.CodecContext.create("libx264", "w")
+        second.width, second.height, second.pix_fmt = 128, 54, "yuv420p"
+        second.time_base, second.framerate = Fraction(1, 25), Fraction(25)
+        second.options = {"preset": "fast", "crf": "18"}
+        for k, (encoder, (w, h)) in enumerate([(stream.codec_context, (160, 68)), (second, (128, 54))]):
+            for i, rgb in enumerate(pictures):
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(w, h, "yuv420p")
+                frame.pts, frame.time_base = 10 * k + i, Fraction(1, 25)
+                for p in encoder.encode(frame):
+                    p.stream = stream
+                    o.mux(p)
+            for p in encoder.encode(None):
+                p.stream = stream
+                o.mux(p)
+    out = tmp_path / "out.mkv"
+    run = vsr("upscale", "-", "-o", str(out), "--model", "espcn", "--scale", "4", "--no-progress", "--json",
+              stdin=clip.read_bytes())
+    assert run.returncode == 0, run.stderr.decode()
+    stderr = run.stderr.decode()
+    assert stderr.count("the stream began at 160x68") == 1 and "repaired" not in stderr
+    import json
+
+    assert json.loads(run.stdout.decode().strip().splitlines()[-1])["resized_frames"] == 10
+    got, times = decode(out)
+    assert got.shape == (20, 272, 640, 3)
+    assert np.allclose(np.diff(times), 0.04, atol=1e-3)
+    assert min_psnr(got[10:], got[:10]) > 25

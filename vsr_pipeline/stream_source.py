@@ -196,6 +196,7 @@ class StreamDecoder(threading.Thread):
         self.renumbered = 0
         self.renumbered_first: int | None = None
         self.repeated = 0  # lost frames the previous frame stood in for
+        self.resized = 0  # frames of another size than the first, scaled to it (``_same_size``)
         self.pipe = StdinPipe(sys.stdin.buffer) if source == "-" else None
         #: the stream's audio packets, for the writer to copy (``media.live_copy``)
         self.tap = PacketTap()
@@ -304,8 +305,8 @@ class StreamDecoder(threading.Thread):
         if self.deinterlace and interlaced:
             frames = Deinterlacer(Fraction(stream.time_base or Fraction(1, 90000)), name).filter(frames)
             self.deinterlaced = True
-        if self.info is not None:  # opened again: the same picture, the timeline going on
-            self._reopened_at(stream, frame_to_rgb(first, *(self._tags or (0, 0)), self.deep), first)
+        if self.info is not None:  # opened again: the timeline going on
+            self._reopened_at(stream, first)
             self.tap.set_shift(self._conn, self._offset * self.info.time_base)
         for frame in frames:
             if not isinstance(frame, av.VideoFrame):  # a lost frame: its packet's pts, or None
@@ -326,7 +327,7 @@ class StreamDecoder(threading.Thread):
             read = frame.pts if frame.pts is not None else frame.dts
             pts = self.timestamps.fix(None if read is None else read + self._offset)
             self.mapping.append((read, pts, False, self._offset))
-            self._good = frame_to_rgb(frame, *self._tags, self.deep)
+            self._good = frame_to_rgb(self._same_size(frame), *self._tags, self.deep)
             if not self._put((self._good, pts)):
                 return
         if live_stream_ended(self.source, container):
@@ -334,16 +335,30 @@ class StreamDecoder(threading.Thread):
                                 f"description) has no end: the camera or the connection dropped")
         self._put(END)
 
-    def _reopened_at(self, stream: Any, rgb: np.ndarray, first: av.VideoFrame) -> None:
-        """A reopened URL's first frame: its size and time base must be the first connection's (MediaError
-        otherwise). Its pts are kept where they are ahead of the last frame given by up to ``KEEP_CLOCK_S``,
-        else shifted to follow it, one frame duration on."""
+    def _same_size(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """``frame`` at the stream's first size: a frame of another (a camera reconfigured mid-stream, a
+        reopened URL that serves another size) is scaled to it, bicubic, as FFmpeg's own tools do; counted
+        in ``resized``, a warning at the first. Before, the model's batch met frames of two sizes
+        ("internal error: all input arrays must have the same shape") and the job died."""
         assert self.info is not None
-        size, was = rgb.shape[1::-1], (self.info.width, self.info.height)
+        if (frame.width, frame.height) == (self.info.width, self.info.height):
+            return frame
+        self.resized += 1
+        if self.resized == 1:
+            log.warning("%s: frame %d is %dx%d, the stream began at %dx%d: such frames are scaled to %dx%d",
+                        self.name_shown, len(self.mapping) - 1, frame.width, frame.height, self.info.width,
+                        self.info.height, self.info.width, self.info.height)
+        return frame.reformat(width=self.info.width, height=self.info.height, interpolation="BICUBIC")
+
+    def _reopened_at(self, stream: Any, first: av.VideoFrame) -> None:
+        """A reopened URL's first frame: its time base must be the first connection's (MediaError
+        otherwise; a size of its own is scaled, ``_same_size``). Its pts are kept where they are ahead of
+        the last frame given by up to ``KEEP_CLOCK_S``, else shifted to follow it, one frame duration on."""
+        assert self.info is not None
         tb = Fraction(stream.time_base or Fraction(1, 90000))
-        if tuple(size) != was or tb != self.info.time_base:
-            raise MediaError(f"{self.name_shown}: opened again, the stream is {size[0]}x{size[1]} at time "
-                             f"base {tb}, was {was[0]}x{was[1]} at {self.info.time_base}; not joined")
+        if tb != self.info.time_base:
+            raise MediaError(f"{self.name_shown}: opened again, the stream's time base is {tb}, was "
+                             f"{self.info.time_base}; not joined")
         read = first.pts if first.pts is not None else first.dts
         last = self.timestamps.last
         if read is None or last is None:
