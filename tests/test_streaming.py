@@ -436,16 +436,13 @@ def test_a_reopened_url_whose_clock_went_on_keeps_its_timestamps(clip: Path, tmp
     assert times[first:] == pytest.approx([t + 5 for t in src], abs=1e-3)
 
 
-def test_a_stream_whose_picture_size_changes_is_scaled_to_its_first_size(tmp_path: Path) -> None:
-    """A live H.264 stream whose size changes mid-stream (a camera reconfigured: new SPS at a keyframe):
-    frames of the new size are scaled to the first (as FFmpeg's tools do), with one warning; before, the
-    model's batch met two sizes and the job died ("internal error: ... same shape") after 8 of 20 frames.
-    The second part is the first part's pictures at a lower size: the same pictures out (> 25 dB)."""
+def size_change_clip(path: Path) -> Path:
+    """An MPEG-TS H.264 stream whose size changes mid-stream, as a camera reconfigured (a new SPS at a
+    keyframe): the first 10 frames of bikes.mp4 at 160x68, then the same 10 at 128x54, 25 fps."""
     src = shared_path("videos", "bikes.mp4")
-    clip = tmp_path / "resized.ts"
     with av.open(str(src)) as c:
         pictures = [f.to_ndarray(format="rgb24") for f in itertools.islice(c.decode(video=0), 10)]
-    with av.open(str(clip), "w") as o:
+    with av.open(str(path), "w") as o:
         stream = o.add_stream("libx264", rate=25, options={"preset": "fast", "crf": "18"})
         stream.width, stream.height, stream.pix_fmt = 160, 68, "yuv420p"
         second = av.CodecContext.create("libx264", "w")
@@ -462,6 +459,15 @@ def test_a_stream_whose_picture_size_changes_is_scaled_to_its_first_size(tmp_pat
             for p in encoder.encode(None):
                 p.stream = stream
                 o.mux(p)
+    return path
+
+
+def test_a_stream_whose_picture_size_changes_is_scaled_to_its_first_size(tmp_path: Path) -> None:
+    """A live H.264 stream whose size changes mid-stream (a camera reconfigured: new SPS at a keyframe):
+    frames of the new size are scaled to the first (as FFmpeg's tools do), with one warning; before, the
+    model's batch met two sizes and the job died ("internal error: ... same shape") after 8 of 20 frames.
+    The second part is the first part's pictures at a lower size: the same pictures out (> 25 dB)."""
+    clip = size_change_clip(tmp_path / "resized.ts")
     out = tmp_path / "out.mkv"
     run = vsr("upscale", "-", "-o", str(out), "--model", "espcn", "--scale", "4", "--no-progress", "--json",
               stdin=clip.read_bytes())
@@ -471,6 +477,22 @@ def test_a_stream_whose_picture_size_changes_is_scaled_to_its_first_size(tmp_pat
     import json
 
     assert json.loads(run.stdout.decode().strip().splitlines()[-1])["resized_frames"] == 10
+    got, times = decode(out)
+    assert got.shape == (20, 272, 640, 3)
+    assert np.allclose(np.diff(times), 0.04, atol=1e-3)
+    assert min_psnr(got[10:], got[:10]) > 25
+
+
+@pytest.mark.parametrize("chunk", ["5", "10"])
+def test_a_file_whose_picture_size_changes_is_scaled_to_its_first_size(tmp_path: Path, chunk: str) -> None:
+    """The same in a file, through the chunked pipeline: before, a chunk that met the change failed the job
+    ("resolution changes mid-stream"), and one that began at it (chunks of 10) went through at 128x54 into a
+    segment the join refused. Now the frames are scaled to the video's size, the same pictures come out."""
+    clip = size_change_clip(tmp_path / "resized.ts")
+    out = tmp_path / "out.mkv"
+    run = vsr("upscale", str(clip), "-o", str(out), "--model", "espcn", "--scale", "4", "--no-progress",
+              "--chunk", chunk)
+    assert run.returncode == 0, run.stderr.decode()
     got, times = decode(out)
     assert got.shape == (20, 272, 640, 3)
     assert np.allclose(np.diff(times), 0.04, atol=1e-3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from .images import list_images, read_images
 from .ingest import Deinterlacer, TimestampRepair, frame_step, stream_rate
 from .probe import VideoInfo, main_video, open_input, probe
 from .seek import SeekError, StreamIndex, scan, seek_problem
+
+log = logging.getLogger(__name__)
 
 #: What to do with a frame the decoder cannot produce (an undecodable packet in the middle of the stream):
 #: ``fail`` stops with a MediaError naming the frame; ``repeat`` puts the previous good frame (the next
@@ -85,6 +88,7 @@ class FrameReader:
         self._stream_index: StreamIndex | None = None
         self._seeked = False  # a seek past frame 0 happened: no stand-in from before the seek point
         self.frames_decoded = 0  # frames out of the decoder, dropped ones included
+        self.resized = 0  # frames of another size than the video's, scaled to it (``_scaled``)
         if self.info.is_image_folder:
             self._images = list_images(self.path)
             return
@@ -315,14 +319,13 @@ class FrameReader:
                 self._lost_frame(frame, pts)
                 rgb = self._stand_in()
             else:
+                if (frame.width, frame.height) != (info.width, info.height):
+                    frame = self._scaled(frame)
                 rgb = frame_to_rgb(frame, info.colorspace, info.color_range, self.deep)
                 pts = self.timestamps.fix(frame.pts if frame.pts is not None else frame.dts)
                 self._good = rgb
             if out is None:
                 out = np.empty((n, *rgb.shape), self.dtype)
-            if rgb.shape != out.shape[1:]:
-                raise MediaError(f"{self.path}: frame {self._index} is {rgb.shape[1]}x{rgb.shape[0]}, "
-                                 f"expected {out.shape[2]}x{out.shape[1]} (resolution changes mid-stream)")
             if rgb.dtype != self.dtype:
                 raise MediaError(f"{self.path}: frame {self._index} has {8 * rgb.itemsize}-bit samples where "
                                  f"the video's first had {8 * self.dtype.itemsize} (pixel format changes "
@@ -337,6 +340,18 @@ class FrameReader:
         if self.on_corrupt == "skip" and not all(keep):
             return frames, [p if k else None for p, k in zip(pts_out, keep, strict=True)]  # type: ignore[misc]
         return frames, pts_out
+
+    def _scaled(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """A frame of another size than the video's (a camera reconfigured mid-recording) scaled to it,
+        bicubic, as FFmpeg's tools do; a warning at the first of each reader. Before, such a frame failed
+        the job ("resolution changes mid-stream"), or, at the start of a chunk, went through at its own
+        size into a segment the join then refused."""
+        info = self.info
+        self.resized += 1
+        if self.resized == 1:
+            log.warning("%s: frame %d is %dx%d, the video's size is %dx%d: such frames are scaled to it",
+                        self.path, self._index, frame.width, frame.height, info.width, info.height)
+        return frame.reformat(width=info.width, height=info.height, interpolation="BICUBIC")
 
     def _stand_in(self) -> np.ndarray:
         """The frame shown in place of a lost one: the last good frame, else the next good one."""
