@@ -5,6 +5,7 @@ decoded from input and output and matched sample against sample (``tests.test_rt
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import sys
 from fractions import Fraction
@@ -54,7 +55,15 @@ def make_clip(path: Path, audio_codec: str, rate: int, layout: str) -> Path:
 
 def vsr(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "vsr_pipeline.cli", "upscale", *args, "--model", "espcn",
-                           "--scale", "4", "--no-progress"], capture_output=True, text=True, timeout=300)
+                           "--scale", "4", "--no-progress", "--json"], capture_output=True, text=True,
+                          timeout=300)
+
+
+def said_audio(run: subprocess.CompletedProcess[str]) -> list[dict[str, object]]:
+    """The job result's ``audio``, checked to be the manifest's."""
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["audio"] == json.loads(Path(result["manifest"]).read_text())["audio"]
+    return result["audio"]
 
 
 @pytest.mark.parametrize(("source", "codec", "rate", "layout", "output", "flags", "encoder"), [
@@ -80,6 +89,8 @@ def test_audio_the_output_cannot_hold_is_reencoded_in_step(
     with av.open(str(out)) as c:
         assert [s.codec_context.name for s in c.streams.audio] == [encoder]
         assert c.streams.audio[0].codec_context.layout.nb_channels == av.AudioLayout(layout).nb_channels
+        packets = sum(1 for p in c.demux(audio=0) if p.size)
+    assert said_audio(run) == [{"stream": 1, "codec": codec, "written_as": encoder, "packets": packets}]
     assert len(video_times(out)) == FRAMES
     shift = video_times(out)[0] - video_times(src)[0]  # MPEG-TS: every stream moved alike
     start_in, want = sound(src)
@@ -99,3 +110,4 @@ def test_audio_copied_as_is_where_the_output_holds_it(tmp_path: Path) -> None:
         want = [bytes(p) for p in a.demux(audio=0) if p.size]
         got = [bytes(p) for p in b.demux(audio=0) if p.size]
     assert got == want and np.sum([len(p) for p in got]) > 0
+    assert said_audio(run) == [{"stream": 1, "codec": "pcm_mulaw", "written_as": "copy", "packets": len(got)}]

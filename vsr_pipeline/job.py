@@ -15,13 +15,14 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from models.registry import ModelSpec, resolve_weights
 from vsr_pipeline.cluster import ray_session, reporting_errors, restart_policy
 from vsr_pipeline.errors import InterruptedJob
+from vsr_pipeline.job_result import UpscaleResult
 from vsr_pipeline.media import MediaError, VideoInfo, probe
 from vsr_pipeline.media.ingest import timestamp_warnings
 from vsr_pipeline.media.output_names import is_video_path
@@ -39,66 +40,6 @@ from vsr_pipeline.plan import Chunk, machine_memory, plan_chunks, spec_chunk
 from vsr_pipeline.scheduler import ChunkWork, decoded_chunks, run_chunks
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class UpscaleResult:
-    input: str
-    output: str
-    model: str
-    weights: str | None
-    backbone: str | None
-    align: str | None
-    device: str
-    frames_in: int
-    frames_out: int
-    width_in: int
-    height_in: int
-    width_out: int
-    height_out: int
-    fps_in: float
-    chunk: int
-    padding: int
-    chunks: int
-    seconds: float
-    fps: float  # frames computed in this run per second
-    chunks_resumed: int = 0  # chunks a previous run had finished (taken from the ledger)
-    chunks_computed: int = 0  # chunks computed in this run
-    retries: int = 0  # failed chunk attempts that were retried
-    on_corrupt: str = "repeat"
-    corrupt_frames: int = 0  # frames the decoder could not produce
-    corrupt: list[dict[str, Any]] = field(default_factory=list)  # the first 100: index, pts, time_s, reason
-    #: frames whose pts was missing, repeated or went backwards: each got the previous pts + one frame
-    timestamps_repaired: int = 0
-    timestamps_renumbered: int = 0  # frames whose pts were not display times: renumbered in display order
-    deinterlaced: bool = False  # the input is interlaced and its frames were deinterlaced
-    bit_depth: int = 8  # output bits per sample (8, 10, 12, 16; 16 for the PNGs of a deep input)
-    pix_fmt: str | None = None  # the output video's pixel format (yuv420p, yuv422p10le, ...; None: PNGs)
-    #: wall seconds the job's own upscalers spent inside their forward calls (summed over actors; None when
-    #: the upscalers were shared with other jobs): ``seconds`` minus this is what the pipeline itself cost
-    model_seconds: float | None = None
-    #: seconds from the job's start to its first forward call (actor start-up, the first chunk's decode),
-    #: and from its last forward call's end to the job's end (the last chunk's encode, joining); None with
-    #: shared upscalers
-    model_head_s: float | None = None
-    model_tail_s: float | None = None
-    #: the forward pass's precision, and why it was chosen (``vsr_pipeline.autotune``)
-    precision: str | None = None
-    precision_reason: str | None = None
-    #: frames or windows per forward call, and why (``vsr_pipeline.autotune.choose_batch``)
-    batch: int | None = None
-    batch_reason: str | None = None
-    #: torch threads of the CPU upscaler and why (``vsr_pipeline.autotune.choose_threads``; None on CUDA)
-    threads: int | None = None
-    threads_reason: str | None = None
-    #: the provenance manifest beside the output (``vsr_pipeline.manifest``), the quality report on a sample
-    #: of frames (``vsr_pipeline.check.quality_report``), and the seconds both took once the output was done
-    manifest: str | None = None
-    quality: dict[str, Any] | None = None
-    report_seconds: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -398,7 +339,7 @@ def run_job(
         frames_out = sum(d["frames"] for d in done)
         if not segments:
             raise MediaError(f"{input_path}: every frame was skipped as undecodable; no output written")
-        join_segments(output, segments, info, opts.overwrite)
+        audio = join_segments(output, segments, info, opts.overwrite)
     except KeyboardInterrupt:
         _keep_if_useful(ledger)
         raise InterruptedJob(
@@ -467,6 +408,7 @@ def run_job(
         batch_reason=plan.batch_reason or None,
         threads=plan.threads or None,
         threads_reason=plan.threads_reason or None,
+        audio=audio,
     )
     from vsr_pipeline.manifest import write_job_manifest
 

@@ -214,6 +214,7 @@ def write_job_manifest(
         "started": utc_iso(started),
         "ended": utc_iso(ended),
         "frames": frames,
+        "audio": result.get("audio", []),
         "quality": quality,
         **{k: v for k, v in timing.items() if k != "keyframes_out"},
         "mapping": rows,

@@ -119,14 +119,17 @@ def check_encoder(output: str | Path, info: VideoInfo, scale: int, encode: Encod
         writer.abort()
 
 
-def join_segments(output: str | Path, segments: Sequence[Path], info: VideoInfo, overwrite: bool) -> None:
+def join_segments(output: str | Path, segments: Sequence[Path], info: VideoInfo,
+                  overwrite: bool) -> list[dict[str, object]]:
     """Make ``output`` from the segments in order: packets joined and the input's audio/subtitles copied
-    (video), or the PNGs renumbered into one folder; appears atomically."""
+    (video), or the PNGs renumbered into one folder; appears atomically. Returns what became of each audio
+    stream (``StreamCopier.summary``; none for PNGs)."""
     output = Path(output)
+    audio: list[dict[str, object]] = []
     if is_video_path(output):
         concat_segments(segments, output, None if info.is_image_folder else info.path,
-                        rotation=info.rotation, overwrite=overwrite)
-        return
+                        rotation=info.rotation, overwrite=overwrite, audio=audio)
+        return audio
     writer = ImageFolderWriter(output, overwrite=overwrite)
     try:
         for seg in segments:
@@ -138,3 +141,4 @@ def join_segments(output: str | Path, segments: Sequence[Path], info: VideoInfo,
         writer.abort()
         raise
     writer.close()
+    return audio

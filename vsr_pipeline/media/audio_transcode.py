@@ -77,6 +77,7 @@ class AudioTranscoder:
         self._next: int | None = None  # the next sample's pts, in 1/rate
         self.frames = 0
         self.packets = 0
+        self._finished = False
 
     def add(self, packet: av.Packet, shift_s: Fraction = Fraction(0)) -> None:
         """Decode ``packet`` and encode what it holds, timed from its pts (else dts) plus ``shift_s``; a
@@ -105,7 +106,10 @@ class AudioTranscoder:
             self.packets += 1
 
     def finish(self) -> None:
-        """Encode what the resampler and encoder still hold."""
+        """Encode what the resampler and encoder still hold (once; later calls do nothing)."""
+        if self._finished:
+            return
+        self._finished = True
         for out in self._resampler.resample(None):
             self._encode(out, None)
         self._mux(self.stream.encode(None))

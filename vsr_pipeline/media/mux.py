@@ -58,10 +58,12 @@ def concat_segments(
     copy_streams_from: str | os.PathLike[str] | None = None,
     rotation: int = 0,
     overwrite: bool = False,
+    audio: list[dict[str, object]] | None = None,
 ) -> int:
     """Write the video packets of ``segments`` (in order) and the audio/subtitles of ``copy_streams_from``
     to ``output``; returns the number of video packets (frames). Segments must share codec parameters
-    (MediaError naming the first that differs)."""
+    (MediaError naming the first that differs). ``audio``, a list, gets what became of each audio stream
+    (``StreamCopier.summary``)."""
     out = Path(output)
     if not segments:
         raise MediaError(f"{out}: no segments to join")
@@ -126,6 +128,8 @@ def concat_segments(
         if copier is not None:
             copier.pump(None)
             copier.finish()
+            if audio is not None:
+                audio.extend(copier.summary())
         container.close()
     except BaseException as exc:
         with contextlib.suppress(Exception):

@@ -98,11 +98,15 @@ class StreamCopier:
         self._stream_map: dict[int, av.stream.Stream] = {}
         self._transcoders: dict[int, AudioTranscoder] = {}
         self._bad_audio = 0
+        self._audio: list[tuple[int, str]] = []  # the source's audio streams: index, codec
+        self.muxed: dict[int, int] = {}  # source stream index -> packets copied
         chosen = []
         for s in self._src.streams:
             if s.type not in ("audio", "subtitle") or s.codec_context is None:
                 continue
             name = s.codec_context.name
+            if s.type == "audio":
+                self._audio.append((s.index, name))
             refused = f"the {out_path.suffix} container cannot hold it" \
                 if not container_holds(container, name) else copy_refused(container, s)
             if refused and s.type == "audio":
@@ -157,8 +161,9 @@ class StreamCopier:
             self._pending = None
             transcoder = self._transcoders.get(pkt.stream_index)
             if transcoder is None:
-                pkt.stream = self._stream_map[pkt.stream_index]
+                index, pkt.stream = pkt.stream_index, self._stream_map[pkt.stream_index]
                 self._container.mux(pkt)
+                self.muxed[index] = self.muxed.get(index, 0) + 1
                 continue
             try:
                 transcoder.add(pkt)
@@ -172,10 +177,20 @@ class StreamCopier:
         """Flush the re-encoded audio (after the last :meth:`pump`, before the container is closed)."""
         for transcoder in self._transcoders.values():
             transcoder.finish()
-        self._transcoders.clear()
+
+    def summary(self) -> list[dict[str, object]]:
+        """Per audio stream of the source: its index and codec, how it was written (``copy``, the codec it
+        was re-encoded as, or None: left out) and the packets written."""
+        rows: list[dict[str, object]] = []
+        for index, codec in self._audio:
+            transcoder = self._transcoders.get(index)
+            written = "copy" if index in self._stream_map else \
+                av.Codec(transcoder.encoder, "w").canonical_name if transcoder is not None else None
+            packets = transcoder.packets if transcoder is not None else self.muxed.get(index, 0)
+            rows.append({"stream": index, "codec": codec, "written_as": written, "packets": packets})
+        return rows
 
     def close(self) -> None:
-        self._iter = None
         self._pending = None
         if self._src is not None:
             self._src.close()
