@@ -123,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vsr", description="Video super-resolution: PyAV in and out, Ray actors.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    up = sub.add_parser("upscale", help="upscale a video file or a folder of frames")
-    up.add_argument("input", help="video file or folder of frames")
+    up = sub.add_parser("upscale", help="upscale a video file, a folder of frames or a live stream")
+    up.add_argument("input", help="video file, folder of frames, - (stdin) or a stream URL "
+                                  "(rtsp://user:pass@camera/..., http://...)")
     up.add_argument("-o", "--output", required=True, help="video file, or a folder of PNG frames")
     _run_options(up, "basicvsr")
     _job_options(up)
