@@ -11,6 +11,7 @@ packet's time (and a reopened stream's shift), so the audio stays in step with t
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -135,3 +136,18 @@ def try_transcoder(container: av.container.OutputContainer, decoder: Any, what: 
              av.Codec(encoder, "w").canonical_name, transcoder.rate, transcoder.layout,
              transcoder.stream.bit_rate // 1000, why)
     return transcoder
+
+
+def audio_summary(sources: Sequence[tuple[int, int, str]], copying: Collection[int], muxed: Mapping[int, int],
+                  transcoders: Mapping[int, AudioTranscoder]) -> list[dict[str, object]]:
+    """Per source audio stream ``(key, stream index, codec)``: its index and codec, how it was written
+    (``copy`` where ``copying`` holds its key, the codec it was re-encoded as, or None: left out) and the
+    packets written (``muxed`` of the copied ones, by key)."""
+    rows: list[dict[str, object]] = []
+    for key, index, codec in sources:
+        transcoder = transcoders.get(key)
+        written = "copy" if key in copying else \
+            av.Codec(transcoder.encoder, "w").canonical_name if transcoder is not None else None
+        packets = transcoder.packets if transcoder is not None else muxed.get(key, 0)
+        rows.append({"stream": index, "codec": codec, "written_as": written, "packets": packets})
+    return rows

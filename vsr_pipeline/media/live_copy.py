@@ -19,7 +19,7 @@ from typing import Any
 
 import av
 
-from .audio_transcode import AudioTranscoder, try_transcoder
+from .audio_transcode import AudioTranscoder, audio_summary, try_transcoder
 from .container_codecs import container_holds
 from .errors import short_reason
 from .stream_copy import copy_refused, stream_like
@@ -211,16 +211,9 @@ class LiveCopier:
             transcoder.finish()
 
     def summary(self) -> list[dict[str, object]]:
-        """Per audio stream of the source: its index and codec, how it was written (``copy``, the codec it
-        was re-encoded as, or None: left out) and the packets written."""
-        rows: list[dict[str, object]] = []
-        for position, (index, codec) in enumerate(self._sources):
-            transcoder = self._transcoders.get(position)
-            written = "copy" if position in self._streams else \
-                av.Codec(transcoder.encoder, "w").canonical_name if transcoder is not None else None
-            packets = transcoder.packets if transcoder is not None else self.muxed.get(position, 0)
-            rows.append({"stream": index, "codec": codec, "written_as": written, "packets": packets})
-        return rows
+        """What became of each audio stream of the source (``audio_transcode.audio_summary``)."""
+        return audio_summary([(k, i, c) for k, (i, c) in enumerate(self._sources)], self._streams, self.muxed,
+                             self._transcoders)
 
     def close(self) -> None:
         if self._transcoders:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import av
 
-from .audio_transcode import AudioTranscoder, try_transcoder
+from .audio_transcode import AudioTranscoder, audio_summary, try_transcoder
 from .container_codecs import container_holds
 from .errors import short_reason
 from .probe import main_video, open_input
@@ -179,16 +179,9 @@ class StreamCopier:
             transcoder.finish()
 
     def summary(self) -> list[dict[str, object]]:
-        """Per audio stream of the source: its index and codec, how it was written (``copy``, the codec it
-        was re-encoded as, or None: left out) and the packets written."""
-        rows: list[dict[str, object]] = []
-        for index, codec in self._audio:
-            transcoder = self._transcoders.get(index)
-            written = "copy" if index in self._stream_map else \
-                av.Codec(transcoder.encoder, "w").canonical_name if transcoder is not None else None
-            packets = transcoder.packets if transcoder is not None else self.muxed.get(index, 0)
-            rows.append({"stream": index, "codec": codec, "written_as": written, "packets": packets})
-        return rows
+        """What became of each audio stream of the source (``audio_transcode.audio_summary``)."""
+        return audio_summary([(i, i, c) for i, c in self._audio], self._stream_map, self.muxed,
+                             self._transcoders)
 
     def close(self) -> None:
         self._pending = None
