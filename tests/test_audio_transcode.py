@@ -111,3 +111,40 @@ def test_audio_copied_as_is_where_the_output_holds_it(tmp_path: Path) -> None:
         got = [bytes(p) for p in b.demux(audio=0) if p.size]
     assert got == want and np.sum([len(p) for p in got]) > 0
     assert said_audio(run) == [{"stream": 1, "codec": "pcm_mulaw", "written_as": "copy", "packets": len(got)}]
+
+
+def test_gaps_are_kept_and_overlaps_go_on_in_order(tmp_path: Path) -> None:
+    """``AudioTranscoder`` times the sound from its packets: a packet 100 ms after the last one's end (lost
+    packets) leaves that gap in the output; one that overlaps the last (its pts 100 ms back) goes on where
+    the sound was (before: put back, its AAC frames overlapping the ones before)."""
+    from vsr_pipeline.media.audio_transcode import AudioTranscoder
+
+    encoder = av.CodecContext.create("pcm_mulaw", "w")
+    encoder.sample_rate, encoder.format, encoder.layout = 8000, "s16", "mono"
+    packets = []
+    for k in range(30):  # 30 x 20 ms of a 440 Hz tone
+        t = (np.arange(160) + 160 * k) / 8000
+        frame = av.AudioFrame.from_ndarray((8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)[None],
+                                           format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 8000, 160 * k
+        packets += [bytes(p) for p in encoder.encode(frame)]
+    decoder = av.CodecContext.create("pcm_mulaw", "r")
+    decoder.sample_rate, decoder.layout = 8000, "mono"
+    times = [160 * k for k in range(10)] + [160 * k + 800 for k in range(10, 20)] + \
+        [160 * k for k in range(20, 30)]  # then 100 ms late, then 100 ms back (overlapping)
+    out = tmp_path / "out.mkv"
+    with av.open(str(out), "w") as container:
+        transcoder = AudioTranscoder(container, decoder, "aac")
+        for data, pts in zip(packets, times, strict=True):
+            packet = av.Packet(data)
+            packet.pts, packet.time_base = pts, Fraction(1, 8000)
+            transcoder.add(packet)
+        transcoder.finish()
+    with av.open(str(out)) as c:
+        pts = [float(p.pts * p.time_base) for p in c.demux(audio=0) if p.size]
+    with av.open(str(out)) as c:
+        samples = sum(f.samples for f in c.decode(audio=0))
+    steps = [b - a for a, b in itertools.pairwise(pts)]  # an AAC frame is 1024 samples, 0.128 s at 8 kHz
+    assert min(steps) >= 0.128 - 1e-3, steps  # no overlap (before: 0.028 s after the overlapping packet)
+    assert max(steps) == pytest.approx(0.128 + 0.1, abs=0.002)  # the 100 ms gap kept
+    assert samples == pytest.approx(30 * 160 + 1024, abs=1024)  # every sample, in whole AAC frames

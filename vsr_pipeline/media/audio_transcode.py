@@ -91,8 +91,10 @@ class AudioTranscoder:
                 start = None
 
     def _encode(self, frame: av.AudioFrame, start: int | None) -> None:
-        # a jump of less than a millisecond is the rounding of the source's own times: kept continuous
-        if start is not None and (self._next is None or abs(start - self._next) * 1000 > self.rate):
+        # a packet more than a millisecond after the last one's end leaves the gap the source has (lost
+        # packets); within it (the rounding of the source's times) or before it (overlapping packets, which
+        # the encoder and muxer would refuse as going backwards) the sound goes on where it was
+        if start is not None and (self._next is None or (start - self._next) * 1000 > self.rate):
             self._next = start
         if self._next is None:
             self._next = 0
