@@ -9,8 +9,9 @@ each session plays them from the start, paced at ``speed`` x real time, with RTP
 random value (as a camera's do), then sends RTCP BYE (FFmpeg's client reads it as the end of the stream).
 ``live`` False serves a recording (an NVR's playback URL: the SDP gives its length); a camera's stream has no
 length. ``drop_after`` closes the first session's connection after that many video access units, as a camera
-that drops. ``auth`` (user, password) answers every request but OPTIONS with 401 and a Digest challenge until
-the client answers it right, as cameras do.
+that drops; ``stall_after`` stops sending then, the connection left open, as a camera that freezes. ``auth``
+(user, password) answers every request but OPTIONS with 401 and a Digest challenge until the client answers it
+right, as cameras do.
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ class RtspCamera(threading.Thread):
 
     def __init__(self, video: list[tuple[bytes, int]], audio: list[tuple[bytes, int]] | None = None, *,
                  speed: float = 4.0, drop_after: int | None = None, live: bool = True, hevc: bool = False,
-                 auth: tuple[str, str] | None = None):
+                 auth: tuple[str, str] | None = None, stall_after: int | None = None):
         super().__init__(daemon=True, name="rtsp-camera")
         self.video, self.audio = video, audio or []
         self.speed, self.drop_after, self.live = speed, drop_after, live
@@ -178,7 +179,7 @@ class RtspCamera(threading.Thread):
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.udp.bind(("127.0.0.1", 0))
         self._closed = threading.Event()
-        self.hevc, self.auth = hevc, auth
+        self.hevc, self.auth, self.stall_after = hevc, auth, stall_after
         self.refused = 0  # requests answered 401 (no or wrong credentials)
         self._nonce = f"{random.getrandbits(64):016x}"
         units = nal_units(self.video[0][0])
@@ -290,7 +291,9 @@ class RtspCamera(threading.Thread):
                 if method == "PLAY" and player is None:
                     self.sessions += 1
                     drop = self.drop_after if self.sessions == 1 else None
-                    player = threading.Thread(target=self._play, args=(conn, lock, tracks, drop), daemon=True)
+                    stall = self.stall_after if self.sessions == 1 else None
+                    player = threading.Thread(target=self._play, args=(conn, lock, tracks, drop, stall),
+                                              daemon=True)
                     player.start()
                 if method == "TEARDOWN":
                     return
@@ -324,7 +327,8 @@ class RtspCamera(threading.Thread):
         elif track.udp is not None:
             self.udp.sendto(data, (track.udp[0], track.udp[1] + rtcp))
 
-    def _play(self, conn: socket.socket, lock: threading.Lock, tracks: list[Track], drop: int | None) -> None:
+    def _play(self, conn: socket.socket, lock: threading.Lock, tracks: list[Track], drop: int | None,
+              stall: int | None = None) -> None:
         """Send the access units (and audio) in decode order, each when its time comes; BYE at the end."""
         events: list[tuple[float, int, bytes, int]] = []  # (send time, track, payload, timestamp)
         dts = sorted(pts for _, pts in self.video)  # a camera sends each access unit at its decode time
@@ -348,6 +352,9 @@ class RtspCamera(threading.Thread):
                 if k == 0:
                     if drop is not None and sent == drop:
                         conn.shutdown(socket.SHUT_RDWR)  # the camera drops: no BYE, the connection ends
+                        return
+                    if stall is not None and sent == stall:  # the camera freezes: the connection stays open
+                        self._closed.wait()
                         return
                     payloads = h265_payloads if self.hevc else h264_payloads
                     parts = [p for unit in nal_units(data) for p in payloads(unit)]

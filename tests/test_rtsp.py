@@ -231,3 +231,29 @@ def test_a_camera_with_a_password_and_h265_gives_its_frames_and_never_shows_the_
     assert got.shape == want.shape == (12, 272, 640, 3)
     mse = ((got - want) ** 2).reshape(12, -1).mean(axis=1)
     assert float(np.min(10 * np.log10(255**2 / np.maximum(mse, 1e-10)))) > 40
+
+
+def test_a_camera_that_freezes_is_opened_again_after_the_timeout(
+        camera_clip: tuple[list[tuple[bytes, int]], list[tuple[bytes, int]]], tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A camera that stops sending after 10 frames, its connection left open (frozen): the read waits out
+    the timeout (2 s here, 10 s by default), the URL is opened again and the stream goes on: 10 + 24 frames.
+    The warning says what happened ("no data for 2 s"; before: FFmpeg's "Immediate exit requested")."""
+    import logging
+
+    from vsr_pipeline.options import UpscaleOptions
+    from vsr_pipeline.streaming import stream_upscale
+
+    cam = RtspCamera(*camera_clip, live=False, stall_after=10)
+    cam.start()
+    try:
+        with caplog.at_level(logging.WARNING):
+            result = stream_upscale(cam.url, tmp_path / "cam.mkv",
+                                    UpscaleOptions(model="espcn", scale=4, retries=1), timeout=2.0)
+    finally:
+        cam.close()
+    assert result["reopened"] == 1 and cam.sessions == 2
+    assert result["frames_out"] == 10 + FRAMES
+    assert "reading the stream failed (no data for 2 s); opening it again (1 of 1)" in caplog.text
+    times = video_times(tmp_path / "cam.mkv")
+    assert np.allclose(np.diff(times), 0.04, atol=2e-3), times

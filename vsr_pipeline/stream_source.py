@@ -158,7 +158,8 @@ def open_source(source: str, timeout: float, stdin: StdinPipe | None = None) -> 
     except av.FFmpegError as exc:
         hint = " (an MP4 must be fragmented to be read from a pipe; MPEG-TS or MKV stream as is)" \
             if source == "-" and "moov" in str(exc) else ""
-        raise MediaError(f"{name}: cannot open as a video stream ({short_reason(exc)}){hint}") from None
+        reason = f"no answer in {timeout:g} s" if isinstance(exc, av.error.ExitError) else short_reason(exc)
+        raise MediaError(f"{name}: cannot open as a video stream ({reason}){hint}") from None
     except OSError as exc:
         raise MediaError(f"{name}: cannot open ({short_reason(exc)})") from None
 
@@ -263,7 +264,7 @@ class StreamDecoder(threading.Thread):
                         container.close()
                 return
             except av.FFmpegError as exc:
-                failure = MediaError(f"{self.name_shown}: reading the stream failed ({short_reason(exc)})")
+                failure = MediaError(f"{self.name_shown}: reading the stream failed ({self._reason(exc)})")
             except StreamDropped as exc:
                 failure = MediaError(str(exc))
             except Exception as exc:
@@ -272,6 +273,13 @@ class StreamDecoder(threading.Thread):
             if not self._may_reopen(failure):
                 self._put(failure)
                 return
+
+    def _reason(self, exc: av.FFmpegError) -> str:
+        """Why reading failed, in one phrase: a read that waited out the timeout (PyAV's interrupt: FFmpeg's
+        "Immediate exit requested", which said nothing to a user) as how long nothing came."""
+        if isinstance(exc, av.error.ExitError):
+            return f"no data for {self.timeout:g} s"
+        return short_reason(exc)
 
     def _may_reopen(self, failure: MediaError) -> bool:
         """Whether to open the URL again after ``failure`` (a read that failed, or a reopen that did not
