@@ -162,11 +162,12 @@ def encode_clip(src: str, frames: int, size: tuple[int, int], *, bframes: bool =
 
 
 class RtspCamera(threading.Thread):
-    """Serves ``rtsp://127.0.0.1:PORT/cam`` until ``close()``; ``sessions`` counts the PLAYs."""
+    """Serves ``rtsp://127.0.0.1:PORT/cam`` until ``close()``; ``sessions`` counts the PLAYs. ``tcp``
+    False: RTP over UDP only (461 to an interleaved SETUP), as old cameras."""
 
     def __init__(self, video: list[tuple[bytes, int]], audio: list[tuple[bytes, int]] | None = None, *,
                  speed: float = 4.0, drop_after: int | None = None, live: bool = True, hevc: bool = False,
-                 auth: tuple[str, str] | None = None, stall_after: int | None = None):
+                 auth: tuple[str, str] | None = None, stall_after: int | None = None, tcp: bool = True):
         super().__init__(daemon=True, name="rtsp-camera")
         self.video, self.audio = video, audio or []
         self.speed, self.drop_after, self.live = speed, drop_after, live
@@ -179,7 +180,7 @@ class RtspCamera(threading.Thread):
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.udp.bind(("127.0.0.1", 0))
         self._closed = threading.Event()
-        self.hevc, self.auth, self.stall_after = hevc, auth, stall_after
+        self.hevc, self.auth, self.stall_after, self.tcp = hevc, auth, stall_after, tcp
         self.refused = 0  # requests answered 401 (no or wrong credentials)
         self._nonce = f"{random.getrandbits(64):016x}"
         units = nal_units(self.video[0][0])
@@ -268,6 +269,10 @@ class RtspCamera(threading.Thread):
                     track = tracks[int(url.rsplit("trackID=", 1)[1])]
                     transport = fields["transport"]
                     self.transports.append(transport)
+                    if "interleaved=" in transport and not self.tcp:  # an old camera: RTP over UDP only
+                        self._send(conn, lock, f"RTSP/1.0 461 Unsupported Transport\r\nCSeq: {reply['CSeq']}"
+                                               "\r\n\r\n".encode())
+                        continue
                     if "interleaved=" in transport:
                         track.channel = int(transport.split("interleaved=")[1].split("-")[0])
                     else:

@@ -257,3 +257,20 @@ def test_a_camera_that_freezes_is_opened_again_after_the_timeout(
     assert "reading the stream failed (no data for 2 s); opening it again (1 of 1)" in caplog.text
     times = video_times(tmp_path / "cam.mkv")
     assert np.allclose(np.diff(times), 0.04, atol=2e-3), times
+
+
+def test_a_camera_that_only_sends_over_udp_is_read_over_udp(
+        camera_clip: tuple[list[tuple[bytes, int]], list[tuple[bytes, int]]], tmp_path: Path) -> None:
+    """TCP is asked for first; a camera that refuses it (461 Unsupported Transport, as old ones do) is read
+    over UDP (FFmpeg's ``prefer_tcp``): every frame. Forcing TCP (``rtsp_transport=tcp``) failed to open it
+    ("Protocol not supported")."""
+    cam = RtspCamera(*camera_clip, live=False, tcp=False)
+    cam.start()
+    try:
+        out = tmp_path / "cam.mkv"
+        run = vsr(cam.url, "-o", str(out), "--model", "espcn", "--scale", "4")
+    finally:
+        cam.close()
+    assert run.returncode == 0, run.stderr
+    assert "interleaved" in cam.transports[0] and all("UDP" in t for t in cam.transports[1:])
+    assert video_times(out) == pytest.approx([i / 25 for i in range(FRAMES)], abs=2e-3)

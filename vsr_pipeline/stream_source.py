@@ -51,10 +51,12 @@ PROBE_OPTIONS = {"fpsprobesize": "0", "skip_estimate_duration_from_pts": "1"}
 #: job with an I/O error; a URL that refuses the first connection now takes about 1 s to fail.
 HTTP_RECONNECT = {"reconnect": "1", "reconnect_streamed": "1", "reconnect_on_network_error": "1",
                   "reconnect_delay_max": "2"}
-#: rtsp(s): RTP interleaved on the RTSP connection (TCP) instead of FFmpeg's default UDP, as camera
-#: recorders do (Frigate's RTSP presets): over UDP a lost packet is a smeared or grey frame, and NAT or a
-#: firewall between camera and host drops UDP altogether (tests/test_rtsp.py asks the camera for it)
-RTSP_OPTIONS = {"rtsp_transport": "tcp"}
+#: rtsp: RTP interleaved on the RTSP connection (TCP) first, instead of FFmpeg's default UDP, as camera
+#: recorders do (Frigate's RTSP presets force it): over UDP a lost packet is a smeared or grey frame, and
+#: NAT or a firewall between camera and host drops UDP altogether. ``prefer_tcp`` still falls back to UDP
+#: for a camera that refuses TCP (461); forcing TCP failed there ("Protocol not supported"). Both:
+#: tests/test_rtsp.py
+RTSP_OPTIONS = {"rtsp_flags": "prefer_tcp"}
 #: seconds before a failed URL is opened again, times the attempt (``StreamDecoder.reopens``)
 REOPEN_DELAY_S = 1.0
 #: a reopened URL whose first pts is ahead of the last frame's by at most this many seconds keeps its pts
