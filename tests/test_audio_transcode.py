@@ -72,13 +72,15 @@ def said_audio(run: subprocess.CompletedProcess[str]) -> list[dict[str, object]]
     ("camcorder.avi", "adpcm_ima_wav", 22050, "mono", "out.mkv", (), "aac"),
     ("screen.mkv", "pcm_s16le", 48000, "stereo", "out.mp4", (), "aac"),
     ("phone.mp4", "aac", 48000, "stereo", "out.webm", ("--codec", "libvpx-vp9"), "opus"),
+    ("music.mkv", "flac", 44100, "stereo", "out.mov", (), "aac"),  # MOV: "flac only supported in MP4"
 ])
 def test_audio_the_output_cannot_hold_is_reencoded_in_step(
         tmp_path: Path, source: str, codec: str, rate: int, layout: str, output: str, flags: tuple[str, ...],
         encoder: str) -> None:
     """Before: G.711/ADPCM into MP4/TS/Matroska and AAC into WebM were left out with a warning; 16-bit PCM
-    (its layout unnamed, as Matroska keeps it) into MP4 passed FFmpeg's codec query, then the muxer refused
-    it at the final join ("unsupported channel layout") and the whole job failed. Now re-encoded (AAC; Opus
+    (its layout unnamed, as Matroska keeps it) into MP4 and FLAC into MOV passed FFmpeg's codec query, then
+    the muxer refused them at the final join ("unsupported channel layout", "flac only supported in MP4")
+    and the whole job failed. Now re-encoded (AAC; Opus
     for WebM), its waveform within ``AAC_LAG_MS`` of the source's (as
     FFmpeg's own encoder gives it), over the length of the video."""
     src = make_clip(tmp_path / source, codec, rate, layout)
@@ -99,9 +101,15 @@ def test_audio_the_output_cannot_hold_is_reencoded_in_step(
     assert abs(lag) <= AAC_LAG_MS and corr > 0.9, (lag, corr)
 
 
-def test_audio_copied_as_is_where_the_output_holds_it(tmp_path: Path) -> None:
-    """G.711 into MOV, which holds it: copied packet for packet, not re-encoded."""
-    src = make_clip(tmp_path / "camera.mov", "pcm_mulaw", 8000, "mono")
+@pytest.mark.parametrize(("source", "codec", "rate", "layout"), [
+    ("camera.mov", "pcm_mulaw", 8000, "mono"),
+    ("pro.mov", "pcm_s24le", 48000, "stereo"),  # a camera original's 24-bit PCM (block: 6 bytes)
+])
+def test_audio_copied_as_is_where_the_output_holds_it(tmp_path: Path, source: str, codec: str, rate: int,
+                                                      layout: str) -> None:
+    """G.711 or 24-bit PCM into MOV, which holds them: copied packet for packet, not re-encoded (the
+    muxer probe's made-up packet must be whole samples: at 4 bytes MOV refused 24-bit stereo)."""
+    src = make_clip(tmp_path / source, codec, rate, layout)
     out = tmp_path / "out.mov"
     run = vsr(str(src), "-o", str(out))
     assert run.returncode == 0, run.stderr
@@ -110,7 +118,7 @@ def test_audio_copied_as_is_where_the_output_holds_it(tmp_path: Path) -> None:
         want = [bytes(p) for p in a.demux(audio=0) if p.size]
         got = [bytes(p) for p in b.demux(audio=0) if p.size]
     assert got == want and np.sum([len(p) for p in got]) > 0
-    assert said_audio(run) == [{"stream": 1, "codec": "pcm_mulaw", "written_as": "copy", "packets": len(got)}]
+    assert said_audio(run) == [{"stream": 1, "codec": codec, "written_as": "copy", "packets": len(got)}]
 
 
 def test_gaps_are_kept_and_overlaps_go_on_in_order(tmp_path: Path) -> None:

@@ -31,6 +31,8 @@ def stream_like(container: av.container.OutputContainer, template: av.stream.Str
 
 
 
+
+
 def copy_refused(container: av.container.OutputContainer, template: av.stream.Stream) -> str | None:
     """Why ``container``'s muxer refuses ``template``'s packets as they are, or None: a header with a copy
     of the stream and one packet is written in memory by the same muxer. FFmpeg's codec query says yes to
@@ -43,7 +45,10 @@ def copy_refused(container: av.container.OutputContainer, template: av.stream.St
     probe = av.open(io.BytesIO(), mode="w", format=container.format.name)
     try:
         stream = stream_like(probe, template)
-        packet = av.Packet(bytes(4))
+        # PCM: whole samples of every channel (1, 2, 3, 4 or 8 bytes: 24-bit stereo into MOV was refused
+        # for a 4-byte packet); others small (an ADTS frame, which MPEG-TS makes of AAC, holds < 8 KiB)
+        channels = cc.channels if cc is not None and cc.type == "audio" else 1
+        packet = av.Packet(bytes(96 * channels if cc is not None and cc.name.startswith("pcm_") else 4))
         packet.pts = packet.dts = 0
         packet.time_base = stream.time_base or template.time_base or Fraction(1, 1000)
         packet.stream = stream
