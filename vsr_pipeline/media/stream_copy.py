@@ -112,8 +112,11 @@ class StreamCopier:
             name = s.codec_context.name
             if s.type == "audio":
                 self._audio.append((s.index, name))
-            refused = f"the {out_path.suffix} container cannot hold it" \
-                if not container_holds(container, name) else copy_refused(container, s)
+            # the muxer probe for audio only: subtitles are copied as before it (a made-up packet is no
+            # valid subtitle event, and none was found refused at the join)
+            held = container_holds(container, name)
+            refused = f"the {out_path.suffix} container cannot hold it" if not held \
+                else copy_refused(container, s) if s.type == "audio" else None
             if refused and s.type == "audio":
                 transcoder = try_transcoder(container, s.codec_context, f"audio stream #{s.index}",
                                             str(out_path), refused)
