@@ -30,7 +30,7 @@ import av
 import numpy as np
 
 MTU_PAYLOAD = 1400
-H264_PT, PCMU_PT = 96, 0
+H264_PT, PCMU_PT, AAC_PT = 96, 0, 97
 
 
 def nal_units(annexb: bytes) -> list[bytes]:
@@ -161,13 +161,35 @@ def encode_clip(src: str, frames: int, size: tuple[int, int], *, bframes: bool =
     return video, sound
 
 
+def encode_aac(src: str, seconds: float, rate: int = 16000) -> tuple[list[tuple[bytes, int]], bytes]:
+    """The first ``seconds`` of ``src``'s sound as raw AAC-LC mono at ``rate`` (FFmpeg's encoder): packets
+    (bytes, pts in 1/rate; 1024 samples each) and the AudioSpecificConfig, as a camera's MPEG4-GENERIC
+    stream carries them (RFC 3640)."""
+    with av.open(src) as c:
+        resampler = av.AudioResampler(format="fltp", layout="mono", rate=rate)
+        pcm = np.concatenate([r.to_ndarray().reshape(-1) for f in c.decode(audio=0)
+                              for r in resampler.resample(f)])[: round(seconds * rate)]
+    enc = av.CodecContext.create("aac", "w")
+    enc.sample_rate, enc.format, enc.layout, enc.bit_rate = rate, "fltp", "mono", 48000
+    enc.time_base = Fraction(1, rate)
+    packets: list[tuple[bytes, int]] = []
+    for k in range(0, len(pcm) - 1023, 1024):
+        frame = av.AudioFrame.from_ndarray(pcm[k:k + 1024].reshape(1, -1).astype(np.float32), format="fltp",
+                                           layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = rate, k, Fraction(1, rate)
+        packets += [(bytes(p), int(p.pts)) for p in enc.encode(frame)]
+    packets += [(bytes(p), int(p.pts)) for p in enc.encode(None)]
+    return [(data, pts) for data, pts in packets if pts >= 0], bytes(enc.extradata)
+
+
 class RtspCamera(threading.Thread):
     """Serves ``rtsp://127.0.0.1:PORT/cam`` until ``close()``; ``sessions`` counts the PLAYs. ``tcp``
     False: RTP over UDP only (461 to an interleaved SETUP), as old cameras."""
 
     def __init__(self, video: list[tuple[bytes, int]], audio: list[tuple[bytes, int]] | None = None, *,
                  speed: float = 4.0, drop_after: int | None = None, live: bool = True, hevc: bool = False,
-                 auth: tuple[str, str] | None = None, stall_after: int | None = None, tcp: bool = True):
+                 auth: tuple[str, str] | None = None, stall_after: int | None = None, tcp: bool = True,
+                 aac: tuple[bytes, int] | None = None):
         super().__init__(daemon=True, name="rtsp-camera")
         self.video, self.audio = video, audio or []
         self.speed, self.drop_after, self.live = speed, drop_after, live
@@ -181,6 +203,8 @@ class RtspCamera(threading.Thread):
         self.udp.bind(("127.0.0.1", 0))
         self._closed = threading.Event()
         self.hevc, self.auth, self.stall_after, self.tcp = hevc, auth, stall_after, tcp
+        #: the audio is AAC (RFC 3640 AAC-hbr): its AudioSpecificConfig and sample rate; else G.711 mu-law
+        self.aac = aac
         self.refused = 0  # requests answered 401 (no or wrong credentials)
         self._nonce = f"{random.getrandbits(64):016x}"
         units = nal_units(self.video[0][0])
@@ -221,12 +245,18 @@ class RtspCamera(threading.Thread):
         lines += [f"m=video 0 RTP/AVP {H264_PT}",
                   f"a=rtpmap:{H264_PT} {'H265' if self.hevc else 'H264'}/90000",
                   f"a=fmtp:{H264_PT} {self.fmtp}", "a=control:trackID=0"]
-        if self.audio:
+        if self.audio and self.aac:
+            config, rate = self.aac
+            lines += [f"m=audio 0 RTP/AVP {AAC_PT}", f"a=rtpmap:{AAC_PT} MPEG4-GENERIC/{rate}/1",
+                      f"a=fmtp:{AAC_PT} streamtype=5;profile-level-id=15;mode=AAC-hbr;config={config.hex()};"
+                      "sizeLength=13;indexLength=3;indexDeltaLength=3", "a=control:trackID=1"]
+        elif self.audio:
             lines += [f"m=audio 0 RTP/AVP {PCMU_PT}", f"a=rtpmap:{PCMU_PT} PCMU/8000", "a=control:trackID=1"]
         return "\r\n".join(lines) + "\r\n"
 
     def _serve(self, conn: socket.socket) -> None:
-        tracks: list[Track] = [Track(H264_PT, 90000)] + ([Track(PCMU_PT, 8000)] if self.audio else [])
+        audio = Track(AAC_PT, self.aac[1]) if self.aac else Track(PCMU_PT, 8000)
+        tracks: list[Track] = [Track(H264_PT, 90000)] + ([audio] if self.audio else [])
         session = f"{random.getrandbits(32):08x}"
         lock = threading.Lock()
         buf = b""
@@ -340,7 +370,7 @@ class RtspCamera(threading.Thread):
         for (unit, pts), at in zip(self.video, dts, strict=True):
             events.append((at / 90000, 0, unit, pts))
         for data, pts in self.audio:
-            events.append((pts / 8000, 1, data, pts))
+            events.append((pts / (self.aac[1] if self.aac else 8000), 1, data, pts))
         events.sort(key=lambda e: (e[0], e[1]))
         start, sent = time.monotonic(), 0
         ntp = time.time() + 2208988800  # the camera's clock at media time 0 (NTP counts from 1900)
@@ -366,6 +396,9 @@ class RtspCamera(threading.Thread):
                     for i, payload in enumerate(parts):
                         self._packet(conn, lock, track, track.rtp(payload, ts, i == len(parts) - 1))
                     sent += 1
+                elif self.aac:  # one access unit: AU-headers-length 16 bits, size (13) and index (3)
+                    header = struct.pack("!HH", 16, len(data) << 3)
+                    self._packet(conn, lock, track, track.rtp(header + data, ts, True))
                 else:
                     self._packet(conn, lock, track, track.rtp(data, ts, False))
             time.sleep(0.1)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import shared_path
-from tests.rtsp_camera import RtspCamera, encode_clip
+from tests.rtsp_camera import RtspCamera, encode_aac, encode_clip
 
 FRAMES = 24
 SIZE = (160, 90)
@@ -274,3 +274,35 @@ def test_a_camera_that_only_sends_over_udp_is_read_over_udp(
     assert run.returncode == 0, run.stderr
     assert "interleaved" in cam.transports[0] and all("UDP" in t for t in cam.transports[1:])
     assert video_times(out) == pytest.approx([i / 25 for i in range(FRAMES)], abs=2e-3)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".ts"])
+def test_a_camera_with_aac_sound_keeps_it_as_is_and_in_step(tmp_path: Path, suffix: str) -> None:
+    """Most cameras now send AAC (RTP MPEG4-GENERIC, RFC 3640): copied packet for packet (not re-encoded),
+    every packet, and in step with the video: the output's sound against the demo clip's own from time 0."""
+    src = str(shared_path("videos", "bigbuckbunny.mp4"))
+    video, _ = encode_clip(src, FRAMES, SIZE)
+    audio, config = encode_aac(src, FRAMES / 25)
+    cam = RtspCamera(video, audio, live=False, aac=(config, 16000))
+    cam.start()
+    try:
+        out = tmp_path / f"cam{suffix}"
+        run = vsr(cam.url, "-o", str(out), "--model", "espcn", "--scale", "4")
+    finally:
+        cam.close()
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    with av.open(str(out)) as c:
+        copied = [bytes(p) for p in c.demux(audio=0) if p.size]
+    strip = 7 if suffix == ".ts" else 0  # MPEG-TS carries AAC with a 7-byte ADTS header
+    assert [p[strip:] for p in copied] == [data for data, _ in audio][: len(copied)]
+    assert len(copied) >= len(audio) - 1  # cut at the last frame: at most the packet past it
+    assert result["audio"] == [{"stream": 1, "codec": "aac", "written_as": "copy", "packets": len(copied)}]
+    times = video_times(out)
+    start, got = sound(out)
+    with av.open(src) as c:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=8000)
+        want = np.concatenate([r.to_ndarray().reshape(-1) for f in c.decode(audio=0)
+                               for r in resampler.resample(f)])
+    lag, corr = lag_ms(want, start - times[0], got)
+    assert abs(lag) <= AAC_LAG_MS and corr > 0.9, (lag, corr)
