@@ -226,3 +226,19 @@ def test_busy_share_counts_calls_after_the_last_recorded_chunk() -> None:
     assert share == pytest.approx(0.9) and share <= 1.0
     two = [{"busy_s": 4.0, "first": 100.0, "last": 105.0}, {"busy_s": 0.0, "first": None, "last": None}]
     assert busy_share(two, 100.0, 104.0) == pytest.approx(4.0 / (5.0 * 2))
+
+
+def test_a_stream_in_a_batch_is_refused_up_front_without_its_password(tmp_path: Path) -> None:
+    """A camera URL (or stdin) among a batch's inputs: exit 2, one line naming it with its password
+    hidden, nothing written. Before: each URL failed as "rtsp:/host/cam: no such file" (its path mangled)
+    after the batch had started, and the summary and report named it whole, password included."""
+    lst = tmp_path / "cams.txt"
+    lst.write_text("# cameras\nrtsp://admin:Secret-99@127.0.0.1:9/cam\n")
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "vsr_pipeline.cli", "batch", "--list", str(lst), "-o",
+                          str(out), "--model", "bicubic", "--scale", "2"], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "RAY_ADDRESS": "local"})
+    assert run.returncode == 2, run.stderr
+    errors = [ln for ln in run.stderr.splitlines() if ln.startswith("vsr: error:")]
+    assert len(errors) == 1 and "rtsp://admin:***@127.0.0.1:9/cam" in errors[0] and "vsr upscale" in errors[0]
+    assert "Secret-99" not in run.stderr + run.stdout and not out.exists()

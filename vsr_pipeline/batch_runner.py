@@ -26,6 +26,7 @@ from vsr_pipeline.cluster import ray_session, restart_policy
 from vsr_pipeline.errors import EXIT_INTERRUPTED, InterruptedJob, UsageError, exit_code_and_message
 from vsr_pipeline.job import plan_job, run_job
 from vsr_pipeline.options import DEFAULT_BATCH, UpscaleOptions, check_folder_output, check_options
+from vsr_pipeline.stream_source import is_stream_source, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,10 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
 
     if not inputs:
         raise UsageError("no inputs: name video files or folders, or --list FILE")
+    streams = [i for i in inputs if is_stream_source(i)]
+    if streams:  # before: "rtsp:/host/cam: no such file" per URL, a camera's password in the report
+        raise UsageError(f"{redact_url(streams[0])}: a stream (stdin, a URL) is not a batch input; run one "
+                         f"`vsr upscale URL -o OUT` per stream")
     check_format(opts.format)
     spec = check_options(opts.upscale)
     if opts.format == "png":
