@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import shared_path
 from tests.rtsp_camera import RtspCamera, encode_aac, encode_clip
+from tests.test_streaming import decode, min_psnr
 
 FRAMES = 24
 SIZE = (160, 90)
@@ -44,6 +45,15 @@ def vsr(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "vsr_pipeline.cli", "upscale", *args, "--no-progress",
                            "--json"], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "RAY_ADDRESS": "local"})
+
+
+def upscale_from(cam: RtspCamera, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Serve ``cam`` while ``vsr upscale`` (ESPCN x4, ``args`` added) reads it into ``out``; closed after."""
+    cam.start()
+    try:
+        return vsr(cam.url, "-o", str(out), "--model", "espcn", "--scale", "4", *args)
+    finally:
+        cam.close()
 
 
 def video_times(path: Path) -> list[float]:
@@ -130,12 +140,8 @@ def test_a_camera_that_drops_is_opened_again_and_its_sound_follows_on(
     on one frame after the last, and its sound takes the same shift. That session ends too (BYE), with no
     retry left: exit 3, one line, the file holding all 10 + 24 frames 40 ms apart and the sound in step."""
     cam = RtspCamera(*camera_clip, drop_after=10)
-    cam.start()
-    try:
-        out = tmp_path / "cam.mkv"
-        run = vsr(cam.url, "-o", str(out), "--model", "espcn", "--scale", "4", "--retries", "1")
-    finally:
-        cam.close()
+    out = tmp_path / "cam.mkv"
+    run = upscale_from(cam, out, "--retries", "1")
     assert run.returncode == 3, run.stderr
     errors = [ln for ln in run.stderr.splitlines() if ln.startswith("vsr: error:")]
     assert len(errors) == 1 and "live RTSP stream" in errors[0] and f"{10 + FRAMES} frames" in errors[0]
@@ -169,13 +175,8 @@ def test_b_frames_and_a_camera_without_a_frame_rate(tmp_path: Path) -> None:
             p = av.Packet(data)
             p.pts, p.time_base, p.stream = pts, Fraction(1, 90000), s
             o.mux(p)
-    cam = RtspCamera(video, live=False)
-    cam.start()
-    try:
-        out = tmp_path / "cam.mkv"
-        run = vsr(cam.url, "-o", str(out), "--model", "espcn", "--scale", "4")
-    finally:
-        cam.close()
+    out = tmp_path / "cam.mkv"
+    run = upscale_from(RtspCamera(video, live=False), out)
     assert run.returncode == 0, run.stderr
     assert "repaired" not in run.stderr  # the first frame's pts: estimated from the next ones
     times = video_times(out)
@@ -184,12 +185,9 @@ def test_b_frames_and_a_camera_without_a_frame_rate(tmp_path: Path) -> None:
     assert times == pytest.approx([i / 25 for i in range(FRAMES)], abs=2e-3)
     ref = tmp_path / "ref.mkv"
     assert vsr(str(raw), "-o", str(ref), "--model", "espcn", "--scale", "4").returncode == 0
-    with av.open(str(out)) as a, av.open(str(ref)) as b:
-        got = np.stack([f.to_ndarray(format="rgb24") for f in a.decode(video=0)]).astype(float)
-        want = np.stack([f.to_ndarray(format="rgb24") for f in b.decode(video=0)]).astype(float)
+    got, want = decode(out)[0], decode(ref)[0]
     assert got.shape == want.shape == (FRAMES, 272, 640, 3)
-    mse = ((got - want) ** 2).reshape(FRAMES, -1).mean(axis=1)
-    assert float(np.min(10 * np.log10(255**2 / np.maximum(mse, 1e-10)))) > 40
+    assert min_psnr(got, want) > 40
 
 
 def test_a_camera_with_a_password_and_h265_gives_its_frames_and_never_shows_the_password(
@@ -225,12 +223,9 @@ def test_a_camera_with_a_password_and_h265_gives_its_frames_and_never_shows_the_
     assert video_times(out) == pytest.approx([i / 25 for i in range(12)], abs=2e-3)
     ref = tmp_path / "ref.mkv"
     assert vsr(str(raw), "-o", str(ref), "--model", "espcn", "--scale", "4").returncode == 0
-    with av.open(str(out)) as a, av.open(str(ref)) as b:
-        got = np.stack([f.to_ndarray(format="rgb24") for f in a.decode(video=0)]).astype(float)
-        want = np.stack([f.to_ndarray(format="rgb24") for f in b.decode(video=0)]).astype(float)
+    got, want = decode(out)[0], decode(ref)[0]
     assert got.shape == want.shape == (12, 272, 640, 3)
-    mse = ((got - want) ** 2).reshape(12, -1).mean(axis=1)
-    assert float(np.min(10 * np.log10(255**2 / np.maximum(mse, 1e-10)))) > 40
+    assert min_psnr(got, want) > 40
 
 
 def test_a_camera_that_freezes_is_opened_again_after_the_timeout(
@@ -265,12 +260,8 @@ def test_a_camera_that_only_sends_over_udp_is_read_over_udp(
     over UDP (FFmpeg's ``prefer_tcp``): every frame. Forcing TCP (``rtsp_transport=tcp``) failed to open it
     ("Protocol not supported")."""
     cam = RtspCamera(*camera_clip, live=False, tcp=False)
-    cam.start()
-    try:
-        out = tmp_path / "cam.mkv"
-        run = vsr(cam.url, "-o", str(out), "--model", "espcn", "--scale", "4")
-    finally:
-        cam.close()
+    out = tmp_path / "cam.mkv"
+    run = upscale_from(cam, out)
     assert run.returncode == 0, run.stderr
     assert "interleaved" in cam.transports[0] and all("UDP" in t for t in cam.transports[1:])
     assert video_times(out) == pytest.approx([i / 25 for i in range(FRAMES)], abs=2e-3)
@@ -283,13 +274,8 @@ def test_a_camera_with_aac_sound_keeps_it_as_is_and_in_step(tmp_path: Path, suff
     src = str(shared_path("videos", "bigbuckbunny.mp4"))
     video, _ = encode_clip(src, FRAMES, SIZE)
     audio, config = encode_aac(src, FRAMES / 25)
-    cam = RtspCamera(video, audio, live=False, aac=(config, 16000))
-    cam.start()
-    try:
-        out = tmp_path / f"cam{suffix}"
-        run = vsr(cam.url, "-o", str(out), "--model", "espcn", "--scale", "4")
-    finally:
-        cam.close()
+    out = tmp_path / f"cam{suffix}"
+    run = upscale_from(RtspCamera(video, audio, live=False, aac=(config, 16000)), out)
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.strip().splitlines()[-1])
     with av.open(str(out)) as c:
