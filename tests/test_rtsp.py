@@ -21,8 +21,9 @@ from tests.test_streaming import decode, min_psnr
 
 FRAMES = 24
 SIZE = (160, 90)
-#: how far (ms) re-encoded AAC may sit from its source, by ``lag_ms``: FFmpeg's AAC encoder alone, a direct
-#: encode and decode of the same sound into MP4/Matroska, measures -0.75 to +2.4 ms (8, 22.05, 48 kHz)
+#: how far (ms) re-encoded sound may sit from its source, by ``lag_ms``: with no vsr involved the helper
+#: reads up to 2.4 ms (lossless FLAC in Matroska against PCM, its frames placed by millisecond times;
+#: tests/test_audio_transcode.py::test_the_lag_bound_without_vsr prints each case with ``pytest -s``)
 AAC_LAG_MS = 3
 
 
