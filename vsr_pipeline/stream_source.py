@@ -52,10 +52,10 @@ PROBE_OPTIONS = {"fpsprobesize": "0", "skip_estimate_duration_from_pts": "1"}
 HTTP_RECONNECT = {"reconnect": "1", "reconnect_streamed": "1", "reconnect_on_network_error": "1",
                   "reconnect_delay_max": "2"}
 #: rtsp: RTP interleaved on the RTSP connection (TCP) first, instead of FFmpeg's default UDP, as camera
-#: recorders do (Frigate's RTSP presets force it): over UDP a lost packet is a smeared or grey frame, and
-#: NAT or a firewall between camera and host drops UDP altogether. ``prefer_tcp`` still falls back to UDP
-#: for a camera that refuses TCP (461); forcing TCP failed there ("Protocol not supported"). Both:
-#: tests/test_rtsp.py
+#: recorders switch to (ZoneMinder issue #323: artefacts on 10 cameras over UDP, gone with TCP): over UDP a
+#: lost packet is a smeared or grey frame, and NAT or a firewall between camera and host drops UDP
+#: altogether. ``prefer_tcp`` still falls back to UDP for a camera that refuses TCP (461); forcing TCP
+#: failed there ("Protocol not supported"). Both: tests/test_rtsp.py
 RTSP_OPTIONS = {"rtsp_flags": "prefer_tcp"}
 #: seconds before a failed URL is opened again, times the attempt (``StreamDecoder.reopens``)
 REOPEN_DELAY_S = 1.0
