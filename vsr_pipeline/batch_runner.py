@@ -25,7 +25,7 @@ from typing import Any
 from vsr_pipeline.cluster import ray_session, restart_policy
 from vsr_pipeline.errors import EXIT_INTERRUPTED, InterruptedJob, UsageError, exit_code_and_message
 from vsr_pipeline.job import plan_job, run_job
-from vsr_pipeline.options import DEFAULT_BATCH, UpscaleOptions, check_folder_output, check_options
+from vsr_pipeline.options import DEFAULT_BATCH, UpscaleOptions, check_folder_output, check_options, crop_input
 from vsr_pipeline.stream_source import is_stream_source, redact_url
 
 log = logging.getLogger(__name__)
@@ -249,8 +249,8 @@ def _decide_auto(opts: UpscaleOptions, spec: Any, inputs: list[str], outputs: li
     kept_batch = _kept(opts, outputs, "batch") if auto_batch else None
     for name in inputs:
         try:
-            info = probe(name, fps=opts.fps)
-        except (MediaError, OSError):
+            info, _ = crop_input(probe(name, fps=opts.fps), opts)  # the model's frames: a crop's size
+        except (MediaError, OSError, UsageError):
             continue
         w, h = info.width, info.height
         if kept_precision in candidates(spec, cpu)[0]:
@@ -293,8 +293,8 @@ def _decide_threads(opts: UpscaleOptions, spec: Any, inputs: list[str], outputs:
     cpu = torch.device("cpu")
     for name, output in zip(inputs, outputs, strict=True):
         try:
-            info = probe(name, fps=opts.fps)
-        except (MediaError, OSError):
+            info, _ = crop_input(probe(name, fps=opts.fps), opts)  # the model's frames: a crop's size
+        except (MediaError, OSError, UsageError):
             continue
         threads, why = choose_job_threads(opts.model_settings(), cpu, name, info, opts.encode_settings(),
                                           segment_suffix(output), spec, placement.threads)

@@ -32,6 +32,8 @@ import numpy as np
 from vsr_pipeline.degrade import degrade_bd, degrade_bi
 from vsr_pipeline.errors import UsageError
 from vsr_pipeline.media import FrameReader, ImageFolderWriter, MediaError, probe
+from vsr_pipeline.media.crop import cropped_info, stored_region
+from vsr_pipeline.media.reader import ReadSettings
 from vsr_pipeline.media.seek import SeekError
 from vsr_pipeline.metrics import psnr_y, rgb_to_y
 
@@ -136,20 +138,33 @@ def _pairs_of(frames_in: int, frames_out: int, mapping: list[tuple[int, int]] | 
     return [(k, k) for k in range(frames_in)]
 
 
-def _check_sizes(input_path: Path, output_path: Path, scale: int) -> tuple[Any, Any]:
+def input_settings(deinterlace: bool = True, crop: tuple[int, ...] | None = None) -> ReadSettings:
+    """How a check reads the job's input: lost frames repeated, deinterlaced and cropped as the job did."""
+    return ReadSettings(on_corrupt="repeat", deinterlace=deinterlace, crop=tuple(crop) if crop else None)
+
+
+def _check_sizes(input_path: Path, output_path: Path, scale: int, read: ReadSettings) -> tuple[Any, Any]:
     info_in, info_out = probe(input_path), probe(output_path)
+    if read.crop:
+        try:
+            info_in = cropped_info(info_in, stored_region(read.crop, info_in.width, info_in.height,
+                                                          info_in.rotation))
+        except ValueError as exc:
+            raise UsageError(f"{input_path}: --crop {exc}") from None
     if (info_out.width, info_out.height) != (info_in.width * scale, info_in.height * scale):
+        size = f"{info_in.width}x{info_in.height}"
         raise UsageError(
             f"{output_path} is {info_out.width}x{info_out.height}, not x{scale} of {input_path} "
-            f"({info_in.width}x{info_in.height}); give the scale they differ by with --scale")
+            + (f"(its {size} crop); give the scale they differ by with --scale" if read.crop else
+               f"({size}); give the scale they differ by with --scale, or the region the job upscaled "
+               "with --crop"))
     return info_in, info_out
 
 
-def _stream_pairs(input_path: Path, output_path: Path, pairs: list[tuple[int, int]], deinterlace: bool
+def _stream_pairs(input_path: Path, output_path: Path, pairs: list[tuple[int, int]], read: ReadSettings
                   ) -> Iterator[tuple[int, int, int | None, np.ndarray, np.ndarray]]:
     """(index in, index out, pts out, input frame, output frame) in output order, one sequential pass."""
-    with (FrameReader(input_path, on_corrupt="repeat", deinterlace=deinterlace) as rin,
-          FrameReader(output_path) as rout):
+    with read.open(input_path) as rin, FrameReader(output_path) as rout:
         lr: np.ndarray | None = None
         at = -1
         for index_in, index_out in pairs:
@@ -173,12 +188,14 @@ def check_files(
     heatmap: str | Path | None = None,
     recorded: dict[str, Any] | None = None,
     deinterlace: bool = True,
+    crop: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     """Every output frame degraded back and compared with its input frame; returns the `vsr check` JSON
     (``exit_code`` :data:`EXIT_FLAGGED` when a frame is flagged). ``recorded``, the output's manifest
-    (``vsr_pipeline.manifest.read_beside``), supplies the scale, the model's training degradation and the
-    frame mapping when they are not given. An interlaced input is deinterlaced as the job did (unless
-    ``deinterlace`` is off, or the manifest says the job did not)."""
+    (``vsr_pipeline.manifest.read_beside``), supplies the scale, the model's training degradation, the
+    frame mapping and the crop when they are not given. An interlaced input is deinterlaced as the job did
+    (unless ``deinterlace`` is off, or the manifest says the job did not); with ``crop`` (``--crop``) only
+    that region of the input is compared."""
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
     for p in (input_path, output_path):
@@ -195,11 +212,13 @@ def check_files(
     scale = scale or (int(recorded["model"]["scale"]) if recorded is not None else 4)
     if scale < 2:
         raise UsageError(f"--scale must be >= 2, not {scale}")
-    info_in, info_out = _check_sizes(input_path, output_path, scale)
     mapping = None
     if recorded is not None:
         mapping = [(r["index_in"], r["index_out"]) for r in recorded["mapping"] if r["index_out"] is not None]
         deinterlace = bool(recorded["settings"].get("deinterlace", deinterlace))
+        crop = crop or recorded["settings"].get("crop")
+    read = input_settings(deinterlace, crop)
+    info_in, info_out = _check_sizes(input_path, output_path, scale, read)
     pairs = _pairs_of(info_in.frames, info_out.frames, mapping, input_path, output_path)
     heat_dir = Path(heatmap) if heatmap is not None else None
     writer = None
@@ -212,7 +231,7 @@ def check_files(
     rows: list[dict[str, Any]] = []
     flicker = _Flicker()
     try:
-        for index_in, index_out, pts, lr, hr in _stream_pairs(input_path, output_path, pairs, deinterlace):
+        for index_in, index_out, pts, lr, hr in _stream_pairs(input_path, output_path, pairs, read):
             s = _score(index_in, index_out, pts, lr, hr, scale, degradation)
             flicker.add(s)
             rows.append({"index": index_out, "pts": pts, "index_in": index_in, "psnr_y": s.psnr})
@@ -229,6 +248,7 @@ def check_files(
     flagged = [r for r in rows if r["psnr_y"] < threshold]
     return {
         "input": str(input_path), "output": str(output_path), "scale": scale,
+        **({"crop": list(read.crop)} if read.crop else {}),
         "degradation": degradation, "degradation_from": source, "frames_checked": len(rows),
         "psnr_y_mean": round(float(np.mean(values)), 4), "psnr_y_min": round(float(np.min(values)), 4),
         "psnr_y_median": round(float(np.median(values)), 4), "threshold": threshold,
@@ -296,21 +316,23 @@ def quality_report(
     degradation: str,
     pairs: list[tuple[int, int]],
     keyframes: Sequence[int],
-    deinterlace: bool = True,
+    read: ReadSettings | None = None,
 ) -> dict[str, Any]:
     """The check PSNR and flicker figures on the sample of :func:`sample_runs` (``pairs``: input and output
-    index of every output frame). Frames are read by seeking; where an input or output cannot be seeked
-    exactly the first ``SAMPLE_FRAMES`` frames are read instead."""
+    index of every output frame; ``read``: how the job read its input, :func:`input_settings`). Frames are
+    read by seeking; where an input or output cannot be seeked exactly the first ``SAMPLE_FRAMES`` frames
+    are read instead."""
+    read = read or input_settings()
     started = time.perf_counter()
     runs = sample_runs(len(pairs), keyframes)
     sample = "all frames"
     try:
-        hr, lr = _read_sample(input_path, output_path, pairs, runs, deinterlace)
+        hr, lr = _read_sample(input_path, output_path, pairs, runs, read)
         if len(runs) > 1 or len(runs[0]) < len(pairs):
             sample = ", ".join(f"{r.start}-{r.stop - 1}" for r in runs)
     except SeekError:
         runs = [range(min(SAMPLE_FRAMES, len(pairs)))]
-        hr, lr = _read_sample(input_path, output_path, pairs, runs, deinterlace)
+        hr, lr = _read_sample(input_path, output_path, pairs, runs, read)
         sample = f"first {len(runs[0])} frames (not seekable exactly)"
     scored: list[_Scored] = []
     flicker = _Flicker()
@@ -332,11 +354,11 @@ def quality_report(
 
 
 def _read_sample(input_path: str | Path, output_path: str | Path, pairs: list[tuple[int, int]],
-                 runs: list[range], deinterlace: bool) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+                 runs: list[range], read: ReadSettings) -> tuple[dict[int, Any], dict[int, Any]]:
     """Output frames of ``runs`` and the input frames they map to (by index)."""
     in_runs = [range(pairs[r.start][0], pairs[r.stop - 1][0] + 1) for r in runs]
     with FrameReader(output_path) as rout:
         hr = _read_runs(rout, runs)
-    with FrameReader(input_path, on_corrupt="repeat", deinterlace=deinterlace) as rin:
+    with read.open(input_path) as rin:
         lr = _read_runs(rin, in_runs)
     return hr, lr

@@ -14,7 +14,7 @@ import sys
 from typing import Any, NoReturn
 
 from vsr_pipeline import errors
-from vsr_pipeline.cli_values import Collect, batch_size, degradation_chain, fraction, positive_int
+from vsr_pipeline.cli_values import Collect, batch_size, crop, degradation_chain, fraction, positive_int
 from vsr_pipeline.options import default
 
 log = logging.getLogger("vsr")
@@ -81,6 +81,8 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec-option", dest="codec_options", action=Collect, default=(), metavar="KEY=VALUE",
                    help="encoder option as FFmpeg's -KEY:v VALUE, repeatable (profile=4444xq, b=8M, g=1)")
     p.add_argument("--fps", type=fraction, help="frame rate of a folder-of-frames input (default 25)")
+    p.add_argument("--crop", type=crop, metavar="W:H[:X:Y]", help="upscale only this region: W x H pixels "
+                   "of the picture as a player shows it, its top-left corner at X,Y (default: centred)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--backbone", help="single-image model as the body of a video model that accepts one")
     p.add_argument("--align", metavar="ESTIMATOR", help="pre-align the windows of a window model with "
@@ -218,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--degradation", choices=["bi", "bd"],
                     help="kernel the model assumes (default: the manifest's model says, else bi)")
     ck.add_argument("--heatmap", metavar="DIR", help="write a PNG per frame of where output and input differ")
+    ck.add_argument("--crop", type=crop, metavar="W:H[:X:Y]",
+                    help="the region of the input the job upscaled (default: the manifest's, else none)")
     _common(ck)
 
     md = sub.add_parser("models", help="list registered models, parameter counts and available weights")
@@ -376,7 +380,8 @@ def cmd_check(args: argparse.Namespace) -> dict[str, Any]:
     except ManifestError as exc:
         log.warning("%s; checking without it", exc)
         recorded = None
-    result = check_files(args.input, args.output, args.scale, args.degradation, args.heatmap, recorded)
+    result = check_files(args.input, args.output, args.scale, args.degradation, args.heatmap, recorded,
+                         crop=args.crop)
     if not args.json:
         print(f"{result['frames_checked']} frames, {result['degradation']} x{result['scale']}: check Y-PSNR "
               f"mean {result['psnr_y_mean']:.2f} dB, min {result['psnr_y_min']:.2f} dB; flicker ratio "

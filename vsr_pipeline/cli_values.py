@@ -41,6 +41,16 @@ class Collect(argparse.Action):
         setattr(namespace, self.dest, (*getattr(namespace, self.dest), values))
 
 
+def crop(text: str) -> tuple[int, ...]:
+    """``W:H`` (centred) or ``W:H:X:Y``, as FFmpeg's crop filter orders them."""
+    from vsr_pipeline.media.crop import parse_crop
+
+    try:
+        return parse_crop(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def degradation_chain(text: str) -> str:
     """A degradation chain (``bi``, ``bd+h264:28+noise:2``), checked and written canonically."""
     from vsr_pipeline.degradation import DegradationError, parse_degradation

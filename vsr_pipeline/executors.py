@@ -26,6 +26,7 @@ from vsr_pipeline.errors import (
     is_transient,
 )
 from vsr_pipeline.media import VideoInfo
+from vsr_pipeline.media.reader import ReadSettings
 from vsr_pipeline.media.seek import SeekError
 from vsr_pipeline.scheduler import ChunkWork
 from workers.decoder import assign_batches
@@ -43,7 +44,7 @@ class RayDecoders:
 
     actors: list[Any]
     owners: list[int] | None = None
-    #: ``start_decoders``'s arguments (input, batch, fps, on_corrupt, deinterlace): for ``restart``
+    #: ``start_decoders``'s arguments (input, batch, read settings): for ``restart``
     source: tuple[Any, ...] = ()
 
     def read(self, b: int, n: int) -> tuple[Any, Any]:
@@ -93,9 +94,8 @@ class RayDecoders:
     def restart(self) -> None:
         """Kill these decoders; one new decoder reads the same input sequentially from its first frame."""
         self.kill()
-        info, batch, fps, on_corrupt, deinterlace, deep = self.source
-        new = start_decoders(info, batch, fps, on_corrupt, 1, parallel=False, deinterlace=deinterlace,
-                             deep=deep)
+        info, batch, settings = self.source
+        new = start_decoders(info, batch, settings, 1, parallel=False)
         self.actors, self.owners = new.actors, new.owners
 
     def finish(self, keep: bool) -> None:
@@ -126,19 +126,19 @@ def idle_key(cls: type, options: dict[str, Any]) -> tuple[Any, ...]:
     return (ctx.get_node_id(), ctx.get_job_id()), cls, tuple(sorted(options.items()))
 
 
-def start_decoders(info: VideoInfo, batch: int, fps: Any, on_corrupt: str, count: int,
-                   parallel: bool = True, deinterlace: bool = True, deep: bool = False) -> RayDecoders:
+def start_decoders(info: VideoInfo, batch: int, settings: ReadSettings, count: int,
+                   parallel: bool = True) -> RayDecoders:
     """``count`` seeking decoder actors where seeking is exact for this input, else one sequential (inputs
     whose timestamps need repair, or interlaced ones being deinterlaced, among others). Idle decoders an
-    earlier job handed back are taken first (``RayDecoders.finish``). ``deep``: uint16 frames for a video of
-    more than 8 bits."""
+    earlier job handed back are taken first (``RayDecoders.finish``). ``settings``: how each reads
+    (``FrameReader``'s arguments: fps, on_corrupt, deinterlace, deep, crop)."""
     from vsr_pipeline.media.seek import scan, seek_problem
 
-    args = (str(info.path), fps, on_corrupt, deinterlace, deep)
-    source = (info, batch, fps, on_corrupt, deinterlace, deep)
+    args = (str(info.path), settings)
+    source = (info, batch, settings)
     if parallel and count > 1:
         index = scan(info.path)
-        problem = seek_problem(index, info, on_corrupt, deinterlace)
+        problem = seek_problem(index, info, settings.on_corrupt, settings.deinterlace)
         if problem is None:
             owners = assign_batches(info.frames, batch, count, index.keyframes)
             return RayDecoders(_decoders(max(owners, default=0) + 1, args), owners, source)

@@ -34,6 +34,7 @@ from vsr_pipeline.options import (
     check_perf_options,
     chunks_per_pass,
     concrete_batch,
+    crop_input,
     output_format,
 )
 from vsr_pipeline.plan import Chunk, machine_memory, plan_chunks, spec_chunk
@@ -125,7 +126,7 @@ def plan_job(
 
     check_manifest_free(output, opts.overwrite)
     check_perf_options(spec, opts, device)
-    info = probe(input_path, fps=opts.fps)
+    info, opts = crop_input(probe(input_path, fps=opts.fps), opts)
     opts = output_format(opts, info, output)  # auto bit depth and chroma are decided here
     check_input(info, opts.scale, opts.bit_depth)
     if is_video_path(output):  # a codec/container/setting that cannot work fails now, naming the output
@@ -191,6 +192,8 @@ def job_settings(
         "input": input_fingerprint(info.path),
         # only for interlaced inputs, so ledgers of progressive ones made before the flag still match
         **({"deinterlace": opts.deinterlace} if info.interlaced else {}),
+        # only with a crop, so ledgers made before the option still match
+        **({"crop": list(opts.crop)} if opts.crop else {}),
         # only where chunks run as several sequences (rounding differs from one at a time), likewise
         **({"sequences": opts.sequences} if chunks_per_pass(spec, opts.sequences) > 1 else {}),
         "software": segment_software(),
@@ -293,8 +296,7 @@ def run_job(
             gpu_share = (0.5 if opts.align else 1.0) if gpu else 0
             stage_device = "auto" if gpu else "cpu"  # resolved on the actor's own node
             upscalers = pool() if own_pool else pool
-            decoders = start_decoders(info, plan.chunk, opts.fps, opts.on_corrupt, opts.decoders,
-                                      deinterlace=opts.deinterlace, deep=(opts.bit_depth or 8) > 8)
+            decoders = start_decoders(info, plan.chunk, opts.read_settings(), opts.decoders)
             stages, motion, aligner = [], None, None
             if opts.align:
                 motion = ray.remote(num_cpus=0, num_gpus=gpu_share / 2, **restarts)(
@@ -409,6 +411,7 @@ def run_job(
         threads=plan.threads or None,
         threads_reason=plan.threads_reason or None,
         audio=audio,
+        crop=list(opts.crop) if opts.crop else None,
     )
     from vsr_pipeline.manifest import write_job_manifest
 

@@ -181,14 +181,14 @@ def write_job_manifest(
     """Compute the quality report and write the manifest of a finished job; returns (its path, the report).
     ``settings``: the job's ledger settings (``job.job_settings``), ``result``: ``UpscaleResult.to_json()``,
     ``corrupt``: every undecodable frame, ``started``/``ended``: epoch seconds."""
-    from vsr_pipeline.check import assumed_degradation, quality_report
+    from vsr_pipeline.check import assumed_degradation, input_settings, quality_report
 
     timing, rows = frame_mapping(info, output, corrupt, opts.on_corrupt)
     degradation = assumed_degradation(result["model"], result["weights"])
     pairs = [(r["index_in"], r["index_out"]) for r in rows if r["index_out"] is not None]
     try:
         quality = quality_report(input_path, output, opts.scale, degradation, pairs, timing["keyframes_out"],
-                                 opts.deinterlace)
+                                 input_settings(opts.deinterlace, opts.crop))
     except Exception as exc:  # the output is complete and stands: a report that fails says why, nothing more
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         log.warning("%s: no quality report (%s)", output, reason)

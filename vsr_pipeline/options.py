@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from vsr_pipeline.errors import ResourceError, UsageError
 from vsr_pipeline.media import EncodeSettings, VideoInfo
+from vsr_pipeline.media.crop import check_crop, cropped_info, resolve_crop, stored_region
 from vsr_pipeline.media.encoder_options import codec_option_problem, tune_problem
 from vsr_pipeline.media.frame_rate import output_frame_rate
 from vsr_pipeline.media.output_names import is_video_path, output_name_problem
 from vsr_pipeline.media.pixel_format import BIT_DEPTHS, CHROMAS, output_chroma
-from vsr_pipeline.media.reader import ON_CORRUPT
+from vsr_pipeline.media.reader import ON_CORRUPT, ReadSettings
 
 if TYPE_CHECKING:
     from models.registry import ModelSpec
@@ -150,6 +151,9 @@ class UpscaleOptions:
     decoders: int = 1
     #: deinterlace interlaced inputs (bwdif, one frame per frame; ``vsr_pipeline.media.ingest``)
     deinterlace: bool = True
+    #: upscale only this region, ``(W, H)`` centred or ``(W, H, X, Y)``, in pixels of the picture as
+    #: displayed (``vsr_pipeline.media.crop``); None: the whole frame
+    crop: tuple[int, ...] | None = None
     #: "clean" or "compressed" (H.264 / MPEG-4 at modest bitrates: recorders, phones, web video): with no
     #: ``weights``, "compressed" picks the model's weights trained for it (``ModelSpec.compressed_weights``)
     source: str = "clean"
@@ -160,6 +164,11 @@ class UpscaleOptions:
 
     def model_settings(self) -> ModelSettings:
         return ModelSettings(**{f.name: getattr(self, f.name) for f in fields(ModelSettings)})
+
+    def read_settings(self) -> ReadSettings:
+        """How the decoders read the input (deep: samples over 8 bits kept where the output keeps them)."""
+        crop = tuple(self.crop) if self.crop else None
+        return ReadSettings(self.fps, self.on_corrupt, self.deinterlace, (self.bit_depth or 8) > 8, crop)
 
     def encode_settings(self) -> EncodeSettings:
         values = {f.name: getattr(self, f.name) for f in fields(EncodeSettings)}
@@ -226,6 +235,11 @@ def check_options(opts: UpscaleOptions) -> ModelSpec:
         raise UsageError(f"--codec-option {exc}") from None
     if problem := codec_option_problem(opts.codec, codec_options):
         raise UsageError(f"--codec-option: {problem}")
+    if opts.crop is not None:
+        try:
+            check_crop(tuple(opts.crop))
+        except ValueError as exc:
+            raise UsageError(f"--crop {exc}") from None
     if opts.chroma not in (None, *CHROMAS):
         raise UsageError(f"--chroma must be auto, {', '.join(CHROMAS)}, not {opts.chroma}")
     if spec.temporal == "window" and opts.padding is not None:
@@ -364,6 +378,20 @@ def check_folder_output(opts: UpscaleOptions, output: Path | str) -> None:
                    "output is: .mp4, .mkv, .mov, .webm, .ts)")
 
 
+def crop_input(info: VideoInfo, opts: UpscaleOptions) -> tuple[VideoInfo, UpscaleOptions]:
+    """``info`` as the model sees it (the region's size with ``opts.crop``) and ``opts`` with the crop's
+    X and Y filled in (``media.crop.resolve_crop``); ``UsageError`` naming the input where the crop reaches
+    past its picture."""
+    if not opts.crop:
+        return info, opts
+    try:
+        crop = resolve_crop(tuple(opts.crop), info.width, info.height, info.rotation)
+        region = stored_region(crop, info.width, info.height, info.rotation)
+    except ValueError as exc:
+        raise UsageError(f"{info.path}: --crop {exc}") from None
+    return cropped_info(info, region), replace(opts, crop=crop)
+
+
 def check_input(info: VideoInfo, scale: int, bit_depth: int = 8) -> None:
     """Refuse, with the estimate, a frame whose processing cannot fit this machine's memory; warn where
     samples deeper than 8 bits are not kept (output ``bit_depth`` 8)."""
@@ -380,7 +408,8 @@ def check_input(info: VideoInfo, scale: int, bit_depth: int = 8) -> None:
         raise ResourceError(
             f"a {info.width}x{info.height} frame at x{scale} needs about {need / 2**30:.1f} GiB "
             f"(output frame {info.width * scale}x{info.height * scale}); this machine has "
-            f"{have / 2**30:.1f} GiB, even with --batch 1 and tiles: downscale or crop the input first"
+            f"{have / 2**30:.1f} GiB, even with --batch 1 and tiles: downscale the input, or upscale a "
+            "region of it (--crop)"
         )
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from vsr_pipeline.errors import UsageError
 from vsr_pipeline.media import MediaError, VideoInfo, frame_to_rgb
+from vsr_pipeline.media.crop import crop_frames, resolve_crop, stored_region
 from vsr_pipeline.media.errors import short_reason
 from vsr_pipeline.media.frame_order import decode_order_pts
 from vsr_pipeline.media.ingest import Deinterlacer, TimestampRepair, frame_step, is_interlaced, stream_rate
@@ -180,7 +181,8 @@ class StreamDecoder(threading.Thread):
     opened again up to ``reopens`` times; its frames go on from the last one's pts (``_reopened_at``)."""
 
     def __init__(self, source: str, timeout: float, out: queue.Queue[Any], stop: threading.Event,
-                 on_corrupt: str, deinterlace: bool = True, reopens: int = 0, deep: bool = False):
+                 on_corrupt: str, deinterlace: bool = True, reopens: int = 0, deep: bool = False,
+                 crop: tuple[int, ...] | None = None):
         super().__init__(daemon=True, name="vsr-stream-decode")
         #: a URL whose reading fails after frames came is opened again up to this many times (``reopened``)
         self.reopens, self.reopened = reopens, 0
@@ -193,6 +195,10 @@ class StreamDecoder(threading.Thread):
         self.on_corrupt = on_corrupt
         self.deinterlace = deinterlace
         self.deep = deep
+        #: ``--crop``: only this region goes on (``media.crop``; resolved at the first frame: ``region``,
+        #: and ``crop`` with its X and Y filled in); ``info`` then has its size
+        self.crop, self.region = crop, None
+        self._size: tuple[int, int] | None = None  # the stream's first decoded size
         self.deinterlaced = False
         self.timestamps = TimestampRepair(1)
         self.bad_packets = 0
@@ -329,7 +335,9 @@ class StreamDecoder(threading.Thread):
                 continue
             if self._tags is None:
                 self._tags = (int(frame.colorspace), int(frame.color_range or 0))
-                rgb = frame_to_rgb(frame, *self._tags, self.deep)
+                self._size = (frame.width, frame.height)
+                self._set_region(frame)
+                rgb = crop_frames(frame_to_rgb(frame, *self._tags, self.deep), self.region)
                 self.info = stream_info(redact_url(self.source), container, stream, rgb, frame, interlaced)
                 self.timestamps = TimestampRepair(frame_step(stream_rate(stream) or self.info.fps,
                                                              self.info.time_base))
@@ -337,7 +345,8 @@ class StreamDecoder(threading.Thread):
             read = frame.pts if frame.pts is not None else frame.dts
             pts = self.timestamps.fix(None if read is None else read + self._offset)
             self.mapping.append((read, pts, False, self._offset))
-            self._good = frame_to_rgb(self._same_size(frame), *self._tags, self.deep)
+            rgb = frame_to_rgb(self._same_size(frame), *self._tags, self.deep)
+            self._good = crop_frames(rgb, self.region)
             if not self._put((self._good, pts)):
                 return
         if live_stream_ended(self.source, container):
@@ -350,15 +359,27 @@ class StreamDecoder(threading.Thread):
         reopened URL that serves another size) is scaled to it, bicubic, as FFmpeg's own tools do; counted
         in ``resized``, a warning at the first. Before, the model's batch met frames of two sizes
         ("internal error: all input arrays must have the same shape") and the job died."""
-        assert self.info is not None
-        if (frame.width, frame.height) == (self.info.width, self.info.height):
+        assert self._size is not None
+        if (frame.width, frame.height) == self._size:
             return frame
+        width, height = self._size
         self.resized += 1
         if self.resized == 1:
             log.warning("%s: frame %d is %dx%d, the stream began at %dx%d: such frames are scaled to %dx%d",
-                        self.name_shown, len(self.mapping) - 1, frame.width, frame.height, self.info.width,
-                        self.info.height, self.info.width, self.info.height)
-        return frame.reformat(width=self.info.width, height=self.info.height, interpolation="BICUBIC")
+                        self.name_shown, len(self.mapping) - 1, frame.width, frame.height, width, height,
+                        width, height)
+        return frame.reformat(width=width, height=height, interpolation="BICUBIC")
+
+    def _set_region(self, first: av.VideoFrame) -> None:
+        """Resolve ``crop`` on the stream's first frame (``UsageError`` where it reaches past the picture)."""
+        if not self.crop:
+            return
+        rotation = int(first.rotation or 0)
+        try:
+            self.crop = resolve_crop(self.crop, first.width, first.height, rotation)
+            self.region = stored_region(self.crop, first.width, first.height, rotation)
+        except ValueError as exc:
+            raise UsageError(f"{self.name_shown}: --crop {exc}") from None
 
     def _reopened_at(self, stream: Any, first: av.VideoFrame) -> None:
         """A reopened URL's first frame: its time base must be the first connection's (MediaError

@@ -183,7 +183,8 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
     failure: BaseException | None = None
     try:
         decoder = StreamDecoder(source, timeout, frames_q, stop, opts.on_corrupt, opts.deinterlace,
-                                reopens=opts.retries, deep=opts.bit_depth != 8)
+                                reopens=opts.retries, deep=opts.bit_depth != 8,
+                                crop=tuple(opts.crop) if opts.crop else None)
         decoder.start()  # connects and decodes while the model loads
         # a stream is this process's one job: freed buffers serve the next chunk (vsr_pipeline.heap)
         building = upscale.submit(Engine.from_settings, opts.model_settings(), spec=spec, device=str(device),
@@ -283,6 +284,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         "resized_frames": decoder.resized,  # of another size than the stream's first, scaled to it
         "reopened": decoder.reopened,
         "audio": writer.audio,  # per source audio stream: written_as copy / the codec re-encoded as / None
+        "crop": list(decoder.crop) if decoder.crop else None,  # [W, H, X, Y] as displayed (--crop)
         "interrupted": False,
     }
     from vsr_pipeline.manifest import write_stream_manifest

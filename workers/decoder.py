@@ -11,38 +11,35 @@ from __future__ import annotations
 import contextlib
 import itertools
 from dataclasses import asdict
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from vsr_pipeline.heap import release_free_memory
 from vsr_pipeline.media import FrameReader
+from vsr_pipeline.media.reader import ReadSettings
 
 
 class Decoder:
     """Plain class wrapped by ``ray.remote`` in the pipeline; reads one input at a time (none until
     ``open`` when made without a ``path``)."""
 
-    def __init__(self, path: str | None = None, fps: Fraction | None = None, on_corrupt: str = "fail",
-                 deinterlace: bool = True, deep: bool = False):
+    def __init__(self, path: str | None = None, settings: ReadSettings | None = None):
         self._reader: FrameReader | None = None
         self._error: Exception | None = None
         if path is not None:
             # kept, and raised by the first read: an actor's constructor must not fail (the driver would see
             # only that the actor died)
             with contextlib.suppress(Exception):
-                self.open(path, fps, on_corrupt, deinterlace, deep)
+                self.open(path, settings)
 
-    def open(self, path: str, fps: Fraction | None = None, on_corrupt: str = "fail",
-             deinterlace: bool = True, deep: bool = False) -> bool:
-        """Read ``path`` from its first frame on (the input before, if any, is closed); True. Its error is
-        also raised by every read until the next ``open``. ``deep``: uint16 frames for a video of more than
-        8 bits (``FrameReader``)."""
+    def open(self, path: str, settings: ReadSettings | None = None) -> bool:
+        """Read ``path`` from its first frame on (the input before, if any, is closed) with ``settings``
+        (default ``ReadSettings()``); True. Its error is also raised by every read until the next
+        ``open``."""
         self.close()
         try:
-            self._reader = FrameReader(path, fps=fps, on_corrupt=on_corrupt, deinterlace=deinterlace,
-                                       deep=deep)
+            self._reader = (settings or ReadSettings()).open(path)
         except Exception as exc:
             self._error = exc
             raise

@@ -15,6 +15,7 @@ import av
 import numpy as np
 
 from .colour import frame_to_rgb
+from .crop import crop_frames, cropped_info, stored_region
 from .errors import MediaError, short_reason
 from .frame_order import FrameMatcher, Lost
 from .images import list_images, read_images
@@ -29,6 +30,22 @@ log = logging.getLogger(__name__)
 #: one at the very start) in its place with the lost frame's pts, so frame count and timing stay right;
 #: ``skip`` gives the frame with pts ``None`` (the pipeline's encoder leaves such frames out).
 ON_CORRUPT = ("fail", "repeat", "skip")
+
+
+@dataclass(frozen=True)
+class ReadSettings:
+    """How a job reads its input: :class:`FrameReader`'s arguments besides the path (what decoder actors
+    are handed)."""
+
+    fps: Fraction | None = None
+    on_corrupt: str = "fail"
+    deinterlace: bool = True
+    deep: bool = False
+    crop: tuple[int, ...] | None = None
+
+    def open(self, path: str | os.PathLike[str]) -> FrameReader:
+        """A reader of ``path`` with these settings."""
+        return FrameReader(path, self.fps, self.on_corrupt, self.deinterlace, self.deep, self.crop)
 
 
 @dataclass(frozen=True)
@@ -61,18 +78,27 @@ class FrameReader:
     Frames are uint8; with ``deep``, a video of more than 8 bits per sample (``info.bit_depth``) gives
     uint16 frames (0-65535, :mod:`.colour`) so its 10 or 12 bits reach the model (``dtype`` says which).
 
+    ``crop`` (``W, H[, X, Y]`` as displayed, :mod:`.crop`) gives only that region of each frame; ``info``
+    then has the region's size (``region`` says where it lies in the decoded frame). ValueError when it does
+    not fit the picture.
+
     ``seek(index)`` positions the reader so the next ``read`` starts at frame ``index`` (keyframe seek,
     decode forward, drop frames before it by pts); ``frames_decoded`` counts frames out of the decoder
     (dropped ones included), to measure what seeking costs.
     """
 
     def __init__(self, path: str | os.PathLike[str], fps: Fraction | float | int | None = None,
-                 on_corrupt: str = "fail", deinterlace: bool = True, deep: bool = False):
+                 on_corrupt: str = "fail", deinterlace: bool = True, deep: bool = False,
+                 crop: tuple[int, ...] | None = None):
         if on_corrupt not in ON_CORRUPT:
             raise ValueError(f"on_corrupt must be one of {', '.join(ON_CORRUPT)}, got {on_corrupt!r}")
         self.path = Path(path)
         self.on_corrupt = on_corrupt
-        self.info: VideoInfo = probe(self.path, fps=fps)
+        source = probe(self.path, fps=fps)
+        #: the decoded frames' size (``info`` has the crop's)
+        self.source_size = (source.width, source.height)
+        self.region = stored_region(crop, source.width, source.height, source.rotation) if crop else None
+        self.info: VideoInfo = cropped_info(source, self.region)
         self.deinterlace = deinterlace and self.info.interlaced
         self.deep = deep and self.info.bit_depth > 8
         #: the frames' sample type: uint16 for deep video read with ``deep``, else uint8
@@ -302,9 +328,10 @@ class FrameReader:
             if not paths:
                 return np.empty((0, info.height, info.width, 3), self.dtype), []
             frames = read_images(paths, self.deep)
-            if frames.shape[1:3] != (info.height, info.width):
-                raise MediaError(f"{paths[0]}: size differs from the folder's {info.width}x{info.height}")
-            return frames, pts
+            if frames.shape[1:3] != self.source_size[::-1]:
+                width, height = self.source_size
+                raise MediaError(f"{paths[0]}: size differs from the folder's {width}x{height}")
+            return crop_frames(frames, self.region), pts
         if self._frames is None:
             raise ValueError("reader is closed")
         out: np.ndarray | None = None
@@ -319,9 +346,7 @@ class FrameReader:
                 self._lost_frame(frame, pts)
                 rgb = self._stand_in()
             else:
-                if (frame.width, frame.height) != (info.width, info.height):
-                    frame = self._scaled(frame)
-                rgb = frame_to_rgb(frame, info.colorspace, info.color_range, self.deep)
+                rgb = self._rgb(frame)
                 pts = self.timestamps.fix(frame.pts if frame.pts is not None else frame.dts)
                 self._good = rgb
             if out is None:
@@ -341,17 +366,24 @@ class FrameReader:
             return frames, [p if k else None for p, k in zip(pts_out, keep, strict=True)]  # type: ignore[misc]
         return frames, pts_out
 
+    def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        """A decoded frame as RGB at the video's size, cropped to ``region``."""
+        if (frame.width, frame.height) != self.source_size:
+            frame = self._scaled(frame)
+        return crop_frames(frame_to_rgb(frame, self.info.colorspace, self.info.color_range, self.deep),
+                           self.region)
+
     def _scaled(self, frame: av.VideoFrame) -> av.VideoFrame:
         """A frame of another size than the video's (a camera reconfigured mid-recording) scaled to it,
         bicubic, as FFmpeg's tools do; a warning at the first of each reader. Before, such a frame failed
         the job ("resolution changes mid-stream"), or, at the start of a chunk, went through at its own
         size into a segment the join then refused."""
-        info = self.info
+        width, height = self.source_size
         self.resized += 1
         if self.resized == 1:
             log.warning("%s: frame %d is %dx%d, the video's size is %dx%d: such frames are scaled to it",
-                        self.path, self._index, frame.width, frame.height, info.width, info.height)
-        return frame.reformat(width=info.width, height=info.height, interpolation="BICUBIC")
+                        self.path, self._index, frame.width, frame.height, width, height)
+        return frame.reformat(width=width, height=height, interpolation="BICUBIC")
 
     def _stand_in(self) -> np.ndarray:
         """The frame shown in place of a lost one: the last good frame, else the next good one."""
@@ -368,7 +400,7 @@ class FrameReader:
                 ahead.append(nxt)
                 if not isinstance(nxt, Lost):
                     break
-            self._good = frame_to_rgb(nxt, self.info.colorspace, self.info.color_range, self.deep)
+            self._good = self._rgb(nxt)
             self._frames = itertools.chain(ahead, self._frames)
         return self._good
 
