@@ -16,6 +16,7 @@ from .audio_transcode import AudioTranscoder, audio_summary, try_transcoder
 from .container_codecs import container_holds
 from .errors import short_reason
 from .probe import main_video, open_input
+from .subtitle_transcode import SubtitleTranscoder, try_subtitle_transcoder
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,9 @@ class StreamCopier:
     (already added) video stream, less :data:`NOT_COPIED_TAGS` (:func:`copy_tags`; the output format keeps
     those it has a place for), and the chapters (a DVD rip's, an editor's markers).
 
-    Audio the output container cannot hold is re-encoded (``audio_transcode``: AAC, or Opus for WebM);
-    subtitles it cannot hold are skipped with a warning. :meth:`pump` muxes the packets up to a time
+    Audio the output container cannot hold is re-encoded (``audio_transcode``: AAC, or Opus for WebM), text
+    subtitles converted (``subtitle_transcode``: mov_text, ASS or WebVTT); bitmap subtitles it cannot hold
+    are skipped with a warning. :meth:`pump` muxes the packets up to a time
     (seconds), so copied packets interleave with the video written so far; :meth:`finish` flushes the
     re-encoded audio before the container is closed.
     """
@@ -102,7 +104,8 @@ class StreamCopier:
         self._pending: av.Packet | None = None
         self._stream_map: dict[int, av.stream.Stream] = {}
         self._transcoders: dict[int, AudioTranscoder] = {}
-        self._bad_audio = 0
+        self._subtitles: dict[int, SubtitleTranscoder] = {}
+        self._bad_audio = self._bad_subtitles = 0
         self._audio: list[tuple[int, str]] = []  # the source's audio streams: index, codec
         self.muxed: dict[int, int] = {}  # source stream index -> packets copied
         chosen = []
@@ -126,8 +129,12 @@ class StreamCopier:
                     chosen.append(s)
                 continue
             if refused:
-                log.warning("%s: not copying %s stream #%d (%s): %s", out_path, s.type, s.index, name,
-                            refused)
+                converter = try_subtitle_transcoder(container, s, f"subtitle stream #{s.index}",
+                                                    str(out_path), refused)
+                if converter is not None:
+                    self._subtitles[s.index] = converter
+                    copy_tags(s.metadata, converter.stream.metadata)
+                    chosen.append(s)
                 continue
             try:
                 self._stream_map[s.index] = stream_like(container, s)
@@ -167,6 +174,9 @@ class StreamCopier:
                 self._pending = pkt
                 return
             self._pending = None
+            if pkt.stream_index in self._subtitles:
+                self._convert_subtitle(pkt)
+                continue
             transcoder = self._transcoders.get(pkt.stream_index)
             if transcoder is None:
                 index, pkt.stream = pkt.stream_index, self._stream_map[pkt.stream_index]
@@ -180,6 +190,18 @@ class StreamCopier:
                 if self._bad_audio == 1:
                     log.warning("%s: an audio packet cannot be decoded (%s): left out", self._out,
                                 short_reason(exc))
+
+    def _convert_subtitle(self, pkt: av.Packet) -> None:
+        index = pkt.stream_index
+        try:
+            self._subtitles[index].add(pkt)
+        except av.FFmpegError as exc:  # a damaged cue: left out, as a player would
+            self._bad_subtitles += 1
+            if self._bad_subtitles == 1:
+                log.warning("%s: a subtitle cue cannot be converted (%s): left out", self._out,
+                            short_reason(exc))
+            return
+        self.muxed[index] = self._subtitles[index].converted
 
     def finish(self) -> None:
         """Flush the re-encoded audio (after the last :meth:`pump`, before the container is closed)."""
