@@ -80,10 +80,12 @@ def run(vsr: Any, src: Path, out: Path, *extra: str) -> dict[str, Any]:
 
 def test_subrip_is_copied_into_matroska_and_converted_for_mp4_and_webm(srt_mkv: Path, tmp_path: Path,
                                                                        vsr: Any) -> None:
-    run(vsr, srt_mkv, tmp_path / "same.mkv")
+    result = run(vsr, srt_mkv, tmp_path / "same.mkv")
+    assert result["subtitles"] == [{"stream": 1, "codec": "srt", "written_as": "copy", "packets": 3}]
     assert cues_of(tmp_path / "same.mkv") == ("subrip", "fra", WANT)  # held by MKV: copied as it is
-    run(vsr, srt_mkv, tmp_path / "out.mp4")
+    result = run(vsr, srt_mkv, tmp_path / "out.mp4")
     assert cues_of(tmp_path / "out.mp4") == ("mov_text", "fra", WANT)  # was: no subtitles at all
+    assert result["subtitles"] == [{"stream": 1, "codec": "srt", "written_as": "mov_text", "packets": 3}]
     run(vsr, srt_mkv, tmp_path / "out.webm", "--codec", "libvpx-vp9")
     assert cues_of(tmp_path / "out.webm") == ("webvtt", "fra", WANT)
 
@@ -96,8 +98,9 @@ def test_mov_text_goes_to_matroska_as_ass_and_a_ts_output_says_it_has_none(srt_m
     assert cues_of(tmp_path / "out.mkv") == ("ass", "fra", WANT)
     run(vsr, phone, tmp_path / "out.mov")
     assert cues_of(tmp_path / "out.mov") == ("mov_text", "fra", WANT)
-    code, _, err = vsr(str(phone), "-o", str(tmp_path / "out.ts"))
+    code, result, err = vsr(str(phone), "-o", str(tmp_path / "out.ts"))
     assert code == 0 and "not copying subtitle stream #1 (mov_text)" in err, err
+    assert result["subtitles"] == [{"stream": 1, "codec": "mov_text", "written_as": None, "packets": 0}]
     with av.open(str(tmp_path / "out.ts")) as c:
         assert not c.streams.subtitles and len([f for f in c.decode(video=0)]) == FRAMES
 

@@ -341,7 +341,7 @@ def run_job(
         frames_out = sum(d["frames"] for d in done)
         if not segments:
             raise MediaError(f"{input_path}: every frame was skipped as undecodable; no output written")
-        audio = join_segments(output, segments, info, opts.overwrite)
+        streams = join_segments(output, segments, info, opts.overwrite)
     except KeyboardInterrupt:
         _keep_if_useful(ledger)
         raise InterruptedJob(
@@ -410,7 +410,8 @@ def run_job(
         batch_reason=plan.batch_reason or None,
         threads=plan.threads or None,
         threads_reason=plan.threads_reason or None,
-        audio=audio,
+        audio=streams["audio"],
+        subtitles=streams["subtitles"],
         crop=list(opts.crop) if opts.crop else None,
     )
     from vsr_pipeline.manifest import write_job_manifest

@@ -64,6 +64,9 @@ class UpscaleResult:
     #: per audio stream of the input: its index and codec, how it was written (``copy``, the codec it was
     #: re-encoded as, None: left out) and the packets written (``media.stream_copy.StreamCopier.summary``)
     audio: list[dict[str, Any]] = field(default_factory=list)
+    #: per subtitle stream of the input: its index and codec, how it was written (``copy``, the text codec it
+    #: was converted to, None: left out) and the cues written (``media.stream_copy``)
+    subtitles: list[dict[str, Any]] = field(default_factory=list)
     #: the region upscaled, ``[W, H, X, Y]`` in the picture as displayed (``--crop``); None: whole frames.
     #: ``width_in``/``height_in`` are then the region's size
     crop: list[int] | None = None

@@ -215,6 +215,7 @@ def write_job_manifest(
         "ended": utc_iso(ended),
         "frames": frames,
         "audio": result.get("audio", []),
+        "subtitles": result.get("subtitles", []),
         "quality": quality,
         **{k: v for k, v in timing.items() if k != "keyframes_out"},
         "mapping": rows,

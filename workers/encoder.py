@@ -120,16 +120,17 @@ def check_encoder(output: str | Path, info: VideoInfo, scale: int, encode: Encod
 
 
 def join_segments(output: str | Path, segments: Sequence[Path], info: VideoInfo,
-                  overwrite: bool) -> list[dict[str, object]]:
+                  overwrite: bool) -> dict[str, list[dict[str, object]]]:
     """Make ``output`` from the segments in order: packets joined and the input's audio/subtitles copied
-    (video), or the PNGs renumbered into one folder; appears atomically. Returns what became of each audio
-    stream (``StreamCopier.summary``; none for PNGs)."""
+    (video), or the PNGs renumbered into one folder; appears atomically. Returns what became of each
+    ``audio`` and ``subtitles`` stream (``StreamCopier.summary``, ``subtitle_summary``; none for PNGs)."""
     output = Path(output)
-    audio: list[dict[str, object]] = []
+    streams: dict[str, list[dict[str, object]]] = {"audio": [], "subtitles": []}
     if is_video_path(output):
         concat_segments(segments, output, None if info.is_image_folder else info.path,
-                        rotation=info.rotation, overwrite=overwrite, audio=audio)
-        return audio
+                        rotation=info.rotation, overwrite=overwrite, audio=streams["audio"],
+                        subtitles=streams["subtitles"])
+        return streams
     writer = ImageFolderWriter(output, overwrite=overwrite)
     try:
         for seg in segments:
@@ -141,4 +142,4 @@ def join_segments(output: str | Path, segments: Sequence[Path], info: VideoInfo,
         writer.abort()
         raise
     writer.close()
-    return audio
+    return streams

@@ -59,11 +59,12 @@ def concat_segments(
     rotation: int = 0,
     overwrite: bool = False,
     audio: list[dict[str, object]] | None = None,
+    subtitles: list[dict[str, object]] | None = None,
 ) -> int:
     """Write the video packets of ``segments`` (in order) and the audio/subtitles of ``copy_streams_from``
     to ``output``; returns the number of video packets (frames). Segments must share codec parameters
-    (MediaError naming the first that differs). ``audio``, a list, gets what became of each audio stream
-    (``StreamCopier.summary``)."""
+    (MediaError naming the first that differs). ``audio`` and ``subtitles``, lists, get what became of each
+    audio and subtitle stream (``StreamCopier.summary``, ``subtitle_summary``)."""
     out = Path(output)
     if not segments:
         raise MediaError(f"{out}: no segments to join")
@@ -130,6 +131,8 @@ def concat_segments(
             copier.finish()
             if audio is not None:
                 audio.extend(copier.summary())
+            if subtitles is not None:
+                subtitles.extend(copier.subtitle_summary())
         container.close()
     except BaseException as exc:
         with contextlib.suppress(Exception):

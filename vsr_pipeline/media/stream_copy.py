@@ -107,14 +107,14 @@ class StreamCopier:
         self._subtitles: dict[int, SubtitleTranscoder] = {}
         self._bad_audio = self._bad_subtitles = 0
         self._audio: list[tuple[int, str]] = []  # the source's audio streams: index, codec
+        self._subtitle_streams: list[tuple[int, str]] = []  # and its subtitle streams
         self.muxed: dict[int, int] = {}  # source stream index -> packets copied
         chosen = []
         for s in self._src.streams:
             if s.type not in ("audio", "subtitle") or s.codec_context is None:
                 continue
             name = s.codec_context.name
-            if s.type == "audio":
-                self._audio.append((s.index, name))
+            (self._audio if s.type == "audio" else self._subtitle_streams).append((s.index, name))
             # the muxer probe for audio only: subtitles are copied as before it (a made-up packet is no
             # valid subtitle event, and none was found refused at the join)
             held = container_holds(container, name)
@@ -212,6 +212,14 @@ class StreamCopier:
         """What became of each audio stream of the source (``audio_transcode.audio_summary``)."""
         return audio_summary([(i, i, c) for i, c in self._audio], self._stream_map, self.muxed,
                              self._transcoders)
+
+    def subtitle_summary(self) -> list[dict[str, object]]:
+        """Per subtitle stream of the source: its index and codec, how it was written (``copy``, the codec it
+        was converted to, None: left out) and the packets (cues) written."""
+        return [{"stream": index, "codec": codec,
+                 "written_as": "copy" if index in self._stream_map else
+                 self._subtitles[index].encoder if index in self._subtitles else None,
+                 "packets": self.muxed.get(index, 0)} for index, codec in self._subtitle_streams]
 
     def close(self) -> None:
         self._pending = None
