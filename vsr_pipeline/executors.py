@@ -72,7 +72,8 @@ class RayDecoders:
             raise
 
     def corrupt(self) -> list[dict[str, Any]]:
-        """Frames found undecodable, by index (index, pts, time_s, reason)."""
+        """Frames found undecodable, or decoded from damaged data (``concealed``), by index (index, pts,
+        time_s, reason)."""
         found = {c["index"]: c for a in self.actors for c in self.fetch(a.corrupt.remote())}
         return [found[k] for k in sorted(found)]
 

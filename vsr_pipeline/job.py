@@ -351,7 +351,8 @@ def run_job(
     except BaseException:
         _keep_if_useful(ledger)
         raise
-    corrupt = ledger.extra["corrupt"]
+    concealed = [c for c in ledger.extra["corrupt"] if c.get("concealed")]
+    corrupt = [c for c in ledger.extra["corrupt"] if not c.get("concealed")]
     ledger.remove()
     if corrupt:
         log.warning(
@@ -359,6 +360,9 @@ def run_job(
             "left out" if opts.on_corrupt == "skip" else "previous frame repeated",
             _where(corrupt),
         )
+    if concealed:
+        log.warning("%s: %d frame(s) were decoded from damaged data, repaired by the decoder from the "
+                    "pictures around them: %s", input_path, len(concealed), _where(concealed))
     for line in timestamp_warnings(timestamps, info.time_base):
         log.warning("%s: %s", input_path, line)
     expected = info.frames - (len(corrupt) if opts.on_corrupt == "skip" else 0)
@@ -394,6 +398,8 @@ def run_job(
         on_corrupt=opts.on_corrupt,
         corrupt_frames=len(corrupt),
         corrupt=corrupt[:100],
+        concealed_frames=len(concealed),
+        concealed=[{k: c[k] for k in ("index", "pts", "time_s")} for c in concealed[:100]],
         timestamps_repaired=timestamps["repaired"],
         timestamps_renumbered=timestamps["renumbered"],
         deinterlaced=timestamps["deinterlaced"],

@@ -33,6 +33,9 @@ class UpscaleResult:
     on_corrupt: str = "repeat"
     corrupt_frames: int = 0  # frames the decoder could not produce
     corrupt: list[dict[str, Any]] = field(default_factory=list)  # the first 100: index, pts, time_s, reason
+    #: frames decoded from damaged data, repaired by the decoder (MPEG-1/2/4 flag them; H.264/HEVC do not)
+    concealed_frames: int = 0
+    concealed: list[dict[str, Any]] = field(default_factory=list)  # the first 100: index, pts, time_s
     #: frames whose pts was missing, repeated or went backwards: each got the previous pts + one frame
     timestamps_repaired: int = 0
     timestamps_renumbered: int = 0  # frames whose pts were not display times: renumbered in display order

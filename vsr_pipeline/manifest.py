@@ -195,7 +195,7 @@ def write_job_manifest(
         quality = {"error": reason}
     frames = {"in": result["frames_in"], "out": result["frames_out"], "corrupt": len(corrupt),
               "pts_repaired": sum(r["pts_repaired"] for r in rows)}
-    for key in ("timestamps_repaired", "timestamps_renumbered"):
+    for key in ("timestamps_repaired", "timestamps_renumbered", "concealed_frames"):
         if key in result:
             frames[key] = result[key]
     manifest = {

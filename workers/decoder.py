@@ -76,8 +76,10 @@ class Decoder:
         return len(self.reader.read(n)[1])
 
     def corrupt(self) -> list[dict[str, Any]]:
-        """Frames found undecodable so far (index, pts, time_s, reason)."""
-        return [asdict(c) for c in self.reader.corrupt]
+        """Frames found undecodable so far (index, pts, time_s, reason), and those decoded from damaged data
+        (``FrameReader.concealed``: the same, and ``concealed: True``)."""
+        return [asdict(c) for c in self.reader.corrupt] + \
+            [asdict(c) | {"concealed": True} for c in self.reader.concealed]
 
     def timestamps(self) -> dict[str, Any]:
         """Timestamp repairs so far: ``repaired`` frames, the ``first`` one's index (None: none), ``step``

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 #: one at the very start) in its place with the lost frame's pts, so frame count and timing stay right;
 #: ``skip`` gives the frame with pts ``None`` (the pipeline's encoder leaves such frames out).
 ON_CORRUPT = ("fail", "repeat", "skip")
+#: the reason of a frame the decoder produced from damaged data, its errors concealed (``concealed``)
+CONCEALED = "damaged, repaired by the decoder"
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,9 @@ class FrameReader:
 
     Decode errors in the middle of the stream follow ``on_corrupt`` (see :data:`ON_CORRUPT`); a frame is
     counted as lost when its packet fails to decode, or, at the end, when the decoder gave fewer frames
-    than :func:`probe` counted. ``corrupt`` lists them. (Errors the decoder conceals itself cannot be
-    seen here.)
+    than :func:`probe` counted. ``corrupt`` lists them. Frames the decoder produced but flagged as damaged
+    (errors it concealed from the neighbouring pictures: MPEG-1/2, MPEG-4 part 2, H.263; FFmpeg's H.264
+    and HEVC decoders flag none) are kept and listed in ``concealed``.
 
     Frames are uint8; with ``deep``, a video of more than 8 bits per sample (``info.bit_depth``) gives
     uint16 frames (0-65535, :mod:`.colour`) so its 10 or 12 bits reach the model (``dtype`` says which).
@@ -105,6 +108,8 @@ class FrameReader:
         self.dtype = np.dtype(np.uint16 if self.deep else np.uint8)
         self.timestamps = TimestampRepair(1)
         self.corrupt: list[CorruptFrame] = []
+        self.concealed: list[CorruptFrame] = []
+        self._flagged: set[int | None] = set()  # pts of decoded frames flagged corrupt, not yet read
         self._index = 0
         self._container = None
         self._frames: Iterator[av.VideoFrame | Lost] | None = None
@@ -228,6 +233,8 @@ class FrameReader:
                 continue
             for frame in frames:
                 self.frames_decoded += 1
+                if frame.is_corrupt:
+                    self._flagged.add(frame.pts)
                 yield frame
             if packet is None:
                 break
@@ -347,7 +354,12 @@ class FrameReader:
                 rgb = self._stand_in()
             else:
                 rgb = self._rgb(frame)
+                concealed = frame.pts in self._flagged
                 pts = self.timestamps.fix(frame.pts if frame.pts is not None else frame.dts)
+                if concealed:
+                    self._flagged.discard(frame.pts)
+                    time_s = float(pts * info.time_base) if info.time_base else None
+                    self.concealed.append(CorruptFrame(self._index, pts, time_s, CONCEALED))
                 self._good = rgb
             if out is None:
                 out = np.empty((n, *rgb.shape), self.dtype)
