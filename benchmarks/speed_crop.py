@@ -81,7 +81,8 @@ def main() -> None:
                         "median_model_s": statistics.median(float(x.model_seconds or 0) for x in results),
                     }
                 row["ratio_job"] = round(row["whole"]["median_s"] / row["region"]["median_s"], 2)
-                row["ratio_model"] = round(row["whole"]["median_model_s"] / row["region"]["median_model_s"], 2)
+                whole, region = row["whole"]["median_model_s"], row["region"]["median_model_s"]
+                row["ratio_model"] = round(whole / region, 2)
                 row["pixel_ratio"] = round(640 * 272 / (crop[0] * crop[1]), 2)
                 print(json.dumps(row), flush=True)
                 rows.append(row)

@@ -138,9 +138,12 @@ def _pairs_of(frames_in: int, frames_out: int, mapping: list[tuple[int, int]] | 
     return [(k, k) for k in range(frames_in)]
 
 
-def input_settings(deinterlace: bool = True, crop: tuple[int, ...] | None = None) -> ReadSettings:
-    """How a check reads the job's input: lost frames repeated, deinterlaced and cropped as the job did."""
-    return ReadSettings(on_corrupt="repeat", deinterlace=deinterlace, crop=tuple(crop) if crop else None)
+def input_settings(deinterlace: bool = True, crop: tuple[int, ...] | None = None,
+                   span: tuple[int, ...] | None = None) -> ReadSettings:
+    """How a check reads the job's input: lost frames repeated, deinterlaced, cropped and trimmed to the
+    part (``--start``/``--end``) as the job did."""
+    return ReadSettings(on_corrupt="repeat", deinterlace=deinterlace, crop=tuple(crop) if crop else None,
+                        span=tuple(span) if span else None)  # type: ignore[arg-type]
 
 
 def _check_sizes(input_path: Path, output_path: Path, scale: int, read: ReadSettings) -> tuple[Any, Any]:
@@ -201,7 +204,7 @@ def check_files(
     for p in (input_path, output_path):
         if not p.exists():
             raise MediaError(f"{p}: no such file or folder")
-    source = "--degradation"
+    source, span = "--degradation", None
     if degradation is None:
         if recorded is not None:
             degradation, source = recorded["model"]["degradation"], "manifest"
@@ -217,7 +220,10 @@ def check_files(
         mapping = [(r["index_in"], r["index_out"]) for r in recorded["mapping"] if r["index_out"] is not None]
         deinterlace = bool(recorded["settings"].get("deinterlace", deinterlace))
         crop = crop or recorded["settings"].get("crop")
-    read = input_settings(deinterlace, crop)
+        span = recorded["settings"].get("span")
+        if span:  # the mapping names the input's own frame numbers; the reader counts from the part's first
+            mapping = [(i - span[0], o) for i, o in mapping]
+    read = input_settings(deinterlace, crop, span)
     info_in, info_out = _check_sizes(input_path, output_path, scale, read)
     pairs = _pairs_of(info_in.frames, info_out.frames, mapping, input_path, output_path)
     heat_dir = Path(heatmap) if heatmap is not None else None

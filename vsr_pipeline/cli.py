@@ -14,7 +14,15 @@ import sys
 from typing import Any, NoReturn
 
 from vsr_pipeline import errors
-from vsr_pipeline.cli_values import Collect, batch_size, crop, degradation_chain, fraction, positive_int
+from vsr_pipeline.cli_values import (
+    Collect,
+    batch_size,
+    clock_time,
+    crop,
+    degradation_chain,
+    fraction,
+    positive_int,
+)
 from vsr_pipeline.options import default
 
 log = logging.getLogger("vsr")
@@ -83,6 +91,10 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=fraction, help="frame rate of a folder-of-frames input (default 25)")
     p.add_argument("--crop", type=crop, metavar="W:H[:X:Y]", help="upscale only this region: W x H pixels "
                    "of the picture as a player shows it, its top-left corner at X,Y (default: centred)")
+    p.add_argument("--start", type=clock_time, metavar="TIME", help="upscale from this time on (seconds or "
+                   "[HH:]MM:SS[.f] from the first frame), with its audio and subtitles; the output starts "
+                   "there")
+    p.add_argument("--end", type=clock_time, metavar="TIME", help="upscale the frames before this time")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--backbone", help="single-image model as the body of a video model that accepts one")
     p.add_argument("--align", metavar="ESTIMATOR", help="pre-align the windows of a window model with "
@@ -294,6 +306,10 @@ def cmd_upscale(args: argparse.Namespace) -> dict[str, Any]:
 
     opts = _options(args)
     if is_stream_source(args.input):  # stdin or a URL: read once, written as it grows (no ledger, no Ray)
+        if args.start is not None or args.end is not None:
+            from vsr_pipeline.errors import UsageError
+
+            raise UsageError("--start/--end take a file; a stream input is upscaled as it comes")
         unused = [f for f, on in (("--address", args.address), ("--fps", args.fps), ("--no-resume",
                   args.no_resume)) if on]
         if unused:

@@ -51,6 +51,16 @@ def crop(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def clock_time(text: str) -> float:
+    """Seconds, or ``[HH:]MM:SS[.f]``."""
+    from vsr_pipeline.media.trim import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def degradation_chain(text: str) -> str:
     """A degradation chain (``bi``, ``bd+h264:28+noise:2``), checked and written canonically."""
     from vsr_pipeline.degradation import DegradationError, parse_degradation

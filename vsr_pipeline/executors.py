@@ -14,7 +14,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from vsr_pipeline.cluster import is_lost_worker, root_cause
@@ -96,7 +96,8 @@ class RayDecoders:
         """Kill these decoders; one new decoder reads the same input sequentially from its first frame."""
         self.kill()
         info, batch, settings = self.source
-        new = start_decoders(info, batch, settings, 1, parallel=False)
+        # a part (``--start``) is then reached by decoding up to it: a seek to it may be what failed
+        new = start_decoders(info, batch, replace(settings, seek_to_span=False), 1, parallel=False)
         self.actors, self.owners = new.actors, new.owners
 
     def finish(self, keep: bool) -> None:
@@ -137,7 +138,7 @@ def start_decoders(info: VideoInfo, batch: int, settings: ReadSettings, count: i
 
     args = (str(info.path), settings)
     source = (info, batch, settings)
-    if parallel and count > 1:
+    if parallel and count > 1 and settings.span is None:  # a part of the input: one decoder, sequential
         index = scan(info.path)
         problem = seek_problem(index, info, settings.on_corrupt, settings.deinterlace)
         if problem is None:

@@ -26,6 +26,7 @@ from vsr_pipeline.job_result import UpscaleResult
 from vsr_pipeline.media import MediaError, VideoInfo, probe
 from vsr_pipeline.media.ingest import timestamp_warnings
 from vsr_pipeline.media.output_names import is_video_path
+from vsr_pipeline.media.trim import Span
 from vsr_pipeline.options import (
     UpscaleOptions,
     check_input,
@@ -36,6 +37,7 @@ from vsr_pipeline.options import (
     concrete_batch,
     crop_input,
     output_format,
+    trim_input,
 )
 from vsr_pipeline.plan import Chunk, machine_memory, plan_chunks, spec_chunk
 from vsr_pipeline.scheduler import ChunkWork, decoded_chunks, run_chunks
@@ -62,6 +64,8 @@ class JobPlan:
     #: torch threads of the CPU upscaler (0: every core / not decided) and why (``autotune.choose_threads``)
     threads: int = 0
     threads_reason: str = ""
+    #: the part of the input ``--start``/``--end`` select (None: all of it)
+    span: Span | None = None
 
 
 def resolve_auto_settings(plan: JobPlan, device: Any) -> JobPlan:
@@ -127,6 +131,7 @@ def plan_job(
     check_manifest_free(output, opts.overwrite)
     check_perf_options(spec, opts, device)
     info, opts = crop_input(probe(input_path, fps=opts.fps), opts)
+    info, opts, span = trim_input(info, opts)
     opts = output_format(opts, info, output)  # auto bit depth and chroma are decided here
     check_input(info, opts.scale, opts.bit_depth)
     if is_video_path(output):  # a codec/container/setting that cannot work fails now, naming the output
@@ -135,7 +140,7 @@ def plan_job(
     padding = spec.default_padding if opts.padding is None else opts.padding
     chunk = opts.chunk or _default_chunk(output, opts, spec, info, padding, device, sharing)
     return JobPlan(input_path, output, opts, spec, info, chunk, padding,
-                   plan_chunks(info.frames, chunk, padding))
+                   plan_chunks(info.frames, chunk, padding), span=span)
 
 
 def _default_chunk(output: Path, opts: UpscaleOptions, spec: ModelSpec, info: VideoInfo, padding: int,
@@ -194,6 +199,7 @@ def job_settings(
         **({"deinterlace": opts.deinterlace} if info.interlaced else {}),
         # only with a crop, so ledgers made before the option still match
         **({"crop": list(opts.crop)} if opts.crop else {}),
+        **({"start": opts.start, "end": opts.end, "span": list(opts.span)} if opts.span else {}),
         # only where chunks run as several sequences (rounding differs from one at a time), likewise
         **({"sequences": opts.sequences} if chunks_per_pass(spec, opts.sequences) > 1 else {}),
         "software": segment_software(),
@@ -341,7 +347,7 @@ def run_job(
         frames_out = sum(d["frames"] for d in done)
         if not segments:
             raise MediaError(f"{input_path}: every frame was skipped as undecodable; no output written")
-        streams = join_segments(output, segments, info, opts.overwrite)
+        streams = join_segments(output, segments, info, opts.overwrite, plan.span)
     except KeyboardInterrupt:
         _keep_if_useful(ledger)
         raise InterruptedJob(
@@ -419,6 +425,8 @@ def run_job(
         audio=streams["audio"],
         subtitles=streams["subtitles"],
         crop=list(opts.crop) if opts.crop else None,
+        trim={"start": opts.start, "end": opts.end, "first_frame": opts.span[0], "stop_frame": opts.span[1]}
+        if opts.span else None,
     )
     from vsr_pipeline.manifest import write_job_manifest
 

@@ -73,6 +73,9 @@ class UpscaleResult:
     #: the region upscaled, ``[W, H, X, Y]`` in the picture as displayed (``--crop``); None: whole frames.
     #: ``width_in``/``height_in`` are then the region's size
     crop: list[int] | None = None
+    #: ``--start``/``--end`` as given (seconds) and the frames they select, ``first_frame`` to ``stop_frame``
+    #: - 1 of the input; None: the whole video. ``frames_in`` counts the selected frames
+    trim: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -105,7 +105,7 @@ def utc_iso(epoch: float) -> str:
 
 
 def frame_mapping(
-    info: VideoInfo, output: Path, corrupt: list[dict[str, Any]], on_corrupt: str
+    info: VideoInfo, output: Path, corrupt: list[dict[str, Any]], on_corrupt: str, first: int = 0
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Timing of the output and one row per input frame: ``index_in``, ``pts_in`` (the input packet's, in
     the input's time base; None when the input's packets carry none), ``index_out``, ``pts_out`` (the
@@ -113,20 +113,23 @@ def frame_mapping(
     out) and ``pts_repaired`` (the output frame's time differs from the input packet's, once the output's
     constant start shift is taken off: ``shift_s``, the first mapped frame's output time minus its input
     time, e.g. MPEG-TS moving every stream by the encoder's B-frame delay and AAC priming; 0 for MP4/MOV/MKV).
+    ``first``: the input frame the job started at (``--start``; ``info`` then counts the frames from it,
+    ``corrupt`` indexes them from it); ``index_in`` is the input's own frame number.
     """
     idx_in = scan(info.path)
     pts_in: list[int | None] = list(idx_in.pts)
     if idx_in.missing_pts or idx_in.repair is not None:  # packet order is not frame order
         pts_in = decoded_pts(info.path)
+    pts_in = pts_in[first : first + info.frames]
     if len(pts_in) != info.frames:
         pts_in = [None] * info.frames
     idx_out = scan(output)
     out_tb = None if idx_out.is_image_folder else probe(output).time_base
-    lost = {int(c["index"]) for c in corrupt}
+    lost = {first + int(c["index"]) for c in corrupt}
     rows: list[dict[str, Any]] = []
     k = 0
     shift: Fraction | None = None
-    for i, p in enumerate(pts_in):
+    for i, p in enumerate(pts_in, start=first):
         if on_corrupt == "skip" and i in lost:
             rows.append({"index_in": i, "pts_in": p, "index_out": None, "pts_out": None, "corrupt": True,
                          "pts_repaired": False})
@@ -183,12 +186,13 @@ def write_job_manifest(
     ``corrupt``: every undecodable frame, ``started``/``ended``: epoch seconds."""
     from vsr_pipeline.check import assumed_degradation, input_settings, quality_report
 
-    timing, rows = frame_mapping(info, output, corrupt, opts.on_corrupt)
+    first = opts.span[0] if opts.span else 0
+    timing, rows = frame_mapping(info, output, corrupt, opts.on_corrupt, first)
     degradation = assumed_degradation(result["model"], result["weights"])
-    pairs = [(r["index_in"], r["index_out"]) for r in rows if r["index_out"] is not None]
+    pairs = [(r["index_in"] - first, r["index_out"]) for r in rows if r["index_out"] is not None]
     try:
         quality = quality_report(input_path, output, opts.scale, degradation, pairs, timing["keyframes_out"],
-                                 input_settings(opts.deinterlace, opts.crop))
+                                 input_settings(opts.deinterlace, opts.crop, opts.span))
     except Exception as exc:  # the output is complete and stands: a report that fails says why, nothing more
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         log.warning("%s: no quality report (%s)", output, reason)

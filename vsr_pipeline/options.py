@@ -30,6 +30,7 @@ from vsr_pipeline.media.frame_rate import output_frame_rate
 from vsr_pipeline.media.output_names import is_video_path, output_name_problem
 from vsr_pipeline.media.pixel_format import BIT_DEPTHS, CHROMAS, output_chroma
 from vsr_pipeline.media.reader import ON_CORRUPT, ReadSettings
+from vsr_pipeline.media.trim import Span, resolve_span, span_info
 
 if TYPE_CHECKING:
     from models.registry import ModelSpec
@@ -154,6 +155,13 @@ class UpscaleOptions:
     #: upscale only this region, ``(W, H)`` centred or ``(W, H, X, Y)``, in pixels of the picture as
     #: displayed (``vsr_pipeline.media.crop``); None: the whole frame
     crop: tuple[int, ...] | None = None
+    #: upscale only the frames from ``start`` to ``end`` seconds (from the first frame; None: its start,
+    #: its end), with their audio and subtitles (``vsr_pipeline.media.trim``)
+    start: float | None = None
+    end: float | None = None
+    #: the frames ``start``/``end`` select, ``(first, stop, pts shift)``: set by the job (``trim_input``),
+    #: None otherwise (no flag)
+    span: tuple[int, int, int] | None = None
     #: "clean" or "compressed" (H.264 / MPEG-4 at modest bitrates: recorders, phones, web video): with no
     #: ``weights``, "compressed" picks the model's weights trained for it (``ModelSpec.compressed_weights``)
     source: str = "clean"
@@ -168,7 +176,9 @@ class UpscaleOptions:
     def read_settings(self) -> ReadSettings:
         """How the decoders read the input (deep: samples over 8 bits kept where the output keeps them)."""
         crop = tuple(self.crop) if self.crop else None
-        return ReadSettings(self.fps, self.on_corrupt, self.deinterlace, (self.bit_depth or 8) > 8, crop)
+        span = tuple(self.span) if self.span else None
+        return ReadSettings(self.fps, self.on_corrupt, self.deinterlace, (self.bit_depth or 8) > 8, crop,
+                            span)  # type: ignore[arg-type]
 
     def encode_settings(self) -> EncodeSettings:
         values = {f.name: getattr(self, f.name) for f in fields(EncodeSettings)}
@@ -240,6 +250,10 @@ def check_options(opts: UpscaleOptions) -> ModelSpec:
             check_crop(tuple(opts.crop))
         except ValueError as exc:
             raise UsageError(f"--crop {exc}") from None
+    if (opts.start is not None and opts.start < 0) or (opts.end is not None and opts.end <= 0):
+        raise UsageError("--start must be >= 0 and --end > 0 (seconds from the first frame)")
+    if opts.start is not None and opts.end is not None and opts.end <= opts.start:
+        raise UsageError(f"--end {opts.end:g} is not after --start {opts.start:g}")
     if opts.chroma not in (None, *CHROMAS):
         raise UsageError(f"--chroma must be auto, {', '.join(CHROMAS)}, not {opts.chroma}")
     if spec.temporal == "window" and opts.padding is not None:
@@ -390,6 +404,19 @@ def crop_input(info: VideoInfo, opts: UpscaleOptions) -> tuple[VideoInfo, Upscal
     except ValueError as exc:
         raise UsageError(f"{info.path}: --crop {exc}") from None
     return cropped_info(info, region), replace(opts, crop=crop)
+
+
+def trim_input(info: VideoInfo, opts: UpscaleOptions) -> tuple[VideoInfo, UpscaleOptions, Span | None]:
+    """``info`` for the frames ``opts.start``/``opts.end`` select, ``opts`` with their ``span``, and the
+    :class:`~vsr_pipeline.media.trim.Span` (None without either); ``UsageError`` naming the input where
+    they select nothing or its timestamps cannot place them."""
+    if opts.start is None and opts.end is None:
+        return info, replace(opts, span=None), None
+    try:
+        span = resolve_span(info, opts.start, opts.end)
+    except ValueError as exc:
+        raise UsageError(f"{info.path}: {exc}") from None
+    return span_info(info, span.first, span.stop), replace(opts, span=span.frames), span
 
 
 def check_input(info: VideoInfo, scale: int, bit_depth: int = 8) -> None:

@@ -25,6 +25,7 @@ from vsr_pipeline.heap import release_free_memory
 from vsr_pipeline.media import EncodeSettings, ImageFolderWriter, VideoInfo
 from vsr_pipeline.media.mux import concat_segments, segment_options
 from vsr_pipeline.media.output_names import VIDEO_EXTENSIONS, is_video_path
+from vsr_pipeline.media.trim import Span
 
 __all__ = ["VIDEO_EXTENSIONS", "Encoder", "SegmentTarget", "check_encoder", "is_video_path", "join_segments",
            "segment_suffix"]
@@ -119,17 +120,18 @@ def check_encoder(output: str | Path, info: VideoInfo, scale: int, encode: Encod
         writer.abort()
 
 
-def join_segments(output: str | Path, segments: Sequence[Path], info: VideoInfo,
-                  overwrite: bool) -> dict[str, list[dict[str, object]]]:
+def join_segments(output: str | Path, segments: Sequence[Path], info: VideoInfo, overwrite: bool,
+                  span: Span | None = None) -> dict[str, list[dict[str, object]]]:
     """Make ``output`` from the segments in order: packets joined and the input's audio/subtitles copied
     (video), or the PNGs renumbered into one folder; appears atomically. Returns what became of each
-    ``audio`` and ``subtitles`` stream (``StreamCopier.summary``, ``subtitle_summary``; none for PNGs)."""
+    ``audio`` and ``subtitles`` stream (``StreamCopier.summary``, ``subtitle_summary``; none for PNGs).
+    ``span``: the part of the input the job read (its audio and subtitles only)."""
     output = Path(output)
     streams: dict[str, list[dict[str, object]]] = {"audio": [], "subtitles": []}
     if is_video_path(output):
         concat_segments(segments, output, None if info.is_image_folder else info.path,
                         rotation=info.rotation, overwrite=overwrite, audio=streams["audio"],
-                        subtitles=streams["subtitles"])
+                        subtitles=streams["subtitles"], span=span)
         return streams
     writer = ImageFolderWriter(output, overwrite=overwrite)
     try:

@@ -21,6 +21,7 @@ import av
 from .errors import MediaError, short_reason
 from .probe import open_input
 from .stream_copy import StreamCopier, stream_like
+from .trim import Span
 from .writer import exact_timing_options, partial_path
 
 #: seconds an MPEG-TS segment is written later than its frames' pts, and moved back when joined: the TS
@@ -60,11 +61,13 @@ def concat_segments(
     overwrite: bool = False,
     audio: list[dict[str, object]] | None = None,
     subtitles: list[dict[str, object]] | None = None,
+    span: Span | None = None,
 ) -> int:
     """Write the video packets of ``segments`` (in order) and the audio/subtitles of ``copy_streams_from``
     to ``output``; returns the number of video packets (frames). Segments must share codec parameters
     (MediaError naming the first that differs). ``audio`` and ``subtitles``, lists, get what became of each
-    audio and subtitle stream (``StreamCopier.summary``, ``subtitle_summary``)."""
+    audio and subtitle stream (``StreamCopier.summary``, ``subtitle_summary``). ``span``: only the audio and
+    subtitles of that part of the source, moved back with its frames (``--start``/``--end``)."""
     out = Path(output)
     if not segments:
         raise MediaError(f"{out}: no segments to join")
@@ -95,7 +98,7 @@ def concat_segments(
         if rotation:
             video.set_display_rotation(rotation)
         if copy_streams_from is not None:
-            copier = StreamCopier(container, Path(copy_streams_from), out)
+            copier = StreamCopier(container, Path(copy_streams_from), out, span)
         last_dts: int | None = None
         for i, seg in enumerate(segments):
             src = first if i == 0 else open_segment(seg)

@@ -22,6 +22,7 @@ from .images import list_images, read_images
 from .ingest import Deinterlacer, TimestampRepair, frame_step, stream_rate
 from .probe import VideoInfo, main_video, open_input, probe
 from .seek import SeekError, StreamIndex, scan, seek_problem
+from .trim import span_info
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,15 @@ class ReadSettings:
     deinterlace: bool = True
     deep: bool = False
     crop: tuple[int, ...] | None = None
+    #: ``--start``/``--end``: (first frame, stop frame, pts shift), :mod:`.trim`
+    span: tuple[int, int, int] | None = None
+    #: reach a span's first frame by seeking where that is exact (else, or False: by decoding up to it)
+    seek_to_span: bool = True
 
     def open(self, path: str | os.PathLike[str]) -> FrameReader:
         """A reader of ``path`` with these settings."""
-        return FrameReader(path, self.fps, self.on_corrupt, self.deinterlace, self.deep, self.crop)
+        return FrameReader(path, self.fps, self.on_corrupt, self.deinterlace, self.deep, self.crop,
+                           self.span, self.seek_to_span)
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,9 @@ class FrameReader:
 
     ``crop`` (``W, H[, X, Y]`` as displayed, :mod:`.crop`) gives only that region of each frame; ``info``
     then has the region's size (``region`` says where it lies in the decoded frame). ValueError when it does
-    not fit the picture.
+    not fit the picture. ``span`` ``(first, stop, shift)`` (:mod:`.trim`) gives frames ``first..stop-1`` as
+    a video of its own (numbered from 0, pts less ``shift``), reached by seeking where exact and
+    ``seek_to_span``, else by decoding; lost frames before it are not reported.
 
     ``seek(index)`` positions the reader so the next ``read`` starts at frame ``index`` (keyframe seek,
     decode forward, drop frames before it by pts); ``frames_decoded`` counts frames out of the decoder
@@ -92,7 +100,8 @@ class FrameReader:
 
     def __init__(self, path: str | os.PathLike[str], fps: Fraction | float | int | None = None,
                  on_corrupt: str = "fail", deinterlace: bool = True, deep: bool = False,
-                 crop: tuple[int, ...] | None = None):
+                 crop: tuple[int, ...] | None = None, span: tuple[int, int, int] | None = None,
+                 seek_to_span: bool = True):
         if on_corrupt not in ON_CORRUPT:
             raise ValueError(f"on_corrupt must be one of {', '.join(ON_CORRUPT)}, got {on_corrupt!r}")
         self.path = Path(path)
@@ -101,7 +110,14 @@ class FrameReader:
         #: the decoded frames' size (``info`` has the crop's)
         self.source_size = (source.width, source.height)
         self.region = stored_region(crop, source.width, source.height, source.rotation) if crop else None
-        self.info: VideoInfo = cropped_info(source, self.region)
+        #: the whole video's (cropped) info; ``info`` is the span's
+        self._src = cropped_info(source, self.region)
+        self._first, self._stop, self._shift = span if span else (0, self._src.frames, 0)
+        if not 0 <= self._first < self._stop <= self._src.frames:
+            raise ValueError(f"span {span} is outside the video's {self._src.frames} frames")
+        self._seek_to_span = seek_to_span
+        self._positioned = self._first == 0
+        self.info: VideoInfo = span_info(self._src, self._first, self._stop)
         self.deinterlace = deinterlace and self.info.interlaced
         self.deep = deep and self.info.bit_depth > 8
         #: the frames' sample type: uint16 for deep video read with ``deep``, else uint8
@@ -144,8 +160,19 @@ class FrameReader:
 
     @property
     def position(self) -> int:
-        """Index of the frame the next ``read`` starts with."""
-        return self._index
+        """Index of the frame the next ``read`` starts with (in the span, with one)."""
+        return max(0, self._index - self._first)
+
+    def _to_span_start(self) -> None:
+        """Before a span's first read: seek to its first frame where exact and allowed, else decode to it."""
+        self._positioned = True
+        if self._src.is_image_folder or (self._seek_to_span and seek_problem(
+                self.stream_index(), self._src, self.on_corrupt, self.deinterlace) is None):
+            self.seek(0)
+            return
+        while self._index < self._first:
+            if not self._read(min(16, self._first - self._index))[1]:
+                break
 
     def stream_index(self) -> StreamIndex:
         """The demux-only index of the video packets (computed once; see :func:`.seek.scan`)."""
@@ -183,7 +210,7 @@ class FrameReader:
         expected = self._packet_pts()
         floor = expected[start] if start and expected is not None else None
         in_order = expected is not None and self.stream_index().in_order is not None
-        self._matcher = matcher = FrameMatcher(expected, self.info.frames, start, in_order)
+        self._matcher = matcher = FrameMatcher(expected, self._src.frames, start, in_order)
         packets = self._container.demux(stream) if packets is None else packets
         if floor is None or expected is None:
             for frame in self._decoded(stream, packets, matcher):
@@ -240,7 +267,17 @@ class FrameReader:
                 break
 
     def seek(self, index: int) -> None:
-        """Position the reader so that the next ``read`` returns frame ``index`` (0 <= index <= frames).
+        """Position the reader so that the next ``read`` returns frame ``index`` (0 <= index <= frames; of
+        the span, with one: see :meth:`_seek_abs`)."""
+        if not 0 <= index <= self.info.frames:
+            raise ValueError(f"frame index {index} is outside 0..{self.info.frames}")
+        self._positioned = True
+        self._seek_abs(index + self._first)
+        if index == 0 and self._first:
+            self._seeked = False  # the span's first frame: a lost one takes the next good one, as at a start
+
+    def _seek_abs(self, index: int) -> None:
+        """Position the reader so that the next ``read`` returns frame ``index`` of the whole video.
 
         Videos: seek the container to the last keyframe whose pts <= frame ``index``'s pts (the first
         packet demuxed after the seek must be such a keyframe, else earlier keyframes are tried, else the
@@ -249,9 +286,7 @@ class FrameReader:
         colour conversion are the sequential ones. Image folders: index into the image list.
         Raises :class:`SeekError` when :func:`.seek.seek_problem` finds exactness cannot be guaranteed.
         """
-        if not 0 <= index <= self.info.frames:
-            raise ValueError(f"frame index {index} is outside 0..{self.info.frames}")
-        if self.info.is_image_folder:
+        if self._src.is_image_folder:
             self._index = index
             return
         if self._frames is None:
@@ -259,7 +294,7 @@ class FrameReader:
         if index == self._index:
             return
         idx = self.stream_index()
-        problem = seek_problem(idx, self.info, self.on_corrupt, self.deinterlace)
+        problem = seek_problem(idx, self._src, self.on_corrupt, self.deinterlace)
         if problem is not None:
             raise SeekError(f"{self.path}: cannot seek exactly ({problem}); decode sequentially")
         self._good = None
@@ -324,9 +359,22 @@ class FrameReader:
                              f"({short_reason(exc)})") from None
 
     def read(self, n: int) -> tuple[np.ndarray, list[int]]:
-        """Up to ``n`` next frames and their pts."""
+        """Up to ``n`` next frames and their pts (of the span, with one)."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
+        if not self._positioned:
+            self._to_span_start()
+        n = min(n, self._stop - self._index)
+        if n < 1:
+            info = self.info
+            return np.empty((0, info.height, info.width, 3), self.dtype), []
+        frames, pts = self._read(n)
+        if self._shift:
+            pts = [p - self._shift if p is not None else None for p in pts]
+        return frames, pts
+
+    def _read(self, n: int) -> tuple[np.ndarray, list[int]]:
+        """Up to ``n`` next frames of the whole video and their pts."""
         info = self.info
         if info.is_image_folder:
             paths = self._images[self._index : self._index + n]
@@ -358,8 +406,9 @@ class FrameReader:
                 pts = self.timestamps.fix(frame.pts if frame.pts is not None else frame.dts)
                 if concealed:
                     self._flagged.discard(frame.pts)
+                if concealed and self._index >= self._first:
                     time_s = float(pts * info.time_base) if info.time_base else None
-                    self.concealed.append(CorruptFrame(self._index, pts, time_s, CONCEALED))
+                    self.concealed.append(CorruptFrame(self._index - self._first, pts, time_s, CONCEALED))
                 self._good = rgb
             if out is None:
                 out = np.empty((n, *rgb.shape), self.dtype)
@@ -417,13 +466,15 @@ class FrameReader:
         return self._good
 
     def _lost_frame(self, lost: Lost, pts: int) -> None:
-        """Record a lost frame whose stand-in gets ``pts`` (or raise with ``fail``)."""
+        """Record a lost frame whose stand-in gets ``pts`` (or raise with ``fail``); none before a span."""
+        if self._index < self._first:
+            return
         time_s = float(pts * self.info.time_base) if self.info.time_base else None
         if self.on_corrupt == "fail":
             where = f" at {time_s:.3f} s" if time_s is not None else ""
             raise MediaError(f"{self.path}: frame {self._index}{where} cannot be decoded ({lost.reason}); "
                              f"--on-corrupt repeat or skip carries on")
-        self.corrupt.append(CorruptFrame(self._index, pts, time_s, lost.reason))
+        self.corrupt.append(CorruptFrame(self._index - self._first, pts, time_s, lost.reason))
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, int]]:
         """Frames one by one as ((H, W, 3) array, pts)."""

@@ -17,6 +17,7 @@ from .container_codecs import container_holds
 from .errors import short_reason
 from .probe import main_video, open_input
 from .subtitle_transcode import SubtitleTranscoder, try_subtitle_transcoder
+from .trim import Span
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,10 @@ class StreamCopier:
     re-encoded audio before the container is closed.
     """
 
-    def __init__(self, container: av.container.OutputContainer, src_path: Path, out_path: Path):
+    def __init__(self, container: av.container.OutputContainer, src_path: Path, out_path: Path,
+                 span: Span | None = None):
         self._container = container
+        self._span = span  # only packets of this part, moved back with its frames (``--start``/``--end``)
         self._out = out_path
         self._src: av.container.InputContainer | None = open_input(src_path)
         copy_tags(self._src.metadata, container.metadata)
@@ -170,10 +173,17 @@ class StreamCopier:
                 if not pkt.size:
                     continue
             ts = pkt.pts if pkt.pts is not None else pkt.dts
-            if until is not None and ts is not None and ts * Fraction(pkt.time_base) > until:
+            at = None if ts is None else ts * Fraction(pkt.time_base)
+            if self._pending is None and at is not None and self._span is not None:
+                if not self._span.t_from <= at < (self._span.t_to if self._span.t_to is not None else at + 1):
+                    continue  # outside the part: not written
+                at -= self._span.shift_s
+            if until is not None and at is not None and at > until:
                 self._pending = pkt
                 return
             self._pending = None
+            if self._span is not None and self._span.shift:
+                self._move_back(pkt)
             if pkt.stream_index in self._subtitles:
                 self._convert_subtitle(pkt)
                 continue
@@ -190,6 +200,13 @@ class StreamCopier:
                 if self._bad_audio == 1:
                     log.warning("%s: an audio packet cannot be decoded (%s): left out", self._out,
                                 short_reason(exc))
+
+    def _move_back(self, pkt: av.Packet) -> None:
+        """Shift a packet of the part back by its first frame's time (its pts and dts, in its own base)."""
+        assert self._span is not None
+        delta = round(self._span.shift_s / Fraction(pkt.time_base))
+        pkt.pts = None if pkt.pts is None else pkt.pts - delta
+        pkt.dts = None if pkt.dts is None else pkt.dts - delta
 
     def _convert_subtitle(self, pkt: av.Packet) -> None:
         index = pkt.stream_index

@@ -1,0 +1,118 @@
+"""``--start``/``--end``: only a part of the video is upscaled, with its audio and subtitles, the output
+starting where the whole video's would (as FFmpeg's ``-ss``/``-to`` before the input)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from tests.conftest import make_clip, shared_path, textured_frames
+from tests.test_subtitles import cues_of, srt_mkv  # noqa: F401 (a fixture)
+from vsr_pipeline.media import FrameReader, probe, read_images
+from vsr_pipeline.media.images import list_images
+from vsr_pipeline.media.trim import parse_time, resolve_span
+
+
+def test_times_and_the_frames_they_select(tmp_path: Path) -> None:
+    assert parse_time("12.5") == 12.5 and parse_time("1:02.5") == 62.5 and parse_time("01:00:03") == 3603
+    for bad in ("", "1:2:3:4", "-3", "ten"):
+        with pytest.raises(ValueError):
+            parse_time(bad)
+    # variable frame rate: frames at 0, 0.04, 0.12, 0.16, 0.28, 0.32 s
+    clip = make_clip(tmp_path / "vfr.mp4", textured_frames(6, 32, 32), pts=[0, 1, 3, 4, 7, 8])
+    info = probe(clip)
+    span = resolve_span(info, 0.1, 0.3)
+    assert (span.first, span.stop) == (2, 5) and span.shift_s == Fraction(12, 100)  # 0.12, 0.16, 0.28 s
+    assert resolve_span(info, 0.1, 0.28).frames[:2] == (2, 4)  # the end is not included
+    assert resolve_span(info, None, 0.05).frames[:2] == (0, 2)
+    with pytest.raises(ValueError, match="selects no frame"):
+        resolve_span(info, 0.33, None)
+
+
+def test_the_reader_gives_the_part_by_seeking_or_by_decoding_up_to_it(tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "in.mp4", textured_frames(30, 48, 32))
+    with FrameReader(clip) as whole:
+        frames, pts = whole.read(30)
+    for seek in (True, False):
+        with FrameReader(clip, span=(11, 23, pts[11] - pts[0]), seek_to_span=seek) as part:
+            assert part.info.frames == 12
+            got, got_pts = part.read(100)
+            assert np.array_equal(got, frames[11:23])
+            assert got_pts == [p - pts[11] + pts[0] for p in pts[11:23]]
+            assert part.read(1)[1] == []
+            part.seek(5)
+            assert np.array_equal(part.read(2)[0], frames[16:18]) and part.position == 7
+
+
+def _png(folder: Path) -> np.ndarray:
+    return read_images(list_images(folder))
+
+
+def test_a_part_of_real_footage_keeps_its_sound_in_step(tmp_path: Path, vsr: Any) -> None:
+    """Big Buck Bunny (1280x720, 25 fps, AAC 48 kHz): 2.0 s to 3.5 s is frames 50-87; the output's first
+    frame is at 0, its sound is the source's from 2.0 s, sample for sample. (A 320x180 region of it, for
+    the suite's time.)"""
+    src = shared_path("videos", "bigbuckbunny.mp4")
+    region = ("--crop", "320:180")
+    code, result, err = vsr(str(src), "-o", str(tmp_path / "part.mp4"), "--start", "2", "--end", "3.5",
+                            *region)
+    assert code == 0, err
+    assert result["frames_in"] == result["frames_out"] == 38
+    assert result["trim"] == {"start": 2.0, "end": 3.5, "first_frame": 50, "stop_frame": 88}
+    assert result["quality"]["check_psnr_y_mean"] > 40  # the report paired the output with frames 50-87
+    check = subprocess.run([sys.executable, "-m", "vsr_pipeline.cli", "check", str(src),
+                            str(tmp_path / "part.mp4"), "--json"], capture_output=True, text=True,
+                           timeout=120)
+    assert check.returncode == 0, check.stderr  # vsr check takes the part from the manifest
+    assert json.loads(check.stdout.splitlines()[-1])["psnr_y_min"] > 40
+    with av.open(str(tmp_path / "part.mp4")) as c:
+        times = [float(f.time) for f in c.decode(video=0)]
+    assert times == pytest.approx([k / 25 for k in range(38)], abs=1e-3)
+    out_t0, out = _sound(tmp_path / "part.mp4")
+    src_t0, whole = _sound(src)
+    assert 0 <= out_t0 < 0.025  # from the first AAC packet at or after 2.0 s
+    at = round((out_t0 + 2.0 - src_t0) * 48000)  # where the output's sound should lie in the source's
+    piece = out[4800:14400]
+    lags = range(-96, 97)  # +-2 ms
+    corr = [np.corrcoef(piece, whole[at + 4800 + k : at + 4800 + k + len(piece)])[0, 1] for k in lags]
+    assert max(corr) > 0.99 and abs(lags[int(np.argmax(corr))]) <= 2  # MP4 times are exact (MKV: ms)
+
+    code, _, err = vsr(str(src), "-o", str(tmp_path / "part_png"), "--start", "0:02", "--end", "3.5",
+                       "--chunk", "7", *region)
+    code_whole, _, err_whole = vsr(str(src), "-o", str(tmp_path / "whole_png"), "--end", "3.5", *region)
+    assert code == code_whole == 0, err + err_whole
+    assert np.array_equal(_png(tmp_path / "part_png"), _png(tmp_path / "whole_png")[50:88])
+
+
+def _sound(path: Path) -> tuple[float, np.ndarray]:
+    with av.open(str(path)) as c:
+        frames = list(c.decode(audio=0))
+    return float(frames[0].time), np.concatenate([f.to_ndarray()[0] for f in frames]).astype(np.float64)
+
+
+def test_subtitles_of_the_part_come_with_it(srt_mkv: Path, tmp_path: Path, vsr: Any) -> None:  # noqa: F811
+    code, _, err = vsr(str(srt_mkv), "-o", str(tmp_path / "part.mkv"), "--start", "0.6")
+    assert code == 0, err
+    cues = cues_of(tmp_path / "part.mkv")[2]
+    # the cues at 0.7 s and 1.3 s, now 0.6 s earlier; the one at 0.1 s is before the part
+    assert [(start, length) for start, length, _, _ in cues] == [(100, 450), (700, 600)]
+
+
+def test_a_part_that_is_not_there_is_one_line(tmp_path: Path, vsr: Any) -> None:
+    clip = make_clip(tmp_path / "in.mp4", textured_frames(10, 32, 32))
+    out = tmp_path / "out.mp4"
+    code, _, err = vsr(str(clip), "-o", str(out), "--start", "5")
+    assert code == 2 and "--start 5 selects no frame (the video's frames run from 0 to 0.360 s)" in err, err
+    code, _, err = vsr(str(clip), "-o", str(out), "--start", "0.2", "--end", "0.1")
+    assert code == 2 and "--end 0.1 is not after --start 0.2" in err and not out.exists()
+    run = subprocess.run([sys.executable, "-m", "vsr_pipeline.cli", "upscale", "-", "-o", str(out), "--start",
+                          "1"], input=clip.read_bytes(), capture_output=True, text=False, timeout=60)
+    assert run.returncode == 2 and b"--start/--end take a file" in run.stderr and not out.exists()
