@@ -306,10 +306,6 @@ def cmd_upscale(args: argparse.Namespace) -> dict[str, Any]:
 
     opts = _options(args)
     if is_stream_source(args.input):  # stdin or a URL: read once, written as it grows (no ledger, no Ray)
-        if args.start is not None or args.end is not None:
-            from vsr_pipeline.errors import UsageError
-
-            raise UsageError("--start/--end take a file; a stream input is upscaled as it comes")
         unused = [f for f, on in (("--address", args.address), ("--fps", args.fps), ("--no-resume",
                   args.no_resume)) if on]
         if unused:

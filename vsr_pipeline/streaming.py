@@ -79,6 +79,8 @@ def _check(source: str, output: Path, opts: UpscaleOptions) -> ModelSpec:
     if opts.sequences > 1:
         raise UsageError("--sequences: a stream runs each chunk as soon as it arrives, one at a time (use a "
                          "file input)")
+    if opts.start is not None or opts.end is not None:
+        raise UsageError("--start/--end take a file; a stream input is upscaled as it comes")
     spec = check_options(opts)
     if output.suffix.lower() not in STREAM_OUTPUTS:
         raise UsageError(f"output {output}: a stream is written progressively to "
