@@ -115,4 +115,23 @@ def test_a_part_that_is_not_there_is_one_line(tmp_path: Path, vsr: Any) -> None:
     assert code == 2 and "--end 0.1 is not after --start 0.2" in err and not out.exists()
     run = subprocess.run([sys.executable, "-m", "vsr_pipeline.cli", "upscale", "-", "-o", str(out), "--start",
                           "1"], input=clip.read_bytes(), capture_output=True, text=False, timeout=60)
-    assert run.returncode == 2 and b"--start/--end take a file" in run.stderr and not out.exists()
+    assert run.returncode == 2 and b"--start takes a file" in run.stderr and not out.exists()
+
+
+def test_end_stops_a_live_stream_after_that_long(tmp_path: Path) -> None:
+    """A camera recorded for a set time: ``--end 1`` on a 2-second stream (stdin, MPEG-TS with AAC) keeps
+    the frames of its first second and the sound up to the last of them, and ends cleanly."""
+    clip = make_clip(tmp_path / "cam.ts", textured_frames(50, 48, 32), audio=True)
+    out = tmp_path / "minute.mkv"
+    run = subprocess.run([sys.executable, "-m", "vsr_pipeline.cli", "upscale", "-", "-o", str(out), "--model",
+                          "bicubic", "--scale", "2", "--end", "1", "--no-progress", "--json"],
+                         input=clip.read_bytes(), capture_output=True, timeout=300)
+    assert run.returncode == 0, run.stderr.decode()
+    result = json.loads(run.stdout.decode().splitlines()[-1])
+    assert result["frames_out"] == 25 and result["reached_end"] and result["end"] == 1.0
+    with av.open(str(out)) as c:
+        times = [float(f.time) for f in c.decode(video=0)]
+    with av.open(str(out)) as c:
+        sound = [(float(f.time), f.samples / f.sample_rate) for f in c.decode(audio=0)]
+    assert len(times) == 25 and times[-1] - times[0] == pytest.approx(0.96, abs=1e-3)
+    assert sound and sound[-1][0] + sound[-1][1] <= times[-1] + 0.04 + 0.025  # up to the last frame's end

@@ -182,7 +182,7 @@ class StreamDecoder(threading.Thread):
 
     def __init__(self, source: str, timeout: float, out: queue.Queue[Any], stop: threading.Event,
                  on_corrupt: str, deinterlace: bool = True, reopens: int = 0, deep: bool = False,
-                 crop: tuple[int, ...] | None = None):
+                 crop: tuple[int, ...] | None = None, end: float | None = None):
         super().__init__(daemon=True, name="vsr-stream-decode")
         #: a URL whose reading fails after frames came is opened again up to this many times (``reopened``)
         self.reopens, self.reopened = reopens, 0
@@ -199,6 +199,9 @@ class StreamDecoder(threading.Thread):
         #: and ``crop`` with its X and Y filled in); ``info`` then has its size
         self.crop, self.region = crop, None
         self._size: tuple[int, int] | None = None  # the stream's first decoded size
+        #: ``--end``: the stream is read up to this many seconds after its first frame (``reached_end``)
+        self.end, self.reached_end = end, False
+        self._first_pts: int | None = None
         self.deinterlaced = False
         self.timestamps = TimestampRepair(1)
         self.bad_packets = 0
@@ -329,6 +332,8 @@ class StreamDecoder(threading.Thread):
                 if self.on_corrupt == "repeat" and self._good is not None:
                     self.repeated += 1
                     fixed = self.timestamps.fix(None if frame is None else frame + self._offset, count=False)
+                    if self._past_end(fixed):
+                        return
                     self.mapping.append((frame, fixed, True, self._offset))
                     if not self._put((self._good, fixed)):
                         return
@@ -344,6 +349,8 @@ class StreamDecoder(threading.Thread):
                 self._put(("start", self.info))
             read = frame.pts if frame.pts is not None else frame.dts
             pts = self.timestamps.fix(None if read is None else read + self._offset)
+            if self._past_end(pts):
+                return
             self.mapping.append((read, pts, False, self._offset))
             rgb = frame_to_rgb(self._same_size(frame), *self._tags, self.deep)
             self._good = crop_frames(rgb, self.region)
@@ -353,6 +360,17 @@ class StreamDecoder(threading.Thread):
             raise StreamDropped(f"{name}: the stream ended, but a live RTSP stream (no length in its "
                                 f"description) has no end: the camera or the connection dropped")
         self._put(END)
+
+    def _past_end(self, pts: int) -> bool:
+        """Whether a frame at ``pts`` lies ``end`` seconds or more after the first: then the stream is over
+        (``END`` is queued, as at a clean end) and ``reached_end`` says why."""
+        assert self.info is not None
+        self._first_pts = pts if self._first_pts is None else self._first_pts
+        if self.end is None or (pts - self._first_pts) * self.info.time_base < Fraction(str(self.end)):
+            return False
+        self.reached_end = True
+        self._put(END)
+        return True
 
     def _same_size(self, frame: av.VideoFrame) -> av.VideoFrame:
         """``frame`` at the stream's first size: a frame of another (a camera reconfigured mid-stream, a

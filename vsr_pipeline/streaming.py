@@ -79,8 +79,9 @@ def _check(source: str, output: Path, opts: UpscaleOptions) -> ModelSpec:
     if opts.sequences > 1:
         raise UsageError("--sequences: a stream runs each chunk as soon as it arrives, one at a time (use a "
                          "file input)")
-    if opts.start is not None or opts.end is not None:
-        raise UsageError("--start/--end take a file; a stream input is upscaled as it comes")
+    if opts.start is not None:
+        raise UsageError("--start takes a file; a stream is upscaled from the moment it is read (--end T "
+                         "stops it T seconds after its first frame)")
     spec = check_options(opts)
     if output.suffix.lower() not in STREAM_OUTPUTS:
         raise UsageError(f"output {output}: a stream is written progressively to "
@@ -186,7 +187,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
     try:
         decoder = StreamDecoder(source, timeout, frames_q, stop, opts.on_corrupt, opts.deinterlace,
                                 reopens=opts.retries, deep=opts.bit_depth != 8,
-                                crop=tuple(opts.crop) if opts.crop else None)
+                                crop=tuple(opts.crop) if opts.crop else None, end=opts.end)
         decoder.start()  # connects and decodes while the model loads
         # a stream is this process's one job: freed buffers serve the next chunk (vsr_pipeline.heap)
         building = upscale.submit(Engine.from_settings, opts.model_settings(), spec=spec, device=str(device),
@@ -287,6 +288,8 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         "reopened": decoder.reopened,
         "audio": writer.audio,  # per source audio stream: written_as copy / the codec re-encoded as / None
         "crop": list(decoder.crop) if decoder.crop else None,  # [W, H, X, Y] as displayed (--crop)
+        "end": opts.end,  # --end: read up to that many seconds after the first frame
+        "reached_end": decoder.reached_end,
         "interrupted": False,
     }
     from vsr_pipeline.manifest import write_stream_manifest
