@@ -5,6 +5,9 @@ do not, so there is nothing to report for those."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +67,14 @@ def test_a_job_reports_the_frames_the_decoder_repaired(clips: tuple[Path, Path],
     assert code == 0 and again["concealed"] == result["concealed"], err  # decoders seeking to their chunks
     code, result, err = vsr(str(clean), "-o", str(tmp_path / "clean.mkv"))
     assert code == 0 and result["concealed_frames"] == 0 and "damaged" not in err
+
+
+def test_a_live_stream_counts_them_too(clips: tuple[Path, Path], tmp_path: Path) -> None:
+    """The damaged MPEG-2 file arriving on stdin, as a capture would be piped in."""
+    run = subprocess.run([sys.executable, "-m", "vsr_pipeline.cli", "upscale", "-", "-o",
+                          str(tmp_path / "out.mkv"), "--model", "bicubic", "--scale", "2", "--no-progress",
+                          "--json"], input=clips[1].read_bytes(), capture_output=True, timeout=300)
+    assert run.returncode == 0, run.stderr.decode()
+    result = json.loads(run.stdout.decode().splitlines()[-1])
+    assert result["frames_out"] == FRAMES and result["concealed_frames"] == 1, run.stderr.decode()
+    assert f"frame {DAMAGED} was decoded from damaged data" in run.stderr.decode()

@@ -208,6 +208,7 @@ class StreamDecoder(threading.Thread):
         self.renumbered = 0
         self.renumbered_first: int | None = None
         self.repeated = 0  # lost frames the previous frame stood in for
+        self.concealed = 0  # frames decoded from damaged data (``FrameReader.concealed``)
         self.resized = 0  # frames of another size than the first, scaled to it (``_same_size``)
         self.pipe = StdinPipe(sys.stdin.buffer) if source == "-" else None
         #: the stream's audio packets, for the writer to copy (``media.live_copy``)
@@ -243,6 +244,12 @@ class StreamDecoder(threading.Thread):
                             self.renumbered += 1
                             frame.pts = pts
                     given += 1
+                    if frame.is_corrupt:  # decoded from damaged data, repaired by the decoder (MPEG-1/2/4)
+                        self.concealed += 1
+                        if self.concealed == 1:
+                            log.warning("%s: frame %d was decoded from damaged data, repaired by the "
+                                        "decoder (later ones are counted: concealed_frames)", self.name_shown,
+                                        given - 1)
                     yield frame
             except av.FFmpegError as exc:
                 if packet.size == 0:

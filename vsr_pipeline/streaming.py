@@ -284,6 +284,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         "pix_fmt": writer.pix_fmt,
         "bad_packets": decoder.bad_packets,
         "repeated_frames": decoder.repeated,
+        "concealed_frames": decoder.concealed,  # decoded from damaged data, repaired by the decoder
         "resized_frames": decoder.resized,  # of another size than the stream's first, scaled to it
         "reopened": decoder.reopened,
         "audio": writer.audio,  # per source audio stream: written_as copy / the codec re-encoded as / None
