@@ -65,6 +65,9 @@ def test_a_job_reports_the_frames_the_decoder_repaired(clips: tuple[Path, Path],
     code, again, err = vsr(str(damaged), "-o", str(tmp_path / "chunked.mkv"), "--chunk", "5",
                            "--decoders", "2")
     assert code == 0 and again["concealed"] == result["concealed"], err  # decoders seeking to their chunks
+    code, part, err = vsr(str(damaged), "-o", str(tmp_path / "part.mkv"), "--start", "0.2")  # frames 5-19
+    assert code == 0 and part["frames_out"] == FRAMES - 5, err
+    assert part["concealed"] == result["concealed"]  # the input's own frame number and time
     code, result, err = vsr(str(clean), "-o", str(tmp_path / "clean.mkv"))
     assert code == 0 and result["concealed_frames"] == 0 and "damaged" not in err
 

@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.conftest import make_clip, shared_path, textured_frames
+from tests.conftest import flip_packet_bytes, make_clip, shared_path, textured_frames
 from tests.test_subtitles import cues_of, srt_mkv  # noqa: F401 (a fixture)
 from vsr_pipeline.media import FrameReader, probe, read_images
 from vsr_pipeline.media.images import list_images
@@ -104,6 +104,21 @@ def test_subtitles_of_the_part_come_with_it(srt_mkv: Path, tmp_path: Path, vsr: 
     cues = cues_of(tmp_path / "part.mkv")[2]
     # the cues at 0.7 s and 1.3 s, now 0.6 s earlier; the one at 0.1 s is before the part
     assert [(start, length) for start, length, _, _ in cues] == [(100, 450), (700, 600)]
+
+
+def test_lost_frames_of_a_part_keep_the_inputs_frame_numbers(tmp_path: Path, vsr: Any) -> None:
+    clip = make_clip(tmp_path / "in.mp4", textured_frames(24, 32, 32))
+    damaged = flip_packet_bytes(clip, tmp_path / "d.mp4", packets=slice(12, 14))
+    code, whole, err = vsr(str(damaged), "-o", str(tmp_path / "whole.mkv"), "--on-corrupt", "skip")
+    assert code == 0 and whole["corrupt_frames"] >= 1, err
+    code, part, err = vsr(str(damaged), "-o", str(tmp_path / "part.mkv"), "--on-corrupt", "skip",
+                          "--start", "0.2")  # frames 5-23
+    assert code == 0, err
+    assert part["corrupt"] == [c for c in whole["corrupt"] if c["index"] >= 5]
+    assert part["frames_out"] == 19 - part["corrupt_frames"]
+    rows = json.loads((tmp_path / "part.mkv.vsr.json").read_text())["mapping"]
+    assert [r["index_in"] for r in rows] == list(range(5, 24))
+    assert [r["index_in"] for r in rows if r["corrupt"]] == [c["index"] for c in part["corrupt"]]
 
 
 def test_a_part_that_is_not_there_is_one_line(tmp_path: Path, vsr: Any) -> None:

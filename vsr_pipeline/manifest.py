@@ -113,8 +113,8 @@ def frame_mapping(
     out) and ``pts_repaired`` (the output frame's time differs from the input packet's, once the output's
     constant start shift is taken off: ``shift_s``, the first mapped frame's output time minus its input
     time, e.g. MPEG-TS moving every stream by the encoder's B-frame delay and AAC priming; 0 for MP4/MOV/MKV).
-    ``first``: the input frame the job started at (``--start``; ``info`` then counts the frames from it,
-    ``corrupt`` indexes them from it); ``index_in`` is the input's own frame number.
+    ``first``: the input frame the job started at (``--start``; ``info`` then counts the frames from it);
+    ``index_in``, like ``corrupt``'s ``index``, is the input's own frame number.
     """
     idx_in = scan(info.path)
     pts_in: list[int | None] = list(idx_in.pts)
@@ -125,7 +125,7 @@ def frame_mapping(
         pts_in = [None] * info.frames
     idx_out = scan(output)
     out_tb = None if idx_out.is_image_folder else probe(output).time_base
-    lost = {first + int(c["index"]) for c in corrupt}
+    lost = {int(c["index"]) for c in corrupt}
     rows: list[dict[str, Any]] = []
     k = 0
     shift: Fraction | None = None

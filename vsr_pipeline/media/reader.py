@@ -91,7 +91,8 @@ class FrameReader:
     then has the region's size (``region`` says where it lies in the decoded frame). ValueError when it does
     not fit the picture. ``span`` ``(first, stop, shift)`` (:mod:`.trim`) gives frames ``first..stop-1`` as
     a video of its own (numbered from 0, pts less ``shift``), reached by seeking where exact and
-    ``seek_to_span``, else by decoding; lost frames before it are not reported.
+    ``seek_to_span``, else by decoding; lost frames before it are not reported, and ``corrupt`` and
+    ``concealed`` give the input's own frame numbers and times.
 
     ``seek(index)`` positions the reader so the next ``read`` starts at frame ``index`` (keyframe seek,
     decode forward, drop frames before it by pts); ``frames_decoded`` counts frames out of the decoder
@@ -408,7 +409,7 @@ class FrameReader:
                     self._flagged.discard(frame.pts)
                 if concealed and self._index >= self._first:
                     time_s = float(pts * info.time_base) if info.time_base else None
-                    self.concealed.append(CorruptFrame(self._index - self._first, pts, time_s, CONCEALED))
+                    self.concealed.append(CorruptFrame(self._index, pts, time_s, CONCEALED))
                 self._good = rgb
             if out is None:
                 out = np.empty((n, *rgb.shape), self.dtype)
@@ -474,7 +475,7 @@ class FrameReader:
             where = f" at {time_s:.3f} s" if time_s is not None else ""
             raise MediaError(f"{self.path}: frame {self._index}{where} cannot be decoded ({lost.reason}); "
                              f"--on-corrupt repeat or skip carries on")
-        self.corrupt.append(CorruptFrame(self._index - self._first, pts, time_s, lost.reason))
+        self.corrupt.append(CorruptFrame(self._index, pts, time_s, lost.reason))
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, int]]:
         """Frames one by one as ((H, W, 3) array, pts)."""
