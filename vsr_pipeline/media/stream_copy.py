@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 
@@ -123,20 +124,15 @@ class StreamCopier:
             held = container_holds(container, name)
             refused = f"the {out_path.suffix} container cannot hold it" if not held \
                 else copy_refused(container, s) if s.type == "audio" else None
-            if refused and s.type == "audio":
-                transcoder = try_transcoder(container, s.codec_context, f"audio stream #{s.index}",
-                                            str(out_path), refused)
-                if transcoder is not None:
-                    self._transcoders[s.index] = transcoder
-                    copy_tags(s.metadata, transcoder.stream.metadata)
-                    chosen.append(s)
-                continue
-            if refused:
-                converter = try_subtitle_transcoder(container, s, f"subtitle stream #{s.index}",
-                                                    str(out_path), refused)
-                if converter is not None:
-                    self._subtitles[s.index] = converter
-                    copy_tags(s.metadata, converter.stream.metadata)
+            if refused:  # audio re-encoded, text subtitles converted, where that can be done
+                what, out = f"{s.type} stream #{s.index}", str(out_path)
+                made: AudioTranscoder | SubtitleTranscoder | None = \
+                    try_transcoder(container, s.codec_context, what, out, refused) if s.type == "audio" \
+                    else try_subtitle_transcoder(container, s, what, out, refused)
+                if made is not None:
+                    into: dict[int, Any] = self._transcoders if s.type == "audio" else self._subtitles
+                    into[s.index] = made
+                    copy_tags(s.metadata, made.stream.metadata)
                     chosen.append(s)
                 continue
             try:
