@@ -1,14 +1,15 @@
 """What upscaling only a region (``--crop``) costs in quality near the region's edges, where the model sees
 no picture beyond them.
 
-    python benchmarks/quality_crop_border.py [--model basicvsr] [--frames 20] [--json PATH]
+    python benchmarks/quality_crop_border.py [--model basicvsr] [--frames 20] [--context 16] [--json PATH]
 
 Ground truth: frames 100-119 of bikes.mp4 (640x272, real footage; not a benchmark set), MATLAB bicubic x4
 down to 160x68 LR (a lossless FFV1 file). The model runs through the pipeline on the whole LR frames and,
-separately, with ``--crop 64:40:48:14`` (a 256x160 HR region in the middle). Reported against the ground
-truth's region (Y-PSNR, BT.601, no border crop, so the edges count): the whole-frame output cut to the
-region, the region's own output, and both split into the band within ``--band`` HR pixels of the region's
-edge and the interior.
+separately, with ``--crop 64:40:48:14`` (a 256x160 HR region in the middle), the model seeing
+``--context`` LR pixels around it (``vsr_pipeline.media.crop.CONTEXT``, set here; 0: the region alone).
+Reported against the ground truth's region (Y-PSNR, BT.601, no border crop, so the edges count): the
+whole-frame output cut to the region, the region's own output, and both split into the band within
+``--band`` HR pixels of the region's edge and the interior.
 """
 
 from __future__ import annotations
@@ -37,8 +38,12 @@ def main() -> None:
     ap.add_argument("--model", default="basicvsr")
     ap.add_argument("--frames", type=int, default=20)
     ap.add_argument("--band", type=int, default=16, help="HR pixels from the region's edge")
+    ap.add_argument("--context", type=int, default=16, help="LR pixels the model sees around the region")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    from vsr_pipeline.media import crop as crop_module
+
+    crop_module.CONTEXT = args.context
     with FrameReader(ROOT.parent / "shared" / "data" / "videos" / "bikes.mp4") as reader:
         reader.seek(100)
         hr = reader.read(args.frames)[0]
@@ -75,6 +80,7 @@ def main() -> None:
         diff = np.abs(results.pop("whole_frames").astype(int) - results.pop("region_frames").astype(int))
         profile = [round(float(diff[:, :, c].mean()), 3) for c in range(0, 4 * w, 8)]
     report = {"model": args.model, "frames": args.frames, "region_lr": list(REGION), "band_px": args.band,
+              "context_lr": args.context,
               **results, "mean_abs_diff_by_column": profile}
     print(json.dumps(report))
     if args.json:

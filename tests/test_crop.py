@@ -15,7 +15,14 @@ import pytest
 
 from tests.conftest import make_clip, textured_frames
 from vsr_pipeline.media import FrameReader, ImageFolderWriter, VideoWriter, probe, read_images
-from vsr_pipeline.media.crop import Region, parse_crop, resolve_crop, stored_region
+from vsr_pipeline.media.crop import (
+    Region,
+    output_offset,
+    parse_crop,
+    resolve_crop,
+    stored_region,
+    with_context,
+)
 from vsr_pipeline.media.images import list_images
 
 W, H, N = 96, 64, 10
@@ -67,6 +74,15 @@ def test_the_region_is_the_crop_of_the_displayed_picture(rotation: int) -> None:
     assert np.array_equal(np.rot90(cut, turns), shown[9 : 9 + 11, 5 : 5 + 17])
 
 
+def test_the_context_stays_in_the_picture_and_the_output_is_found_in_it() -> None:
+    assert with_context((40, 30, 7, 5), W, H) == (63, 51, 0, 0)  # 16 each side, cut at the picture's edges
+    assert with_context((20, 20, 30, 20), W, H) == (52, 52, 14, 4)
+    assert output_offset((20, 20, 30, 20), (52, 52, 14, 4), W, H, 0, 4) == (64, 64)
+    upright = with_context((20, 20, 30, 20), W, H, rotation=90)  # the displayed picture is 64 wide
+    assert upright == (50, 52, 14, 4)
+    assert output_offset((20, 20, 30, 20), upright, W, H, 90, 2) == (2 * 16, 2 * 16)
+
+
 def test_the_reader_crops_sequentially_after_a_seek_and_in_a_folder(clip: Path, tmp_path: Path) -> None:
     with FrameReader(clip) as whole:
         full, pts = whole.read(N)
@@ -83,21 +99,23 @@ def test_the_reader_crops_sequentially_after_a_seek_and_in_a_folder(clip: Path, 
         assert np.array_equal(reader.read(N)[0], full[:, 17:47, 28:68])
 
 
-def test_a_cropped_job_equals_the_job_on_the_cropped_frames(clip: Path, tmp_path: Path, vsr: Any) -> None:
+def test_a_cropped_job_equals_the_whole_frames_job_cut_to_the_region(clip: Path, tmp_path: Path,
+                                                                       vsr: Any) -> None:
+    """The model sees the region with 16 pixels of picture around it (``media.crop.CONTEXT``) and the output
+    drops them: bicubic's 4x4 kernel then computes every output pixel from the same input pixels as on the
+    whole frame, so the region's output is the whole frame's, cut."""
     code, result, err = vsr(str(clip), "-o", str(tmp_path / "out"), "--crop", "41:29:7:5")
     assert code == 0, err
     assert result["crop"] == [41, 29, 7, 5] and result["frames_out"] == N
     sizes = (result["width_in"], result["height_in"], result["width_out"], result["height_out"])
     assert sizes == (41, 29, 82, 58)
     assert result["quality"]["check_psnr_y_mean"] > 40  # the report compared the region, not the whole frame
-    with FrameReader(clip) as reader:
-        region = reader.read(N)[0][:, 5:34, 7:48]
-    _write_folder(tmp_path / "region", region)
-    code, _, err = vsr(str(tmp_path / "region"), "-o", str(tmp_path / "ref"))
+    code, _, err = vsr(str(clip), "-o", str(tmp_path / "whole"))
     assert code == 0, err
-    assert np.array_equal(_frames_of(tmp_path / "out"), _frames_of(tmp_path / "ref"))
+    assert np.array_equal(_frames_of(tmp_path / "out"), _frames_of(tmp_path / "whole")[:, 10:68, 14:96])
     manifest = json.loads((tmp_path / "out.vsr.json").read_text())
     assert manifest["settings"]["crop"] == [41, 29, 7, 5]
+    assert manifest["settings"]["crop_context"] == [64, 50, 0, 0]  # 16 each side, within the 96x64 picture
 
     code, result, err = vsr(str(clip), "-o", str(tmp_path / "centred.mkv"), "--crop", "40:30")
     assert code == 0, err
@@ -142,14 +160,15 @@ def test_a_rotated_video_is_cropped_as_it_is_displayed(tmp_path: Path, vsr: Any)
     assert code == 0, err
     out = probe(tmp_path / "out.mp4")
     assert out.rotation == 90 and (out.width, out.height) == (100, 60)  # stored 50x30, shown 60x100
-    with FrameReader(src) as reader:
-        stored = reader.read(6)[0]
-    upright = np.rot90(stored, 1, axes=(1, 2))[:, 40:90, 4:34]  # the crop of the displayed picture
-    _write_folder(tmp_path / "region", np.rot90(upright, -1, axes=(1, 2)))
-    code, _, err = vsr(str(tmp_path / "region"), "-o", str(tmp_path / "ref"))
+    # where the displayed crop lies in the stored frame: the stored pixels' numbers, turned as displayed
+    shown = np.rot90(np.arange(H * W).reshape(H, W), 1)[40:90, 4:34]
+    rows, cols = np.unravel_index(shown, (H, W))
+    y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    code, _, err = vsr(str(src), "-o", str(tmp_path / "whole_png"))
     code_png, _, err = vsr(str(src), "-o", str(tmp_path / "out_png"), "--crop", "30:50:4:40")
     assert code == code_png == 0, err
-    assert np.array_equal(_frames_of(tmp_path / "out_png"), _frames_of(tmp_path / "ref"))
+    whole = _frames_of(tmp_path / "whole_png")
+    assert np.array_equal(_frames_of(tmp_path / "out_png"), whole[:, 2 * y0 : 2 * y1, 2 * x0 : 2 * x1])
 
 
 def test_a_live_stream_is_cropped_as_a_file_is(tmp_path: Path, vsr: Any) -> None:

@@ -249,7 +249,7 @@ def _decide_auto(opts: UpscaleOptions, spec: Any, inputs: list[str], outputs: li
     kept_batch = _kept(opts, outputs, "batch") if auto_batch else None
     for name in inputs:
         try:
-            info, _ = crop_input(probe(name, fps=opts.fps), opts)  # the model's frames: a crop's size
+            _, info, _ = crop_input(probe(name, fps=opts.fps), opts)  # the model's frames: a crop's size
         except (MediaError, OSError, UsageError):
             continue
         w, h = info.width, info.height
@@ -293,7 +293,7 @@ def _decide_threads(opts: UpscaleOptions, spec: Any, inputs: list[str], outputs:
     cpu = torch.device("cpu")
     for name, output in zip(inputs, outputs, strict=True):
         try:
-            info, _ = crop_input(probe(name, fps=opts.fps), opts)  # the model's frames: a crop's size
+            _, info, _ = crop_input(probe(name, fps=opts.fps), opts)  # the model's frames: a crop's size
         except (MediaError, OSError, UsageError):
             continue
         threads, why = choose_job_threads(opts.model_settings(), cpu, name, info, opts.encode_settings(),

@@ -24,6 +24,7 @@ from vsr_pipeline.cluster import ray_session, reporting_errors, restart_policy
 from vsr_pipeline.errors import InterruptedJob
 from vsr_pipeline.job_result import UpscaleResult
 from vsr_pipeline.media import MediaError, VideoInfo, probe
+from vsr_pipeline.media.crop import output_offset
 from vsr_pipeline.media.ingest import timestamp_warnings
 from vsr_pipeline.media.output_names import is_video_path
 from vsr_pipeline.media.trim import Span
@@ -66,6 +67,15 @@ class JobPlan:
     threads_reason: str = ""
     #: the part of the input ``--start``/``--end`` select (None: all of it)
     span: Span | None = None
+    #: the frames the model sees (None: ``info``'s; with ``--crop``, the region and its context), and where
+    #: the region's HR pixels lie in its HR frames (None: all of them)
+    model_info: VideoInfo | None = None
+    cut: tuple[int, int] | None = None
+
+    @property
+    def seen(self) -> VideoInfo:
+        """The frames the model sees (``model_info``, else ``info``)."""
+        return self.model_info or self.info
 
 
 def resolve_auto_settings(plan: JobPlan, device: Any) -> JobPlan:
@@ -84,7 +94,7 @@ def resolve_auto_settings(plan: JobPlan, device: Any) -> JobPlan:
     if isinstance(earlier, str) and earlier in candidates(plan.spec, device)[0]:
         precision, reason = earlier, "kept from the unfinished run this one resumes (its ledger)"
     else:
-        precision, reason = choose_precision(opts.model_settings(), device, plan.info.width, plan.info.height,
+        precision, reason = choose_precision(opts.model_settings(), device, plan.seen.width, plan.seen.height,
                                              plan.spec, threads)
     if opts.precision == "auto":
         log.info("precision auto -> %s (%s)", precision, reason)
@@ -93,7 +103,7 @@ def resolve_auto_settings(plan: JobPlan, device: Any) -> JobPlan:
     if isinstance(earlier, int) and earlier >= 1:
         batch, batch_reason = earlier, "kept from the unfinished run this one resumes (its ledger)"
     else:
-        batch, batch_reason = choose_batch(opts.model_settings(), device, plan.info.width, plan.info.height,
+        batch, batch_reason = choose_batch(opts.model_settings(), device, plan.seen.width, plan.seen.height,
                                            plan.spec, threads)
     if opts.batch is None:
         log.info("batch auto -> %d (%s)", batch, batch_reason)
@@ -105,7 +115,7 @@ def resolve_auto_settings(plan: JobPlan, device: Any) -> JobPlan:
         threads, threads_reason = earlier, "kept from the unfinished run this one resumes (its ledger)"
     else:
         threads, threads_reason = choose_job_threads(opts.model_settings(), device, plan.input_path,
-                                                     plan.info, opts.encode_settings(),
+                                                     plan.seen, opts.encode_settings(),
                                                      segment_suffix(plan.output), plan.spec)
     log.info("upscaler threads -> %s (%s)", threads or "default", threads_reason)
     return replace(plan, opts=opts, precision_reason=reason, batch_reason=batch_reason, threads=threads,
@@ -130,17 +140,21 @@ def plan_job(
 
     check_manifest_free(output, opts.overwrite)
     check_perf_options(spec, opts, device)
-    info, opts = crop_input(probe(input_path, fps=opts.fps), opts)
+    source = probe(input_path, fps=opts.fps)
+    info, seen, opts = crop_input(source, opts)  # the output's frames, and the model's (a crop's context)
     info, opts, span = trim_input(info, opts)
+    seen = replace(seen, frames=info.frames, duration_s=info.duration_s)
+    cut = output_offset(opts.crop, opts.crop_context, source.width, source.height, source.rotation,
+                        opts.scale) if opts.crop and opts.crop_context else None
     opts = output_format(opts, info, output)  # auto bit depth and chroma are decided here
-    check_input(info, opts.scale, opts.bit_depth)
+    check_input(seen, opts.scale, opts.bit_depth)
     if is_video_path(output):  # a codec/container/setting that cannot work fails now, naming the output
         from workers.encoder import check_encoder
         check_encoder(output, info, opts.scale, opts.encode_settings())
     padding = spec.default_padding if opts.padding is None else opts.padding
-    chunk = opts.chunk or _default_chunk(output, opts, spec, info, padding, device, sharing)
+    chunk = opts.chunk or _default_chunk(output, opts, spec, seen, padding, device, sharing)
     return JobPlan(input_path, output, opts, spec, info, chunk, padding,
-                   plan_chunks(info.frames, chunk, padding), span=span)
+                   plan_chunks(info.frames, chunk, padding), span=span, model_info=seen, cut=cut)
 
 
 def _default_chunk(output: Path, opts: UpscaleOptions, spec: ModelSpec, info: VideoInfo, padding: int,
@@ -198,7 +212,7 @@ def job_settings(
         # only for interlaced inputs, so ledgers of progressive ones made before the flag still match
         **({"deinterlace": opts.deinterlace} if info.interlaced else {}),
         # only with a crop, so ledgers made before the option still match
-        **({"crop": list(opts.crop)} if opts.crop else {}),
+        **({"crop": list(opts.crop), "crop_context": list(opts.crop_context or ())} if opts.crop else {}),
         **({"start": opts.start, "end": opts.end, "span": list(opts.span)} if opts.span else {}),
         # only where chunks run as several sequences (rounding differs from one at a time), likewise
         **({"sequences": opts.sequences} if chunks_per_pass(spec, opts.sequences) > 1 else {}),
@@ -312,7 +326,7 @@ def run_job(
                     reporting_errors(Aligner)
                 ).remote(spec.radius, opts.aligned_dtype, stage_device, 0 if gpu else max(1, cpus // 2))
                 stages += [motion, aligner]
-            target = SegmentTarget(str(output), info, opts.scale, encode, str(ledger.segments))
+            target = SegmentTarget(str(output), info, opts.scale, encode, str(ledger.segments), plan.cut)
             encoder, encoder_ready = start_encoder(target, restarts)
             try:
                 # Waited for at the first chunk's submission, after its decode was asked for: the first

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from vsr_pipeline.errors import ResourceError, UsageError
 from vsr_pipeline.media import EncodeSettings, VideoInfo
-from vsr_pipeline.media.crop import check_crop, cropped_info, resolve_crop, stored_region
+from vsr_pipeline.media.crop import check_crop, cropped_info, resolve_crop, stored_region, with_context
 from vsr_pipeline.media.encoder_options import codec_option_problem, tune_problem
 from vsr_pipeline.media.frame_rate import output_frame_rate
 from vsr_pipeline.media.output_names import is_video_path, output_name_problem
@@ -155,6 +155,9 @@ class UpscaleOptions:
     #: upscale only this region, ``(W, H)`` centred or ``(W, H, X, Y)``, in pixels of the picture as
     #: displayed (``vsr_pipeline.media.crop``); None: the whole frame
     crop: tuple[int, ...] | None = None
+    #: the crop grown by ``media.crop.CONTEXT`` pixels each side: what the decoders read and the model sees
+    #: (its output there is dropped before encoding); set by the job (``crop_input``), None otherwise
+    crop_context: tuple[int, ...] | None = None
     #: upscale only the frames from ``start`` to ``end`` seconds (from the first frame; None: its start,
     #: its end), with their audio and subtitles (``vsr_pipeline.media.trim``)
     start: float | None = None
@@ -175,7 +178,7 @@ class UpscaleOptions:
 
     def read_settings(self) -> ReadSettings:
         """How the decoders read the input (deep: samples over 8 bits kept where the output keeps them)."""
-        crop = tuple(self.crop) if self.crop else None
+        crop = tuple(self.crop_context or self.crop) if self.crop else None
         span = tuple(self.span) if self.span else None
         return ReadSettings(self.fps, self.on_corrupt, self.deinterlace, (self.bit_depth or 8) > 8, crop,
                             span)  # type: ignore[arg-type]
@@ -392,18 +395,22 @@ def check_folder_output(opts: UpscaleOptions, output: Path | str) -> None:
                    "output is: .mp4, .mkv, .mov, .webm, .ts)")
 
 
-def crop_input(info: VideoInfo, opts: UpscaleOptions) -> tuple[VideoInfo, UpscaleOptions]:
-    """``info`` as the model sees it (the region's size with ``opts.crop``) and ``opts`` with the crop's
-    X and Y filled in (``media.crop.resolve_crop``); ``UsageError`` naming the input where the crop reaches
-    past its picture."""
+def crop_input(info: VideoInfo, opts: UpscaleOptions) -> tuple[VideoInfo, VideoInfo, UpscaleOptions]:
+    """``info`` of the output's frames (the region's size with ``opts.crop``), of the model's (the region
+    with its context, ``media.crop.with_context``), and ``opts`` with the crop's X and Y filled in
+    (``media.crop.resolve_crop``) and its ``crop_context``; ``UsageError`` naming the input where the crop
+    reaches past its picture."""
     if not opts.crop:
-        return info, opts
+        return info, info, replace(opts, crop_context=None)
+    w, h, turn = info.width, info.height, info.rotation
     try:
-        crop = resolve_crop(tuple(opts.crop), info.width, info.height, info.rotation)
-        region = stored_region(crop, info.width, info.height, info.rotation)
+        crop = resolve_crop(tuple(opts.crop), w, h, turn)
     except ValueError as exc:
         raise UsageError(f"{info.path}: --crop {exc}") from None
-    return cropped_info(info, region), replace(opts, crop=crop)
+    context = with_context(crop, w, h, turn)
+    return (cropped_info(info, stored_region(crop, w, h, turn)),
+            cropped_info(info, stored_region(context, w, h, turn)),
+            replace(opts, crop=crop, crop_context=context))
 
 
 def trim_input(info: VideoInfo, opts: UpscaleOptions) -> tuple[VideoInfo, UpscaleOptions, Span | None]:

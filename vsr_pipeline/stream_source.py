@@ -25,7 +25,7 @@ import numpy as np
 
 from vsr_pipeline.errors import UsageError
 from vsr_pipeline.media import MediaError, VideoInfo, frame_to_rgb
-from vsr_pipeline.media.crop import crop_frames, resolve_crop, stored_region
+from vsr_pipeline.media.crop import crop_frames, resolve_crop, stored_region, with_context
 from vsr_pipeline.media.errors import short_reason
 from vsr_pipeline.media.frame_order import decode_order_pts
 from vsr_pipeline.media.ingest import Deinterlacer, TimestampRepair, frame_step, is_interlaced, stream_rate
@@ -198,6 +198,7 @@ class StreamDecoder(threading.Thread):
         #: ``--crop``: only this region goes on (``media.crop``; resolved at the first frame: ``region``,
         #: and ``crop`` with its X and Y filled in); ``info`` then has its size
         self.crop, self.region = crop, None
+        self.cut: tuple[int, int, int, int] | None = None
         self._size: tuple[int, int] | None = None  # the stream's first decoded size
         #: ``--end``: the stream is read up to this many seconds after its first frame (``reached_end``)
         self.end, self.reached_end = end, False
@@ -396,15 +397,19 @@ class StreamDecoder(threading.Thread):
         return frame.reformat(width=width, height=height, interpolation="BICUBIC")
 
     def _set_region(self, first: av.VideoFrame) -> None:
-        """Resolve ``crop`` on the stream's first frame (``UsageError`` where it reaches past the picture)."""
+        """Resolve ``crop`` on the stream's first frame (``UsageError`` where it reaches past the picture):
+        the frames given are the region with its context (``media.crop.with_context``), ``cut`` says where
+        the region lies in them (x, y, width, height)."""
         if not self.crop:
             return
-        rotation = int(first.rotation or 0)
+        size = (first.width, first.height, int(first.rotation or 0))
         try:
-            self.crop = resolve_crop(self.crop, first.width, first.height, rotation)
-            self.region = stored_region(self.crop, first.width, first.height, rotation)
+            self.crop = resolve_crop(self.crop, *size)
         except ValueError as exc:
             raise UsageError(f"{self.name_shown}: --crop {exc}") from None
+        self.region = stored_region(with_context(self.crop, *size), *size)  # type: ignore[arg-type]
+        inner = stored_region(self.crop, *size)
+        self.cut = (inner.x - self.region.x, inner.y - self.region.y, inner.width, inner.height)
 
     def _reopened_at(self, stream: Any, first: av.VideoFrame) -> None:
         """A reopened URL's first frame: its time base must be the first connection's (MediaError

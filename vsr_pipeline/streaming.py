@@ -34,6 +34,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +99,9 @@ class _ProgressiveEncoder:
     growing output, frame by frame (each reaches the file as soon as it can), and records when the first frame
     reached the file (``first_at``, perf_counter)."""
 
-    def __init__(self, writer: VideoWriter, header_first: bool):
+    def __init__(self, writer: VideoWriter, header_first: bool, cut: tuple[int, ...] | None = None):
         self.writer = writer
+        self.cut = cut  # HR (x, y, width, height) of the output in the frames (``--crop``'s context dropped)
         #: Matroska and fragmented MP4 write the header at the first packet and the frame later (with the
         #: next cluster or fragment): the first frame is on disk when the file grows past the header
         self.header_first = header_first
@@ -119,6 +121,9 @@ class _ProgressiveEncoder:
             self.first_at = time.perf_counter()
 
     def write_segment(self, index: int, frames: np.ndarray, pts: list[int | None]) -> tuple[None, int]:
+        if self.cut is not None:
+            x, y, w, h = self.cut
+            frames = np.ascontiguousarray(frames[:, y : y + h, x : x + w])
         for i in range(len(pts)):
             self.writer.write(frames[i : i + 1], pts[i : i + 1])  # type: ignore[arg-type]
             self._check_first()
@@ -195,14 +200,17 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         item = _get(frames_q)
         if isinstance(item, BaseException):
             raise item
-        info = item[1]
+        seen = item[1]  # the frames the model sees; the output's are the crop's, without its context
+        s = opts.scale
+        cut = tuple(v * s for v in decoder.cut) if decoder.cut else None
+        info = replace(seen, width=decoder.cut[2], height=decoder.cut[3]) if decoder.cut else seen
         opts = output_format(opts, info, output)  # auto bits: the source's
-        check_input(info, opts.scale, opts.bit_depth)
+        check_input(seen, opts.scale, opts.bit_depth)
         engine = building.result()
         upscale.submit(engine.configure, **{**engine.base, "bit_depth": opts.bit_depth}).result()
         writer = _writer(output, info, opts)
         writer.copy_live(decoder.tap)  # the stream's audio, muxed as the video reaches its time
-        sink = _ProgressiveEncoder(writer, header_first=output.suffix.lower() != ".ts")
+        sink = _ProgressiveEncoder(writer, header_first=output.suffix.lower() != ".ts", cut=cut)
         executor = LocalExecutor(engine, sink, upscale)
         run_chunks(_live_chunks(frames_q, policy, state), executor, max_inflight=opts.max_inflight,
                    fatal=(Exception,), progress=opts.progress, desc=f"{spec.name} x{opts.scale} (stream)")

@@ -47,6 +47,8 @@ class SegmentTarget:
     scale: int
     encode: EncodeSettings = field(default_factory=EncodeSettings)
     segments: str | None = None
+    #: where the output's pixels lie in larger HR frames (``--crop``'s context, dropped here): ``(x, y)``
+    cut: tuple[int, int] | None = None
 
     @property
     def folder(self) -> Path:
@@ -89,8 +91,11 @@ class Encoder:
         if target is None:
             raise ValueError("write_segment needs a target: this encoder was made without one")
         self.check(target)
+        if target.cut is not None:
+            (x, y), s = target.cut, target.scale
+            frames = frames[:, y : y + target.info.height * s, x : x + target.info.width * s]
         keep = [i for i, p in enumerate(pts) if p is not None]
-        if len(keep) != len(pts):
+        if len(keep) != len(pts) or not frames.flags.c_contiguous:
             frames = np.ascontiguousarray(frames[keep])
             pts = [pts[i] for i in keep]
         if not keep:

@@ -91,6 +91,31 @@ def stored_region(crop: tuple[int, ...], width: int, height: int, rotation: int 
     return Region(w, h, x, y)
 
 
+#: LR pixels of picture around a region that the model sees too (its output there is dropped): without them
+#: BasicVSR lost 1.3 dB within 16 HR pixels of the region's edge (docs/benchmarks.md 8.5n)
+CONTEXT = 16
+
+
+def with_context(crop: tuple[int, int, int, int], width: int, height: int, rotation: int = 0,
+                 margin: int | None = None) -> tuple[int, int, int, int]:
+    """A resolved ``crop`` (:func:`resolve_crop`) grown by ``margin`` pixels (default :data:`CONTEXT`) each
+    side, within the picture."""
+    margin = CONTEXT if margin is None else margin
+    w, h, x, y = crop
+    shown_w, shown_h = (height, width) if _quarter_turns(rotation) % 2 else (width, height)
+    x0, y0 = max(0, x - margin), max(0, y - margin)
+    x1, y1 = min(shown_w, x + w + margin), min(shown_h, y + h + margin)
+    return x1 - x0, y1 - y0, x0, y0
+
+
+def output_offset(crop: tuple[int, ...], context: tuple[int, ...], width: int, height: int,
+                  rotation: int, scale: int) -> tuple[int, int]:
+    """Where the region's HR pixels lie in the HR frames of its context (stored orientation): ``(x, y)``."""
+    inner = stored_region(crop, width, height, rotation)
+    outer = stored_region(context, width, height, rotation)
+    return (inner.x - outer.x) * scale, (inner.y - outer.y) * scale
+
+
 def cropped_info(info: VideoInfo, region: Region | None) -> VideoInfo:
     """``info`` with the region's size: what the model sees and the output is sized by."""
     if region is None:
