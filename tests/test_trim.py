@@ -18,6 +18,7 @@ from tests.conftest import flip_packet_bytes, make_clip, shared_path, textured_f
 from tests.test_subtitles import cues_of, srt_mkv  # noqa: F401 (a fixture)
 from vsr_pipeline.media import FrameReader, probe, read_images
 from vsr_pipeline.media.images import list_images
+from vsr_pipeline.media.stream_copy import StreamCopier
 from vsr_pipeline.media.trim import parse_time, resolve_span
 
 
@@ -98,12 +99,33 @@ def _sound(path: Path) -> tuple[float, np.ndarray]:
     return float(frames[0].time), np.concatenate([f.to_ndarray()[0] for f in frames]).astype(np.float64)
 
 
+def test_the_parts_sound_is_muxed_as_the_frames_reach_its_time(tmp_path: Path) -> None:
+    """The copier interleaves by the part's clock: with the video written up to 0.5 s, then 1 s, of a part
+    that starts at 1.0 s, the sound up to there is muxed too (a packet held at one call was compared on the
+    source's clock at the next, and held on: for a long part, the sound would have waited for the end)."""
+    clip = make_clip(tmp_path / "in.mp4", textured_frames(50, 32, 32), audio=True)
+    span = resolve_span(probe(clip), 1.0, None)
+    with av.open(str(tmp_path / "out.mkv"), "w") as out:
+        copier = StreamCopier(out, clip, tmp_path / "out.mkv", span)
+        copier.pump(Fraction(1, 2))
+        half = sum(copier.muxed.values())
+        copier.pump(Fraction(1))  # the packet held at the first call is then on the part's clock too
+        whole = sum(copier.muxed.values())
+        copier.close()
+    assert 20 <= half <= 26 and 44 <= whole <= 50  # 0.5 s and 1 s of 48 kHz AAC, 1024 samples a packet
+
+
 def test_subtitles_of_the_part_come_with_it(srt_mkv: Path, tmp_path: Path, vsr: Any) -> None:  # noqa: F811
     code, _, err = vsr(str(srt_mkv), "-o", str(tmp_path / "part.mkv"), "--start", "0.6")
     assert code == 0, err
     cues = cues_of(tmp_path / "part.mkv")[2]
     # the cues at 0.7 s and 1.3 s, now 0.6 s earlier; the one at 0.1 s is before the part
     assert [(start, length) for start, length, _, _ in cues] == [(100, 450), (700, 600)]
+    code, _, err = vsr(str(srt_mkv), "-o", str(tmp_path / "late.mp4"), "--start", "0.8")
+    assert code == 0, err
+    # the cue of 0.7-1.15 s is on screen at 0.8 s: kept for its last 350 ms (as FFmpeg's -ss), converted
+    assert [(start, length, text) for start, length, text, _ in cues_of(tmp_path / "late.mp4")[2]] == [
+        (0, 350, "Größe café\nsecond line"), (500, 600, "Italic and bold")]
 
 
 def test_lost_frames_of_a_part_keep_the_inputs_frame_numbers(tmp_path: Path, vsr: Any) -> None:

@@ -170,10 +170,13 @@ class StreamCopier:
                     continue
             ts = pkt.pts if pkt.pts is not None else pkt.dts
             at = None if ts is None else ts * Fraction(pkt.time_base)
-            if self._pending is None and at is not None and self._span is not None:
-                if not self._span.t_from <= at < (self._span.t_to if self._span.t_to is not None else at + 1):
-                    continue  # outside the part: not written
-                at -= self._span.shift_s
+            if at is not None and self._span is not None:
+                if self._pending is None and not self._span.t_from <= at < (
+                        self._span.t_to if self._span.t_to is not None else at + 1):
+                    if not self._straddles(pkt, at):
+                        continue  # outside the part: not written
+                    at = self._span.t_from
+                at -= self._span.shift_s  # the part's clock (a held packet passed the window check before)
             if until is not None and at is not None and at > until:
                 self._pending = pkt
                 return
@@ -196,6 +199,19 @@ class StreamCopier:
                 if self._bad_audio == 1:
                     log.warning("%s: an audio packet cannot be decoded (%s): left out", self._out,
                                 short_reason(exc))
+
+    def _straddles(self, pkt: av.Packet, at: Fraction) -> bool:
+        """A subtitle cue shown when the part begins (it starts before, ends after): kept, from the part's
+        first frame on, for the rest of its time (as FFmpeg's -ss does)."""
+        assert self._span is not None
+        tb, start = Fraction(pkt.time_base), self._span.t_from
+        if pkt.stream.type != "subtitle" or not pkt.duration or not at < start < at + pkt.duration * tb:
+            return False
+        cut = round((start - at) / tb)
+        pkt.pts = None if pkt.pts is None else pkt.pts + cut
+        pkt.dts = None if pkt.dts is None else pkt.dts + cut
+        pkt.duration -= cut
+        return True
 
     def _move_back(self, pkt: av.Packet) -> None:
         """Shift a packet of the part back by its first frame's time (its pts and dts, in its own base)."""
