@@ -30,7 +30,7 @@ from vsr_pipeline.media.frame_rate import output_frame_rate
 from vsr_pipeline.media.output_names import is_video_path, output_name_problem
 from vsr_pipeline.media.pixel_format import BIT_DEPTHS, CHROMAS, output_chroma
 from vsr_pipeline.media.reader import ON_CORRUPT, ReadSettings
-from vsr_pipeline.media.trim import Span, resolve_span, span_info
+from vsr_pipeline.media.trim import Span, check_times, resolve_span, span_info
 
 if TYPE_CHECKING:
     from models.registry import ModelSpec
@@ -253,10 +253,10 @@ def check_options(opts: UpscaleOptions) -> ModelSpec:
             check_crop(tuple(opts.crop))
         except ValueError as exc:
             raise UsageError(f"--crop {exc}") from None
-    if (opts.start is not None and opts.start < 0) or (opts.end is not None and opts.end <= 0):
-        raise UsageError("--start must be >= 0 and --end > 0 (seconds from the first frame)")
-    if opts.start is not None and opts.end is not None and opts.end <= opts.start:
-        raise UsageError(f"--end {opts.end:g} is not after --start {opts.start:g}")
+    try:
+        check_times(opts.start, opts.end)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if opts.chroma not in (None, *CHROMAS):
         raise UsageError(f"--chroma must be auto, {', '.join(CHROMAS)}, not {opts.chroma}")
     if spec.temporal == "window" and opts.padding is not None:

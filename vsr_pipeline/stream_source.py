@@ -25,7 +25,7 @@ import numpy as np
 
 from vsr_pipeline.errors import UsageError
 from vsr_pipeline.media import MediaError, VideoInfo, frame_to_rgb
-from vsr_pipeline.media.crop import crop_frames, resolve_crop, stored_region, with_context
+from vsr_pipeline.media.crop import crop_frames, output_offset, resolve_crop, stored_region, with_context
 from vsr_pipeline.media.errors import short_reason
 from vsr_pipeline.media.frame_order import decode_order_pts
 from vsr_pipeline.media.ingest import Deinterlacer, TimestampRepair, frame_step, is_interlaced, stream_rate
@@ -407,9 +407,9 @@ class StreamDecoder(threading.Thread):
             self.crop = resolve_crop(self.crop, *size)
         except ValueError as exc:
             raise UsageError(f"{self.name_shown}: --crop {exc}") from None
-        self.region = stored_region(with_context(self.crop, *size), *size)  # type: ignore[arg-type]
-        inner = stored_region(self.crop, *size)
-        self.cut = (inner.x - self.region.x, inner.y - self.region.y, inner.width, inner.height)
+        context = with_context(self.crop, *size)  # type: ignore[arg-type]
+        self.region, inner = stored_region(context, *size), stored_region(self.crop, *size)
+        self.cut = (*output_offset(self.crop, context, *size, 1), inner.width, inner.height)
 
     def _reopened_at(self, stream: Any, first: av.VideoFrame) -> None:
         """A reopened URL's first frame: its time base must be the first connection's (MediaError

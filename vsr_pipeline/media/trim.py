@@ -53,13 +53,18 @@ class Span:
         return self.first, self.stop, self.shift
 
 
-def resolve_span(info: VideoInfo, start: float | None, end: float | None) -> Span:
-    """The frames of ``info`` whose time from its first frame lies in ``[start, end)``; ValueError when the
-    times are out of order, select no frame, or the input's timestamps need repair."""
+def check_times(start: float | None, end: float | None) -> None:
+    """``start`` >= 0, ``end`` > 0 and after ``start``; ValueError otherwise."""
     if (start is not None and start < 0) or (end is not None and end <= 0):
-        raise ValueError("--start must be >= 0 and --end > 0")
+        raise ValueError("--start must be >= 0 and --end > 0 (seconds from the first frame)")
     if start is not None and end is not None and end <= start:
         raise ValueError(f"--end {end:g} is not after --start {start:g}")
+
+
+def resolve_span(info: VideoInfo, start: float | None, end: float | None) -> Span:
+    """The frames of ``info`` whose time from its first frame lies in ``[start, end)``; ValueError when the
+    times are out of order (:func:`check_times`), select no frame, or the input's timestamps need repair."""
+    check_times(start, end)
     if info.is_image_folder:
         rate = Fraction(info.fps)
         pts = list(range(info.frames))
