@@ -1,10 +1,12 @@
 """What upscaling only a region (``--crop``) costs in quality near the region's edges, where the model sees
 no picture beyond them.
 
-    python benchmarks/quality_crop_border.py [--model basicvsr] [--frames 20] [--context 16] [--json PATH]
+    python benchmarks/quality_crop_border.py [--model basicvsr] [--weights W] [--frames 20] [--context 16]
+                                             [--crf N] [--json PATH]
 
 Ground truth: frames 100-119 of bikes.mp4 (640x272, real footage; not a benchmark set), MATLAB bicubic x4
-down to 160x68 LR (a lossless FFV1 file). The model runs through the pipeline on the whole LR frames and,
+down to 160x68 LR (a lossless FFV1 file; with ``--crf N``, x264 at that crf: compressed footage). The
+model runs through the pipeline on the whole LR frames and,
 separately, with ``--crop 64:40:48:14`` (a 256x160 HR region in the middle), the model seeing
 ``--context`` LR pixels around it (``vsr_pipeline.media.crop.CONTEXT``, set here; 0: the region alone).
 Reported against the ground truth's region (Y-PSNR, BT.601, no border crop, so the edges count): the
@@ -36,6 +38,8 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="basicvsr")
+    ap.add_argument("--weights", help="registered weights name (e.g. compressed); default the model's")
+    ap.add_argument("--crf", type=int, help="LR through libx264 at this crf (default: lossless FFV1)")
     ap.add_argument("--frames", type=int, default=20)
     ap.add_argument("--band", type=int, default=16, help="HR pixels from the region's edge")
     ap.add_argument("--context", type=int, default=16, help="LR pixels the model sees around the region")
@@ -62,15 +66,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "lr.mkv"
         with av.open(str(src), "w") as out:
-            stream = out.add_stream("ffv1", rate=25)
-            stream.width, stream.height, stream.pix_fmt = lr.shape[2], lr.shape[1], "bgr0"
+            if args.crf is None:
+                stream = out.add_stream("ffv1", rate=25)
+                stream.width, stream.height, stream.pix_fmt = lr.shape[2], lr.shape[1], "bgr0"
+            else:
+                stream = out.add_stream("libx264", rate=25, options={"crf": str(args.crf)})
+                stream.width, stream.height, stream.pix_fmt = lr.shape[2], lr.shape[1], "yuv420p"
             for f in lr:
                 out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
             out.mux(stream.encode(None))
         results: dict[str, Any] = {}
         for kind, crop in (("whole", None), ("region", REGION)):
             dst = Path(tmp) / kind
-            upscale(src, dst, UpscaleOptions(model=args.model, crop=crop, progress=False, precision="fp32"))
+            opts = UpscaleOptions(model=args.model, weights=args.weights, crop=crop, progress=False,
+                                  precision="fp32")
+            upscale(src, dst, opts)
             with FrameReader(dst) as r:
                 got = r.read(args.frames)[0]
             if crop is None:
@@ -80,7 +90,7 @@ def main() -> None:
         diff = np.abs(results.pop("whole_frames").astype(int) - results.pop("region_frames").astype(int))
         profile = [round(float(diff[:, :, c].mean()), 3) for c in range(0, 4 * w, 8)]
     report = {"model": args.model, "frames": args.frames, "region_lr": list(REGION), "band_px": args.band,
-              "context_lr": args.context,
+              "context_lr": args.context, "weights": args.weights, "lr_crf": args.crf,
               **results, "mean_abs_diff_by_column": profile}
     print(json.dumps(report))
     if args.json:
