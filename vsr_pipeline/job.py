@@ -25,6 +25,7 @@ from vsr_pipeline.errors import InterruptedJob
 from vsr_pipeline.job_result import UpscaleResult
 from vsr_pipeline.media import MediaError, VideoInfo, probe
 from vsr_pipeline.media.crop import output_offset
+from vsr_pipeline.media.hdr_metadata import hdr_report
 from vsr_pipeline.media.ingest import timestamp_warnings
 from vsr_pipeline.media.output_names import is_video_path
 from vsr_pipeline.media.trim import Span
@@ -213,6 +214,7 @@ def job_settings(
         **({"deinterlace": opts.deinterlace} if info.interlaced else {}),
         # only with a crop, so ledgers made before the option still match
         **({"crop": list(opts.crop), "crop_context": list(opts.crop_context or ())} if opts.crop else {}),
+        **({"hdr": info.hdr.to_json()} if info.hdr else {}),  # its segments carry it (before: not)
         **({"start": opts.start, "end": opts.end, "span": list(opts.span)} if opts.span else {}),
         # only where chunks run as several sequences (rounding differs from one at a time), likewise
         **({"sequences": opts.sequences} if chunks_per_pass(spec, opts.sequences) > 1 else {}),
@@ -441,6 +443,7 @@ def run_job(
         crop=list(opts.crop) if opts.crop else None,
         trim={"start": opts.start, "end": opts.end, "first_frame": opts.span[0], "stop_frame": opts.span[1]}
         if opts.span else None,
+        hdr=hdr_report(info.hdr, opts.codec if is_video_path(output) else None),
     )
     from vsr_pipeline.manifest import write_job_manifest
 

@@ -76,6 +76,9 @@ class UpscaleResult:
     #: ``--start``/``--end`` as given (seconds) and the frames they select, ``first_frame`` to ``stop_frame``
     #: - 1 of the input; None: the whole video. ``frames_in`` counts the selected frames
     trim: dict[str, Any] | None = None
+    #: the input's HDR10 mastering-display and light-level metadata and whether the output carries it
+    #: (``written``; ``media.hdr_metadata``); None: the input has none
+    hdr: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

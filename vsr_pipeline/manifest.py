@@ -220,6 +220,7 @@ def write_job_manifest(
         "frames": frames,
         "audio": result.get("audio", []),
         "subtitles": result.get("subtitles", []),
+        **({"hdr": result["hdr"]} if result.get("hdr") else {}),  # HDR10 metadata, and whether it was written
         "quality": quality,
         **{k: v for k, v in timing.items() if k != "keyframes_out"},
         "mapping": rows,
@@ -275,6 +276,7 @@ def write_stream_manifest(source: str, output: Path, opts: UpscaleOptions, resul
         "frames": {"in": result["frames_in"], "out": written, "corrupt": result.get("repeated_frames", 0),
                    "pts_repaired": sum(r["pts_repaired"] for r in rows)},
         "audio": result.get("audio", []),
+        **({"hdr": result["hdr"]} if result.get("hdr") else {}),
         "mapping": rows,
     }
     return _write(output, manifest, opts.overwrite)

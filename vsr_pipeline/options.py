@@ -27,6 +27,7 @@ from vsr_pipeline.media import EncodeSettings, VideoInfo
 from vsr_pipeline.media.crop import check_crop, cropped_info, resolve_crop, stored_region, with_context
 from vsr_pipeline.media.encoder_options import codec_option_problem, tune_problem
 from vsr_pipeline.media.frame_rate import output_frame_rate
+from vsr_pipeline.media.hdr_metadata import dropped_by
 from vsr_pipeline.media.output_names import is_video_path, output_name_problem
 from vsr_pipeline.media.pixel_format import BIT_DEPTHS, CHROMAS, output_chroma
 from vsr_pipeline.media.reader import ON_CORRUPT, ReadSettings
@@ -369,7 +370,10 @@ def output_format(opts: UpscaleOptions, info: VideoInfo, output: Path) -> Upscal
     ``opts.bit_depth``, or for None (auto) the input's depth as far as ``opts.codec`` goes at the output
     size (``pixel_format.output_bits``: x264 10, x265 12, FFV1 16; ProRes 10 even for 8), ``opts.chroma`` or
     the first layout the codec takes, and for MPEG-1/2 a rate they take (``frame_rate.output_frame_rate``).
-    A PNG folder: 16 bits where the input or ``opts.bit_depth`` has more than 8, else 8."""
+    A PNG folder: 16 bits where the input or ``opts.bit_depth`` has more than 8, else 8. A warning where
+    the input's HDR10 metadata cannot be written (``media.hdr_metadata.dropped_by``)."""
+    if problem := dropped_by(opts.codec if is_video_path(output) else None, info.hdr):
+        _warn_once(f"{info.path}: {problem}")
     if not is_video_path(output):  # PNGs: 16 bits for any depth above 8
         check_folder_output(opts, output)
         return replace(opts, bit_depth=16 if (opts.bit_depth or info.bit_depth) > 8 else 8)

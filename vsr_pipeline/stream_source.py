@@ -28,6 +28,7 @@ from vsr_pipeline.media import MediaError, VideoInfo, frame_to_rgb
 from vsr_pipeline.media.crop import crop_frames, output_offset, resolve_crop, stored_region, with_context
 from vsr_pipeline.media.errors import short_reason
 from vsr_pipeline.media.frame_order import decode_order_pts
+from vsr_pipeline.media.hdr_metadata import hdr_static
 from vsr_pipeline.media.ingest import Deinterlacer, TimestampRepair, frame_step, is_interlaced, stream_rate
 from vsr_pipeline.media.live_copy import PacketTap
 from vsr_pipeline.media.probe import bit_depth_of, main_video, stream_sar
@@ -452,4 +453,5 @@ def stream_info(source: str, container: av.container.InputContainer, s: Any, fir
         color_primaries=int(first_frame.color_primaries), color_trc=int(first_frame.color_trc),
         colorspace=int(first_frame.colorspace), rotation=int(first_frame.rotation or 0),
         container=container.format.name, interlaced=interlaced, sample_aspect_ratio=stream_sar(s),
+        hdr=hdr_static(first_frame),
     )

@@ -43,6 +43,7 @@ import numpy as np
 from models.registry import ModelSpec
 from vsr_pipeline.errors import InterruptedJob, UsageError, VsrError
 from vsr_pipeline.media import MediaError, VideoInfo, VideoWriter
+from vsr_pipeline.media.hdr_metadata import hdr_report
 from vsr_pipeline.media.ingest import timestamp_warnings
 from vsr_pipeline.options import (
     DEFAULT_BATCH,
@@ -297,6 +298,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         "reopened": decoder.reopened,
         "audio": writer.audio,  # per source audio stream: written_as copy / the codec re-encoded as / None
         "crop": list(decoder.crop) if decoder.crop else None,  # [W, H, X, Y] as displayed (--crop)
+        "hdr": hdr_report(info.hdr, opts.codec),  # the input's HDR10 metadata, and whether it was written
         "end": opts.end,  # --end: read up to that many seconds after the first frame
         "reached_end": decoder.reached_end,
         "interrupted": False,

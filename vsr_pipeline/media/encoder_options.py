@@ -27,6 +27,8 @@ CRF_ONLY = frozenset({"libsvtav1", "libaom-av1"})
 QUANTISER_ENCODERS = frozenset({"mpeg1video", "mpeg2video", "mpeg4"})
 LAMBDA_PER_QP = 118  # FFmpeg's FF_QP2LAMBDA
 #: options the writer sets itself from the frames and the container (the stream's geometry and timing)
+#: options holding a ``key=value:key=value`` list of the encoder library's own parameters
+PARAM_LISTS = ("x264-params", "x265-params", "svtav1-params")
 RESERVED = frozenset({"pix_fmt", "s", "video_size", "time_base", "r", "framerate", "width", "height"})
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 #: SVT-AV1 prints ~40 lines of its configuration per encoder (every segment) unless told to say only errors;
@@ -97,10 +99,11 @@ def encoder_options(codec: str, pix_fmt: str, crf: int, preset: str, user: dict[
 
 
 def merge_options(base: dict[str, str], user: dict[str, str]) -> dict[str, str]:
-    """``user``'s options over ``base``; ``x264-params``/``x265-params`` are joined, ours first (they keep
-    x265's log quiet and x264's declared frame rate right; the user's win where both set one)."""
+    """``user``'s options over ``base``; ``x264-params``/``x265-params``/``svtav1-params`` are joined, ours
+    first (they keep x265's log quiet, x264's declared frame rate right and carry HDR10 metadata; the user's
+    win where both set one)."""
     out = {**base, **user}
-    for key in ("x264-params", "x265-params"):
+    for key in PARAM_LISTS:
         if key in base and key in user:
             out[key] = f"{base[key]}:{user[key]}"
     return out

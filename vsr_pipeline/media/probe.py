@@ -11,6 +11,7 @@ import av
 from av.container import InputContainer
 
 from .errors import MediaError, short_reason
+from .hdr_metadata import HdrStatic, hdr_static
 from .images import image_bits, image_size, list_images
 from .ingest import is_interlaced
 
@@ -38,6 +39,8 @@ class ColourTags:
     color_primaries: int = 2
     color_trc: int = 2
     colorspace: int = 2
+    #: HDR10 mastering-display and light-level metadata (``media.hdr_metadata``); None: none
+    hdr: HdrStatic | None = None
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,13 @@ class VideoInfo:
     #: pixel width over height where pixels are not square (DV, DVD, anamorphic captures: 10/11, 32/27, ...);
     #: None for square or unknown. Upscaling by the same factor both ways keeps it; the output carries it.
     sample_aspect_ratio: Fraction | None = None
+    #: HDR10 static metadata of the first frame (``media.hdr_metadata``); None: none
+    hdr: HdrStatic | None = None
 
     @property
     def colour(self) -> ColourTags:
-        """The colour tags, to hand to :class:`VideoWriter`."""
-        return ColourTags(self.color_range, self.color_primaries, self.color_trc, self.colorspace)
+        """The colour tags (and HDR10 metadata), to hand to :class:`VideoWriter`."""
+        return ColourTags(self.color_range, self.color_primaries, self.color_trc, self.colorspace, self.hdr)
 
 
 def open_input(path: str | os.PathLike[str], format: str | None = None) -> InputContainer:
@@ -222,7 +227,7 @@ def probe(path: str | os.PathLike[str], fps: Fraction | float | int | None = Non
             color_primaries=int(first.color_primaries), color_trc=int(first.color_trc),
             colorspace=int(first.colorspace), rotation=int(first.rotation or 0), start_pts=int(start),
             has_audio=bool(audio), audio=audio, subtitles=subs, container=container.format.name,
-            interlaced=is_interlaced(vs, first), sample_aspect_ratio=stream_sar(vs),
+            interlaced=is_interlaced(vs, first), sample_aspect_ratio=stream_sar(vs), hdr=hdr_static(first),
         )
 
 

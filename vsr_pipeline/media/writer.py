@@ -22,12 +22,14 @@ from .encoder_options import (
     REALTIME_ENCODERS,
     codec_option_problem,
     encoder_options,
+    merge_options,
     ordinary_scheduling,
     parse_codec_option,
 )
 from .encoder_reason import encoder_reason
 from .errors import MediaError, short_reason
 from .frame_rate import codec_frame_rate, codec_time_base, frame_period, listed_rates, shared_period_problem
+from .hdr_metadata import encoder_params
 from .images import check_frames
 from .live_copy import LiveCopier, PacketTap
 from .pixel_format import (
@@ -247,7 +249,8 @@ class VideoWriter(AtomicOutput):
     def _setup_video(self, codec: str, crf: int, preset: str, rotation: int, extra: dict[str, str]) -> None:
         if not container_holds(self._container, codec):
             raise MediaError(f"{self.path}: the {self.path.suffix or '?'} container cannot hold {codec}")
-        opts = self._options = encoder_options(codec, self.pix_fmt, crf, preset, extra)
+        hdr = encoder_params(codec, self.colour.hdr)  # HDR10 metadata, under the user's own params
+        opts = self._options = encoder_options(codec, self.pix_fmt, crf, preset, merge_options(hdr, extra))
         stream = self._container.add_stream(codec, rate=self.fps, options=opts)
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = self.pix_fmt
