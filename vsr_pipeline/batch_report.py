@@ -33,8 +33,11 @@ def markdown_report(summary: dict[str, Any], plot_name: str | None) -> str:
         check = (f"{q['check_psnr_y_mean']:.2f} / {q['check_psnr_y_min']:.2f}" if "check_psnr_y_mean" in q
                  else "")
         flicker = f"{q['flicker_ratio']:.3f}" if q.get("flicker_ratio") is not None else ""
+        own = " ".join(f"--{key} {':'.join(map(str, val)) if key == 'crop' else f'{val:g}'}"
+                       for key, val in (v.get("options") or {}).items() if key != "name")
+        name = f"{v['input']} ({own})" if own else v["input"]  # with what its list line set
         lines.append(
-            f"| {k} | {v['input']} | {v['output']} | {v['status']} | {v['frames']} | {v['seconds']:.1f} | "
+            f"| {k} | {name} | {v['output']} | {v['status']} | {v['frames']} | {v['seconds']:.1f} | "
             f"{v['fps']:.2f} | {v['started_s']:.1f} | {check} | {flicker} | {error} |"
         )
     if plot_name:

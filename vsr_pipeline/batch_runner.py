@@ -18,13 +18,16 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from vsr_pipeline.batch_list import BatchItem
 from vsr_pipeline.cluster import ray_session, restart_policy
 from vsr_pipeline.errors import EXIT_INTERRUPTED, InterruptedJob, UsageError, exit_code_and_message
 from vsr_pipeline.job import plan_job, run_job
+from vsr_pipeline.media.trim import check_times
 from vsr_pipeline.options import DEFAULT_BATCH, UpscaleOptions, check_folder_output, check_options, crop_input
 from vsr_pipeline.stream_source import is_stream_source, redact_url
 
@@ -71,6 +74,8 @@ class VideoOutcome:
     finished: float | None = None
     manifest: str | None = None  # the provenance manifest beside the output (``vsr_pipeline.manifest``)
     quality: dict[str, Any] | None = None  # the job's quality report (``vsr_pipeline.check``)
+    #: what the input's list line set (``start``, ``end``, ``crop``, ``name``; ``vsr_pipeline.batch_list``)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -85,31 +90,34 @@ class _Timeline:
             self.events.append((time.time(), frames))
 
 
-def read_list(path: str | Path) -> list[str]:
-    """Inputs named in a list file, one per line; blank lines and lines starting with ``#`` are skipped."""
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise UsageError(f"--list {path}: {exc.strerror or exc}") from None
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-
-
-def output_paths(inputs: list[str], outdir: Path, fmt: str) -> list[Path]:
-    """``OUTDIR/<input name>.<fmt>`` for each input (a folder of PNGs for ``png``); two inputs that would
-    write the same output are refused before anything starts."""
+def output_paths(inputs: Sequence[str | BatchItem], outdir: Path, fmt: str) -> list[Path]:
+    """``OUTDIR/<input name>.<fmt>`` for each input (a folder of PNGs for ``png``; a list line's ``--name``
+    instead of the input's); two inputs that would write the same output are refused before anything
+    starts."""
     suffix = "" if fmt == "png" else f".{fmt}"
-    outs: dict[Path, str] = {}
+    outs: dict[Path, BatchItem] = {}
     paths = []
-    for name in inputs:
-        stem = Path(name.rstrip("/")).stem if suffix or Path(name).is_file() else Path(name.rstrip("/")).name
+    for item in as_items(inputs):
+        path = Path(item.input.rstrip("/"))
+        stem = item.name or (path.stem if suffix or path.is_file() else path.name)
         out = outdir / f"{stem}{suffix}"
-        if fmt == "png" and Path(name).is_file():
-            out = outdir / stem
         if out in outs:
-            raise UsageError(f"inputs {outs[out]} and {name} would both write {out}; rename one")
-        outs[out] = name
+            first = outs[out]
+            fix = "give each line its own --name" if first.input == item.input else "rename one"
+            raise UsageError(f"inputs {first.label} and {item.label} would both write {out}; {fix}")
+        outs[out] = item
         paths.append(out)
     return paths
+
+
+def as_items(inputs: Sequence[str | BatchItem]) -> list[BatchItem]:
+    """Command-line inputs (paths) and list lines alike as :class:`~vsr_pipeline.batch_list.BatchItem`."""
+    return [i if isinstance(i, BatchItem) else BatchItem(i) for i in inputs]
+
+
+def item_options(opts: UpscaleOptions, item: BatchItem) -> UpscaleOptions:
+    """The batch's options with what ``item``'s list line sets (``--start``, ``--end``, ``--crop``)."""
+    return replace(opts, **item.overrides()) if item.overrides() else opts
 
 
 def check_format(fmt: str) -> None:
@@ -138,15 +146,17 @@ def choose_placement(opts: BatchOptions) -> Any:
     return cpu_placement(opts.upscalers or max(1, nodes), cpus, opts.threads)
 
 
-def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
-    """Upscale every input into ``opts.outdir``; returns the summary (also written beside the outputs with a
-    Markdown report and a throughput plot). Raises only for what stops the whole batch (bad options, a
-    model that cannot load, Ctrl-C); a video's own failure is recorded in its line of the summary."""
+def run_batch(inputs: Sequence[str | BatchItem], opts: BatchOptions) -> dict[str, Any]:
+    """Upscale every input (a path, or a list line with its own part, region and name) into
+    ``opts.outdir``; returns the summary (also written beside the outputs with a Markdown report and a
+    throughput plot). Raises only for what stops the whole batch (bad options, a model that cannot load,
+    Ctrl-C); a video's own failure is recorded in its line of the summary."""
     from vsr_pipeline.upscaler_pool import UpscalerPool
 
     if not inputs:
         raise UsageError("no inputs: name video files or folders, or --list FILE")
-    streams = [i for i in inputs if is_stream_source(i)]
+    items = as_items(inputs)
+    streams = [i.input for i in items if is_stream_source(i.input)]
     if streams:  # before: "rtsp:/host/cam: no such file" per URL, a camera's password in the report
         raise UsageError(f"{redact_url(streams[0])}: a stream (stdin, a URL) is not a batch input; run one "
                          f"`vsr upscale URL -o OUT` per stream")
@@ -160,11 +170,18 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
         raise UsageError("--jobs must be >= 1")
     if opts.outdir.exists() and not opts.outdir.is_dir():
         raise UsageError(f"output directory {opts.outdir} is a file")
-    outputs = output_paths(inputs, opts.outdir, opts.format)
+    for item in items:  # a line's --start/--end against the batch's (a line may set one of the two)
+        merged = item_options(opts.upscale, item)
+        try:
+            check_times(merged.start, merged.end)
+        except ValueError as exc:
+            raise UsageError(f"{item.where or item.input}: {exc}") from None
+    outputs = output_paths(items, opts.outdir, opts.format)
     opts.outdir.mkdir(parents=True, exist_ok=True)
     video_opts = replace(opts.upscale, progress=False)
     timeline = _Timeline()
-    outcomes = [VideoOutcome(i, str(o), "pending") for i, o in zip(inputs, outputs, strict=True)]
+    outcomes = [VideoOutcome(i.input, str(o), "pending", options=i.to_json())
+                for i, o in zip(items, outputs, strict=True)]
     cancel = threading.Event()
     started = time.time()
     import ray
@@ -174,8 +191,8 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
     with ray_session(opts.upscale.address):
         placement = choose_placement(opts)
         device = "auto" if placement.num_gpus else "cpu"
-        video_opts, reasons = _decide_auto(video_opts, spec, inputs, outputs, device, placement.threads)
-        placement, reasons["threads_reason"] = _decide_threads(video_opts, spec, inputs, outputs, device,
+        video_opts, reasons = _decide_auto(video_opts, spec, items, outputs, device, placement.threads)
+        placement, reasons["threads_reason"] = _decide_threads(video_opts, spec, items, outputs, device,
                                                               placement, opts.threads)
         pool = UpscalerPool.start(spec, placement, video_opts.model_settings(), device,
                                   restart_policy(video_opts.retries))
@@ -185,14 +202,14 @@ def run_batch(inputs: list[str], opts: BatchOptions) -> dict[str, Any]:
             device_name = pool.device_name()
             ready = time.time()
             jobs = opts.jobs or 2 * placement.actors + 2
-            log.info("batch: %d video(s), %d upscaler(s) on %s, %d in flight", len(inputs),
+            log.info("batch: %d video(s), %d upscaler(s) on %s, %d in flight", len(items),
                      placement.actors, device_name, jobs)
 
             def one(k: int) -> None:
-                _run_video(outcomes[k], outputs[k], video_opts, spec, device_type, pool, cancel, timeline, k,
-                           len(inputs))
+                _run_video(outcomes[k], outputs[k], item_options(video_opts, items[k]), spec, device_type,
+                           pool, cancel, timeline, k, len(items))
 
-            _run_all(one, len(inputs), jobs, cancel)
+            _run_all(one, len(items), jobs, cancel)
             busy = pool.stats()
             ended_well = not cancel.is_set()
         finally:
@@ -224,8 +241,8 @@ def _kept(opts: UpscaleOptions, outputs: list[Path], name: str, section: str = "
 KEPT = "kept from the unfinished run this one resumes (its ledger)"
 
 
-def _decide_auto(opts: UpscaleOptions, spec: Any, inputs: list[str], outputs: list[Path], device: str,
-                 threads: int) -> tuple[UpscaleOptions, dict[str, str | None]]:
+def _decide_auto(opts: UpscaleOptions, spec: Any, inputs: Sequence[str | BatchItem], outputs: list[Path],
+                 device: str, threads: int) -> tuple[UpscaleOptions, dict[str, str | None]]:
     """``precision auto`` and ``batch auto`` decided once for the whole pool (``vsr_pipeline.autotune``) at
     the first readable input's frame size, when the upscalers run on this machine's CPU; returns the options
     and the reasons. On GPUs or a cluster the actors apply the hardware rule on their own node
@@ -247,9 +264,9 @@ def _decide_auto(opts: UpscaleOptions, spec: Any, inputs: list[str], outputs: li
     cpu = torch.device("cpu")
     kept_precision = _kept(opts, outputs, "precision") if auto_precision else None
     kept_batch = _kept(opts, outputs, "batch") if auto_batch else None
-    for name in inputs:
-        try:
-            _, info, _ = crop_input(probe(name, fps=opts.fps), opts)  # the model's frames: a crop's size
+    for item in as_items(inputs):
+        try:  # the model's frames: a crop's size
+            _, info, _ = crop_input(probe(item.input, fps=opts.fps), item_options(opts, item))
         except (MediaError, OSError, UsageError):
             continue
         w, h = info.width, info.height
@@ -273,7 +290,8 @@ def _decide_auto(opts: UpscaleOptions, spec: Any, inputs: list[str], outputs: li
     return opts, reasons
 
 
-def _decide_threads(opts: UpscaleOptions, spec: Any, inputs: list[str], outputs: list[Path], device: str,
+def _decide_threads(opts: UpscaleOptions, spec: Any, inputs: Sequence[str | BatchItem], outputs: list[Path],
+                    device: str,
                     placement: Any, forced: int) -> tuple[Any, str | None]:
     """One upscaler on this machine's CPU without ``--threads``: its threads chosen as ``vsr upscale``
     chooses them (``autotune.choose_threads``, the first readable input's decode and encode weighed
@@ -291,12 +309,13 @@ def _decide_threads(opts: UpscaleOptions, spec: Any, inputs: list[str], outputs:
     if isinstance(kept, int) and kept >= 1:
         return replace(placement, threads=kept), KEPT
     cpu = torch.device("cpu")
-    for name, output in zip(inputs, outputs, strict=True):
-        try:
-            _, info, _ = crop_input(probe(name, fps=opts.fps), opts)  # the model's frames: a crop's size
+    for item, output in zip(as_items(inputs), outputs, strict=True):
+        try:  # the model's frames: a crop's size
+            _, info, _ = crop_input(probe(item.input, fps=opts.fps), item_options(opts, item))
         except (MediaError, OSError, UsageError):
             continue
-        threads, why = choose_job_threads(opts.model_settings(), cpu, name, info, opts.encode_settings(),
+        encode = opts.encode_settings()
+        threads, why = choose_job_threads(opts.model_settings(), cpu, item.input, info, encode,
                                           segment_suffix(output), spec, placement.threads)
         log.info("batch: upscaler threads -> %d (%s)", threads, why)
         return replace(placement, threads=threads), why

@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
         "batch", help="upscale many videos with one shared pool of upscalers (a Ray cluster or in-process)"
     )
     bt.add_argument("inputs", nargs="*", help="video files or folders of frames")
-    bt.add_argument("--list", dest="list_file", help="a file naming one input per line (# comments)")
+    bt.add_argument("--list", dest="list_file", help="a file naming one input per line (# comments), each "
+                    "optionally followed by its own --start, --end, --crop and --name")
     bt.add_argument("-o", "--outdir", required=True, help="folder for the outputs and the batch report")
     bt.add_argument(
         "--format", default="mp4", help="container of every output (mp4, mkv, mov, ...) or png (default mp4)"
@@ -323,7 +324,8 @@ def cmd_upscale(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_batch(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
-    from vsr_pipeline.batch_runner import BatchOptions, read_list, run_batch
+    from vsr_pipeline.batch_list import read_list
+    from vsr_pipeline.batch_runner import BatchOptions, run_batch
 
     inputs = list(args.inputs) + (read_list(args.list_file) if args.list_file else [])
     opts = BatchOptions(upscale=_options(args), outdir=Path(args.outdir),
