@@ -125,7 +125,7 @@ def test_synthetic_camera_path_windows_are_shifted_copies(photo_dir: Path) -> No
         photos=[str(photo_dir)], levels=[96], patch=6, frames=3, max_shift=4.0, augment=False
     )
     sampler = PatchSampler(load_pools(data, "train"), data, tc.DegradationConfig(), 2)
-    win = sampler._photo_window(np.random.default_rng(5), 28)
+    win = sampler._photo_window(np.random.default_rng(5), 28, 3)
     assert win.shape == (3, 28, 28, 3)
     found = 0
     for t in (0, 2):
@@ -137,6 +137,45 @@ def test_synthetic_camera_path_windows_are_shifted_copies(photo_dir: Path) -> No
                     found += 1
                     break
     assert found == 2
+
+
+def test_a_codec_window_gives_single_frames_coded_as_part_of_a_stream() -> None:
+    """``codec_window: 5`` with ``frames: 1``: each pair's LR is one frame of a 5-frame window coded as one
+    MPEG-4 stream (found by trying every place and direction of the window), for some pairs not the first
+    and unlike that frame coded alone (a keyframe): a P-frame's artefacts."""
+    from vsr_pipeline.degradation import parse_degradation
+    from vsr_pipeline.train.datasets import MARGIN, Pools
+
+    rng, P = np.random.default_rng(1), 24  # LR patches of 4 macroblocks (at 1 the encoder codes most intra)
+    clip = np.stack([np.roll(_texture(rng, 72, 96), 3 * i, axis=1) for i in range(8)])
+    data = tc.DataConfig(patch=P, frames=1, codec_window=5, augment=False, video_prob=1.0)
+    fixed = parse_degradation("bi+mpeg4:10")
+    sampler = PatchSampler(Pools([], [clip]), data, tc.DegradationConfig(), 2, fixed=fixed)
+    side, m = (P + 2 * MARGIN) * 2, MARGIN * 2
+    places, unlike_alone = [], []
+    for seed in range(6):
+        lr, hr = sampler.sample_pair(np.random.default_rng(seed), P, augment=False)
+        assert lr.shape == (1, P, P, 3) and hr.shape == (2 * P, 2 * P, 3)
+        spots = [(t, y, x) for t in range(8) for y in range(73 - 2 * P) for x in range(97 - 2 * P)
+                 if np.array_equal(clip[t, y : y + 2 * P, x : x + 2 * P], hr)]
+        assert len(spots) == 1
+        t, y, x = spots[0]
+        found = None
+        for k in range(5):
+            for step in (1, -1):
+                idx = [t + step * (j - k) for j in range(5)]
+                if min(idx) < 0 or max(idx) > 7:
+                    continue
+                window = clip[idx, y - m : y - m + side, x - m : x - m + side]
+                if window.shape[1:3] != (side, side):
+                    continue
+                if np.array_equal(fixed.apply(window, 2)[k, MARGIN : MARGIN + P, MARGIN : MARGIN + P], lr[0]):
+                    found = k
+        assert found is not None, seed
+        places.append(found)
+        alone = fixed.apply(clip[t : t + 1, y - m : y - m + side, x - m : x - m + side], 2)[0]
+        unlike_alone.append(not np.array_equal(alone[MARGIN : MARGIN + P, MARGIN : MARGIN + P], lr[0]))
+    assert any(k > 0 for k in places) and any(unlike_alone), (places, unlike_alone)
 
 
 def test_losses() -> None:

@@ -37,6 +37,9 @@ class DataConfig:
     ``clip_scale``: clips are area-downscaled by this factor when loaded (softens a compressed source's own
     artefacts before it serves as ground truth). ``val_degradation``: a fixed chain for the validation
     crops in ``vsr degrade`` syntax (e.g. ``bi+h264:28``); empty = the training degradation, drawn once.
+    ``codec_window``: frames drawn and degraded together (a video codec's P- and B-frames code the motion
+    between them), of which ``frames`` consecutive ones at a random place are kept; 0 = ``frames``. A
+    single-image model (``frames: 1``) so learns the artefacts of every frame type, not only a keyframe's.
     """
 
     photos: list[str] = field(default_factory=list)
@@ -55,6 +58,7 @@ class DataConfig:
     targets: str = "centre"
     clip_scale: float = 1.0
     val_degradation: str = ""
+    codec_window: int = 0
 
 
 @dataclass
@@ -188,6 +192,9 @@ def from_dict(raw: Any, where: str = "config") -> TrainConfig:
             parse_degradation(cfg.data.val_degradation)
         except DegradationError as exc:
             raise TrainConfigError(f"{where}: data.val_degradation: {exc}") from None
+    if cfg.data.codec_window and cfg.data.codec_window < cfg.data.frames:
+        raise TrainConfigError(f"{where}: data.codec_window ({cfg.data.codec_window}) must be 0 or at least "
+                               f"data.frames ({cfg.data.frames})")
     if cfg.data.frames < 1 or (cfg.data.frames % 2 == 0 and cfg.data.targets == "centre"):
         raise TrainConfigError(f"{where}: data.frames must be odd and >= 1 (any >= 1 with targets: all), "
                                f"got {cfg.data.frames}")

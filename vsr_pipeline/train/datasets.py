@@ -162,8 +162,7 @@ class PatchSampler:
         if not pools.photos and data.video_prob < 1.0 and not pools.clips:
             raise TrainConfigError("no training data")
 
-    def _photo_window(self, rng: np.random.Generator, side: int) -> np.ndarray:
-        t = self.data.frames
+    def _photo_window(self, rng: np.random.Generator, side: int, t: int) -> np.ndarray:
         photo = self.pools.photos[int(rng.integers(len(self.pools.photos)))]
         img = photo[int(rng.integers(len(photo)))]
         h, w = img.shape[:2]
@@ -188,8 +187,7 @@ class PatchSampler:
         y0 = int(rng.integers(0, h - span_y + 1)) - lo[1]
         return np.stack([img[y0 + dy : y0 + dy + side, x0 + dx : x0 + dx + side] for dx, dy in offs])
 
-    def _clip_window(self, rng: np.random.Generator, side: int) -> np.ndarray:
-        t = self.data.frames
+    def _clip_window(self, rng: np.random.Generator, side: int, t: int) -> np.ndarray:
         clip = self.pools.clips[int(rng.integers(len(self.pools.clips)))]
         n, h, w = clip.shape[:3]
         if n < t or h < side or w < side:
@@ -200,8 +198,10 @@ class PatchSampler:
         return win[::-1] if rng.random() < 0.5 else win
 
     def _window(self, rng: np.random.Generator, side: int) -> np.ndarray:
+        """``codec_window`` (else ``frames``) HR frames of ``side`` pixels, from a clip or a photo's path."""
+        t = max(self.data.frames, self.data.codec_window)
         use_clip = bool(self.pools.clips) and (not self.pools.photos or rng.random() < self.data.video_prob)
-        return self._clip_window(rng, side) if use_clip else self._photo_window(rng, side)
+        return self._clip_window(rng, side, t) if use_clip else self._photo_window(rng, side, t)
 
     def sample_pair(
         self, rng: np.random.Generator, patch: int, augment: bool
@@ -224,10 +224,12 @@ class PatchSampler:
                 win = win.transpose(0, 2, 1, 3)
         win = np.ascontiguousarray(win)
         lr = degrade_window(win, s, self.deg, rng) if self.fixed is None else self.fixed.apply(win, s)
-        lr = lr[:, m : m + patch, m : m + patch]
-        hr = win[:, m * s : (m + patch) * s, m * s : (m + patch) * s]
+        t = self.data.frames
+        k = int(rng.integers(len(win) - t + 1)) if len(win) > t else 0  # the frames kept of a codec window
+        lr = lr[k : k + t, m : m + patch, m : m + patch]
+        hr = win[k : k + t, m * s : (m + patch) * s, m * s : (m + patch) * s]
         if self.data.targets == "centre":
-            hr = hr[len(win) // 2]
+            hr = hr[t // 2]
         return np.ascontiguousarray(lr), np.ascontiguousarray(hr)
 
     def sample(self, rng: np.random.Generator, batch: int) -> tuple[Tensor, Tensor]:
