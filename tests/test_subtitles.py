@@ -110,3 +110,62 @@ def test_converted_cues_keep_their_times_when_the_video_is_chunked(srt_mkv: Path
     """Cues are converted once, at the final join of the chunks' segments: chunking changes nothing."""
     run(vsr, srt_mkv, tmp_path / "chunked.mp4", "--chunk", "7")
     assert cues_of(tmp_path / "chunked.mp4") == ("mov_text", "fra", WANT)
+
+
+def with_font(src: Path, out: Path, font: bytes) -> Path:
+    """``src`` remuxed into Matroska with a font attached, as a fansub rip carries the fonts its ASS
+    subtitles are styled with."""
+    with av.open(str(src)) as inp, av.open(str(out), "w") as dst:
+        kept = [s for s in inp.streams if s.type in ("video", "subtitle")]
+        streams = {s.index: dst.add_stream_from_template(s) for s in kept}
+        for s in kept:
+            streams[s.index].metadata.update(s.metadata)  # the track's language
+        dst.add_attachment("Styled-Font.ttf", "application/x-truetype-font", font)
+        for p in inp.demux(*[inp.streams[i] for i in streams]):
+            if p.size:
+                p.stream = streams[p.stream_index]
+                dst.mux(p)
+    return out
+
+
+def test_a_rips_fonts_are_kept_in_matroska_and_said_to_be_lost_in_mp4(srt_mkv: Path, tmp_path: Path,
+                                                                       vsr: Any) -> None:
+    """The attached font reaches a Matroska output byte for byte (before: dropped without a word, and the
+    ASS cues were drawn in a fallback font); MP4 cannot hold it: a warning, ``written`` false, the job
+    done."""
+    font = bytes(range(256)) * 40  # the bytes are copied, not read: any payload stands for a font
+    phone = tmp_path / "phone.mp4"
+    run(vsr, srt_mkv, phone)
+    run(vsr, phone, tmp_path / "ass.mkv")  # an ASS track with its header
+    rip = with_font(tmp_path / "ass.mkv", tmp_path / "rip.mkv", font)
+    result = run(vsr, rip, tmp_path / "out.mkv", "--chunk", "20")
+    assert result["attachments"] == [{"name": "Styled-Font.ttf", "mimetype": "application/x-truetype-font",
+                                      "bytes": len(font), "written": True}]
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        attached = [s for s in c.streams if s.type == "attachment"]
+        assert [(s.name, s.mimetype, s.data) for s in attached] == [
+            ("Styled-Font.ttf", "application/x-truetype-font", font)]
+    assert cues_of(tmp_path / "out.mkv") == ("ass", "fra", WANT)
+    code, result, err = vsr(str(rip), "-o", str(tmp_path / "out.mp4"))
+    assert code == 0 and "1 attachment(s) of the input (Styled-Font.ttf) not copied" in err, err
+    assert result["attachments"][0]["written"] is False
+    assert cues_of(tmp_path / "out.mp4") == ("mov_text", "fra", WANT)
+
+
+def test_a_subtitle_stream_that_cannot_be_converted_is_left_out_not_the_job(tmp_path: Path, vsr: Any) -> None:
+    """An ASS track without its header cannot open MP4's mov_text encoder: the track is left out with a
+    warning. Before, the stream had been added to the output and its header failed the whole job at the
+    final join ("joining segments failed (Invalid data found when processing input)")."""
+    path = tmp_path / "bare.mkv"
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 48, 32, "yuv420p"
+        out.add_stream("ass")  # no header, no cues
+        for frame in textured_frames(FRAMES, 48, 32):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(video.encode(None))
+    code, result, err = vsr(str(path), "-o", str(tmp_path / "out.mp4"))
+    assert code == 0 and "converting it to mov_text failed" in err, err
+    assert result["subtitles"][0]["written_as"] is None
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        assert not c.streams.subtitles and len(list(c.decode(video=0))) == FRAMES

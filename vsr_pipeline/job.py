@@ -440,6 +440,7 @@ def run_job(
         threads_reason=plan.threads_reason or None,
         audio=streams["audio"],
         subtitles=streams["subtitles"],
+        attachments=streams.get("attachments", []),
         crop=list(opts.crop) if opts.crop else None,
         trim={"start": opts.start, "end": opts.end, "first_frame": opts.span[0], "stop_frame": opts.span[1]}
         if opts.span else None,

@@ -70,6 +70,9 @@ class UpscaleResult:
     #: per subtitle stream of the input: its index and codec, how it was written (``copy``, the text codec it
     #: was converted to, None: left out) and the cues written (``media.stream_copy``)
     subtitles: list[dict[str, Any]] = field(default_factory=list)
+    #: per attachment of the input (a Matroska rip's fonts): name, mimetype, bytes, ``written`` (copied:
+    #: Matroska outputs only; ``media.stream_copy.copy_attachments``)
+    attachments: list[dict[str, Any]] = field(default_factory=list)
     #: the region upscaled, ``[W, H, X, Y]`` in the picture as displayed (``--crop``); None: whole frames.
     #: ``width_in``/``height_in`` are then the region's size
     crop: list[int] | None = None

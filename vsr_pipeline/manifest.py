@@ -220,6 +220,7 @@ def write_job_manifest(
         "frames": frames,
         "audio": result.get("audio", []),
         "subtitles": result.get("subtitles", []),
+        **({"attachments": result["attachments"]} if result.get("attachments") else {}),  # a rip's fonts
         **({"hdr": result["hdr"]} if result.get("hdr") else {}),  # HDR10 metadata, and whether it was written
         "quality": quality,
         **{k: v for k, v in timing.items() if k != "keyframes_out"},

@@ -129,14 +129,15 @@ def join_segments(output: str | Path, segments: Sequence[Path], info: VideoInfo,
                   span: Span | None = None) -> dict[str, list[dict[str, object]]]:
     """Make ``output`` from the segments in order: packets joined and the input's audio/subtitles copied
     (video), or the PNGs renumbered into one folder; appears atomically. Returns what became of each
-    ``audio`` and ``subtitles`` stream (``StreamCopier.summary``, ``subtitle_summary``; none for PNGs).
+    ``audio`` and ``subtitles`` stream and attachment (``StreamCopier.summary``, ``subtitle_summary``,
+    ``attachments``; none for PNGs).
     ``span``: the part of the input the job read (its audio and subtitles only)."""
     output = Path(output)
-    streams: dict[str, list[dict[str, object]]] = {"audio": [], "subtitles": []}
+    streams: dict[str, list[dict[str, object]]] = {"audio": [], "subtitles": [], "attachments": []}
     if is_video_path(output):
         concat_segments(segments, output, None if info.is_image_folder else info.path,
                         rotation=info.rotation, overwrite=overwrite, audio=streams["audio"],
-                        subtitles=streams["subtitles"], span=span)
+                        subtitles=streams["subtitles"], span=span, attachments=streams["attachments"])
         return streams
     writer = ImageFolderWriter(output, overwrite=overwrite)
     try:

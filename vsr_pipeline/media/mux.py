@@ -62,11 +62,13 @@ def concat_segments(
     audio: list[dict[str, object]] | None = None,
     subtitles: list[dict[str, object]] | None = None,
     span: Span | None = None,
+    attachments: list[dict[str, object]] | None = None,
 ) -> int:
     """Write the video packets of ``segments`` (in order) and the audio/subtitles of ``copy_streams_from``
     to ``output``; returns the number of video packets (frames). Segments must share codec parameters
-    (MediaError naming the first that differs). ``audio`` and ``subtitles``, lists, get what became of each
-    audio and subtitle stream (``StreamCopier.summary``, ``subtitle_summary``). ``span``: only the audio and
+    (MediaError naming the first that differs). ``audio``, ``subtitles`` and ``attachments``, lists, get
+    what became of each audio and subtitle stream and attachment (``StreamCopier.summary``,
+    ``subtitle_summary``, ``attachments``). ``span``: only the audio and
     subtitles of that part of the source, moved back with its frames (``--start``/``--end``)."""
     out = Path(output)
     if not segments:
@@ -136,6 +138,8 @@ def concat_segments(
                 audio.extend(copier.summary())
             if subtitles is not None:
                 subtitles.extend(copier.subtitle_summary())
+            if attachments is not None:
+                attachments.extend(copier.attachments)
         container.close()
     except BaseException as exc:
         with contextlib.suppress(Exception):

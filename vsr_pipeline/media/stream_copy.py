@@ -64,6 +64,40 @@ def copy_refused(container: av.container.OutputContainer, template: av.stream.St
         return f"the {container.format.name} muxer refuses a copy of it ({short_reason(exc)})"
 
 
+#: muxers that hold attachments (fonts of ASS subtitles, cover art): Matroska's; WebM's takes none
+ATTACHMENT_MUXERS = frozenset({"matroska"})
+
+
+def copy_attachments(src: av.container.InputContainer, container: av.container.OutputContainer,
+                     out_path: Path) -> list[dict[str, object]]:
+    """Put ``src``'s attachments (a Matroska rip's fonts, which its ASS subtitles are styled with; cover
+    art) into ``container`` before its header is written, where its muxer holds them (a warning naming
+    them where it cannot: the subtitles then fall back to other fonts). Per attachment: its name,
+    mimetype, bytes and whether it was ``written``."""
+    found = [s for s in src.streams if s.type == "attachment"]
+    if not found:
+        return []
+    held = container.format.name in ATTACHMENT_MUXERS
+    out = []
+    for s in found:
+        name, data = s.name or f"attachment{s.index}", s.data
+        mimetype = s.mimetype or "application/octet-stream"
+        written = held and bool(data)
+        if written:
+            try:
+                container.add_attachment(name, mimetype, data)
+            except (av.FFmpegError, ValueError) as exc:
+                log.warning("%s: not copying attachment %s (%s)", out_path, name, short_reason(exc))
+                written = False
+        out.append({"name": name, "mimetype": mimetype, "bytes": len(data or b""), "written": written})
+    if not held:
+        names = ", ".join(str(a["name"]) for a in out[:5]) + (", ..." if len(out) > 5 else "")
+        log.warning("%s: %d attachment(s) of the input (%s) not copied: the %s container cannot hold them "
+                    "(.mkv can); subtitles styled with its fonts will be shown in others", out_path, len(out),
+                    names, out_path.suffix or "output")
+    return out
+
+
 #: tags not copied from the source (compared in lower case): the muxer writes its own, they name the
 #: source's format, or they are statistics of the source's video stream (mkvmerge's ``_STATISTICS_*`` set)
 NOT_COPIED_TAGS = frozenset({"encoder", "major_brand", "minor_version", "compatible_brands", "duration",
@@ -83,7 +117,8 @@ class StreamCopier:
     what FFmpeg copies by default with them: the container's tags (title, creation_time, comment,
     location, ...), each copied stream's tags (language, title) and the video stream's onto the output's
     (already added) video stream, less :data:`NOT_COPIED_TAGS` (:func:`copy_tags`; the output format keeps
-    those it has a place for), and the chapters (a DVD rip's, an editor's markers).
+    those it has a place for), the chapters (a DVD rip's, an editor's markers) and the attachments (a
+    rip's fonts: :func:`copy_attachments`).
 
     Audio the output container cannot hold is re-encoded (``audio_transcode``: AAC, or Opus for WebM), text
     subtitles converted (``subtitle_transcode``: mov_text, ASS or WebVTT); bitmap subtitles it cannot hold
@@ -104,6 +139,7 @@ class StreamCopier:
         chapters = self._src.chapters()
         if chapters:
             container.set_chapters(chapters)
+        self.attachments = copy_attachments(self._src, container, out_path)
         self._iter: Iterator[av.Packet] | None = None
         self._pending: av.Packet | None = None
         self._stream_map: dict[int, av.stream.Stream] = {}

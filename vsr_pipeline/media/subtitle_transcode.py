@@ -55,6 +55,13 @@ class SubtitleTranscoder:
         self._container = container
         self._decoder = source.codec_context
         self._decoder.open()  # fills ``subtitle_header``: the ASS header the encoders are opened with
+        # a trial encoder first, alone: one that cannot start (an ASS stream with no header: mov_text's
+        # "Invalid data") is refused before a stream is added to the output, so the stream is left out with
+        # a warning; added, it failed the output's header and the whole job ("joining segments failed")
+        trial = av.CodecContext.create(encoder, "w")
+        trial.subtitle_header = self._decoder.subtitle_header
+        trial.time_base = MS
+        trial.open()
         self.stream = container.add_stream(encoder)
         # encoding into a decoder's context crashes libavcodec: only this new stream's context encodes
         self._encoder = self.stream.codec_context
