@@ -33,7 +33,7 @@ from vsr_pipeline.degrade import degrade_bd, degrade_bi
 from vsr_pipeline.errors import UsageError
 from vsr_pipeline.media import FrameReader, ImageFolderWriter, MediaError, probe
 from vsr_pipeline.media.crop import cropped_info, stored_region
-from vsr_pipeline.media.reader import ReadSettings
+from vsr_pipeline.media.reader import ReadSettings, open_reader
 from vsr_pipeline.media.seek import SeekError
 from vsr_pipeline.metrics import psnr_y, rgb_to_y
 
@@ -139,11 +139,12 @@ def _pairs_of(frames_in: int, frames_out: int, mapping: list[tuple[int, int]] | 
 
 
 def input_settings(deinterlace: bool = True, crop: tuple[int, ...] | None = None,
-                   span: tuple[int, ...] | None = None) -> ReadSettings:
-    """How a check reads the job's input: lost frames repeated, deinterlaced, cropped and trimmed to the
-    part (``--start``/``--end``) as the job did."""
+                   span: tuple[int, ...] | None = None, field_match: bool = False) -> ReadSettings:
+    """How a check reads the job's input: lost frames repeated, deinterlaced (field-matched), cropped and
+    trimmed to the part (``--start``/``--end``) as the job did."""
     return ReadSettings(on_corrupt="repeat", deinterlace=deinterlace, crop=tuple(crop) if crop else None,
-                        span=tuple(span) if span else None)  # type: ignore[arg-type]
+                        span=tuple(span) if span else None,  # type: ignore[arg-type]
+                        field_match=field_match)
 
 
 def _check_sizes(input_path: Path, output_path: Path, scale: int, read: ReadSettings) -> tuple[Any, Any]:
@@ -167,7 +168,7 @@ def _check_sizes(input_path: Path, output_path: Path, scale: int, read: ReadSett
 def _stream_pairs(input_path: Path, output_path: Path, pairs: list[tuple[int, int]], read: ReadSettings
                   ) -> Iterator[tuple[int, int, int | None, np.ndarray, np.ndarray]]:
     """(index in, index out, pts out, input frame, output frame) in output order, one sequential pass."""
-    with read.open(input_path) as rin, FrameReader(output_path) as rout:
+    with open_reader(input_path, read) as rin, FrameReader(output_path) as rout:
         lr: np.ndarray | None = None
         at = -1
         for index_in, index_out in pairs:
@@ -215,15 +216,16 @@ def check_files(
     scale = scale or (int(recorded["model"]["scale"]) if recorded is not None else 4)
     if scale < 2:
         raise UsageError(f"--scale must be >= 2, not {scale}")
-    mapping = None
+    mapping, field_match = None, False
     if recorded is not None:
         mapping = [(r["index_in"], r["index_out"]) for r in recorded["mapping"] if r["index_out"] is not None]
         deinterlace = bool(recorded["settings"].get("deinterlace", deinterlace))
+        field_match = bool(recorded["settings"].get("field_match", False))
         crop = crop or recorded["settings"].get("crop")
         span = recorded["settings"].get("span")
         if span:  # the mapping names the input's own frame numbers; the reader counts from the part's first
             mapping = [(i - span[0], o) for i, o in mapping]
-    read = input_settings(deinterlace, crop, span)
+    read = input_settings(deinterlace, crop, span, field_match)
     info_in, info_out = _check_sizes(input_path, output_path, scale, read)
     pairs = _pairs_of(info_in.frames, info_out.frames, mapping, input_path, output_path)
     heat_dir = Path(heatmap) if heatmap is not None else None
@@ -365,6 +367,6 @@ def _read_sample(input_path: str | Path, output_path: str | Path, pairs: list[tu
     in_runs = [range(pairs[r.start][0], pairs[r.stop - 1][0] + 1) for r in runs]
     with FrameReader(output_path) as rout:
         hr = _read_runs(rout, runs)
-    with read.open(input_path) as rin:
+    with open_reader(input_path, read) as rin:
         lr = _read_runs(rin, in_runs)
     return hr, lr

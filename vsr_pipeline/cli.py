@@ -130,6 +130,12 @@ def _job_options(p: argparse.ArgumentParser) -> None:
         "--no-deinterlace", dest="deinterlace", action="store_false", default=default("deinterlace"),
         help="keep interlaced frames as they are (default: deinterlace them with bwdif, one frame per frame)",
     )
+    p.add_argument(
+        "--field-match", action="store_true", default=default("field_match"),
+        help="telecined film (3:2 pulldown: an NTSC DVD of a film or cartoon): rebuild each frame from the "
+        "fields that belong together (FFmpeg's fieldmatch) and deinterlace only what stays combed; frame "
+        "count and times are kept (one picture in five repeats, as in the source)",
+    )
     _perf_options(p)
 
 

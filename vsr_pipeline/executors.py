@@ -84,7 +84,7 @@ class RayDecoders:
         merged = {k: sum(t[k] for t in each) for k in ("repaired", "renumbered")}
         for k in ("first", "renumbered_first"):
             merged[k] = min((t[k] for t in each if t[k] is not None), default=None)
-        return merged | {"step": each[0]["step"], "deinterlaced": each[0]["deinterlaced"]}
+        return merged | {k: each[0][k] for k in ("step", "deinterlaced", "field_matched")}
 
     def kill(self) -> None:
         import ray
@@ -140,7 +140,7 @@ def start_decoders(info: VideoInfo, batch: int, settings: ReadSettings, count: i
     source = (info, batch, settings)
     if parallel and count > 1 and settings.span is None:  # a part of the input: one decoder, sequential
         index = scan(info.path)
-        problem = seek_problem(index, info, settings.on_corrupt, settings.deinterlace)
+        problem = seek_problem(index, info, settings.on_corrupt, settings.deinterlace, settings.field_match)
         if problem is None:
             owners = assign_batches(info.frames, batch, count, index.keyframes)
             return RayDecoders(_decoders(max(owners, default=0) + 1, args), owners, source)

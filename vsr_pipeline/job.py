@@ -212,6 +212,7 @@ def job_settings(
         "input": input_fingerprint(info.path),
         # only for interlaced inputs, so ledgers of progressive ones made before the flag still match
         **({"deinterlace": opts.deinterlace} if info.interlaced else {}),
+        **({"field_match": True} if opts.field_match else {}),  # only with it: older ledgers still match
         # only with a crop, so ledgers made before the option still match
         **({"crop": list(opts.crop), "crop_context": list(opts.crop_context or ())} if opts.crop else {}),
         **({"hdr": info.hdr.to_json()} if info.hdr else {}),  # its segments carry it (before: not)
@@ -425,6 +426,7 @@ def run_job(
         timestamps_repaired=timestamps["repaired"],
         timestamps_renumbered=timestamps["renumbered"],
         deinterlaced=timestamps["deinterlaced"],
+        field_matched=timestamps["field_matched"],
         bit_depth=opts.bit_depth or 8,
         pix_fmt=encode.pix_fmt_for(info, info.width * opts.scale, info.height * opts.scale)
         if is_video_path(output) else None,

@@ -192,7 +192,7 @@ def write_job_manifest(
     pairs = [(r["index_in"] - first, r["index_out"]) for r in rows if r["index_out"] is not None]
     try:
         quality = quality_report(input_path, output, opts.scale, degradation, pairs, timing["keyframes_out"],
-                                 input_settings(opts.deinterlace, opts.crop, opts.span))
+                                 input_settings(opts.deinterlace, opts.crop, opts.span, opts.field_match))
     except Exception as exc:  # the output is complete and stands: a report that fails says why, nothing more
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         log.warning("%s: no quality report (%s)", output, reason)

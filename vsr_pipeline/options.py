@@ -153,6 +153,9 @@ class UpscaleOptions:
     decoders: int = 1
     #: deinterlace interlaced inputs (bwdif, one frame per frame; ``vsr_pipeline.media.ingest``)
     deinterlace: bool = True
+    #: telecined film (3:2 pulldown): each frame rebuilt from its matching fields first (``fieldmatch``),
+    #: only what stays combed deinterlaced; applied whatever the input's flags say
+    field_match: bool = False
     #: upscale only this region, ``(W, H)`` centred or ``(W, H, X, Y)``, in pixels of the picture as
     #: displayed (``vsr_pipeline.media.crop``); None: the whole frame
     crop: tuple[int, ...] | None = None
@@ -182,7 +185,7 @@ class UpscaleOptions:
         crop = tuple(self.crop_context or self.crop) if self.crop else None
         span = tuple(self.span) if self.span else None
         return ReadSettings(self.fps, self.on_corrupt, self.deinterlace, (self.bit_depth or 8) > 8, crop,
-                            span)  # type: ignore[arg-type]
+                            span, field_match=self.field_match)  # type: ignore[arg-type]
 
     def encode_settings(self) -> EncodeSettings:
         values = {f.name: getattr(self, f.name) for f in fields(EncodeSettings)}
@@ -258,6 +261,9 @@ def check_options(opts: UpscaleOptions) -> ModelSpec:
         check_times(opts.start, opts.end)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if opts.field_match and not opts.deinterlace:
+        raise UsageError("--field-match rebuilds frames before deinterlacing what stays combed; it cannot go "
+                         "with --no-deinterlace")
     if opts.chroma not in (None, *CHROMAS):
         raise UsageError(f"--chroma must be auto, {', '.join(CHROMAS)}, not {opts.chroma}")
     if spec.temporal == "window" and opts.padding is not None:

@@ -183,7 +183,7 @@ class StreamDecoder(threading.Thread):
 
     def __init__(self, source: str, timeout: float, out: queue.Queue[Any], stop: threading.Event,
                  on_corrupt: str, deinterlace: bool = True, reopens: int = 0, deep: bool = False,
-                 crop: tuple[int, ...] | None = None, end: float | None = None):
+                 crop: tuple[int, ...] | None = None, end: float | None = None, field_match: bool = False):
         super().__init__(daemon=True, name="vsr-stream-decode")
         #: a URL whose reading fails after frames came is opened again up to this many times (``reopened``)
         self.reopens, self.reopened = reopens, 0
@@ -195,6 +195,7 @@ class StreamDecoder(threading.Thread):
         self.name_shown = "stdin" if source == "-" else redact_url(source)
         self.on_corrupt = on_corrupt
         self.deinterlace = deinterlace
+        self.field_match = deinterlace and field_match  # telecined film (``ingest.Deinterlacer``)
         self.deep = deep
         #: ``--crop``: only this region goes on (``media.crop``; resolved at the first frame: ``region``,
         #: and ``crop`` with its X and Y filled in); ``info`` then has its size
@@ -330,8 +331,9 @@ class StreamDecoder(threading.Thread):
         if first.pts is None:
             frames = first_pts_from_later(first, frames, frame_step(stream_rate(stream) or LIVE_DEFAULT_FPS,
                                                                      stream.time_base))
-        if self.deinterlace and interlaced:
-            frames = Deinterlacer(Fraction(stream.time_base or Fraction(1, 90000)), name).filter(frames)
+        if self.deinterlace and (interlaced or self.field_match):
+            frames = Deinterlacer(Fraction(stream.time_base or Fraction(1, 90000)), name,
+                                  self.field_match).filter(frames)
             self.deinterlaced = True
         if self.info is not None:  # opened again: the timeline going on
             self._reopened_at(stream, first)

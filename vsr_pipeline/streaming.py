@@ -193,7 +193,8 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
     try:
         decoder = StreamDecoder(source, timeout, frames_q, stop, opts.on_corrupt, opts.deinterlace,
                                 reopens=opts.retries, deep=opts.bit_depth != 8,
-                                crop=tuple(opts.crop) if opts.crop else None, end=opts.end)
+                                crop=tuple(opts.crop) if opts.crop else None, end=opts.end,
+                                field_match=opts.field_match)
         decoder.start()  # connects and decodes while the model loads
         # a stream is this process's one job: freed buffers serve the next chunk (vsr_pipeline.heap)
         building = upscale.submit(Engine.from_settings, opts.model_settings(), spec=spec, device=str(device),
@@ -289,6 +290,7 @@ def stream_upscale(source: str, output: str | Path, opts: UpscaleOptions,
         "timestamps_repaired": decoder.timestamps.repaired,
         "timestamps_renumbered": decoder.renumbered,
         "deinterlaced": decoder.deinterlaced,
+        "field_matched": decoder.deinterlaced and decoder.field_match,
         "bit_depth": writer.bit_depth,
         "pix_fmt": writer.pix_fmt,
         "bad_packets": decoder.bad_packets,

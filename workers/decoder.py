@@ -17,7 +17,7 @@ import numpy as np
 
 from vsr_pipeline.heap import release_free_memory
 from vsr_pipeline.media import FrameReader
-from vsr_pipeline.media.reader import ReadSettings
+from vsr_pipeline.media.reader import ReadSettings, open_reader
 
 
 class Decoder:
@@ -39,7 +39,7 @@ class Decoder:
         ``open``."""
         self.close()
         try:
-            self._reader = (settings or ReadSettings()).open(path)
+            self._reader = open_reader(path, settings or ReadSettings())
         except Exception as exc:
             self._error = exc
             raise
@@ -85,11 +85,12 @@ class Decoder:
         """Timestamp repairs so far: ``repaired`` frames, the ``first`` one's index (None: none), ``step``
         (one frame duration in the time base), frames ``renumbered`` in display order (pts that were not
         display times, :mod:`vsr_pipeline.media.frame_order`) and the first one's index, and whether frames
-        are ``deinterlaced``."""
+        are ``deinterlaced`` (and ``field_matched``)."""
         t = self.reader.timestamps
         renumbered, renumbered_first = self.reader.timestamps_renumbered
         return {"repaired": t.repaired, "first": t.first, "step": t.step, "renumbered": renumbered,
-                "renumbered_first": renumbered_first, "deinterlaced": self.reader.deinterlace}
+                "renumbered_first": renumbered_first, "deinterlaced": self.reader.deinterlace,
+                "field_matched": self.reader.field_match}
 
     def close(self) -> None:
         """Close the input (the decoder can ``open`` another) and return the heap's free memory to the OS."""

@@ -7,11 +7,15 @@ and interlaced frames.
   increasing pts are kept exactly, however far apart (low frame rates, gaps).
 - :class:`Deinterlacer`: FFmpeg's ``bwdif`` (else ``yadif``) through PyAV's filter graph, one frame out per
   frame in (``mode=send_frame``), keeping each frame's pts; other items of the decoded sequence (markers for
-  lost frames) keep their place.
+  lost frames) keep their place. With ``field_match`` (telecined film: 3:2 pulldown) FFmpeg's ``fieldmatch``
+  first rebuilds each frame from the fields that belong together, and only the frames it leaves combed are
+  deinterlaced: the film's progressive pictures at full height, one repeated in every five, as in the source
+  (frames are not dropped: the count and times stay the input's).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
@@ -110,30 +114,36 @@ class Deinterlacer:
     is flagged, else every frame (a stream tagged interlaced only by its field order). ``filter`` is used
     once per decode: it flushes the graph at the end of ``items``."""
 
-    def __init__(self, time_base: Fraction, name: str = "input"):
+    def __init__(self, time_base: Fraction, name: str = "input", field_match: bool = False):
         self.time_base = Fraction(time_base)
         self.name = name
+        self.field_match = field_match
         self.filter_name = ""
         self._graph: av.filter.Graph | None = None
         self._sink: Any = None
 
     def _build(self, frame: av.VideoFrame) -> None:
-        deint = "interlaced" if frame.interlaced_frame else "all"
+        # after field matching, only the frames it could not match are flagged interlaced
+        deint = "interlaced" if frame.interlaced_frame or self.field_match else "all"
         last: Exception | None = None
         for name in ("bwdif", "yadif"):
             try:
                 graph = av.filter.Graph()
                 src = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
                                        time_base=self.time_base)
-                filt = graph.add(name, f"mode=send_frame:parity=auto:deint={deint}")
-                sink = graph.add("buffersink")
-                src.link_to(filt)
-                filt.link_to(sink)
+                chain = [src]
+                if self.field_match:  # fields of one film frame put together; combed leftovers flagged
+                    chain.append(graph.add("fieldmatch", "order=auto:combmatch=full"))
+                chain.append(graph.add(name, f"mode=send_frame:parity=auto:deint={deint}"))
+                chain.append(graph.add("buffersink"))
+                for a, b in itertools.pairwise(chain):
+                    a.link_to(b)
                 graph.configure()
             except (av.FFmpegError, ValueError) as exc:
                 last = exc
                 continue
-            self._graph, self._sink, self.filter_name = graph, sink, name
+            self._graph, self._sink = graph, chain[-1]
+            self.filter_name = f"fieldmatch+{name}" if self.field_match else name
             return
         reason = short_reason(last) if last is not None else "no deinterlacing filter"
         raise MediaError(f"{self.name}: cannot deinterlace {frame.width}x{frame.height} {frame.format.name} "

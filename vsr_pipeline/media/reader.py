@@ -21,6 +21,7 @@ from .frame_order import FrameMatcher, Lost
 from .images import list_images, read_images
 from .ingest import Deinterlacer, TimestampRepair, frame_step, stream_rate
 from .probe import VideoInfo, main_video, open_input, probe
+from .read_settings import ReadSettings as ReadSettings  # re-exported: how a job reads its input
 from .seek import SeekError, StreamIndex, scan, seek_problem
 from .trim import span_info
 
@@ -35,25 +36,11 @@ ON_CORRUPT = ("fail", "repeat", "skip")
 CONCEALED = "damaged, repaired by the decoder"
 
 
-@dataclass(frozen=True)
-class ReadSettings:
-    """How a job reads its input: :class:`FrameReader`'s arguments besides the path (what decoder actors
-    are handed)."""
-
-    fps: Fraction | None = None
-    on_corrupt: str = "fail"
-    deinterlace: bool = True
-    deep: bool = False
-    crop: tuple[int, ...] | None = None
-    #: ``--start``/``--end``: (first frame, stop frame, pts shift), :mod:`.trim`
-    span: tuple[int, int, int] | None = None
-    #: reach a span's first frame by seeking where that is exact (else, or False: by decoding up to it)
-    seek_to_span: bool = True
-
-    def open(self, path: str | os.PathLike[str]) -> FrameReader:
-        """A reader of ``path`` with these settings."""
-        return FrameReader(path, self.fps, self.on_corrupt, self.deinterlace, self.deep, self.crop,
-                           self.span, self.seek_to_span)
+def open_reader(path: str | os.PathLike[str], settings: ReadSettings) -> FrameReader:
+    """A :class:`FrameReader` of ``path`` with ``settings``."""
+    s = settings
+    return FrameReader(path, s.fps, s.on_corrupt, s.deinterlace, s.deep, s.crop, s.span, s.seek_to_span,
+                       s.field_match)
 
 
 @dataclass(frozen=True)
@@ -75,8 +62,8 @@ class FrameReader:
     without pts get their dts. Pts that are still missing, repeat or go backwards are repaired
     (:class:`.ingest.TimestampRepair`: the previous pts plus one frame duration, from the stream's frame
     rate, else the container's; ``timestamps_repaired`` counts them); valid increasing pts are kept
-    exactly. Interlaced inputs (``info.interlaced``) are deinterlaced unless ``deinterlace`` is False
-    (:class:`.ingest.Deinterlacer`: bwdif, one frame per frame, pts kept).
+    exactly. Interlaced inputs (``info.interlaced``), and any with ``field_match`` (telecined film), are
+    deinterlaced unless ``deinterlace`` is False (:class:`.ingest.Deinterlacer`: one frame per frame).
 
     Decode errors in the middle of the stream follow ``on_corrupt`` (see :data:`ON_CORRUPT`); a frame is
     counted as lost when its packet fails to decode, or, at the end, when the decoder gave fewer frames
@@ -102,7 +89,7 @@ class FrameReader:
     def __init__(self, path: str | os.PathLike[str], fps: Fraction | float | int | None = None,
                  on_corrupt: str = "fail", deinterlace: bool = True, deep: bool = False,
                  crop: tuple[int, ...] | None = None, span: tuple[int, int, int] | None = None,
-                 seek_to_span: bool = True):
+                 seek_to_span: bool = True, field_match: bool = False):
         if on_corrupt not in ON_CORRUPT:
             raise ValueError(f"on_corrupt must be one of {', '.join(ON_CORRUPT)}, got {on_corrupt!r}")
         self.path = Path(path)
@@ -119,7 +106,8 @@ class FrameReader:
         self._seek_to_span = seek_to_span
         self._positioned = self._first == 0
         self.info: VideoInfo = span_info(self._src, self._first, self._stop)
-        self.deinterlace = deinterlace and self.info.interlaced
+        self.deinterlace = deinterlace and (self.info.interlaced or field_match)
+        self.field_match = self.deinterlace and field_match
         self.deep = deep and self.info.bit_depth > 8
         #: the frames' sample type: uint16 for deep video read with ``deep``, else uint8
         self.dtype = np.dtype(np.uint16 if self.deep else np.uint8)
@@ -168,7 +156,7 @@ class FrameReader:
         """Before a span's first read: seek to its first frame where exact and allowed, else decode to it."""
         self._positioned = True
         if self._src.is_image_folder or (self._seek_to_span and seek_problem(
-                self.stream_index(), self._src, self.on_corrupt, self.deinterlace) is None):
+                self.stream_index(), self._src, self.on_corrupt, self.deinterlace, self.field_match) is None):
             self.seek(0)
             return
         while self._index < self._first:
@@ -193,7 +181,7 @@ class FrameReader:
         frames = self._decode(stream, packets, start)
         if not self.deinterlace:
             return frames
-        return Deinterlacer(self.info.time_base, str(self.path)).filter(frames)
+        return Deinterlacer(self.info.time_base, str(self.path), self.field_match).filter(frames)
 
     def _decode(self, stream: av.video.stream.VideoStream, packets: Iterator[av.Packet] | None = None,
                 start: int = 0) -> Iterator[av.VideoFrame | Lost]:
@@ -295,7 +283,7 @@ class FrameReader:
         if index == self._index:
             return
         idx = self.stream_index()
-        problem = seek_problem(idx, self._src, self.on_corrupt, self.deinterlace)
+        problem = seek_problem(idx, self._src, self.on_corrupt, self.deinterlace, self.field_match)
         if problem is not None:
             raise SeekError(f"{self.path}: cannot seek exactly ({problem}); decode sequentially")
         self._good = None

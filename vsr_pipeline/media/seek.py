@@ -151,14 +151,14 @@ def backwards_at(pts: list[int], dts: list[int | None]) -> int | None:
 
 
 def seek_problem(index: StreamIndex, info: VideoInfo | None = None, on_corrupt: str = "fail",
-                 deinterlace: bool = False) -> str | None:
+                 deinterlace: bool = False, field_match: bool = False) -> str | None:
     """Why a reader positioned by seeking might not give exactly the sequential frames, or None.
 
     Static reasons, decided before decoding: packets without pts or with pts that repeat or go backwards
     (their repair counts from the first frame), a demux error, no keyframe, a packet count that differs
     from probe's frame count, an unknown ``on_corrupt``, an interlaced input to be deinterlaced
     (``deinterlace``: the filter sees each frame's neighbours, so the first frame after a seek would
-    differ).
+    differ), or any input with ``field_match`` (each frame rebuilt from its neighbours' fields).
     Image folders are always seekable. Two cases are only seen while decoding, and the seeking reader
     raises :class:`SeekError` there: a decoded frame whose pts is not a packet pts, and (``repeat``/``skip``)
     a lost frame whose stand-in would come from before the seek point. Corruption the decoder conceals
@@ -174,6 +174,8 @@ def seek_problem(index: StreamIndex, info: VideoInfo | None = None, on_corrupt: 
         return f"probe counts {info.frames} frames but the stream has {index.frames} packets"
     if deinterlace and info is not None and info.interlaced:
         return "interlaced frames are deinterlaced with their neighbours"
+    if deinterlace and field_match:
+        return "frames are rebuilt from their neighbours' fields (--field-match)"
     return None
 
 
