@@ -106,6 +106,7 @@ class FrameReader:
         self._seek_to_span = seek_to_span
         self._positioned = self._first == 0
         self.info: VideoInfo = span_info(self._src, self._first, self._stop)
+        field_match = field_match and not source.is_image_folder  # a video's fields only
         self.deinterlace = deinterlace and (self.info.interlaced or field_match)
         self.field_match = self.deinterlace and field_match
         self.deep = deep and self.info.bit_depth > 8
