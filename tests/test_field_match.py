@@ -152,3 +152,15 @@ def test_the_pipeline_keeps_count_and_times(clips: dict[str, Any], tmp_path: Pat
     assert manifest["settings"]["field_match"] is True
     code, _, err = vsr(str(dvd), "-o", str(tmp_path / "no.mkv"), "--field-match", "--no-deinterlace")
     assert code == 2 and "cannot go with --no-deinterlace" in err and not (tmp_path / "no.mkv").exists()
+
+
+def test_a_folder_of_frames_is_not_field_matched(clips: dict[str, Any], tmp_path: Path) -> None:
+    """Frames from images have no fields: read as they are, and not said to be field-matched."""
+    from vsr_pipeline.media import ImageFolderWriter
+
+    with ImageFolderWriter(tmp_path / "frames") as w:
+        w.write(clips["film"][:5], list(range(5)))
+    with FrameReader(tmp_path / "frames", field_match=True) as r:
+        frames, _ = r.read(10)
+        assert not r.field_match and not r.deinterlace
+    np.testing.assert_array_equal(frames, clips["film"][:5])
