@@ -160,17 +160,11 @@ def test_a_codec_window_gives_single_frames_coded_as_part_of_a_stream() -> None:
                  if np.array_equal(clip[t, y : y + 2 * P, x : x + 2 * P], hr)]
         assert len(spots) == 1
         t, y, x = spots[0]
-        found = None
-        for k in range(5):
-            for step in (1, -1):
-                idx = [t + step * (j - k) for j in range(5)]
-                if min(idx) < 0 or max(idx) > 7:
-                    continue
-                window = clip[idx, y - m : y - m + side, x - m : x - m + side]
-                if window.shape[1:3] != (side, side):
-                    continue
-                if np.array_equal(fixed.apply(window, 2)[k, MARGIN : MARGIN + P, MARGIN : MARGIN + P], lr[0]):
-                    found = k
+        candidates = [(k, [t + step * (j - k) for j in range(5)]) for k in range(5) for step in (1, -1)]
+        windows = [(k, clip[idx, y - m : y - m + side, x - m : x - m + side]) for k, idx in candidates
+                   if min(idx) >= 0 and max(idx) <= 7]
+        found = next((k for k, w in windows if w.shape[1:3] == (side, side) and np.array_equal(
+            fixed.apply(w, 2)[k, MARGIN : MARGIN + P, MARGIN : MARGIN + P], lr[0])), None)
         assert found is not None, seed
         places.append(found)
         alone = fixed.apply(clip[t : t + 1, y - m : y - m + side, x - m : x - m + side], 2)[0]
