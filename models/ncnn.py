@@ -364,3 +364,10 @@ def fit_ncnn(model: nn.Module, state: Mapping[str, Tensor]) -> dict[str, Tensor]
         for leaf, tensor in tensors.items():
             fitted[f"{mod_name}.{leaf}" if mod_name else leaf] = tensor
     return fitted
+
+
+def ncnn_names(model: nn.Module, state: Mapping[str, Tensor]) -> dict[str, str]:
+    """``model``'s parameter names -> the ncnn names in ``state`` that :func:`fit_ncnn` gives them (by
+    position): a fine-tune of ncnn weights can be stored under its base's own names."""
+    by_id = {id(tensor): name for name, tensor in state.items()}
+    return {mine: by_id[id(tensor)] for mine, tensor in fit_ncnn(model, state).items()}

@@ -49,6 +49,15 @@ DEFAULT_GROUP = 64
 _SCALE, _OFFSET = ":scale", ":offset"  # suffixes of a 4-bit tensor's side tensors (":" is in no module name)
 
 
+def base_digest(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 a delta records of its base: the file's; for ncnn weights (a ``.param`` graph whose numbers
+    are in the ``.bin`` beside it) both files', joined by ``+``."""
+    path = Path(path)
+    if path.suffix == ".param":
+        return f"{sha256_file(path)}+{sha256_file(path.with_suffix('.bin'))}"
+    return sha256_file(path)
+
+
 def is_delta(path: str | os.PathLike[str]) -> bool:
     """Whether the ``.safetensors`` file ``path`` is a delta file (by its metadata)."""
     with safe_open(str(path), framework="pt") as f:
@@ -100,7 +109,7 @@ def read_delta(path: str | os.PathLike[str],
     bits, group = _storage(path, meta)
     side = {k: stored.pop(k) for k in [k for k in stored if k.endswith((_SCALE, _OFFSET))]}
     base_path = locate_base(meta["base"], path)
-    digest = sha256_file(base_path)
+    digest = base_digest(base_path)
     if digest != meta["base_sha256"]:
         raise WeightsError(f"{path}: its base {base_path} has sha256 {digest[:12]}..., the delta was made "
                            f"from {meta['base_sha256'][:12]}...: another release of the base weights")
@@ -218,7 +227,7 @@ def write_delta(tuned: Mapping[str, Tensor], base: Mapping[str, Tensor], base_pa
             quantised += 1
         else:
             tensors[key] = delta.half().contiguous()
-    meta = {**(metadata or {}), "format": FORMAT, "base": location, "base_sha256": sha256_file(base_path),
+    meta = {**(metadata or {}), "format": FORMAT, "base": location, "base_sha256": base_digest(base_path),
             "bits": str(bits), **({"group": str(group)} if bits == 4 else {})}
     save_file(tensors, str(out), metadata=meta)
     return {"changed": changed, "unchanged": len(tuned) - changed, "quantised": quantised, "numbers": numbers}

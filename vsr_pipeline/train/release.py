@@ -28,7 +28,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path.cwd()
-ZOO_DIR = {"espcn": "espcn", "fsrcnn": "fsrcnn", "vespcn": "vespcn", "edvr-s": "edvr", "basicvsr": "basicvsr"}
+ZOO_DIR = {"espcn": "espcn", "fsrcnn": "fsrcnn", "vespcn": "vespcn", "edvr-s": "edvr", "basicvsr": "basicvsr",
+           "realesr-animevideo": "srvgg"}
 TARGETS = {  # issue 5 targets (Y-PSNR, BI)
     ("espcn", 4, "set5"): 30.3, ("espcn", 3, "set5"): 32.5, ("espcn", 2, "set5"): 36.0,
     ("vespcn", 4, "vid4"): 25.0,
@@ -108,6 +109,7 @@ def ship(run_and_name: str, args: argparse.Namespace) -> None:
     else:  # a fine-tune of someone else's weights: only our differences are shipped
         from safetensors.torch import load_file
 
+        from models.ncnn import NcnnState, ncnn_names
         from models.registry import resolve_weights
         from models.weight_delta import DEFAULT_GROUP, MIN_QUANTISED, write_delta
         from models.weights import read_state_dict
@@ -116,6 +118,11 @@ def ship(run_and_name: str, args: argparse.Namespace) -> None:
         assert base_path is not None
         tuned = load_file(run / "best.safetensors")
         published = read_state_dict(base_path)
+        if isinstance(published, NcnnState):  # ncnn weights: the differences kept under the base's names
+            from models.registry import build_model
+
+            names = ncnn_names(build_model(model, scale, **cfg.get("arch", {})), published)
+            tuned = {names[k]: v for k, v in tuned.items()}
         if args.alpha != 1.0:
             tuned = {k: published[k] + args.alpha * (v - published[k]) if v.is_floating_point() else v
                      for k, v in tuned.items()}
