@@ -35,7 +35,8 @@ VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 CLIPS = [("bikes", "bikes.mp4", 100, 8, 160), ("bbb", "bigbuckbunny.mp4", 40, 232, 480)]
 FRAMES, H, W = 20, 256, 320
 MODELS = ["bicubic", "espcn", "fsrcnn", "vespcn", "edvr-s", "basicvsr:reds4", "basicvsr:vimeo-bi",
-          "basicvsr:vimeo-bd", "basicvsr:compressed", "realesrgan", "realesr-animevideo", "realesrgan-anime"]
+          "basicvsr:vimeo-bd", "basicvsr:compressed", "realesrgan", "realesr-animevideo",
+          "realesr-animevideo:compressed", "realesrgan-anime"]
 CHAINS = ["bi", "bi+h264:28", "bi+h264:35"]
 #: models shown in the side-by-side crops (bikes, middle frame, crf 28)
 SHOWN = ["bicubic", "espcn", "basicvsr:reds4", "basicvsr:compressed", "realesrgan", "realesr-animevideo"]

