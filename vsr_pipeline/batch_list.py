@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vsr_pipeline.cli_values import clock_time, crop
 from vsr_pipeline.errors import UsageError
-from vsr_pipeline.media.crop import parse_crop
-from vsr_pipeline.media.trim import parse_time
 
 
 @dataclass(frozen=True)
@@ -63,20 +62,11 @@ class _LineParser(argparse.ArgumentParser):
         raise ValueError(message)
 
 
-def _typed(parse: Any) -> Any:
-    def convert(text: str) -> Any:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    return convert
-
-
 def _line_parser() -> _LineParser:
     p = _LineParser(prog="line", add_help=False, allow_abbrev=False)
-    p.add_argument("--start", type=_typed(parse_time))
-    p.add_argument("--end", type=_typed(parse_time))
-    p.add_argument("--crop", type=_typed(parse_crop))
+    p.add_argument("--start", type=clock_time)  # the same value types as vsr upscale's flags
+    p.add_argument("--end", type=clock_time)
+    p.add_argument("--crop", type=crop)
     p.add_argument("--name")
     return p
 
