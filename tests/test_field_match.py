@@ -78,7 +78,12 @@ def write(path: Path, frames: list[av.VideoFrame], codec: str = "mpeg2video") ->
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    d = tmp_path_factory.mktemp("telecine")
+    return make_clips(tmp_path_factory.mktemp("telecine"))
+
+
+def make_clips(d: Path) -> dict[str, Any]:
+    """In ``d``: the 20 pictures (``film.mkv``, lossless), telecined as a DVD (``dvd.mpg``) and as lossless
+    FFV1 flagged progressive (``progressive.mkv``); ``film``: the pictures as the reader reads them."""
     pictures = []
     with av.open(str(BBB)) as c:
         for i, f in enumerate(c.decode(video=0)):

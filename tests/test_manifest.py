@@ -75,7 +75,7 @@ def test_manifest_records_hashes_model_settings_versions_and_the_pts_mapping(job
     assert started.utcoffset() is not None and started.utcoffset().total_seconds() == 0
     assert 0 < (ended - started).total_seconds() <= res.seconds + 0.01
     assert m["frames"] == {"in": 14, "out": 14, "corrupt": 0, "pts_repaired": 0, "timestamps_repaired": 0,
-                           "timestamps_renumbered": 0, "concealed_frames": 0}
+                           "timestamps_renumbered": 0, "concealed_frames": 0, "decimated_frames": 0}
     rows = m["mapping"]
     assert [r["index_in"] for r in rows] == [r["index_out"] for r in rows] == list(range(14))
     assert [r["pts_in"] for r in rows] == decoded_pts(src)

@@ -134,7 +134,12 @@ def _job_options(p: argparse.ArgumentParser) -> None:
         "--field-match", action="store_true", default=default("field_match"),
         help="telecined film (3:2 pulldown: an NTSC DVD of a film or cartoon): rebuild each frame from the "
         "fields that belong together (FFmpeg's fieldmatch) and deinterlace only what stays combed; frame "
-        "count and times are kept (one picture in five repeats, as in the source)",
+        "count and times are kept (one picture in five repeats, as in the source; --decimate drops it)",
+    )
+    p.add_argument(
+        "--decimate", action="store_true", default=default("decimate"),
+        help="with --field-match: drop that repeat (one frame in five) and write the rest at 4/5 of the "
+        "rate, evenly timed (29.97 -> 23.976 fps): inverse telecine, as FFmpeg's decimate",
     )
     _perf_options(p)
 

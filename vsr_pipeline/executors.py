@@ -79,11 +79,12 @@ class RayDecoders:
 
     def timestamps(self) -> dict[str, Any]:
         """Timestamp repairs over all decoders (``Decoder.timestamps``): counts summed, first indices the
-        lowest."""
+        lowest, the ``decimated`` frames of all."""
         each = self.fetch([a.timestamps.remote() for a in self.actors])
         merged = {k: sum(t[k] for t in each) for k in ("repaired", "renumbered")}
         for k in ("first", "renumbered_first"):
             merged[k] = min((t[k] for t in each if t[k] is not None), default=None)
+        merged["decimated"] = sorted({i for t in each for i in t["decimated"]})
         return merged | {k: each[0][k] for k in ("step", "deinterlaced", "field_matched")}
 
     def kill(self) -> None:

@@ -21,10 +21,11 @@ from typing import Any
 
 from models.registry import ModelSpec, resolve_weights
 from vsr_pipeline.cluster import ray_session, reporting_errors, restart_policy
-from vsr_pipeline.errors import InterruptedJob
+from vsr_pipeline.errors import InterruptedJob, UsageError
 from vsr_pipeline.job_result import UpscaleResult
 from vsr_pipeline.media import MediaError, VideoInfo, probe
 from vsr_pipeline.media.crop import output_offset
+from vsr_pipeline.media.decimate import output_rate
 from vsr_pipeline.media.hdr_metadata import hdr_report
 from vsr_pipeline.media.ingest import timestamp_warnings
 from vsr_pipeline.media.output_names import is_video_path
@@ -142,6 +143,8 @@ def plan_job(
     check_manifest_free(output, opts.overwrite)
     check_perf_options(spec, opts, device)
     source = probe(input_path, fps=opts.fps)
+    if opts.decimate and source.is_image_folder:
+        raise UsageError(f"--decimate: {input_path} is a folder of pictures, which have no fields to match")
     info, seen, opts = crop_input(source, opts)  # the output's frames, and the model's (a crop's context)
     info, opts, span = trim_input(info, opts)
     seen = replace(seen, frames=info.frames, duration_s=info.duration_s)
@@ -213,6 +216,7 @@ def job_settings(
         # only for interlaced inputs, so ledgers of progressive ones made before the flag still match
         **({"deinterlace": opts.deinterlace} if info.interlaced else {}),
         **({"field_match": True} if opts.field_match else {}),  # only with it: older ledgers still match
+        **({"decimate": True} if opts.decimate else {}),
         # only with a crop, so ledgers made before the option still match
         **({"crop": list(opts.crop), "crop_context": list(opts.crop_context or ())} if opts.crop else {}),
         **({"hdr": info.hdr.to_json()} if info.hdr else {}),  # its segments carry it (before: not)
@@ -329,7 +333,8 @@ def run_job(
                     reporting_errors(Aligner)
                 ).remote(spec.radius, opts.aligned_dtype, stage_device, 0 if gpu else max(1, cpus // 2))
                 stages += [motion, aligner]
-            target = SegmentTarget(str(output), info, opts.scale, encode, str(ledger.segments), plan.cut)
+            out_info = replace(info, fps=output_rate(info.fps)) if opts.decimate else info  # writers' rate
+            target = SegmentTarget(str(output), out_info, opts.scale, encode, str(ledger.segments), plan.cut)
             encoder, encoder_ready = start_encoder(target, restarts)
             try:
                 # Waited for at the first chunk's submission, after its decode was asked for: the first
@@ -388,7 +393,8 @@ def run_job(
                     "pictures around them: %s", input_path, len(concealed), _where(concealed))
     for line in timestamp_warnings(timestamps, info.time_base):
         log.warning("%s: %s", input_path, line)
-    expected = info.frames - (len(corrupt) if opts.on_corrupt == "skip" else 0)
+    left_out = {int(c["index"]) for c in corrupt} if opts.on_corrupt == "skip" else set()
+    expected = info.frames - len(left_out | set(timestamps["decimated"]))
     if frames_out != expected:
         raise RuntimeError(f"wrote {frames_out} frames but expected {expected}")
     seconds = time.perf_counter() - started
@@ -427,6 +433,7 @@ def run_job(
         timestamps_renumbered=timestamps["renumbered"],
         deinterlaced=timestamps["deinterlaced"],
         field_matched=timestamps["field_matched"],
+        decimated_frames=len(timestamps["decimated"]),
         bit_depth=opts.bit_depth or 8,
         pix_fmt=encode.pix_fmt_for(info, info.width * opts.scale, info.height * opts.scale)
         if is_video_path(output) else None,
@@ -451,7 +458,8 @@ def run_job(
     from vsr_pipeline.manifest import write_job_manifest
 
     path, result.quality = write_job_manifest(input_path, output, opts, info, settings, result.to_json(),
-                                              corrupt, started_epoch, ended_epoch)
+                                              corrupt, started_epoch, ended_epoch,
+                                              timestamps["decimated"] if opts.decimate else None)
     result.manifest, result.report_seconds = str(path), round(time.perf_counter() - started - seconds, 3)
     return result
 

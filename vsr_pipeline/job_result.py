@@ -41,6 +41,7 @@ class UpscaleResult:
     timestamps_renumbered: int = 0  # frames whose pts were not display times: renumbered in display order
     deinterlaced: bool = False  # the input is interlaced and its frames were deinterlaced
     field_matched: bool = False  # frames rebuilt from matching fields first (``--field-match``)
+    decimated_frames: int = 0  # repeats dropped after field matching (``--decimate``), the rest retimed
     bit_depth: int = 8  # output bits per sample (8, 10, 12, 16; 16 for the PNGs of a deep input)
     pix_fmt: str | None = None  # the output video's pixel format (yuv420p, yuv422p10le, ...; None: PNGs)
     #: wall seconds the job's own upscalers spent inside their forward calls (summed over actors; None when

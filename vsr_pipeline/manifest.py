@@ -19,6 +19,7 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -105,7 +106,8 @@ def utc_iso(epoch: float) -> str:
 
 
 def frame_mapping(
-    info: VideoInfo, output: Path, corrupt: list[dict[str, Any]], on_corrupt: str, first: int = 0
+    info: VideoInfo, output: Path, corrupt: list[dict[str, Any]], on_corrupt: str, first: int = 0,
+    decimated: Sequence[int] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Timing of the output and one row per input frame: ``index_in``, ``pts_in`` (the input packet's, in
     the input's time base; None when the input's packets carry none), ``index_out``, ``pts_out`` (the
@@ -114,7 +116,9 @@ def frame_mapping(
     constant start shift is taken off: ``shift_s``, the first mapped frame's output time minus its input
     time, e.g. MPEG-TS moving every stream by the encoder's B-frame delay and AAC priming; 0 for MP4/MOV/MKV).
     ``first``: the input frame the job started at (``--start``; ``info`` then counts the frames from it);
-    ``index_in``, like ``corrupt``'s ``index``, is the input's own frame number.
+    ``index_in``, like ``corrupt``'s ``index``, is the input's own frame number. ``decimated`` (None: no
+    ``--decimate``): the input frames it dropped (rows with ``decimated: True`` and no output frame); the
+    kept frames are retimed by design (``media.decimate``), not repaired: ``pts_repaired`` is False.
     """
     idx_in = scan(info.path)
     pts_in: list[int | None] = list(idx_in.pts)
@@ -125,14 +129,14 @@ def frame_mapping(
         pts_in = [None] * info.frames
     idx_out = scan(output)
     out_tb = None if idx_out.is_image_folder else probe(output).time_base
-    lost = {int(c["index"]) for c in corrupt}
+    lost, dropped = {int(c["index"]) for c in corrupt}, set(decimated or ())
     rows: list[dict[str, Any]] = []
     k = 0
     shift: Fraction | None = None
     for i, p in enumerate(pts_in, start=first):
-        if on_corrupt == "skip" and i in lost:
-            rows.append({"index_in": i, "pts_in": p, "index_out": None, "pts_out": None, "corrupt": True,
-                         "pts_repaired": False})
+        if (on_corrupt == "skip" and i in lost) or i in dropped:
+            rows.append({"index_in": i, "pts_in": p, "index_out": None, "pts_out": None, "corrupt": i in lost,
+                         "pts_repaired": False, **({"decimated": True} if i in dropped else {})})
             continue
         if k >= idx_out.frames:
             raise RuntimeError(f"{output}: {idx_out.frames} frames, fewer than the input's frames map to")
@@ -140,7 +144,7 @@ def frame_mapping(
         if shift is None and p is not None and out_tb is not None:
             shift = Fraction(q) * out_tb - Fraction(p) * info.time_base
         t_in = None if p is None else Fraction(p) * info.time_base + (shift or 0)
-        repaired = out_tb is not None and t_in != q * out_tb
+        repaired = out_tb is not None and t_in != q * out_tb and decimated is None
         rows.append({"index_in": i, "pts_in": p, "index_out": k, "pts_out": q, "corrupt": i in lost,
                      "pts_repaired": repaired})
         k += 1
@@ -180,14 +184,16 @@ def write_job_manifest(
     corrupt: list[dict[str, Any]],
     started: float,
     ended: float,
+    decimated: Sequence[int] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Compute the quality report and write the manifest of a finished job; returns (its path, the report).
     ``settings``: the job's ledger settings (``job.job_settings``), ``result``: ``UpscaleResult.to_json()``,
-    ``corrupt``: every undecodable frame, ``started``/``ended``: epoch seconds."""
+    ``corrupt``: every undecodable frame, ``started``/``ended``: epoch seconds, ``decimated``: the input
+    frames ``--decimate`` dropped (None: no ``--decimate``)."""
     from vsr_pipeline.check import assumed_degradation, input_settings, quality_report
 
     first = opts.span[0] if opts.span else 0
-    timing, rows = frame_mapping(info, output, corrupt, opts.on_corrupt, first)
+    timing, rows = frame_mapping(info, output, corrupt, opts.on_corrupt, first, decimated)
     degradation = assumed_degradation(result["model"], result["weights"])
     pairs = [(r["index_in"] - first, r["index_out"]) for r in rows if r["index_out"] is not None]
     try:
@@ -199,7 +205,7 @@ def write_job_manifest(
         quality = {"error": reason}
     frames = {"in": result["frames_in"], "out": result["frames_out"], "corrupt": len(corrupt),
               "pts_repaired": sum(r["pts_repaired"] for r in rows)}
-    for key in ("timestamps_repaired", "timestamps_renumbered", "concealed_frames"):
+    for key in ("timestamps_repaired", "timestamps_renumbered", "concealed_frames", "decimated_frames"):
         if key in result:
             frames[key] = result[key]
     manifest = {

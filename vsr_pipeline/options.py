@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 from vsr_pipeline.errors import ResourceError, UsageError
 from vsr_pipeline.media import EncodeSettings, VideoInfo
 from vsr_pipeline.media.crop import check_crop, cropped_info, resolve_crop, stored_region, with_context
+from vsr_pipeline.media.decimate import output_rate
 from vsr_pipeline.media.encoder_options import codec_option_problem, tune_problem
-from vsr_pipeline.media.frame_rate import output_frame_rate
+from vsr_pipeline.media.frame_rate import codec_frame_rate, listed_rates, output_frame_rate
 from vsr_pipeline.media.hdr_metadata import dropped_by
 from vsr_pipeline.media.output_names import is_video_path, output_name_problem
 from vsr_pipeline.media.pixel_format import BIT_DEPTHS, CHROMAS, output_chroma
@@ -156,6 +157,9 @@ class UpscaleOptions:
     #: telecined film (3:2 pulldown): each frame rebuilt from its matching fields first (``fieldmatch``),
     #: only what stays combed deinterlaced; applied whatever the input's flags say
     field_match: bool = False
+    #: with ``field_match``: the repeated picture in every 5 frames dropped and the rest retimed at 4/5 of
+    #: the rate (29.97 -> 23.976 fps; ``vsr_pipeline.media.decimate``)
+    decimate: bool = False
     #: upscale only this region, ``(W, H)`` centred or ``(W, H, X, Y)``, in pixels of the picture as
     #: displayed (``vsr_pipeline.media.crop``); None: the whole frame
     crop: tuple[int, ...] | None = None
@@ -185,7 +189,8 @@ class UpscaleOptions:
         crop = tuple(self.crop_context or self.crop) if self.crop else None
         span = tuple(self.span) if self.span else None
         return ReadSettings(self.fps, self.on_corrupt, self.deinterlace, (self.bit_depth or 8) > 8, crop,
-                            span, field_match=self.field_match)  # type: ignore[arg-type]
+                            span, field_match=self.field_match,  # type: ignore[arg-type]
+                            decimate=self.decimate)
 
     def encode_settings(self) -> EncodeSettings:
         values = {f.name: getattr(self, f.name) for f in fields(EncodeSettings)}
@@ -264,6 +269,8 @@ def check_options(opts: UpscaleOptions) -> ModelSpec:
     if opts.field_match and not opts.deinterlace:
         raise UsageError("--field-match rebuilds frames before deinterlacing what stays combed; it cannot go "
                          "with --no-deinterlace")
+    if opts.decimate and not opts.field_match:
+        raise UsageError("--decimate drops the repeats that --field-match leaves; it needs --field-match")
     if opts.chroma not in (None, *CHROMAS):
         raise UsageError(f"--chroma must be auto, {', '.join(CHROMAS)}, not {opts.chroma}")
     if spec.temporal == "window" and opts.padding is not None:
@@ -385,8 +392,10 @@ def output_format(opts: UpscaleOptions, info: VideoInfo, output: Path) -> Upscal
         return replace(opts, bit_depth=16 if (opts.bit_depth or info.bit_depth) > 8 else 8)
     w, h = info.width * opts.scale, info.height * opts.scale
     bits = opts.encode_settings().bits_for(info, w, h)
+    rate = (codec_frame_rate(opts.codec, output_rate(info.fps)) if listed_rates(opts.codec) else None) \
+        if opts.decimate else output_frame_rate(opts.codec, info, output)  # decimated: retimed, evenly
     return replace(opts, bit_depth=bits, chroma=output_chroma(opts.codec, w, h, bits, opts.chroma),
-                   frame_rate=output_frame_rate(opts.codec, info, output))
+                   frame_rate=rate)
 
 
 def encoder_flags(opts: UpscaleOptions) -> list[str]:

@@ -78,6 +78,8 @@ def _check(source: str, output: Path, opts: UpscaleOptions) -> ModelSpec:
         raise UsageError("--align is not available for streams (use a file input)")
     if opts.resume == "require":
         raise UsageError("--resume: a stream is read once and cannot be resumed")
+    if opts.decimate:
+        raise UsageError("--decimate takes a file: a stream's cycles of five frames are not known ahead")
     if opts.sequences > 1:
         raise UsageError("--sequences: a stream runs each chunk as soon as it arrives, one at a time (use a "
                          "file input)")

@@ -85,12 +85,13 @@ class Decoder:
         """Timestamp repairs so far: ``repaired`` frames, the ``first`` one's index (None: none), ``step``
         (one frame duration in the time base), frames ``renumbered`` in display order (pts that were not
         display times, :mod:`vsr_pipeline.media.frame_order`) and the first one's index, and whether frames
-        are ``deinterlaced`` (and ``field_matched``)."""
+        are ``deinterlaced`` (and ``field_matched``), and the input's numbers of the frames ``decimated``
+        (``--decimate``)."""
         t = self.reader.timestamps
         renumbered, renumbered_first = self.reader.timestamps_renumbered
         return {"repaired": t.repaired, "first": t.first, "step": t.step, "renumbered": renumbered,
                 "renumbered_first": renumbered_first, "deinterlaced": self.reader.deinterlace,
-                "field_matched": self.reader.field_match}
+                "field_matched": self.reader.field_match, "decimated": list(self.reader.decimated)}
 
     def close(self) -> None:
         """Close the input (the decoder can ``open`` another) and return the heap's free memory to the OS."""

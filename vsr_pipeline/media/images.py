@@ -147,15 +147,18 @@ def to_rgb(img: np.ndarray, dtype: type = np.uint8) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def read_images(paths: Sequence[str | os.PathLike[str]], deep: bool = False) -> np.ndarray:
+def read_images(paths: Sequence[str | os.PathLike[str]], deep: bool = False,
+                size: tuple[int, int] | None = None) -> np.ndarray:
     """Read images into one (T, H, W, 3) RGB C-contiguous array, uint8 (``deep``: uint16, 0-65535);
-    MediaError on a size mismatch."""
+    MediaError where one's size differs from the first's, or from ``size`` (W, H: the folder's)."""
     dtype = np.uint16 if deep else np.uint8
     if not paths:
         return np.empty((0, 0, 0, 3), dtype)
     out: np.ndarray | None = None
     for i, p in enumerate(paths):
         rgb = to_rgb(_imread(Path(p)), dtype)
+        if size is not None and rgb.shape[1::-1] != size:
+            raise MediaError(f"{p}: size differs from the folder's {size[0]}x{size[1]}")
         if out is None:
             out = np.empty((len(paths), *rgb.shape), dtype)
         elif rgb.shape != out.shape[1:]:

@@ -23,3 +23,5 @@ class ReadSettings:
     seek_to_span: bool = True
     #: telecined film: frames rebuilt from matching fields before deinterlacing (``ingest.Deinterlacer``)
     field_match: bool = False
+    #: with ``field_match``: the repeat in every 5 frames dropped, the others retimed (:mod:`.decimate`)
+    decimate: bool = False

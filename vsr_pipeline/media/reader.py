@@ -16,6 +16,7 @@ import numpy as np
 
 from .colour import frame_to_rgb
 from .crop import crop_frames, cropped_info, stored_region
+from .decimate import Decimator
 from .errors import MediaError, short_reason
 from .frame_order import FrameMatcher, Lost
 from .images import list_images, read_images
@@ -40,7 +41,7 @@ def open_reader(path: str | os.PathLike[str], settings: ReadSettings) -> FrameRe
     """A :class:`FrameReader` of ``path`` with ``settings``."""
     s = settings
     return FrameReader(path, s.fps, s.on_corrupt, s.deinterlace, s.deep, s.crop, s.span, s.seek_to_span,
-                       s.field_match)
+                       s.field_match, s.decimate)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class FrameReader:
     def __init__(self, path: str | os.PathLike[str], fps: Fraction | float | int | None = None,
                  on_corrupt: str = "fail", deinterlace: bool = True, deep: bool = False,
                  crop: tuple[int, ...] | None = None, span: tuple[int, int, int] | None = None,
-                 seek_to_span: bool = True, field_match: bool = False):
+                 seek_to_span: bool = True, field_match: bool = False, decimate: bool = False):
         if on_corrupt not in ON_CORRUPT:
             raise ValueError(f"on_corrupt must be one of {', '.join(ON_CORRUPT)}, got {on_corrupt!r}")
         self.path = Path(path)
@@ -109,6 +110,10 @@ class FrameReader:
         field_match = field_match and not source.is_image_folder  # a video's fields only
         self.deinterlace = deinterlace and (self.info.interlaced or field_match)
         self.field_match = self.deinterlace and field_match
+        #: one repeat in every 5 field-matched frames dropped, the rest retimed (:mod:`.decimate`)
+        self.decimate = self.field_match and decimate
+        self._decimator: Decimator | None = None
+        self.decimated: list[int] = []  # the input's numbers of the frames dropped so (in the span)
         self.deep = deep and self.info.bit_depth > 8
         #: the frames' sample type: uint16 for deep video read with ``deep``, else uint8
         self.dtype = np.dtype(np.uint16 if self.deep else np.uint8)
@@ -182,7 +187,11 @@ class FrameReader:
         frames = self._decode(stream, packets, start)
         if not self.deinterlace:
             return frames
-        return Deinterlacer(self.info.time_base, str(self.path), self.field_match).filter(frames)
+        frames = Deinterlacer(self.info.time_base, str(self.path), self.field_match).filter(frames)
+        if not self.decimate:
+            return frames
+        self._decimator = Decimator(1 / (self.info.fps * self.info.time_base))
+        return self._decimator.filter(frames)
 
     def _decode(self, stream: av.video.stream.VideoStream, packets: Iterator[av.Packet] | None = None,
                 start: int = 0) -> Iterator[av.VideoFrame | Lost]:
@@ -372,16 +381,11 @@ class FrameReader:
             self._index += len(paths)
             if not paths:
                 return np.empty((0, info.height, info.width, 3), self.dtype), []
-            frames = read_images(paths, self.deep)
-            if frames.shape[1:3] != self.source_size[::-1]:
-                width, height = self.source_size
-                raise MediaError(f"{paths[0]}: size differs from the folder's {width}x{height}")
-            return crop_frames(frames, self.region), pts
+            return crop_frames(read_images(paths, self.deep, self.source_size), self.region), pts
         if self._frames is None:
             raise ValueError("reader is closed")
         out: np.ndarray | None = None
-        pts_out: list[int] = []
-        keep: list[bool] = []
+        pts_out: list[int | None] = []
         while len(pts_out) < n:
             frame = self._next_frame()
             if frame is None:
@@ -400,6 +404,7 @@ class FrameReader:
                     time_s = float(pts * info.time_base) if info.time_base else None
                     self.concealed.append(CorruptFrame(self._index, pts, time_s, CONCEALED))
                 self._good = rgb
+            kept = self._decimation(frame, int(pts)) if self._decimator is not None else int(pts)
             if out is None:
                 out = np.empty((n, *rgb.shape), self.dtype)
             if rgb.dtype != self.dtype:
@@ -407,15 +412,21 @@ class FrameReader:
                                  f"the video's first had {8 * self.dtype.itemsize} (pixel format changes "
                                  "mid-stream)")
             out[len(pts_out)] = rgb
-            keep.append(not isinstance(frame, Lost))
-            pts_out.append(int(pts))
+            pts_out.append(None if isinstance(frame, Lost) and self.on_corrupt == "skip" else kept)
             self._index += 1
         if out is None:
             return np.empty((0, info.height, info.width, 3), self.dtype), []
         frames = out if len(pts_out) == n else np.ascontiguousarray(out[: len(pts_out)])
-        if self.on_corrupt == "skip" and not all(keep):
-            return frames, [p if k else None for p, k in zip(pts_out, keep, strict=True)]  # type: ignore[misc]
-        return frames, pts_out
+        return frames, pts_out  # type: ignore[return-value]
+
+    def _decimation(self, frame: av.VideoFrame | Lost, pts: int) -> int | None:
+        """With ``decimate``: None for its cycle's repeat (numbered in ``decimated``), else its new pts."""
+        assert self._decimator is not None
+        if self._decimator.dropped(frame):
+            if self._index >= self._first:
+                self.decimated.append(self._index)
+            return None
+        return self._decimator.retime(pts) if self._index >= self._first else pts
 
     def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
         """A decoded frame as RGB at the video's size, cropped to ``region``."""
