@@ -57,8 +57,8 @@ def test_each_encoder_gets_a_layout_it_takes() -> None:
 @pytest.mark.parametrize("bits", [8, 10, 12, 16])
 def test_what_each_layout_keeps(bits: int) -> None:
     """One-pixel rows of alternating colour come back from 4:2:2 and 4:4:4 within rounding but are averaged
-    away by 4:2:0; one-pixel columns come back only from 4:4:4. Within each layout's blocks the chroma of a
-    picture that is constant over them is kept (replicate on decode, average on encode)."""
+    away by 4:2:0; one-pixel columns come back only from 4:4:4. A picture of one colour comes back from
+    every layout."""
     dtype, top = (np.uint8, 255) if bits == 8 else (np.uint16, 65535)
     red, blue = np.array([0.8, 0.2, 0.2]) * top, np.array([0.2, 0.2, 0.8]) * top
     rows = np.where((np.arange(16) % 2 == 0)[:, None, None], red, blue) * np.ones((16, 24, 1))
@@ -74,7 +74,24 @@ def test_what_each_layout_keeps(bits: int) -> None:
 
     assert error(rows, "444") <= 2 and error(rows, "422") <= 2 and error(rows, "420") > 50
     assert error(columns, "444") <= 2 and error(columns, "422") > 50 and error(columns, "420") > 50
-    assert error(np.repeat(rows[::2], 2, axis=0), "420") <= 2  # constant over 2x2 blocks
+    assert max(error(np.ones_like(rows) * red, c) for c in ("420", "422")) <= 2
+
+
+@pytest.mark.parametrize("chroma", ["420", "422"])
+def test_subsampled_chroma_is_interpolated_not_repeated(chroma: str) -> None:
+    """A colour ramp across the picture (red to blue, about 14 levels a pixel) through 4:2:0 / 4:2:2:
+    decoding interpolates chroma between the samples (bicubic, centred), so away from the edges it comes
+    back within rounding (4 levels: of Y, of each chroma sample, of RGB); repeating each sample over its
+    block, as the reader did before, leaves steps of half a sample's change (over 6 levels) on every
+    column."""
+    x = np.linspace(0.0, 1.0, 16)[None, :, None]
+    ramp = np.ascontiguousarray(np.round((x * [0.05, 0.5, 0.9] + (1 - x) * [0.9, 0.5, 0.05]) * 255 *
+                                         np.ones((16, 16, 1))).astype(np.uint8))
+    back = frame_to_rgb(rgb_to_frame(ramp, output_pix_fmt(16, 16, 8, "ffv1", chroma), 1, 1), 1, 1)
+    inner = np.abs(back.astype(int) - ramp)[:, 4:-4]  # bicubic: two chroma samples each side
+    assert inner.max() <= 4, inner.max()
+    blocks = np.repeat(ramp.reshape(16, 8, 2, 3).mean(axis=2), 2, axis=1)  # what repeating would give
+    assert np.abs(blocks - ramp)[:, 4:-4].max(axis=2).min() > 6
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,18 @@ The reader and the writer use the same matrices, so decode -> encode keeps colou
 
 - matrix from the ``colorspace`` tag (AVColorSpace ints); unspecified and unknown -> BT.601, as swscale does;
 - range from ``color_range``: 2 (JPEG) is full range, anything else limited (16-235/240);
-- chroma: decode replicates each chroma sample over its 2x2 (4:2:0) or 2x1 (4:2:2) block (what swscale's
-  default path and OpenCV do); encode averages each block. Replicate-then-average is exact, so a round trip
-  does not blur chroma.
+- chroma: decode interpolates subsampled chroma (4:2:0, 4:2:2, 4:1:1) bicubically to full size, each
+  sample at the centre of its block (OpenCV's ``INTER_CUBIC``), as quality players do; encode averages each
+  block. Before 2026-12-06 decode repeated each sample over its block (swscale's default path and OpenCV's
+  ``COLOR_YUV2RGB_I420`` do): models that read RGB saw blocky colour edges; on real clips stored 4:2:0
+  BasicVSR scored 0.65 dB lower in Y and every model's colour was further from the truth
+  (``benchmarks/quality_chroma_upsampling.py``, docs/evaluation.md (j)). Interpolated chroma is not a
+  lossless round trip: decoding and re-encoding at one size changes chroma a little each time (the
+  pipeline encodes only what the model made, at the output's size).
 
-OpenCV's ``COLOR_YUV2RGB_I420`` is used where its matrix is the one needed (BT.601, limited, 4:2:0, even
-size); it is ~3x faster than the general path. Everything else goes through ``cv2.transform`` with our own
-3x4 matrix, for 8-bit and deeper planar YUV alike (swscale's own 10-bit limited range maps white to 65283 of
-65535); pixel formats we do not handle (semi-planar, palettes, RGB) go through swscale with the same
-colorspace and range passed explicitly.
+Every planar YUV frame goes through ``cv2.transform`` with our own 3x4 matrix, for 8-bit and deeper alike
+(swscale's own 10-bit limited range maps white to 65283 of 65535); pixel formats we do not handle
+(semi-planar, palettes, RGB) go through swscale with the same colorspace and range passed explicitly.
 
 High bit depth: with ``deep``, a frame of more than 8 bits per sample (``yuv420p10le``, ...) becomes
 (H, W, 3) **uint16** RGB scaled to the full 0-65535 range (as ``rgb48``), and :func:`rgb_to_frame` takes
@@ -153,20 +156,33 @@ def frame_to_rgb(frame: av.VideoFrame, colorspace: int, color_range: int, deep: 
         return frame.reformat(format=out, src_colorspace=sws_cs, src_color_range=rng).to_ndarray()
     sub, bits = layout
     dtype = np.uint16 if bits > 8 else np.uint8
-    y, u, v = (_plane(frame, i, dtype) for i in range(3))
-    kr_kb = _KR_KB.get(colorspace, _BT601)
-    if bits == 8 and sub == (2, 2) and not full and kr_kb == _BT601 and h % 2 == 0 and w % 2 == 0:
-        i420 = np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(h * 3 // 2, w)
-        return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
-    if sub != (1, 1):
-        size = (u.shape[1] * sub[0], u.shape[0] * sub[1])
-        u = cv2.resize(u, size, interpolation=cv2.INTER_NEAREST)[:h, :w]
-        v = cv2.resize(v, size, interpolation=cv2.INTER_NEAREST)[:h, :w]
+    planes = [_plane(frame, i, dtype) for i in range(3)]
     rgb_max = 65535 if bits > 8 and deep else 255
-    rgb = cv2.transform(cv2.merge([y, u, v]), yuv_to_rgb_matrix(colorspace, full, bits, rgb_max))
-    if rgb_max == 255 and rgb.dtype != np.uint8:  # deep samples read at 8 bits: rounded by the matrix
-        rgb = np.minimum(rgb, 255).astype(np.uint8)
+    matrix = yuv_to_rgb_matrix(colorspace, full, bits, rgb_max)
+    if sub != (1, 1):
+        planes, scale = _interpolated(planes, sub, bits, h, w)
+        matrix = np.concatenate([matrix[:, :3] / scale, matrix[:, 3:]], axis=1)
+    rgb = cv2.transform(cv2.merge(planes), matrix)  # rounded, and saturated at 0 but for float32
+    if rgb.dtype == np.float32:  # 16-bit samples, interpolated
+        rgb = np.rint(np.clip(rgb, 0, rgb_max, out=rgb), out=rgb).astype(np.uint16)
+    if rgb_max == 255 and rgb.dtype != np.uint8:  # 8-bit RGB out of interpolated or deeper samples
+        rgb = cv2.convertScaleAbs(rgb)  # saturated at 255
     return rgb
+
+
+def _interpolated(planes: list[np.ndarray], sub: tuple[int, int], bits: int, h: int,
+                  w: int) -> tuple[list[np.ndarray], int]:
+    """Y, U, V with the chroma brought to the picture's size, centred bicubic (the module's doc), and the
+    factor the samples were scaled by: computed on samples with 2 more bits (uint16; float32 above 14 bits),
+    as OpenCV's 8-bit resize rounds with a bias (a quarter of a level on a colour gradient)."""
+    if bits <= 14:
+        planes, scale = [p.astype(np.uint16) << 2 for p in planes], 4
+    else:
+        planes, scale = [p.astype(np.float32) for p in planes], 1
+    size = (planes[1].shape[1] * sub[0], planes[1].shape[0] * sub[1])  # whole blocks, then the picture's
+    for i in (1, 2):
+        planes[i] = cv2.resize(planes[i], size, interpolation=cv2.INTER_CUBIC)[:h, :w]
+    return planes, scale
 
 
 def rgb_to_frame(rgb: np.ndarray, pix_fmt: str, colorspace: int, color_range: int) -> av.VideoFrame:
