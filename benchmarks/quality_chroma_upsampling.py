@@ -1,6 +1,7 @@
 """How the reader should upsample 4:2:0 chroma for the models: repeated samples against interpolation.
 
     python benchmarks/quality_chroma_upsampling.py [--models basicvsr espcn ...] [--json PATH]
+    python benchmarks/quality_chroma_upsampling.py --speed     # what the conversion costs per frame
 
 Ground truth: the real clips of docs/evaluation.md (h) (``quality_real_degradations.CLIPS``: 20 frames of
 bikes.mp4 and of bigbuckbunny.mp4, 256x320 crops). LR: MATLAB bicubic x4 (RGB), then made 4:2:0 as users'
@@ -113,6 +114,33 @@ def encode(lr: np.ndarray, path: Path, crf: int | None) -> Path:
     return path
 
 
+def speed() -> None:
+    """Milliseconds per 8-bit 4:2:0 BT.601 frame (median of 30): the reader's conversion against OpenCV's
+    ``COLOR_YUV2RGB_I420`` (repeated chroma, the reader's way before 2026-12-06)."""
+    import statistics
+    import time
+
+    import av
+    import cv2
+
+    from vsr_pipeline.media.colour import frame_to_rgb
+
+    for w, h in ((1920, 1080), (1280, 720), (640, 272)):
+        i420 = np.random.default_rng(0).integers(16, 236, (h * 3 // 2, w), np.uint8)
+        frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+        ms = {}
+        for name, f in (("reader", lambda: frame_to_rgb(frame, 5, 1)),  # noqa: B023
+                        ("COLOR_YUV2RGB_I420", lambda: cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420))):  # noqa: B023
+            f()
+            times = []
+            for _ in range(30):
+                t = time.perf_counter()
+                f()
+                times.append(time.perf_counter() - t)
+            ms[name] = round(1000 * statistics.median(times), 2)
+        print(f"{w}x{h}: {ms} ms/frame")
+
+
 def main() -> None:
     import tempfile
 
@@ -129,7 +157,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="+", default=MODELS, help="MODEL or MODEL:WEIGHTS")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "chroma_upsampling.json")
+    ap.add_argument("--speed", action="store_true", help="only time the conversion")
     args = ap.parse_args()
+    if args.speed:
+        speed()
+        return
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     clips = []
