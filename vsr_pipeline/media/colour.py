@@ -8,7 +8,7 @@ The reader and the writer use the same matrices, so decode -> encode keeps colou
   sample at the centre of its block (OpenCV's ``INTER_CUBIC``), as quality players do; encode averages each
   block. Before 2026-12-06 decode repeated each sample over its block (swscale's default path and OpenCV's
   ``COLOR_YUV2RGB_I420`` do): models that read RGB saw blocky colour edges; on real clips stored 4:2:0
-  BasicVSR scored 0.65 dB lower in Y and every model's colour was further from the truth
+  BasicVSR scored 0.70 dB lower in Y and every model's colour was further from the truth
   (``benchmarks/quality_chroma_upsampling.py``, docs/evaluation.md (j)). Interpolated chroma is not a
   lossless round trip: decoding and re-encoding at one size changes chroma a little each time (the
   pipeline encodes only what the model made, at the output's size).
