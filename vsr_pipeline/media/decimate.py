@@ -77,7 +77,7 @@ class Decimator:
         self._kept = 0
 
     def filter(self, frames: Iterator[av.VideoFrame | Lost]) -> Iterator[av.VideoFrame | Lost]:
-        """``frames`` unchanged, in order, read a cycle ahead; each cycle's repeat noted for :meth:`dropped`."""
+        """``frames`` as they come, read a cycle ahead; each cycle's repeat noted for :meth:`dropped`."""
         previous: np.ndarray | None = None
         while cycle := list(itertools.islice(frames, CYCLE)):
             scores: list[float] = []
