@@ -65,14 +65,21 @@ def make_lr(clip: Path, frames: int, out: Path) -> None:
     with FrameReader(clip) as reader:
         hr = crop_to_multiple(reader.read(frames)[0], 8)
     lr = np.stack([to_uint8(imresize(f.astype(np.float64) / 255, 1 / 4) * 255) for f in hr])
+    x264_file(lr, out, 18)
+
+
+def x264_file(frames: np.ndarray, out: Path, crf: int) -> Path:
+    """RGB ``frames`` (T, H, W, 3) uint8 to ``out``: 4:2:0 by FFmpeg's scaler (as ``ffmpeg -pix_fmt
+    yuv420p``), libx264 at ``crf``, 25 fps."""
     with av.open(str(out), "w") as c:
-        s = c.add_stream("libx264", rate=25, options={"crf": "18"})
-        s.width, s.height, s.pix_fmt = lr.shape[2], lr.shape[1], "yuv420p"
-        for i, f in enumerate(lr):
+        s = c.add_stream("libx264", rate=25, options={"crf": str(crf)})
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for i, f in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p")
             vf.pts = i
             c.mux(s.encode(vf))
         c.mux(s.encode(None))
+    return out
 
 
 def ycbcr(rgb: np.ndarray) -> np.ndarray:

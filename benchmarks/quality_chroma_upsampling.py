@@ -94,8 +94,6 @@ def encode(lr: np.ndarray, path: Path, crf: int | None) -> Path:
     (swscale) through libx264 at ``crf``."""
     from fractions import Fraction
 
-    import av
-
     from vsr_pipeline.media import VideoWriter
 
     if crf is None:
@@ -103,15 +101,9 @@ def encode(lr: np.ndarray, path: Path, crf: int | None) -> Path:
                          chroma="420") as w:
             w.write(lr, list(range(len(lr))))
         return path
-    with av.open(str(path), "w") as dst:
-        s = dst.add_stream("libx264", rate=25, options={"crf": str(crf)})
-        s.width, s.height, s.pix_fmt = lr.shape[2], lr.shape[1], "yuv420p"
-        for i, rgb in enumerate(lr):
-            f = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-            f.pts = i
-            dst.mux(s.encode(f))
-        dst.mux(s.encode(None))
-    return path
+    from quality_chroma_layouts import x264_file
+
+    return x264_file(lr, path, crf)
 
 
 def speed() -> None:
